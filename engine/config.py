@@ -1,0 +1,72 @@
+"""Settings read from the environment, and the process registry they describe."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine import constants as c
+from engine.process import ProcessRegistry
+
+#: modules of the bundled example processes
+EXAMPLE_MODULES = ("examples.ecb_fx", "examples.demo")
+
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    store_url: str
+    #: None means the embedded transport (kombu's filesystem transport under `data_dir`)
+    broker_url: str | None
+    process_modules: tuple[str, ...] = ()
+    examples: bool = True
+    log_flush_interval: float = c.DEFAULT_LOG_FLUSH_INTERVAL
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        data_dir = Path(env.get(c.ENV_DATA_DIR) or c.DEFAULT_DATA_DIR).absolute()
+        store_url = env.get(c.ENV_STORE_URL) or f"sqlite:///{data_dir / 'procexec.db'}"
+        modules = tuple(
+            name.strip() for name in env.get(c.ENV_PROCESSES, "").split(",") if name.strip()
+        )
+        return cls(
+            data_dir=data_dir,
+            store_url=store_url,
+            broker_url=env.get(c.ENV_BROKER_URL) or None,
+            process_modules=modules,
+            examples=env.get(c.ENV_EXAMPLES, "true").strip().lower() not in _FALSE,
+            log_flush_interval=float(
+                env.get(c.ENV_LOG_FLUSH_INTERVAL) or c.DEFAULT_LOG_FLUSH_INTERVAL
+            ),
+        )
+
+    @property
+    def broker_kind(self) -> str:
+        if self.broker_url is None:
+            return "embedded"
+        return self.broker_url.split("://", 1)[0]
+
+    @property
+    def store_kind(self) -> str:
+        return "sqlite" if self.store_url.startswith("sqlite") else "mongodb"
+
+
+def load_registry(settings: Settings) -> ProcessRegistry:
+    """The bundled examples (unless turned off) and the processes of the configured modules."""
+    registry = ProcessRegistry()
+    modules = (*(EXAMPLE_MODULES if settings.examples else ()), *settings.process_modules)
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise RuntimeError(f"{c.ENV_PROCESSES}: cannot import module {name!r}: {exc}") from exc
+        if registry.add_module(module) == 0:
+            raise RuntimeError(f"{c.ENV_PROCESSES}: module {name!r} defines no Process")
+    return registry

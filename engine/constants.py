@@ -1,0 +1,72 @@
+"""Statuses, environment variable names and defaults, in one place."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """Status of an execution, as the platform names them."""
+
+    #: accepted and recorded; no worker has claimed it yet
+    TRIGGERED = "triggered"
+    #: a worker is running its phases
+    RUNNING = "running"
+    #: waiting before a retry
+    WAITING = "waiting"
+    #: a retry is under way
+    RETRYING = "retrying"
+    #: every phase succeeded
+    SUCCESS = "success"
+    #: every phase succeeded, with warnings logged
+    WARNING = "warning"
+    #: a phase failed, or the run was lost, timed out or cancelled
+    FAILED = "failed"
+
+
+#: statuses after which nothing about an execution changes
+TERMINAL_STATUSES = frozenset({Status.SUCCESS, Status.WARNING, Status.FAILED})
+#: statuses of an execution that a worker holds
+ACTIVE_STATUSES = frozenset({Status.RUNNING, Status.WAITING, Status.RETRYING})
+
+
+class PhaseStatus(StrEnum):
+    """Status of one phase of an execution."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+class Trigger(StrEnum):
+    """How an execution was triggered."""
+
+    SCHEDULED = "scheduled"
+    MANUAL = "manual"
+    SUBSCRIPTION = "subscription"
+
+
+class Scope(StrEnum):
+    """What an API token may do; `run` implies `read`."""
+
+    READ = "read"
+    RUN = "run"
+
+
+SERVICE_NAME = "process-exec"
+DEFAULT_ENVIRONMENT = "production"
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+PHASES = ("EXTRACT", "TRANSFORM", "SEND", "LOAD")
+
+# Environment variables
+ENV_DATA_DIR = "PROCEXEC_DATA_DIR"
+ENV_STORE_URL = "PROCEXEC_STORE_URL"
+ENV_BROKER_URL = "PROCEXEC_BROKER_URL"
+ENV_PROCESSES = "PROCEXEC_PROCESSES"
+ENV_EXAMPLES = "PROCEXEC_EXAMPLES"
+ENV_LOG_FLUSH_INTERVAL = "PROCEXEC_LOG_FLUSH_INTERVAL"
+
+DEFAULT_DATA_DIR = ".procexec"
+#: seconds between two flushes of buffered log lines to the store
+DEFAULT_LOG_FLUSH_INTERVAL = 0.25

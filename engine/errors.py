@@ -1,0 +1,27 @@
+"""Errors the engine raises; the API maps each to one HTTP status."""
+
+from __future__ import annotations
+
+
+class ProcexecError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    status_code = 500
+
+
+class BadRequest(ProcexecError):
+    """The request is malformed; the message names what was wrong."""
+
+    status_code = 400
+
+
+class NotFound(ProcexecError):
+    """An unknown process or execution."""
+
+    status_code = 404
+
+
+class StoreUnavailable(ProcexecError):
+    """The execution store cannot be reached; nothing was written."""
+
+    status_code = 503

@@ -1,0 +1,104 @@
+"""Process definitions: a name, a service, ordered phases, default parameters, triggers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.context import PhaseContext
+
+#: a phase function: the run's context and the previous phase's result in, a result out
+PhaseFunction = Callable[["PhaseContext", Any], Any]
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class PhaseDefinition:
+    name: str
+    function: PhaseFunction
+
+
+@dataclass
+class Process:
+    """A named process; add phases in order with the `phase` decorator.
+
+    ```python
+    DEMO = Process("DEMO", service="ETL", defaults={"sleep": 0})
+
+    @DEMO.phase("EXTRACT")
+    def extract(ctx, previous):
+        ctx.log("reading")
+        return [1, 2, 3]
+    ```
+    """
+
+    name: str
+    service: str = "ETL"
+    description: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: crontab (five fields), used by the beat scheduler
+    schedule: str | None = None
+    #: data ids (glob patterns such as `#ECB_FX.*`) whose updates trigger this process
+    subscriptions: tuple[str, ...] = ()
+    enabled: bool = True
+    phases: list[PhaseDefinition] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"invalid process name {self.name!r}")
+
+    def phase(self, name: str) -> Callable[[PhaseFunction], PhaseFunction]:
+        """Decorator that appends a phase called `name` to this process."""
+        name = name.upper()
+        if any(existing.name == name for existing in self.phases):
+            raise ValueError(f"process {self.name} already has a phase {name}")
+
+        def register(function: PhaseFunction) -> PhaseFunction:
+            self.phases.append(PhaseDefinition(name, function))
+            return function
+
+        return register
+
+    def parameters(self, body: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The defaults overridden by a trigger's `body`."""
+        return {**self.defaults, **(body or {})}
+
+
+class ProcessRegistry:
+    """The processes this service knows, by name."""
+
+    def __init__(self, processes: Iterable[Process] = ()) -> None:
+        self._processes: dict[str, Process] = {}
+        for process in processes:
+            self.add(process)
+
+    def add(self, process: Process) -> None:
+        if not process.phases:
+            raise ValueError(f"process {process.name} has no phases")
+        existing = self._processes.get(process.name)
+        if existing is not None and existing is not process:
+            raise ValueError(f"two processes are called {process.name}")
+        self._processes[process.name] = process
+
+    def get(self, name: str) -> Process | None:
+        return self._processes.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._processes
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(sorted(self._processes.values(), key=lambda p: p.name))
+
+    def __len__(self) -> int:
+        return len(self._processes)
+
+    def add_module(self, module: Any) -> int:
+        """Register every `Process` defined at the top level of a module; returns how many."""
+        found = [value for value in vars(module).values() if isinstance(value, Process)]
+        for process in found:
+            self.add(process)
+        return len(found)

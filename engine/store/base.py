@@ -1,0 +1,132 @@
+"""The store interface: execution documents, API tokens and loaded series, on any backend."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from engine.query import Query
+
+#: internal bookkeeping kept beside a document, never served by the API
+META_KEYS = ("worker", "heartbeat", "input")
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token as stored: only its hash is kept."""
+
+    token_hash: str
+    user: str
+    scope: str
+    created: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One value of one series on one date, as a LOAD phase writes it."""
+
+    series_id: str
+    date: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Update:
+    """A change to one document, as MongoDB expresses it.
+
+    `set` maps dotted paths (`phases.2.status`) to values; `push` maps dotted paths of arrays
+    to values appended in order. `expect_status`, when given, makes the update conditional: it
+    applies only while the document has one of those statuses, atomically.
+    """
+
+    set: Mapping[str, Any] | None = None
+    push: Mapping[str, Sequence[Any]] | None = None
+    expect_status: frozenset[str] | None = None
+    meta: Mapping[str, Any] | None = None
+
+
+class ExecutionStore(abc.ABC):
+    """Where execution documents live; one conformance suite holds every backend to it."""
+
+    kind: str = "abstract"
+
+    @abc.abstractmethod
+    def insert(self, doc: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> None:
+        """Store a new execution document (its `_id` must be new) and its hidden `meta`."""
+
+    @abc.abstractmethod
+    def get_meta(self, execution_id: str) -> dict[str, Any]:
+        """The hidden bookkeeping of an execution (`META_KEYS`); empty when unknown."""
+
+    @abc.abstractmethod
+    def get(self, execution_id: str, environment: str | None = None) -> dict[str, Any] | None:
+        """One document by id, or None; with `environment`, only from that environment."""
+
+    @abc.abstractmethod
+    def update(self, execution_id: str, change: Update) -> bool:
+        """Apply `change` atomically; False when the document is missing or not as expected."""
+
+    @abc.abstractmethod
+    def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
+        """The page of documents that `query` selects, and how many it selects in all."""
+
+    @abc.abstractmethod
+    def add_token(self, record: TokenRecord) -> None:
+        """Store a new API token record."""
+
+    @abc.abstractmethod
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        """The token record of this hash, or None."""
+
+    @abc.abstractmethod
+    def upsert_observations(self, environment: str, rows: Sequence[Observation]) -> int:
+        """Insert or replace series values; returns how many rows were written."""
+
+    @abc.abstractmethod
+    def get_series(self, environment: str, series_id: str) -> dict[str, float]:
+        """The values of one series by date (empty when unknown)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+def apply_update(doc: dict[str, Any], change: Update) -> None:
+    """Apply `change` to a document in memory, as MongoDB would; used by stores without `$set`."""
+    for path, value in (change.set or {}).items():
+        parent, key = _walk(doc, path, create=True)
+        _assign(parent, key, value)
+    for path, values in (change.push or {}).items():
+        parent, key = _walk(doc, path, create=True)
+        if isinstance(parent, list):
+            target = parent[int(key)]
+        else:
+            target = parent.setdefault(key, [])
+        if not isinstance(target, list):
+            raise TypeError(f"cannot push to non-array field {path!r}")
+        target.extend(values)
+
+
+def _walk(doc: dict[str, Any], path: str, *, create: bool) -> tuple[Any, str]:
+    parts = path.split(".")
+    node: Any = doc
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            node = node[int(part)]
+        else:
+            if part not in node and create:
+                node[part] = {}
+            node = node[part]
+    return node, parts[-1]
+
+
+def _assign(parent: Any, key: str, value: Any) -> None:
+    if isinstance(parent, list):
+        index = int(key)
+        if index == len(parent):
+            parent.append(value)
+        else:
+            parent[index] = value
+    else:
+        parent[key] = value

@@ -1,0 +1,172 @@
+"""The production store: MongoDB through pymongo, with atomic `$set`/`$push` updates.
+
+`mongomock://` opens the in-memory stand-in from the `mongomock` package (tests only: it is
+not a server and proves nothing about one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+import pymongo
+from pymongo.errors import PyMongoError
+
+from engine.errors import StoreUnavailable
+from engine.query import And, Condition, Node, Not, Or, Query
+from engine.store.base import META_KEYS, ExecutionStore, Observation, TokenRecord, Update
+
+
+_MONGO_OPS = {"gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte", "ne": "$ne", "in": "$in"}
+
+
+def compile_filter(node: Node) -> dict[str, Any]:
+    """A `Query` filter tree as a MongoDB filter document."""
+    if isinstance(node, Condition):
+        if node.op == "eq":
+            return {node.field: node.value}
+        if node.op == "regex":
+            return {node.field: {"$regex": node.value}}
+        value = list(node.value) if node.op == "in" else node.value
+        return {node.field: {_MONGO_OPS[node.op]: value}}
+    if isinstance(node, And):
+        return {"$and": [compile_filter(item) for item in node.items]}
+    if isinstance(node, Or):
+        return {"$or": [compile_filter(item) for item in node.items]}
+    if isinstance(node, Not):
+        return {"$nor": [compile_filter(node.item)]}
+    raise TypeError(f"unknown query node {node!r}")
+
+
+class MongoStore(ExecutionStore):
+    kind = "mongodb"
+
+    def __init__(self, url: str, client: Any | None = None) -> None:
+        if client is None:
+            if url.startswith("mongomock://"):
+                import mongomock
+
+                client = mongomock.MongoClient()
+            else:
+                client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000, tz_aware=False)
+        database = urlparse(url).path.lstrip("/") or "procexec"
+        self.client = client
+        self.db = client[database]
+        self.executions = self.db["executions"]
+        self.tokens = self.db["tokens"]
+        self.observations = self.db["observations"]
+        try:
+            self._ensure_indexes()
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"cannot reach MongoDB at {url}: {exc}") from exc
+
+    def _ensure_indexes(self) -> None:
+        for keys in (
+            [("environment", 1), ("start", -1), ("_id", -1)],
+            [("environment", 1), ("name", 1), ("start", -1), ("_id", -1)],
+            [("environment", 1), ("status", 1), ("start", -1), ("_id", -1)],
+        ):
+            self.executions.create_index(keys)
+        self.observations.create_index(
+            [("environment", 1), ("series_id", 1), ("date", 1)], unique=True
+        )
+
+    def insert(self, doc: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> None:
+        unknown = set(meta or {}) - set(META_KEYS)
+        if unknown:
+            raise KeyError(f"unknown meta keys {sorted(unknown)}")
+        self.executions.insert_one({**doc, "_meta": dict(meta or {})})
+
+    def get_meta(self, execution_id: str) -> dict[str, Any]:
+        row = self.executions.find_one({"_id": execution_id}, {"_meta": 1})
+        if row is None:
+            return {}
+        stored = row.get("_meta") or {}
+        return {key: stored.get(key) for key in META_KEYS}
+
+    def get(self, execution_id: str, environment: str | None = None) -> dict[str, Any] | None:
+        selector: dict[str, Any] = {"_id": execution_id}
+        if environment is not None:
+            selector["environment"] = environment
+        doc: dict[str, Any] | None = self.executions.find_one(selector, {"_meta": 0})
+        return doc
+
+    def update(self, execution_id: str, change: Update) -> bool:
+        selector: dict[str, Any] = {"_id": execution_id}
+        if change.expect_status is not None:
+            selector["status"] = {"$in": sorted(change.expect_status)}
+        operations: dict[str, Any] = {}
+        sets = dict(change.set or {})
+        sets.update({f"_meta.{key}": value for key, value in (change.meta or {}).items()})
+        if sets:
+            operations["$set"] = sets
+        if change.push:
+            operations["$push"] = {
+                path: {"$each": list(values)} for path, values in change.push.items()
+            }
+        if not operations:
+            return self.executions.count_documents(selector, limit=1) == 1
+        result = self.executions.update_one(selector, operations)
+        return bool(result.matched_count)
+
+    def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
+        selector: dict[str, Any] = {"environment": query.environment}
+        if query.where is not None:
+            selector = {"$and": [selector, compile_filter(query.where)]}
+        total = self.executions.count_documents(selector)
+        projection: dict[str, Any] = (
+            {name: 1 for name in query.project} | {"_id": 1} if query.project else {"_meta": 0}
+        )
+        tie = query.sort[0][1]
+        cursor = (
+            self.executions.find(selector, projection)
+            .sort([*query.sort, ("_id", tie)])
+            .skip(query.skip)
+        )
+        if query.limit:
+            cursor = cursor.limit(query.limit)
+        else:
+            return [], total
+        return list(cursor), total
+
+    def add_token(self, record: TokenRecord) -> None:
+        self.tokens.insert_one(
+            {
+                "_id": record.token_hash,
+                "user": record.user,
+                "scope": record.scope,
+                "created": record.created,
+            }
+        )
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        row = self.tokens.find_one({"_id": token_hash})
+        if row is None:
+            return None
+        return TokenRecord(row["_id"], row["user"], row["scope"], row["created"])
+
+    def upsert_observations(self, environment: str, rows: Sequence[Observation]) -> int:
+        if not rows:
+            return 0
+        self.observations.bulk_write(
+            [
+                pymongo.UpdateOne(
+                    {"environment": environment, "series_id": row.series_id, "date": row.date},
+                    {"$set": {"value": row.value}},
+                    upsert=True,
+                )
+                for row in rows
+            ],
+            ordered=False,
+        )
+        return len(rows)
+
+    def get_series(self, environment: str, series_id: str) -> dict[str, float]:
+        rows = self.observations.find(
+            {"environment": environment, "series_id": series_id}, {"date": 1, "value": 1}
+        ).sort("date", 1)
+        return {row["date"]: row["value"] for row in rows}
+
+    def close(self) -> None:
+        self.client.close()

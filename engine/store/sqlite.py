@@ -1,0 +1,312 @@
+"""The embedded store: one SQLite file, WAL, the document as JSON with indexed generated columns.
+
+Safe across threads (a connection per thread) and processes (WAL, `BEGIN IMMEDIATE` around
+every read-modify-write, so two writers never lose each other's updates).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.errors import StoreUnavailable
+from engine.query import ARRAY_FIELDS, And, Condition, Node, Not, Or, Query
+from engine.store.base import (
+    META_KEYS,
+    ExecutionStore,
+    Observation,
+    TokenRecord,
+    Update,
+    apply_update,
+)
+
+#: top-level fields copied into generated columns, so that filters and sorts use indexes
+COLUMNS = {
+    "environment": "environment",
+    "name": "name",
+    "status": "status",
+    "start": "start",
+    "end": "end_",
+    "service": "service",
+    "trigger": "trigger_",
+    "runAs": "run_as",
+}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS executions (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    worker TEXT,
+    heartbeat TEXT,
+    input TEXT,
+    environment TEXT GENERATED ALWAYS AS (json_extract(doc, '$.environment')) VIRTUAL,
+    name TEXT GENERATED ALWAYS AS (json_extract(doc, '$.name')) VIRTUAL,
+    status TEXT GENERATED ALWAYS AS (json_extract(doc, '$.status')) VIRTUAL,
+    start TEXT GENERATED ALWAYS AS (json_extract(doc, '$.start')) VIRTUAL,
+    end_ TEXT GENERATED ALWAYS AS (json_extract(doc, '$.end')) VIRTUAL,
+    service TEXT GENERATED ALWAYS AS (json_extract(doc, '$.service')) VIRTUAL,
+    trigger_ TEXT GENERATED ALWAYS AS (json_extract(doc, '$.trigger')) VIRTUAL,
+    run_as TEXT GENERATED ALWAYS AS (json_extract(doc, '$.runAs')) VIRTUAL
+);
+CREATE INDEX IF NOT EXISTS ix_exec_env_start ON executions(environment, start DESC, id DESC);
+CREATE INDEX IF NOT EXISTS ix_exec_env_name_start
+    ON executions(environment, name, start DESC, id DESC);
+CREATE INDEX IF NOT EXISTS ix_exec_env_status_start
+    ON executions(environment, status, start DESC, id DESC);
+CREATE TABLE IF NOT EXISTS tokens (
+    token_hash TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS observations (
+    environment TEXT NOT NULL,
+    series_id TEXT NOT NULL,
+    date TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (environment, series_id, date)
+);
+"""
+
+_SQL_OPS = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def _regexp(pattern: str, value: Any) -> bool:
+    return value is not None and re.search(pattern, str(value)) is not None
+
+
+def _json_path(parts: Sequence[str]) -> str:
+    return "$" + "".join(f'."{part}"' for part in parts)
+
+
+class _Compiler:
+    """Compiles a `Query` filter tree into a WHERE clause and its parameters."""
+
+    def __init__(self) -> None:
+        self.params: list[Any] = []
+
+    def node(self, node: Node) -> str:
+        if isinstance(node, Condition):
+            return self.condition(node)
+        if isinstance(node, And):
+            return "(" + " AND ".join(self.node(item) for item in node.items) + ")"
+        if isinstance(node, Or):
+            return "(" + " OR ".join(self.node(item) for item in node.items) + ")"
+        if isinstance(node, Not):
+            return f"(NOT {self.node(node.item)})"
+        raise TypeError(f"unknown query node {node!r}")
+
+    def condition(self, cond: Condition) -> str:
+        parts = cond.field.split(".")
+        if parts[0] in ARRAY_FIELDS and len(parts) > 1:
+            inner = f"json_extract(item.value, '{_json_path(parts[1:])}')"
+            source = f"json_each(executions.doc, '{_json_path(parts[:1])}') AS item"
+            if cond.op == "ne":
+                # As MongoDB: no element equals the value.
+                positive = Condition(cond.field, "eq", cond.value)
+                exists = self._predicate(inner, positive)
+                return f"NOT EXISTS (SELECT 1 FROM {source} WHERE {exists})"
+            return f"EXISTS (SELECT 1 FROM {source} WHERE {self._predicate(inner, cond)})"
+        return self._predicate(expression(cond.field), cond)
+
+    def _predicate(self, expr: str, cond: Condition) -> str:
+        value = cond.value
+        if cond.op == "eq":
+            if value is None:
+                return f"{expr} IS NULL"
+            self.params.append(value)
+            return f"{expr} = ?"
+        if cond.op == "ne":
+            if value is None:
+                return f"{expr} IS NOT NULL"
+            self.params.append(value)
+            return f"({expr} IS NULL OR {expr} != ?)"
+        if cond.op == "in":
+            present = [v for v in value if v is not None]
+            clauses = []
+            if present:
+                self.params.extend(present)
+                clauses.append(f"{expr} IN ({', '.join('?' * len(present))})")
+            if len(present) != len(value):
+                clauses.append(f"{expr} IS NULL")
+            return "(" + " OR ".join(clauses) + ")"
+        if cond.op == "regex":
+            self.params.append(value)
+            return f"regexp(?, {expr})"
+        self.params.append(value)
+        return f"{expr} {_SQL_OPS[cond.op]} ?"
+
+
+def _meta_columns(meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    columns = {}
+    for key, value in (meta or {}).items():
+        if key not in META_KEYS:
+            raise KeyError(f"unknown meta key {key!r}")
+        columns[key] = json.dumps(value) if key == "input" else value
+    return columns
+
+
+def expression(field: str) -> str:
+    """The SQL expression of a document field: its column when it has one."""
+    if field == "_id":
+        return "id"
+    if field in COLUMNS:
+        return COLUMNS[field]
+    return f"json_extract(doc, '{_json_path(field.split('.'))}')"
+
+
+def project(doc: dict[str, Any], fields: Sequence[str] | None) -> dict[str, Any]:
+    """Keep `_id` and the named (possibly dotted) fields of a document."""
+    if not fields:
+        return doc
+    result: dict[str, Any] = {"_id": doc["_id"]}
+    for field in fields:
+        head = field.split(".")[0]
+        if head in doc:
+            result[head] = doc[head]
+    return result
+
+
+class SQLiteStore(ExecutionStore):
+    kind = "sqlite"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connect().executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"cannot open the SQLite store {self.path}: {exc}") from exc
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.create_function("regexp", 2, _regexp, deterministic=True)
+            self._local.conn = conn
+        return conn
+
+    def insert(self, doc: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> None:
+        meta = _meta_columns(meta)
+        columns = ", ".join(["id", "doc", *meta])
+        self._connect().execute(
+            f"INSERT INTO executions ({columns}) VALUES ({', '.join('?' * (2 + len(meta)))})",
+            (doc["_id"], json.dumps(doc), *meta.values()),
+        )
+
+    def get_meta(self, execution_id: str) -> dict[str, Any]:
+        row = self._connect().execute(
+            f"SELECT {', '.join(META_KEYS)} FROM executions WHERE id = ?", (execution_id,)
+        ).fetchone()
+        if row is None:
+            return {}
+        meta = dict(zip(META_KEYS, row, strict=True))
+        meta["input"] = json.loads(meta["input"]) if meta["input"] else None
+        return meta
+
+    def get(self, execution_id: str, environment: str | None = None) -> dict[str, Any] | None:
+        sql, params = "SELECT doc FROM executions WHERE id = ?", [execution_id]
+        if environment is not None:
+            sql += " AND environment = ?"
+            params.append(environment)
+        row = self._connect().execute(sql, params).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def update(self, execution_id: str, change: Update) -> bool:
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                "SELECT doc FROM executions WHERE id = ?", (execution_id,)
+            ).fetchone()
+            if row is None:
+                conn.execute("ROLLBACK")
+                return False
+            doc = json.loads(row[0])
+            if change.expect_status is not None and doc.get("status") not in change.expect_status:
+                conn.execute("ROLLBACK")
+                return False
+            apply_update(doc, change)
+            meta = _meta_columns(change.meta)
+            assignments = ", ".join(["doc = ?", *(f"{key} = ?" for key in meta)])
+            conn.execute(
+                f"UPDATE executions SET {assignments} WHERE id = ?",
+                (json.dumps(doc), *meta.values(), execution_id),
+            )
+            conn.execute("COMMIT")
+            return True
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
+        compiler = _Compiler()
+        where = "environment = ?"
+        compiler.params.append(query.environment)
+        if query.where is not None:
+            where += " AND " + compiler.node(query.where)
+        conn = self._connect()
+        total = conn.execute(
+            f"SELECT count(*) FROM executions WHERE {where}", compiler.params
+        ).fetchone()[0]
+        order = ", ".join(
+            f"{expression(name)} {'DESC' if direction < 0 else 'ASC'}" for name, direction in query.sort
+        )
+        tie = "DESC" if query.sort[0][1] < 0 else "ASC"
+        rows = conn.execute(
+            f"SELECT doc FROM executions WHERE {where} ORDER BY {order}, id {tie} LIMIT ? OFFSET ?",
+            [*compiler.params, query.limit, query.skip],
+        ).fetchall()
+        return [project(json.loads(row[0]), query.project) for row in rows], total
+
+    def add_token(self, record: TokenRecord) -> None:
+        self._connect().execute(
+            "INSERT INTO tokens (token_hash, user, scope, created) VALUES (?, ?, ?, ?)",
+            (record.token_hash, record.user, record.scope, record.created),
+        )
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        row = self._connect().execute(
+            "SELECT token_hash, user, scope, created FROM tokens WHERE token_hash = ?",
+            (token_hash,),
+        ).fetchone()
+        return TokenRecord(*row) if row else None
+
+    def upsert_observations(self, environment: str, rows: Sequence[Observation]) -> int:
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO observations (environment, series_id, date, value) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (environment, series_id, date) DO UPDATE SET value = excluded.value",
+                [(environment, row.series_id, row.date, row.value) for row in rows],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(rows)
+
+    def get_series(self, environment: str, series_id: str) -> dict[str, float]:
+        rows = self._connect().execute(
+            "SELECT date, value FROM observations WHERE environment = ? AND series_id = ?"
+            " ORDER BY date",
+            (environment, series_id),
+        ).fetchall()
+        return dict(rows)
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

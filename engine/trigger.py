@@ -1,0 +1,87 @@
+"""Accepting a trigger: record the execution first, then hand its id to the workers."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from engine.constants import Status, Trigger
+from engine.errors import BadRequest, NotFound
+from engine.process import ProcessRegistry
+from engine.store.base import ExecutionStore
+from engine.timeutil import iso_ms
+
+logger = logging.getLogger(__name__)
+
+#: hands an execution id to the workers, after an optional delay in seconds
+Dispatch = Callable[[str, float], None]
+
+
+def new_execution(
+    *,
+    service: str,
+    name: str,
+    environment: str,
+    trigger: Trigger,
+    reason: str,
+    run_as: str,
+) -> dict[str, Any]:
+    """A fresh execution document, its fields in the seed page's order."""
+    return {
+        "_id": str(uuid.uuid4()),
+        "service": service,
+        "name": name,
+        "environment": environment,
+        "trigger": trigger.value,
+        "status": Status.TRIGGERED.value,
+        "message": "Triggered",
+        "reason": reason,
+        "start": iso_ms(),
+        "runAs": run_as,
+        "phases": [],
+    }
+
+
+class TriggerService:
+    def __init__(self, store: ExecutionStore, registry: ProcessRegistry, dispatch: Dispatch) -> None:
+        self.store = store
+        self.registry = registry
+        self.dispatch = dispatch
+
+    def trigger(
+        self,
+        name: str,
+        *,
+        run_as: str,
+        environment: str,
+        body: Mapping[str, Any] | None = None,
+        trigger: Trigger = Trigger.MANUAL,
+        reason: str | None = None,
+        delay: float = 0.0,
+    ) -> dict[str, Any]:
+        """Record a new execution of process `name` and dispatch it; returns the document.
+
+        The document is recorded before the dispatch: once this returns, the run is accepted,
+        even if the broker was unreachable (the document is the outbox).
+        """
+        process = self.registry.get(name)
+        if process is None:
+            raise NotFound(f"unknown process '{name}'")
+        if body is not None and not isinstance(body, Mapping):
+            raise BadRequest("body: must be a JSON object of parameters")
+        doc = new_execution(
+            service=process.service,
+            name=process.name,
+            environment=environment,
+            trigger=trigger,
+            reason=reason or f"Manually triggered by {run_as}",
+            run_as=run_as,
+        )
+        self.store.insert(doc, meta={"input": process.parameters(body)})
+        try:
+            self.dispatch(doc["_id"], delay)
+        except Exception:
+            logger.exception("dispatching %s failed; it stays triggered for redelivery", doc["_id"])
+        return doc
