@@ -1,0 +1,1 @@
+"""procexec's REST API: a thin FastAPI app over the engine."""

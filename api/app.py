@@ -1,0 +1,94 @@
+"""The FastAPI application: the routes mounted at both base paths, errors, compression."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
+
+import engine
+from api import errors
+from api.deps import ServiceState
+from api.routes import router
+from engine.config import Settings, load_registry
+from engine.constants import SERVICE_NAME
+from engine.process import ProcessRegistry
+from engine.store import ExecutionStore, open_store
+from engine.timeutil import iso_ms
+from engine.trigger import Dispatch, TriggerService
+
+#: where the API is mounted: the seed page's path, and the platform SDK's
+BASE_PATHS = ("/service/process-exec", "/api/process-exec")
+
+_STARTED = iso_ms()
+
+
+def _git(*args: str) -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", *args],
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def build_information(settings: Settings) -> dict[str, Any]:
+    return {
+        "service": SERVICE_NAME,
+        "version": engine.__version__,
+        "commit": _git("rev-parse", "HEAD") or "unknown",
+        "buildTime": _git("log", "-1", "--format=%cI") or _STARTED,
+        "started": _STARTED,
+        "store": settings.store_kind,
+        "broker": settings.broker_kind,
+    }
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: ExecutionStore | None = None,
+    registry: ProcessRegistry | None = None,
+    dispatch: Dispatch | None = None,
+) -> FastAPI:
+    """Build the API; by default everything comes from the environment's settings."""
+    settings = settings or Settings.from_env()
+    store = store or open_store(settings.store_url)
+    registry = registry or load_registry(settings)
+    if dispatch is None:
+        from workers.celery_app import celery_dispatch
+
+        dispatch = celery_dispatch(settings)
+    app = FastAPI(
+        title="procexec",
+        version=engine.__version__,
+        description="Process execution service: trigger processes and read their execution logs.",
+    )
+    app.state.procexec = ServiceState(
+        settings=settings,
+        store=store,
+        registry=registry,
+        triggers=TriggerService(store, registry, dispatch),
+        build=build_information(settings),
+    )
+    errors.install(app)
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    for base in BASE_PATHS:
+        app.include_router(router, prefix=base)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for `uvicorn --factory api.app:app_factory`."""
+    return create_app()
+
+

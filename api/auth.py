@@ -1,0 +1,58 @@
+"""Who is calling: a Bearer token, or the platform's API-key forms carrying a procexec token."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from fastapi import Request
+
+from api.errors import ApiError
+from engine.constants import Scope
+from engine.store.base import ExecutionStore, TokenRecord
+from engine.tokens import allows, verify_token
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="procexec"'}
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, message, _CHALLENGE)
+
+
+def _credentials(request: Request) -> tuple[str | None, str]:
+    """The (claimed user, token) a request carries; raises 401 when it carries none."""
+    header = request.headers.get("authorization", "").strip()
+    if header:
+        kind, _, value = header.partition(" ")
+        value = value.strip()
+        if kind.lower() == "bearer" and value:
+            return None, value
+        if kind.lower() == "basic" and value:
+            try:
+                decoded = base64.b64decode(value, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                raise _unauthorized("Authorization: Basic credentials are not base64") from None
+            user, sep, key = decoded.partition(":")
+            if not sep or not user or not key:
+                raise _unauthorized("Authorization: Basic credentials must be user:key")
+            return user, key
+        raise _unauthorized("Authorization: expected 'Bearer <token>' or 'Basic <user:key>'")
+    email, key = request.headers.get("x-odsl-email"), request.headers.get("x-odsl-key")
+    if email and key:
+        return email, key
+    if email or key:
+        raise _unauthorized("x-odsl-email and x-odsl-key must be sent together")
+    raise _unauthorized("missing credentials: send 'Authorization: Bearer <token>'")
+
+
+def authenticate(request: Request, store: ExecutionStore, needed: Scope) -> TokenRecord:
+    """The token record of the caller, if it may do what `needed` names."""
+    claimed_user, token = _credentials(request)
+    record = verify_token(store, token)
+    if record is None:
+        raise _unauthorized("invalid token")
+    if claimed_user is not None and claimed_user != record.user:
+        raise _unauthorized(f"the key does not belong to user '{claimed_user}'")
+    if not allows(record, needed):
+        raise ApiError(403, f"token scope '{record.scope}' does not allow '{needed.value}'")
+    return record

@@ -1,0 +1,54 @@
+"""What routes depend on: the service state, the caller, the environment."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from api.auth import authenticate
+from api.errors import ApiError
+from engine.config import Settings
+from engine.constants import DEFAULT_ENVIRONMENT, Scope
+from engine.process import ProcessRegistry
+from engine.store.base import ExecutionStore, TokenRecord
+from engine.trigger import TriggerService
+
+_ENVIRONMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    store: ExecutionStore
+    registry: ProcessRegistry
+    triggers: TriggerService
+    build: dict[str, Any]
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.procexec
+    return state
+
+
+def get_environment(request: Request) -> str:
+    value = request.headers.get("x-odsl-environment", DEFAULT_ENVIRONMENT).strip()
+    if not _ENVIRONMENT.match(value):
+        raise ApiError(400, f"x-odsl-environment: '{value}' is not an environment name")
+    return value
+
+
+def reader(request: Request, state: Annotated[ServiceState, Depends(get_state)]) -> TokenRecord:
+    return authenticate(request, state.store, Scope.READ)
+
+
+def runner(request: Request, state: Annotated[ServiceState, Depends(get_state)]) -> TokenRecord:
+    return authenticate(request, state.store, Scope.RUN)
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+EnvironmentDep = Annotated[str, Depends(get_environment)]
+Reader = Annotated[TokenRecord, Depends(reader)]
+Runner = Annotated[TokenRecord, Depends(runner)]

@@ -1,0 +1,65 @@
+"""Every error as JSON `{"error": ...}`, its text repeated in the `x-odsl-error` header."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.errors import ProcexecError
+
+logger = logging.getLogger(__name__)
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    # Header values must be latin-1 and single-line.
+    header_text = " ".join(message.split()).encode("latin-1", "replace").decode("latin-1")
+    return JSONResponse(
+        {"error": message, "status": status},
+        status_code=status,
+        headers={"x-odsl-error": header_text, **(headers or {})},
+    )
+
+
+class ApiError(Exception):
+    """An error raised by the API layer itself (authentication, authorisation)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(ProcexecError)
+    async def _engine_error(_: Request, exc: ProcexecError) -> JSONResponse:
+        if exc.status_code >= 500:
+            logger.error("request failed: %s", exc)
+        return error_response(exc.status_code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        return error_response(400, f"invalid request: {problems}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such path: {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        return error_response(exc.status_code, message, dict(exc.headers or {}))

@@ -1,0 +1,132 @@
+"""The process execution calls of the seed page, mounted under each base path."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import EnvironmentDep, Reader, Runner, StateDep
+from api.errors import ApiError
+from engine.errors import NotFound
+from engine.query import parse_query
+
+router = APIRouter()
+
+#: the source segments of the platform's URLs; executions are always the tenant's private data
+SOURCES = frozenset({"private", "public", "all"})
+#: the longest `_delay` accepted on a trigger, in milliseconds (one day)
+MAX_DELAY_MS = 86_400_000
+
+
+@router.get("", summary="Build information of this service")
+def build_info(state: StateDep) -> dict[str, Any]:
+    """Service name, version, commit, build time, and the kinds of store and broker."""
+    return state.build
+
+
+def _list(request: Request, state: StateDep, environment: str, source: str) -> Response:
+    query = parse_query(request.query_params.multi_items(), environment)
+    if source == "public":
+        # Executions are private data: nothing of them is public.
+        rows, total = [], 0
+    else:
+        rows, total = state.store.list(query)
+    return JSONResponse(rows, headers={"x-total-count": str(total)})
+
+
+@router.get("/v1", summary="List process executions")
+def list_executions(
+    request: Request, state: StateDep, environment: EnvironmentDep, _caller: Reader
+) -> Response:
+    """List executions, newest first; filters, `_limit`, `_skip`, `_sort`, `_project`."""
+    return _list(request, state, environment, "private")
+
+
+def _get(state: StateDep, environment: str, execution_id: str) -> dict[str, Any]:
+    doc = state.store.get(execution_id, environment)
+    if doc is None:
+        raise NotFound(f"no execution '{execution_id}' in environment '{environment}'")
+    return doc
+
+
+@router.get("/v1/{key}", summary="One execution, or a list by source")
+def get_or_list(
+    key: str, request: Request, state: StateDep, environment: EnvironmentDep, _caller: Reader
+) -> Any:
+    """`v1/{id}` reads one execution; `v1/private`, `v1/public`, `v1/all` list them."""
+    if key in SOURCES:
+        return _list(request, state, environment, key)
+    return _get(state, environment, key)
+
+
+@router.get("/v1/{source}/{execution_id}", summary="Retrieve one execution")
+def get_execution(
+    source: str, execution_id: str, state: StateDep, environment: EnvironmentDep, _caller: Reader
+) -> dict[str, Any]:
+    """One execution by id, under a source segment (`private/<id>`)."""
+    if source not in SOURCES:
+        raise NotFound(f"unknown source '{source}' (use private, public or all)")
+    if source == "public":
+        raise NotFound(f"no public execution '{execution_id}'")
+    return _get(state, environment, execution_id)
+
+
+def _trigger_request(
+    raw: bytes, request: Request
+) -> tuple[str, dict[str, Any] | None, str | None, float]:
+    """Validate a trigger's JSON body: its process name, parameters, reason and delay."""
+    if not raw.strip():
+        raise ApiError(400, "request body: expected a JSON object such as {\"name\": \"ECB_FX\"}")
+    try:
+        payload = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"request body: malformed JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, f"request body: expected a JSON object, got {type(payload).__name__}")
+    name = payload.get("name")
+    if name is None:
+        raise ApiError(400, "name: required (the name of the process to run)")
+    if not isinstance(name, str) or not name.strip():
+        raise ApiError(400, "name: must be a non-empty string")
+    params = payload.get("body", payload.get("input"))
+    if params is not None and not isinstance(params, dict):
+        field = "body" if "body" in payload else "input"
+        raise ApiError(400, f"{field}: must be a JSON object of parameters")
+    reason = payload.get("_reason", request.query_params.get("_reason"))
+    if reason is not None and not isinstance(reason, str):
+        raise ApiError(400, "_reason: must be a string")
+    delay_raw = payload.get("_delay", request.query_params.get("_delay", 0))
+    try:
+        delay_ms = float(delay_raw)
+    except (TypeError, ValueError):
+        raise ApiError(400, f"_delay: '{delay_raw}' is not a number of milliseconds") from None
+    if not math.isfinite(delay_ms) or not 0 <= delay_ms <= MAX_DELAY_MS:
+        raise ApiError(400, f"_delay: must be between 0 and {MAX_DELAY_MS} milliseconds")
+    return name.strip(), params, reason, delay_ms / 1000
+
+
+@router.post("/v1", status_code=202, summary="Trigger a process")
+@router.post("", status_code=202, include_in_schema=False)
+async def trigger(
+    request: Request, state: StateDep, environment: EnvironmentDep, caller: Runner
+) -> Response:
+    """Run a process: `{"name": "ECB_FX", "body": {...}}`; answers 202 with the new execution."""
+    name, params, reason, delay = _trigger_request(await request.body(), request)
+    doc = await run_in_threadpool(
+        state.triggers.trigger,
+        name,
+        run_as=caller.user,
+        environment=environment,
+        body=params,
+        reason=reason,
+        delay=delay,
+    )
+    base = request.url.path.rstrip("/")
+    if not base.endswith("/v1"):
+        base += "/v1"
+    return JSONResponse(doc, status_code=202, headers={"Location": f"{base}/{doc['_id']}"})
