@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine import constants as c
@@ -26,7 +26,6 @@ class Settings:
     process_modules: tuple[str, ...] = ()
     examples: bool = True
     log_flush_interval: float = c.DEFAULT_LOG_FLUSH_INTERVAL
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 #: a phase function: the run's context and the previous phase's result in, a result out
 PhaseFunction = Callable[["PhaseContext", Any], Any]
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class ProcessRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._processes
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Process]:
         return iter(sorted(self._processes.values(), key=lambda p: p.name))
 
     def __len__(self) -> int:

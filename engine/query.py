@@ -65,11 +65,26 @@ DATE_FIELDS = frozenset({"start", "end", "phases.start", "phases.end"})
 #: the only array of sub-documents in an execution document
 ARRAY_FIELDS = frozenset({"phases"})
 
-_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_:#-]+)*$")
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_:#-]+)*\Z")
 _FUNCTION = re.compile(r"^([A-Za-z]+)\((.*)\)$", re.DOTALL)
 _BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FUNCTIONS = ("range", "gt", "gte", "lt", "lte", "in", "ne", "regex")
 _RESERVED = ("_limit", "_skip", "_sort", "_project")
+#: fields a list can be sorted by: the document's top-level scalar fields
+SORT_FIELDS = (
+    "_id",
+    "service",
+    "name",
+    "environment",
+    "trigger",
+    "status",
+    "message",
+    "reason",
+    "start",
+    "end",
+    "runAs",
+    "loaderMessage",
+)
 
 
 def check_field(name: str, param: str) -> str:
@@ -100,6 +115,17 @@ def _scalar(text: str) -> str | None:
     return None if text == "null" else text
 
 
+def _date_equals(field_name: str, raw: str) -> Node:
+    """`field = raw` on a date field: a bare date is its whole day, `null` is a missing value."""
+    if raw == "null":
+        return Condition(field_name, "eq", None)
+    lower = _date_bound(field_name, raw, upper=False)
+    if _BARE_DATE.match(raw):
+        upper = _date_bound(field_name, raw, upper=True)
+        return And((Condition(field_name, "gte", lower), Condition(field_name, "lte", upper)))
+    return Condition(field_name, "eq", lower)
+
+
 def parse_condition(field_name: str, raw: str) -> Node:
     """One `field=value` pair, value functions included."""
     check_field(field_name, field_name)
@@ -108,12 +134,8 @@ def parse_condition(field_name: str, raw: str) -> Node:
     if not match:
         if raw.startswith("{") or raw.startswith("$"):
             raise BadRequest(f"{field_name}: operators are not allowed in a value ('{raw}')")
-        if is_date and raw != "null":
-            lower = _date_bound(field_name, raw, upper=False)
-            if _BARE_DATE.match(raw):
-                upper = _date_bound(field_name, raw, upper=True)
-                return And((Condition(field_name, "gte", lower), Condition(field_name, "lte", upper)))
-            return Condition(field_name, "eq", lower)
+        if is_date:
+            return _date_equals(field_name, raw)
         return Condition(field_name, "eq", _scalar(raw))
     function, body = match.group(1), match.group(2)
     if function not in _FUNCTIONS:
@@ -130,6 +152,9 @@ def parse_condition(field_name: str, raw: str) -> Node:
     if function == "in":
         if not args:
             raise BadRequest(f"{field_name}: in() needs at least one value")
+        if is_date:
+            # Each value as `field=value` would take it: a bare date is its whole day.
+            return Or(tuple(_date_equals(field_name, a) for a in args))
         return Condition(field_name, "in", tuple(_scalar(a) for a in args))
     if function == "range":
         if len(args) != 2:
@@ -143,10 +168,12 @@ def parse_condition(field_name: str, raw: str) -> Node:
         raise BadRequest(f"{field_name}: {function}() takes one value, got {len(args)}")
     value: str | None = args[0]
     if function == "ne":
-        value = _scalar(args[0])
-        if is_date and value is not None:
-            value = _date_bound(field_name, value, upper=False)
-        return Condition(field_name, "ne", value)
+        if is_date and args[0] != "null":
+            equals = _date_equals(field_name, args[0])
+            if isinstance(equals, Condition):
+                return Condition(field_name, "ne", equals.value)
+            return Not(equals)  # a bare date: not on that day
+        return Condition(field_name, "ne", _scalar(args[0]))
     if is_date:
         # A bare date is a whole day: gt(d) is after it, lt(d) before it.
         value = _date_bound(field_name, args[0], upper=function in ("gt", "lte"))
@@ -174,9 +201,9 @@ def _parse_sort(raw: str) -> tuple[tuple[str, int], ...]:
         if not isinstance(spec, dict):
             raise BadRequest("_sort: JSON form must be an object such as {\"start\":-1}")
         for name, direction in spec.items():
-            if direction not in (1, -1):
+            if isinstance(direction, bool) or direction not in (1, -1):
                 raise BadRequest(f"_sort: direction of '{name}' must be 1 or -1")
-            keys.append((check_field(name, "_sort"), direction))
+            keys.append((check_field(name, "_sort"), int(direction)))
     else:
         for part in _split_args(raw):
             direction = -1 if part.startswith("-") else 1
@@ -184,6 +211,15 @@ def _parse_sort(raw: str) -> tuple[tuple[str, int], ...]:
             keys.append((check_field(name, "_sort"), direction))
     if not keys:
         raise BadRequest("_sort: no sort key given")
+    seen: set[str] = set()
+    for name, _ in keys:
+        if name not in SORT_FIELDS:
+            raise BadRequest(
+                f"_sort: cannot sort by '{name}' (sortable: {', '.join(SORT_FIELDS)})"
+            )
+        if name in seen:
+            raise BadRequest(f"_sort: '{name}' is given twice")
+        seen.add(name)
     return tuple(keys)
 
 
@@ -199,7 +235,15 @@ def _parse_project(raw: str) -> tuple[str, ...]:
         names = [name for name, keep in spec.items() if keep]
     else:
         names = _split_args(raw)
-    return tuple(check_field(name, "_project") for name in names)
+    fields = [check_field(name, "_project") for name in names]
+    # A path inside another kept path adds nothing, and MongoDB refuses the pair.
+    return tuple(
+        dict.fromkeys(
+            name
+            for name in fields
+            if not any(name.startswith(other + ".") for other in fields if other != name)
+        )
+    )
 
 
 def parse_query(
@@ -225,7 +269,7 @@ def parse_query(
             sort = _parse_sort(raw)
         elif name == "_project":
             project = _parse_project(raw)
-        elif name.startswith("_"):
+        elif name.startswith("_") and name != "_id":
             raise BadRequest(f"{name}: unknown query parameter")
         else:
             conditions.append(parse_condition(name, raw))

@@ -11,7 +11,7 @@ from engine.store.base import ExecutionStore, TokenRecord
 from engine.timeutil import iso_ms
 
 PREFIX = "pe_"
-_USER = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
+_USER = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}\Z")
 
 
 def hash_token(token: str) -> str:

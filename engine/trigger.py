@@ -45,7 +45,9 @@ def new_execution(
 
 
 class TriggerService:
-    def __init__(self, store: ExecutionStore, registry: ProcessRegistry, dispatch: Dispatch) -> None:
+    def __init__(
+        self, store: ExecutionStore, registry: ProcessRegistry, dispatch: Dispatch
+    ) -> None:
         self.store = store
         self.registry = registry
         self.dispatch = dispatch

@@ -99,10 +99,7 @@ def apply_update(doc: dict[str, Any], change: Update) -> None:
         _assign(parent, key, value)
     for path, values in (change.push or {}).items():
         parent, key = _walk(doc, path, create=True)
-        if isinstance(parent, list):
-            target = parent[int(key)]
-        else:
-            target = parent.setdefault(key, [])
+        target = parent[int(key)] if isinstance(parent, list) else parent.setdefault(key, [])
         if not isinstance(target, list):
             raise TypeError(f"cannot push to non-array field {path!r}")
         target.extend(values)

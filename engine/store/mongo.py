@@ -17,7 +17,6 @@ from engine.errors import StoreUnavailable
 from engine.query import And, Condition, Node, Not, Or, Query
 from engine.store.base import META_KEYS, ExecutionStore, Observation, TokenRecord, Update
 
-
 _MONGO_OPS = {"gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte", "ne": "$ne", "in": "$in"}
 
 
@@ -51,6 +50,8 @@ class MongoStore(ExecutionStore):
             else:
                 client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000, tz_aware=False)
         database = urlparse(url).path.lstrip("/") or "procexec"
+        #: mongomock's bulk_write cannot take the write models of pymongo 4.9 and later
+        self._bulk_writes = not type(client).__module__.startswith("mongomock")
         self.client = client
         self.db = client[database]
         self.executions = self.db["executions"]
@@ -115,15 +116,16 @@ class MongoStore(ExecutionStore):
         if query.where is not None:
             selector = {"$and": [selector, compile_filter(query.where)]}
         total = self.executions.count_documents(selector)
-        projection: dict[str, Any] = (
-            {name: 1 for name in query.project} | {"_id": 1} if query.project else {"_meta": 0}
-        )
-        tie = query.sort[0][1]
-        cursor = (
-            self.executions.find(selector, projection)
-            .sort([*query.sort, ("_id", tie)])
-            .skip(query.skip)
-        )
+        projection: dict[str, Any] = {"_meta": 0}
+        if query.project:
+            # the hidden bookkeeping is never served, even when asked for by name
+            kept = [name for name in query.project if name.split(".")[0] != "_meta"]
+            projection = {name: 1 for name in kept} | {"_id": 1}
+        keys = list(query.sort)
+        if all(name != "_id" for name, _ in keys):
+            # a deterministic order among equals; a second `_id` key would override the first
+            keys.append(("_id", query.sort[0][1]))
+        cursor = self.executions.find(selector, projection).sort(keys).skip(query.skip)
         if query.limit:
             cursor = cursor.limit(query.limit)
         else:
@@ -149,17 +151,21 @@ class MongoStore(ExecutionStore):
     def upsert_observations(self, environment: str, rows: Sequence[Observation]) -> int:
         if not rows:
             return 0
-        self.observations.bulk_write(
-            [
-                pymongo.UpdateOne(
-                    {"environment": environment, "series_id": row.series_id, "date": row.date},
-                    {"$set": {"value": row.value}},
-                    upsert=True,
-                )
-                for row in rows
-            ],
-            ordered=False,
-        )
+        changes = [
+            (
+                {"environment": environment, "series_id": row.series_id, "date": row.date},
+                {"$set": {"value": row.value}},
+            )
+            for row in rows
+        ]
+        if self._bulk_writes:
+            self.observations.bulk_write(
+                [pymongo.UpdateOne(selector, change, upsert=True) for selector, change in changes],
+                ordered=False,
+            )
+        else:
+            for selector, change in changes:
+                self.observations.update_one(selector, change, upsert=True)
         return len(rows)
 
     def get_series(self, environment: str, series_id: str) -> dict[str, float]:

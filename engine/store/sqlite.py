@@ -98,7 +98,9 @@ class _Compiler:
         if isinstance(node, Or):
             return "(" + " OR ".join(self.node(item) for item in node.items) + ")"
         if isinstance(node, Not):
-            return f"(NOT {self.node(node.item)})"
+            # As MongoDB's $nor: a comparison with a missing field is false, so its negation
+            # is true (SQL would make both unknown).
+            return f"(NOT coalesce({self.node(node.item)}, 0))"
         raise TypeError(f"unknown query node {node!r}")
 
     def condition(self, cond: Condition) -> str:
@@ -161,14 +163,39 @@ def expression(field: str) -> str:
 
 
 def project(doc: dict[str, Any], fields: Sequence[str] | None) -> dict[str, Any]:
-    """Keep `_id` and the named (possibly dotted) fields of a document."""
+    """Keep `_id` and the named (possibly dotted) fields of a document, as MongoDB does.
+
+    A dotted path keeps only that part of a sub-document, in every element of an array of
+    sub-documents (`phases.name`); fields stay in the document's order.
+    """
     if not fields:
         return doc
-    result: dict[str, Any] = {"_id": doc["_id"]}
+    tree: dict[str, Any] = {"_id": True}
     for field in fields:
-        head = field.split(".")[0]
-        if head in doc:
-            result[head] = doc[head]
+        node = tree
+        *parents, last = field.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if child is True:
+                break
+            node = child
+        else:
+            node[last] = True
+    return _pick(doc, tree)
+
+
+def _pick(doc: Mapping[str, Any], tree: Mapping[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in doc.items():
+        spec = tree.get(key)
+        if spec is None:
+            continue
+        if spec is True:
+            result[key] = value
+        elif isinstance(value, Mapping):
+            result[key] = _pick(value, spec)
+        elif isinstance(value, list):
+            result[key] = [_pick(item, spec) for item in value if isinstance(item, Mapping)]
     return result
 
 
@@ -259,12 +286,14 @@ class SQLiteStore(ExecutionStore):
         total = conn.execute(
             f"SELECT count(*) FROM executions WHERE {where}", compiler.params
         ).fetchone()[0]
+        keys = list(query.sort)
+        if all(name != "_id" for name, _ in keys):
+            keys.append(("_id", query.sort[0][1]))  # a deterministic order among equals
         order = ", ".join(
-            f"{expression(name)} {'DESC' if direction < 0 else 'ASC'}" for name, direction in query.sort
+            f"{expression(name)} {'DESC' if direction < 0 else 'ASC'}" for name, direction in keys
         )
-        tie = "DESC" if query.sort[0][1] < 0 else "ASC"
         rows = conn.execute(
-            f"SELECT doc FROM executions WHERE {where} ORDER BY {order}, id {tie} LIMIT ? OFFSET ?",
+            f"SELECT doc FROM executions WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
             [*compiler.params, query.limit, query.skip],
         ).fetchall()
         return [project(json.loads(row[0]), query.project) for row in rows], total

@@ -1,0 +1,69 @@
+"""Fixtures of the engine's tests: real stores only (SQLite files, MongoDB or mongomock)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import pytest
+
+from engine.config import Settings, load_registry
+from engine.process import ProcessRegistry
+from engine.store import open_store
+from engine.store.base import ExecutionStore
+from engine.store.mongo import MongoStore
+from engine.store.sqlite import SQLiteStore
+
+#: a real MongoDB server to hold the Mongo backend to; without it, mongomock stands in
+MONGO_URI = os.environ.get("PROCEXEC_TEST_MONGODB_URI")
+
+
+def _mongo_store(database: str) -> MongoStore:
+    if MONGO_URI:
+        url = urlunparse(urlparse(MONGO_URI)._replace(path="/" + database))
+    else:
+        url = f"mongomock://localhost/{database}"
+    return MongoStore(url)
+
+
+@pytest.fixture(
+    params=["sqlite", "mongo"],
+    ids=["sqlite", "mongodb" if MONGO_URI else "mongomock"],
+)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ExecutionStore]:
+    """Each backend in turn: the conformance suite holds them all to the same results."""
+    if request.param == "sqlite":
+        sqlite = SQLiteStore(tmp_path / "x.db")
+        yield sqlite
+        sqlite.close()
+        return
+    database = f"procexec_test_{uuid.uuid4().hex[:12]}"
+    mongo = _mongo_store(database)
+    try:
+        yield mongo
+    finally:
+        mongo.client.drop_database(database)
+        mongo.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({"PROCEXEC_DATA_DIR": str(tmp_path)})
+
+
+@pytest.fixture
+def registry(settings: Settings) -> ProcessRegistry:
+    return load_registry(settings)
+
+
+@pytest.fixture
+def sqlite_store(settings: Settings) -> Iterator[ExecutionStore]:
+    """The embedded store where the settings put it (a real SQLite file under tmp_path)."""
+    opened = open_store(settings.store_url)
+    assert isinstance(opened, SQLiteStore)
+    assert Path(opened.path).parent == settings.data_dir
+    yield opened
+    opened.close()

@@ -1,0 +1,1 @@
+"""The only package that knows Celery: the app, its tasks, beat, and the `procexec` command."""
