@@ -90,5 +90,3 @@ def create_app(
 def app_factory() -> FastAPI:
     """Entry point for `uvicorn --factory api.app:app_factory`."""
     return create_app()
-
-

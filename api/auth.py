@@ -37,10 +37,11 @@ def _credentials(request: Request) -> tuple[str | None, str]:
                 raise _unauthorized("Authorization: Basic credentials must be user:key")
             return user, key
         raise _unauthorized("Authorization: expected 'Bearer <token>' or 'Basic <user:key>'")
-    email, key = request.headers.get("x-odsl-email"), request.headers.get("x-odsl-key")
-    if email and key:
-        return email, key
-    if email or key:
+    email = request.headers.get("x-odsl-email")
+    api_key = request.headers.get("x-odsl-key")
+    if email and api_key:
+        return email, api_key
+    if email or api_key:
         raise _unauthorized("x-odsl-email and x-odsl-key must be sent together")
     raise _unauthorized("missing credentials: send 'Authorization: Bearer <token>'")
 

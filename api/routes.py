@@ -31,10 +31,9 @@ def build_info(state: StateDep) -> dict[str, Any]:
 
 def _list(request: Request, state: StateDep, environment: str, source: str) -> Response:
     query = parse_query(request.query_params.multi_items(), environment)
-    if source == "public":
-        # Executions are private data: nothing of them is public.
-        rows, total = [], 0
-    else:
+    rows: list[dict[str, Any]] = []
+    total = 0
+    if source != "public":  # executions are private data: nothing of them is public
         rows, total = state.store.list(query)
     return JSONResponse(rows, headers={"x-total-count": str(total)})
 
@@ -81,7 +80,7 @@ def _trigger_request(
 ) -> tuple[str, dict[str, Any] | None, str | None, float]:
     """Validate a trigger's JSON body: its process name, parameters, reason and delay."""
     if not raw.strip():
-        raise ApiError(400, "request body: expected a JSON object such as {\"name\": \"ECB_FX\"}")
+        raise ApiError(400, 'request body: expected a JSON object such as {"name": "ECB_FX"}')
     try:
         payload = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
