@@ -107,7 +107,7 @@ def _date_bound(field_name: str, text: str, *, upper: bool) -> str:
                 moment += timedelta(days=1) - timedelta(milliseconds=1)
             return iso_ms(parse_iso(moment.isoformat()))
         return iso_ms(parse_iso(text))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise BadRequest(f"{field_name}: '{text}' is not a date or an ISO 8601 datetime") from None
 
 
@@ -199,7 +199,7 @@ def _parse_sort(raw: str) -> tuple[tuple[str, int], ...]:
         except json.JSONDecodeError as exc:
             raise BadRequest(f"_sort: malformed JSON: {exc.msg}") from None
         if not isinstance(spec, dict):
-            raise BadRequest("_sort: JSON form must be an object such as {\"start\":-1}")
+            raise BadRequest('_sort: JSON form must be an object such as {"start":-1}')
         for name, direction in spec.items():
             if isinstance(direction, bool) or direction not in (1, -1):
                 raise BadRequest(f"_sort: direction of '{name}' must be 1 or -1")
@@ -214,9 +214,7 @@ def _parse_sort(raw: str) -> tuple[tuple[str, int], ...]:
     seen: set[str] = set()
     for name, _ in keys:
         if name not in SORT_FIELDS:
-            raise BadRequest(
-                f"_sort: cannot sort by '{name}' (sortable: {', '.join(SORT_FIELDS)})"
-            )
+            raise BadRequest(f"_sort: cannot sort by '{name}' (sortable: {', '.join(SORT_FIELDS)})")
         if name in seen:
             raise BadRequest(f"_sort: '{name}' is given twice")
         seen.add(name)
@@ -231,7 +229,7 @@ def _parse_project(raw: str) -> tuple[str, ...]:
         except json.JSONDecodeError as exc:
             raise BadRequest(f"_project: malformed JSON: {exc.msg}") from None
         if not isinstance(spec, dict):
-            raise BadRequest("_project: JSON form must be an object such as {\"name\":1}")
+            raise BadRequest('_project: JSON form must be an object such as {"name":1}')
         names = [name for name, keep in spec.items() if keep]
     else:
         names = _split_args(raw)

@@ -55,11 +55,14 @@ class ExecutionRecorder:
         self.flush()
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(self.flush_interval):
-            try:
-                self.flush()
-            except Exception:  # the next flush tries again; the lines are kept
-                logger.exception("flushing the log of %s failed", self.execution_id)
+        try:
+            while not self._stop.wait(self.flush_interval):
+                try:
+                    self.flush()
+                except Exception:  # the next flush tries again; the lines are kept
+                    logger.exception("flushing the log of %s failed", self.execution_id)
+        finally:
+            self.store.release_thread()
 
     def log(self, phase_index: int, line: str) -> None:
         with self._lock:

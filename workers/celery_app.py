@@ -1,7 +1,8 @@
 """The Celery application, configured from procexec's settings.
 
-With no `PROCEXEC_BROKER_URL`, the broker is kombu's filesystem transport in the data folder:
-it needs no server, works across processes, and keeps fanout (so `inspect` and Flower work).
+With no `PROCEXEC_BROKER_URL`, the broker is kombu's filesystem transport (hardened, see
+`workers.fs_transport`) in the data folder: it needs no server, works across processes, and keeps
+fanout (so `inspect` and Flower work).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from celery import Celery
 
 from engine.config import Settings
 from engine.trigger import Dispatch
+from workers.fs_transport import SCHEME
 
 RUN_TASK = "procexec.run"
 QUEUE = "procexec"
@@ -30,7 +32,7 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
     queue, processed, control = root / "queue", root / "processed", root / "control"
     for folder in (queue, processed, control):
         folder.mkdir(parents=True, exist_ok=True)
-    return "filesystem://", {
+    return f"{SCHEME}://localhost//", {
         "data_folder_in": str(queue),
         "data_folder_out": str(queue),
         "processed_folder": str(processed),

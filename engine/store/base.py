@@ -13,6 +13,36 @@ from engine.query import Query
 META_KEYS = ("worker", "heartbeat", "input")
 
 
+#: the execution document's fields in the seed page's order
+DOCUMENT_FIELDS = (
+    "_id", "service", "name", "environment", "trigger", "status", "message", "reason",
+    "start", "runAs", "phases", "end", "loaderMessage", "data",
+)  # fmt: skip
+PHASE_FIELDS = ("name", "start", "status", "message", "log", "end")
+
+
+def _ordered(doc: Mapping[str, Any], order: Sequence[str]) -> dict[str, Any]:
+    result = {key: doc[key] for key in order if key in doc}
+    result.update((key, value) for key, value in doc.items() if key not in result)
+    return result
+
+
+def canonical(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document with its fields in the seed page's order.
+
+    MongoDB (5.0 and later) adds fields that `$set` creates in alphabetical order, so a store
+    that cannot keep insertion order restores it on the way out.
+    """
+    result = _ordered(doc, DOCUMENT_FIELDS)
+    phases = result.get("phases")
+    if isinstance(phases, list):
+        result["phases"] = [
+            _ordered(phase, PHASE_FIELDS) if isinstance(phase, Mapping) else phase
+            for phase in phases
+        ]
+    return result
+
+
 @dataclass(frozen=True)
 class TokenRecord:
     """An API token as stored: only its hash is kept."""
@@ -90,6 +120,9 @@ class ExecutionStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+    def release_thread(self) -> None:  # noqa: B027 - optional hook
+        """Release what the calling thread holds (its connection), before the thread ends."""
 
 
 def apply_update(doc: dict[str, Any], change: Update) -> None:

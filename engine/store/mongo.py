@@ -15,7 +15,7 @@ from pymongo.errors import PyMongoError
 
 from engine.errors import StoreUnavailable
 from engine.query import And, Condition, Node, Not, Or, Query
-from engine.store.base import META_KEYS, ExecutionStore, Observation, TokenRecord, Update
+from engine.store.base import META_KEYS, ExecutionStore, Observation, TokenRecord, Update, canonical
 
 _MONGO_OPS = {"gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte", "ne": "$ne", "in": "$in"}
 
@@ -91,7 +91,7 @@ class MongoStore(ExecutionStore):
         if environment is not None:
             selector["environment"] = environment
         doc: dict[str, Any] | None = self.executions.find_one(selector, {"_meta": 0})
-        return doc
+        return None if doc is None else canonical(doc)
 
     def update(self, execution_id: str, change: Update) -> bool:
         selector: dict[str, Any] = {"_id": execution_id}
@@ -130,7 +130,7 @@ class MongoStore(ExecutionStore):
             cursor = cursor.limit(query.limit)
         else:
             return [], total
-        return list(cursor), total
+        return [canonical(doc) for doc in cursor], total
 
     def add_token(self, record: TokenRecord) -> None:
         self.tokens.insert_one(

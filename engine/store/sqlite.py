@@ -232,9 +232,11 @@ class SQLiteStore(ExecutionStore):
         )
 
     def get_meta(self, execution_id: str) -> dict[str, Any]:
-        row = self._connect().execute(
-            f"SELECT {', '.join(META_KEYS)} FROM executions WHERE id = ?", (execution_id,)
-        ).fetchone()
+        row = (
+            self._connect()
+            .execute(f"SELECT {', '.join(META_KEYS)} FROM executions WHERE id = ?", (execution_id,))
+            .fetchone()
+        )
         if row is None:
             return {}
         meta = dict(zip(META_KEYS, row, strict=True))
@@ -305,10 +307,14 @@ class SQLiteStore(ExecutionStore):
         )
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
-        row = self._connect().execute(
-            "SELECT token_hash, user, scope, created FROM tokens WHERE token_hash = ?",
-            (token_hash,),
-        ).fetchone()
+        row = (
+            self._connect()
+            .execute(
+                "SELECT token_hash, user, scope, created FROM tokens WHERE token_hash = ?",
+                (token_hash,),
+            )
+            .fetchone()
+        )
         return TokenRecord(*row) if row else None
 
     def upsert_observations(self, environment: str, rows: Sequence[Observation]) -> int:
@@ -327,12 +333,19 @@ class SQLiteStore(ExecutionStore):
         return len(rows)
 
     def get_series(self, environment: str, series_id: str) -> dict[str, float]:
-        rows = self._connect().execute(
-            "SELECT date, value FROM observations WHERE environment = ? AND series_id = ?"
-            " ORDER BY date",
-            (environment, series_id),
-        ).fetchall()
+        rows = (
+            self._connect()
+            .execute(
+                "SELECT date, value FROM observations WHERE environment = ? AND series_id = ?"
+                " ORDER BY date",
+                (environment, series_id),
+            )
+            .fetchall()
+        )
         return dict(rows)
+
+    def release_thread(self) -> None:
+        self.close()
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -1,0 +1,174 @@
+"""The embedded broker: kombu's filesystem transport, hardened for use across processes.
+
+The stock transport (kombu 5.7) loses messages and crashes workers under load: a reader can take
+a file that the sender is still writing (about 1 in 1,000 messages under stress, measured here),
+a corrupt file kills the worker ("Unrecoverable error: JSONDecodeError"), and with `acks_late`
+a message taken by a worker that is then killed is gone. This channel:
+
+* publishes atomically: writes a hidden temporary file, then renames it into the queue folder;
+* claims with a plain `os.rename`, so two consumers never both get one message;
+* keeps a claimed message in `inflight/<pid>/` until it is acked or rejected, and moves the
+  messages of dead processes back to the queue when a consumer starts, so `acks_late` survives
+  `kill -9`;
+* moves a corrupt file to `bad/` instead of crashing the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from queue import Empty
+from time import monotonic
+from typing import Any
+
+from kombu.exceptions import ChannelError
+from kombu.transport import TRANSPORT_ALIASES, filesystem
+from kombu.utils.encoding import bytes_to_str, str_to_bytes
+from kombu.utils.json import dumps, loads
+from kombu.utils.objects import cached_property
+
+#: the broker URL scheme of this transport
+SCHEME = "procexecfs"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Channel(filesystem.Channel):
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+        name = f"{round(monotonic() * 1000):015d}_{uuid.uuid4()}.{queue}.msg"
+        final = os.path.join(self.data_folder_out, name)
+        # A hidden name without the `.<queue>.msg` suffix: no reader takes it half-written.
+        temporary = os.path.join(self.data_folder_out, f".tmp-{uuid.uuid4()}")
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(str_to_bytes(dumps(payload)))
+            os.rename(temporary, final)
+        except OSError as exc:
+            raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+    def _get(self, queue: str) -> Any:
+        suffix = f"{queue}.msg"
+        for name in sorted(os.listdir(self.data_folder_in)):
+            if name.startswith(".") or name.partition(".")[2] != suffix:
+                continue
+            no_ack = queue in self._no_ack_queues
+            claimed = os.path.join(self.processed_folder if no_ack else self._inflight_dir, name)
+            try:
+                os.rename(os.path.join(self.data_folder_in, name), claimed)
+            except OSError:
+                continue  # another consumer took it first
+            try:
+                with open(claimed, "rb") as handle:
+                    payload = handle.read()
+                if no_ack and not self.store_processed:
+                    os.remove(claimed)
+            except OSError as exc:
+                raise ChannelError(f"Cannot read file {claimed!r}") from exc
+            try:
+                message = loads(bytes_to_str(payload))
+            except ValueError:
+                self._quarantine(claimed, name, payload)
+                continue
+            if not no_ack:
+                self._inflight[message["properties"]["delivery_tag"]] = claimed
+            return message
+        raise Empty()
+
+    def _quarantine(self, claimed: str, name: str, payload: bytes) -> None:
+        bad = os.path.join(self._root, "bad")
+        os.makedirs(bad, exist_ok=True)
+        if os.path.exists(claimed):
+            os.replace(claimed, os.path.join(bad, name))
+        else:
+            with open(os.path.join(bad, name), "wb") as handle:
+                handle.write(payload)
+
+    @cached_property
+    def _inflight(self) -> dict[Any, str]:
+        return {}
+
+    @cached_property
+    def _no_ack_queues(self) -> set[str]:
+        return set()
+
+    @cached_property
+    def _root(self) -> str:
+        return os.path.dirname(os.path.abspath(self.data_folder_in))
+
+    @property
+    def _inflight_dir(self) -> str:
+        folder = os.path.join(self._root, "inflight", str(os.getpid()))
+        os.makedirs(folder, exist_ok=True)
+        return folder
+
+    def _settle(self, tag: Any) -> None:
+        path = self._inflight.pop(tag, None)
+        if path is None:
+            return
+        if self.store_processed:
+            os.replace(path, os.path.join(self.processed_folder, os.path.basename(path)))
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        if no_ack:
+            self._no_ack_queues.add(queue)
+        self.recover_dead_inflight()
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        message = super().basic_get(queue, no_ack=no_ack, **kwargs)
+        if message is not None and no_ack:
+            self._settle(message.delivery_tag)
+        return message
+
+    def basic_ack(self, delivery_tag: Any, multiple: bool = False) -> None:
+        super().basic_ack(delivery_tag, multiple)
+        self._settle(delivery_tag)
+
+    def basic_reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        super().basic_reject(delivery_tag, requeue)  # a requeue publishes a new file
+        self._settle(delivery_tag)
+
+    def _restore(self, message: Any) -> None:  # unacked messages handed back at shutdown
+        super()._restore(message)
+        self._settle(message.delivery_tag)
+
+    def recover_dead_inflight(self) -> int:
+        """Move the messages that dead processes had claimed back to the queue folder."""
+        root = os.path.join(self._root, "inflight")
+        if not os.path.isdir(root):
+            return 0
+        moved = 0
+        for pid in os.listdir(root):
+            if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+                continue
+            folder = os.path.join(root, pid)
+            for name in os.listdir(folder):
+                try:
+                    os.rename(os.path.join(folder, name), os.path.join(self.data_folder_in, name))
+                    moved += 1
+                except OSError:
+                    pass
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        return moved
+
+
+class Transport(filesystem.Transport):
+    Channel = Channel
+    global_state = filesystem.virtual.BrokerState()
+    driver_type = "filesystem"
+
+
+TRANSPORT_ALIASES.setdefault(SCHEME, "workers.fs_transport:Transport")
