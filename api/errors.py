@@ -17,8 +17,8 @@ logger = logging.getLogger(__name__)
 def error_response(
     status: int, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    # Header values must be latin-1 and single-line.
-    header_text = " ".join(message.split()).encode("latin-1", "replace").decode("latin-1")
+    # Header values must be single-line ASCII (clients decode them as ASCII or UTF-8).
+    header_text = " ".join(message.split()).encode("ascii", "backslashreplace").decode("ascii")
     return JSONResponse(
         {"error": message, "status": status},
         status_code=status,

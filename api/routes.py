@@ -85,6 +85,8 @@ def _trigger_request(
         payload = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"request body: malformed JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "request body: malformed JSON: nested too deeply") from None
     if not isinstance(payload, dict):
         raise ApiError(400, f"request body: expected a JSON object, got {type(payload).__name__}")
     name = payload.get("name")
@@ -100,6 +102,8 @@ def _trigger_request(
     if reason is not None and not isinstance(reason, str):
         raise ApiError(400, "_reason: must be a string")
     delay_raw = payload.get("_delay", request.query_params.get("_delay", 0))
+    if isinstance(delay_raw, bool):
+        raise ApiError(400, f"_delay: '{delay_raw}' is not a number of milliseconds")
     try:
         delay_ms = float(delay_raw)
     except (TypeError, ValueError):
