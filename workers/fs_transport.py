@@ -43,14 +43,14 @@ def _alive(pid: int) -> bool:
 
 
 class Channel(filesystem.Channel):
-    def _put(self, queue: Any, message: Any, **kwargs: Any) -> None:
+    def _put(self, queue: Any, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         name = f"{round(monotonic() * 1000):015d}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         # A hidden name without the `.<queue>.msg` suffix: no reader takes it half-written.
         temporary = os.path.join(self.data_folder_out, f".tmp-{uuid.uuid4()}")
         try:
             with open(temporary, "wb") as handle:
-                handle.write(str_to_bytes(dumps(message)))
+                handle.write(str_to_bytes(dumps(payload)))
             os.rename(temporary, final)
         except OSError as exc:
             raise ChannelError(f"Cannot add file {final!r} to directory") from exc
