@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 
 import engine
-from api import errors
+from api import errors, processes
 from api.deps import ServiceState
 from api.routes import router
 from engine.config import Settings, load_registry
@@ -22,6 +22,8 @@ from engine.trigger import Dispatch, TriggerService
 
 #: where the API is mounted: the seed page's path, and the platform SDK's
 BASE_PATHS = ("/service/process-exec", "/api/process-exec")
+#: where the process list is mounted
+PROCESS_PATHS = ("/service/process", "/api/process")
 
 _STARTED = iso_ms()
 
@@ -84,6 +86,8 @@ def create_app(
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     for base in BASE_PATHS:
         app.include_router(router, prefix=base)
+    for base in PROCESS_PATHS:
+        app.include_router(processes.router, prefix=base)
     return app
 
 

@@ -25,3 +25,9 @@ class StoreUnavailable(ProcexecError):
     """The execution store cannot be reached; nothing was written."""
 
     status_code = 503
+
+
+class DuplicateExecution(ProcexecError):
+    """An execution with this id exists already (a second beat, a repeated subscription)."""
+
+    status_code = 409

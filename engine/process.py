@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from engine.constants import DEFAULT_ENVIRONMENT, Status
 
 if TYPE_CHECKING:
     from engine.context import PhaseContext
 
 #: a phase function: the run's context and the previous phase's result in, a result out
 PhaseFunction = Callable[["PhaseContext", Any], Any]
+
+MissedPolicy = Literal["skip", "latest"]
+#: `skip`: fire times missed during an outage are skipped; `latest`: the latest one runs once
+MISSED_POLICIES = ("skip", "latest")
+#: the outcomes of a run that can trigger a following process
+OUTCOMES = frozenset({Status.SUCCESS.value, Status.WARNING.value, Status.FAILED.value})
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 
@@ -42,14 +51,43 @@ class Process:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     #: crontab (five fields), used by the beat scheduler
     schedule: str | None = None
+    #: the timezone the crontab is read in (an IANA name such as `Europe/London`)
+    timezone: str = "UTC"
+    #: what a scheduler back from an outage does with the fire times it missed
+    missed: MissedPolicy = "skip"
+    #: the environment that scheduled and subscription runs run in
+    environment: str = DEFAULT_ENVIRONMENT
     #: data ids (glob patterns such as `#ECB_FX.*`) whose updates trigger this process
     subscriptions: tuple[str, ...] = ()
+    #: other processes' outcomes that trigger this one: `{"ECB_FX": ("success",)}`
+    follows: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     enabled: bool = True
     phases: list[PhaseDefinition] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise ValueError(f"invalid process name {self.name!r}")
+        if self.missed not in MISSED_POLICIES:
+            raise ValueError(f"process {self.name}: missed must be one of {MISSED_POLICIES}")
+        if isinstance(self.subscriptions, str):
+            self.subscriptions = (self.subscriptions,)
+        self.follows = {
+            upstream: (outcomes,) if isinstance(outcomes, str) else tuple(outcomes)
+            for upstream, outcomes in self.follows.items()
+        }
+        for upstream, outcomes in self.follows.items():
+            unknown = set(outcomes) - OUTCOMES
+            if unknown:
+                raise ValueError(
+                    f"process {self.name}: follows {upstream} on unknown outcomes {sorted(unknown)}"
+                )
+        if self.schedule is not None:
+            from engine.schedule import Crontab
+
+            Crontab(self.schedule, self.timezone)  # raises ScheduleError, naming the problem
+
+    def subscribes_to(self, data_id: str) -> bool:
+        return any(fnmatch.fnmatchcase(data_id, pattern) for pattern in self.subscriptions)
 
     def phase(self, name: str) -> Callable[[PhaseFunction], PhaseFunction]:
         """Decorator that appends a phase called `name` to this process."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from engine.constants import Status, Trigger
@@ -62,11 +62,16 @@ class TriggerService:
         trigger: Trigger = Trigger.MANUAL,
         reason: str | None = None,
         delay: float = 0.0,
+        execution_id: str | None = None,
+        chain: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Record a new execution of process `name` and dispatch it; returns the document.
 
         The document is recorded before the dispatch: once this returns, the run is accepted,
-        even if the broker was unreachable (the document is the outbox).
+        even if the broker was unreachable (the document is the outbox). A given
+        `execution_id` makes the trigger idempotent: a second one with the same id raises
+        `DuplicateExecution` and dispatches nothing. `chain` names the processes upstream of
+        this run (subscriptions and followers), to cut loops.
         """
         process = self.registry.get(name)
         if process is None:
@@ -81,7 +86,12 @@ class TriggerService:
             reason=reason or f"Manually triggered by {run_as}",
             run_as=run_as,
         )
-        self.store.insert(doc, meta={"input": process.parameters(body)})
+        if execution_id is not None:
+            doc["_id"] = execution_id
+        meta: dict[str, Any] = {"input": process.parameters(body)}
+        if chain:
+            meta["chain"] = list(chain)
+        self.store.insert(doc, meta=meta)
         try:
             self.dispatch(doc["_id"], delay)
         except Exception:

@@ -53,8 +53,14 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from engine.config import load_registry
     from workers.tasks import app
 
+    try:  # fail now, not on every task (which would leave the executions `triggered`)
+        load_registry(app.conf.procexec_settings)
+    except RuntimeError as exc:
+        print(f"procexec: {exc}", file=sys.stderr)
+        return 2
     argv = [
         "worker",
         f"--loglevel={args.log_level}",
@@ -73,7 +79,14 @@ def cmd_beat(args: argparse.Namespace) -> int:
     from workers.tasks import app
 
     schedule = _settings().data_dir / "celerybeat-schedule"
-    app.start(["beat", f"--loglevel={args.log_level}", f"--schedule={schedule}"])
+    app.start(
+        [
+            "beat",
+            f"--loglevel={args.log_level}",
+            f"--schedule={schedule}",
+            "--scheduler=workers.beat:ProcessScheduler",
+        ]
+    )
     return 0
 
 
@@ -81,11 +94,18 @@ def _spawn(*argv: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "workers.cli", *argv], env=os.environ.copy())
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def cmd_standalone(args: argparse.Namespace) -> int:
     """API, worker and beat in one command, on the embedded store and broker by default."""
     from engine.store import open_store
     from engine.tokens import create_token
 
+    # uvicorn shuts down on SIGTERM, then raises it again with the handler it found: with the
+    # default handler the process would die at once and orphan the worker and beat below.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     settings = _settings()
     token = create_token(open_store(settings.store_url), args.user, Scope.RUN)
     children = [
@@ -112,6 +132,7 @@ def cmd_standalone(args: argparse.Namespace) -> int:
     try:
         return cmd_api(args)
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this short
         for child in children:
             child.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 20
@@ -120,6 +141,52 @@ def cmd_standalone(args: argparse.Namespace) -> int:
                 child.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    """List, enable, disable or reschedule processes (a running beat sees it within seconds)."""
+    import json
+
+    from engine.config import load_registry
+    from engine.errors import ProcexecError
+    from engine.scheduler import change_process, describe, effective
+    from engine.store import open_store
+
+    settings = _settings()
+    store, registry = open_store(settings.store_url), load_registry(settings)
+    try:
+        if args.process_command == "list":
+            states = store.process_states()
+            items = [describe(effective(p, states.get(p.name))) for p in registry]
+            if args.json:
+                print(json.dumps(items, indent=2))
+                return 0
+            print(f"{'NAME':<20} {'ENABLED':<8} {'SCHEDULE':<18} {'TIMEZONE':<16} NEXT FIRE")
+            for item in items:
+                enabled = "yes" if item["enabled"] else "no"
+                print(
+                    f"{item['name']:<20} {enabled:<8} {item['schedule'] or '-':<18} "
+                    f"{item['timezone']:<16} {item['nextFire'] or '-'}"
+                )
+            return 0
+        if args.process_command in ("enable", "disable"):
+            changed = change_process(
+                store, registry, args.name, enabled=args.process_command == "enable"
+            )
+        else:
+            changed = change_process(
+                store, registry, args.name, schedule=args.crontab, timezone=args.timezone
+            )
+    except ProcexecError as exc:
+        print(f"procexec: {exc}", file=sys.stderr)
+        return 2
+    item = describe(changed)
+    print(
+        f"{item['name']}: {'enabled' if item['enabled'] else 'disabled'}, "
+        f"schedule {item['schedule'] or '-'} ({item['timezone']}), "
+        f"next fire {item['nextFire'] or '-'}"
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,6 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     beat = add("beat", "the Celery beat scheduler")
     beat.set_defaults(handler=cmd_beat)
+
+    process = commands.add_parser("process", help="list, enable, disable, reschedule processes")
+    process_commands = process.add_subparsers(dest="process_command", required=True)
+    listing = process_commands.add_parser("list", help="the processes and their schedules")
+    listing.add_argument("--json", action="store_true", help="as JSON")
+    for verb in ("enable", "disable"):
+        sub = process_commands.add_parser(verb, help=f"{verb} a process's scheduled runs")
+        sub.add_argument("name")
+    schedule = process_commands.add_parser("schedule", help="set a process's crontab")
+    schedule.add_argument("name")
+    schedule.add_argument("crontab", help='five fields, e.g. "30 16 * * 1-5"')
+    schedule.add_argument("--timezone", help="an IANA timezone, e.g. Europe/London")
+    process.set_defaults(handler=cmd_process)
 
     token = commands.add_parser("token", help="API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)

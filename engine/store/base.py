@@ -10,7 +10,9 @@ from typing import Any
 from engine.query import Query
 
 #: internal bookkeeping kept beside a document, never served by the API
-META_KEYS = ("worker", "heartbeat", "input")
+META_KEYS = ("worker", "heartbeat", "input", "chain")
+#: meta values that are JSON (the others are strings)
+JSON_META_KEYS = frozenset({"input", "chain"})
 
 
 #: the execution document's fields in the seed page's order
@@ -60,6 +62,27 @@ class Observation:
     series_id: str
     date: str
     value: float
+
+
+@dataclass(frozen=True)
+class ProcessState:
+    """What operators changed about a process at run time, and what its schedule did.
+
+    `enabled`, `schedule` and `timezone` override the definition when not None.
+    """
+
+    name: str
+    enabled: bool | None = None
+    schedule: str | None = None
+    timezone: str | None = None
+    #: the latest fire time handled (run or skipped), ISO UTC
+    last_fire: str | None = None
+    #: how many fire times were skipped in all
+    missed: int = 0
+
+
+#: the fields of `ProcessState` an operator may set
+PROCESS_OVERRIDES = ("enabled", "schedule", "timezone")
 
 
 @dataclass(frozen=True)
@@ -117,6 +140,22 @@ class ExecutionStore(abc.ABC):
     @abc.abstractmethod
     def get_series(self, environment: str, series_id: str) -> dict[str, float]:
         """The values of one series by date (empty when unknown)."""
+
+    @abc.abstractmethod
+    def process_states(self) -> dict[str, ProcessState]:
+        """The stored state of every process that has one, by name."""
+
+    @abc.abstractmethod
+    def set_process_state(self, name: str, **overrides: Any) -> ProcessState:
+        """Set some of `PROCESS_OVERRIDES` for a process (None clears an override)."""
+
+    @abc.abstractmethod
+    def advance_schedule(self, name: str, last_fire: str, missed: int = 0) -> bool:
+        """Move `last_fire` forward to `last_fire` and add `missed`, atomically.
+
+        False (and nothing changed) when the stored `last_fire` is already at or past it: another
+        scheduler handled that fire time.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

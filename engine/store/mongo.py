@@ -11,11 +11,20 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pymongo
-from pymongo.errors import PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from engine.errors import StoreUnavailable
+from engine.errors import DuplicateExecution, StoreUnavailable
 from engine.query import And, Condition, Node, Not, Or, Query
-from engine.store.base import META_KEYS, ExecutionStore, Observation, TokenRecord, Update, canonical
+from engine.store.base import (
+    META_KEYS,
+    PROCESS_OVERRIDES,
+    ExecutionStore,
+    Observation,
+    ProcessState,
+    TokenRecord,
+    Update,
+    canonical,
+)
 
 _MONGO_OPS = {"gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte", "ne": "$ne", "in": "$in"}
 
@@ -57,6 +66,7 @@ class MongoStore(ExecutionStore):
         self.executions = self.db["executions"]
         self.tokens = self.db["tokens"]
         self.observations = self.db["observations"]
+        self.processes = self.db["processes"]
         try:
             self._ensure_indexes()
         except PyMongoError as exc:
@@ -77,7 +87,10 @@ class MongoStore(ExecutionStore):
         unknown = set(meta or {}) - set(META_KEYS)
         if unknown:
             raise KeyError(f"unknown meta keys {sorted(unknown)}")
-        self.executions.insert_one({**doc, "_meta": dict(meta or {})})
+        try:
+            self.executions.insert_one({**doc, "_meta": dict(meta or {})})
+        except DuplicateKeyError:
+            raise DuplicateExecution(f"execution {doc['_id']} exists already") from None
 
     def get_meta(self, execution_id: str) -> dict[str, Any]:
         row = self.executions.find_one({"_id": execution_id}, {"_meta": 1})
@@ -173,6 +186,37 @@ class MongoStore(ExecutionStore):
             {"environment": environment, "series_id": series_id}, {"date": 1, "value": 1}
         ).sort("date", 1)
         return {row["date"]: row["value"] for row in rows}
+
+    def process_states(self) -> dict[str, ProcessState]:
+        return {
+            row["_id"]: ProcessState(
+                row["_id"],
+                row.get("enabled"),
+                row.get("schedule"),
+                row.get("timezone"),
+                row.get("last_fire"),
+                row.get("missed", 0),
+            )
+            for row in self.processes.find({})
+        }
+
+    def set_process_state(self, name: str, **overrides: Any) -> ProcessState:
+        unknown = set(overrides) - set(PROCESS_OVERRIDES)
+        if unknown:
+            raise KeyError(f"unknown process overrides {sorted(unknown)}")
+        change: dict[str, Any] = {"$setOnInsert": {"missed": 0}}
+        if overrides:
+            change["$set"] = dict(overrides)
+        self.processes.update_one({"_id": name}, change, upsert=True)
+        return self.process_states()[name]
+
+    def advance_schedule(self, name: str, last_fire: str, missed: int = 0) -> bool:
+        self.processes.update_one({"_id": name}, {"$setOnInsert": {"missed": 0}}, upsert=True)
+        result = self.processes.update_one(
+            {"_id": name, "$or": [{"last_fire": None}, {"last_fire": {"$lt": last_fire}}]},
+            {"$set": {"last_fire": last_fire}, "$inc": {"missed": missed}},
+        )
+        return bool(result.modified_count)
 
     def close(self) -> None:
         self.client.close()

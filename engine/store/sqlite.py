@@ -14,12 +14,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.errors import StoreUnavailable
+from engine.errors import DuplicateExecution, StoreUnavailable
 from engine.query import ARRAY_FIELDS, And, Condition, Node, Not, Or, Query
 from engine.store.base import (
+    JSON_META_KEYS,
     META_KEYS,
+    PROCESS_OVERRIDES,
     ExecutionStore,
     Observation,
+    ProcessState,
     TokenRecord,
     Update,
     apply_update,
@@ -44,6 +47,7 @@ CREATE TABLE IF NOT EXISTS executions (
     worker TEXT,
     heartbeat TEXT,
     input TEXT,
+    chain TEXT,
     environment TEXT GENERATED ALWAYS AS (json_extract(doc, '$.environment')) VIRTUAL,
     name TEXT GENERATED ALWAYS AS (json_extract(doc, '$.name')) VIRTUAL,
     status TEXT GENERATED ALWAYS AS (json_extract(doc, '$.status')) VIRTUAL,
@@ -70,6 +74,14 @@ CREATE TABLE IF NOT EXISTS observations (
     date TEXT NOT NULL,
     value REAL NOT NULL,
     PRIMARY KEY (environment, series_id, date)
+);
+CREATE TABLE IF NOT EXISTS processes (
+    name TEXT PRIMARY KEY,
+    enabled INTEGER,
+    schedule TEXT,
+    timezone TEXT,
+    last_fire TEXT,
+    missed INTEGER NOT NULL DEFAULT 0
 );
 """
 
@@ -149,7 +161,7 @@ def _meta_columns(meta: Mapping[str, Any] | None) -> dict[str, Any]:
     for key, value in (meta or {}).items():
         if key not in META_KEYS:
             raise KeyError(f"unknown meta key {key!r}")
-        columns[key] = json.dumps(value) if key == "input" else value
+        columns[key] = json.dumps(value) if key in JSON_META_KEYS else value
     return columns
 
 
@@ -207,7 +219,13 @@ class SQLiteStore(ExecutionStore):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._connect().executescript(SCHEMA)
+        conn = self._connect()
+        conn.executescript(SCHEMA)
+        # Stores made by an earlier version lack the newer bookkeeping columns.
+        present = {row[1] for row in conn.execute("PRAGMA table_info(executions)")}
+        for key in META_KEYS:
+            if key not in present:
+                conn.execute(f"ALTER TABLE executions ADD COLUMN {key} TEXT")
 
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -226,10 +244,13 @@ class SQLiteStore(ExecutionStore):
     def insert(self, doc: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> None:
         meta = _meta_columns(meta)
         columns = ", ".join(["id", "doc", *meta])
-        self._connect().execute(
-            f"INSERT INTO executions ({columns}) VALUES ({', '.join('?' * (2 + len(meta)))})",
-            (doc["_id"], json.dumps(doc), *meta.values()),
-        )
+        try:
+            self._connect().execute(
+                f"INSERT INTO executions ({columns}) VALUES ({', '.join('?' * (2 + len(meta)))})",
+                (doc["_id"], json.dumps(doc), *meta.values()),
+            )
+        except sqlite3.IntegrityError:
+            raise DuplicateExecution(f"execution {doc['_id']} exists already") from None
 
     def get_meta(self, execution_id: str) -> dict[str, Any]:
         row = (
@@ -240,7 +261,8 @@ class SQLiteStore(ExecutionStore):
         if row is None:
             return {}
         meta = dict(zip(META_KEYS, row, strict=True))
-        meta["input"] = json.loads(meta["input"]) if meta["input"] else None
+        for key in JSON_META_KEYS:
+            meta[key] = json.loads(meta[key]) if meta[key] else None
         return meta
 
     def get(self, execution_id: str, environment: str | None = None) -> dict[str, Any] | None:
@@ -343,6 +365,40 @@ class SQLiteStore(ExecutionStore):
             .fetchall()
         )
         return dict(rows)
+
+    def process_states(self) -> dict[str, ProcessState]:
+        rows = self._connect().execute(
+            "SELECT name, enabled, schedule, timezone, last_fire, missed FROM processes"
+        )
+        return {
+            name: ProcessState(
+                name, None if enabled is None else bool(enabled), schedule, zone, last, missed
+            )
+            for name, enabled, schedule, zone, last, missed in rows
+        }
+
+    def set_process_state(self, name: str, **overrides: Any) -> ProcessState:
+        unknown = set(overrides) - set(PROCESS_OVERRIDES)
+        if unknown:
+            raise KeyError(f"unknown process overrides {sorted(unknown)}")
+        conn = self._connect()
+        conn.execute("INSERT OR IGNORE INTO processes (name) VALUES (?)", (name,))
+        if overrides:
+            assignments = ", ".join(f"{key} = ?" for key in overrides)
+            conn.execute(
+                f"UPDATE processes SET {assignments} WHERE name = ?", (*overrides.values(), name)
+            )
+        return self.process_states()[name]
+
+    def advance_schedule(self, name: str, last_fire: str, missed: int = 0) -> bool:
+        conn = self._connect()
+        conn.execute("INSERT OR IGNORE INTO processes (name) VALUES (?)", (name,))
+        cursor = conn.execute(
+            "UPDATE processes SET last_fire = ?, missed = missed + ?"
+            " WHERE name = ? AND (last_fire IS NULL OR last_fire < ?)",
+            (last_fire, missed, name, last_fire),
+        )
+        return cursor.rowcount == 1
 
     def release_thread(self) -> None:
         self.close()

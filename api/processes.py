@@ -1,0 +1,70 @@
+"""The process list: definitions, schedules and their state; enable, disable, reschedule.
+
+Mounted under its own path (`/service/process`), since under `/service/process-exec/v1` every
+segment is an execution key.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from api.deps import Reader, Runner, StateDep
+from api.errors import ApiError
+from engine.errors import NotFound
+from engine.scheduler import change_process, describe, effective
+
+router = APIRouter()
+
+
+@router.get("/v1", summary="List the known processes")
+def list_processes(state: StateDep, _caller: Reader) -> list[dict[str, Any]]:
+    """Every process with its schedule, enabled flag and next fire time."""
+    states = state.store.process_states()
+    return [describe(effective(p, states.get(p.name))) for p in state.registry]
+
+
+@router.get("/v1/{name}", summary="One process")
+def get_process(name: str, state: StateDep, _caller: Reader) -> dict[str, Any]:
+    process = state.registry.get(name)
+    if process is None:
+        raise NotFound(f"unknown process '{name}'")
+    return describe(effective(process, state.store.process_states().get(name)))
+
+
+@router.post("/v1/{name}/enable", summary="Enable a process")
+def enable(name: str, state: StateDep, _caller: Runner) -> dict[str, Any]:
+    return describe(change_process(state.store, state.registry, name, enabled=True))
+
+
+@router.post("/v1/{name}/disable", summary="Disable a process (no scheduled runs)")
+def disable(name: str, state: StateDep, _caller: Runner) -> dict[str, Any]:
+    return describe(change_process(state.store, state.registry, name, enabled=False))
+
+
+@router.put("/v1/{name}/schedule", summary="Reschedule a process")
+@router.post("/v1/{name}/schedule", include_in_schema=False)
+async def reschedule(name: str, request: Request, state: StateDep, _caller: Runner) -> Any:
+    """Body `{"schedule": "30 16 * * 1-5", "timezone": "Europe/London"}`; a null schedule
+    returns to the definition's."""
+    try:
+        payload = json.loads(await request.body() or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"request body: malformed JSON: {exc}") from None
+    if not isinstance(payload, dict) or "schedule" not in payload:
+        raise ApiError(400, 'request body: expected {"schedule": "<five crontab fields>"}')
+    schedule, timezone = payload.get("schedule"), payload.get("timezone")
+    for field, value in (("schedule", schedule), ("timezone", timezone)):
+        if value is not None and not isinstance(value, str):
+            raise ApiError(400, f"{field}: must be a string")
+    changed = change_process(
+        state.store,
+        state.registry,
+        name,
+        schedule=schedule,
+        timezone=timezone,
+        clear_schedule=schedule is None,
+    )
+    return describe(changed)

@@ -1,0 +1,109 @@
+"""Helpers of the API tests: the service under test, auth headers, seeded documents."""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from engine.config import Settings
+from engine.process import ProcessRegistry
+from engine.store.sqlite import SQLiteStore
+
+#: the two mounts of the API: the seed page's path and the platform SDK's
+BASES = ("/service/process-exec", "/api/process-exec")
+
+RUN_USER = "alice"
+READ_USER = "bob"
+
+
+@dataclass
+class Dispatcher:
+    """Stands in for the broker: records every `(execution_id, delay)` handed to it."""
+
+    calls: list[tuple[str, float]] = field(default_factory=list)
+
+    def __call__(self, execution_id: str, delay: float) -> None:
+        self.calls.append((execution_id, delay))
+
+
+@dataclass
+class Service:
+    """The app under test and what the tests need to look behind it."""
+
+    app: FastAPI
+    settings: Settings
+    store: SQLiteStore
+    registry: ProcessRegistry
+    dispatcher: Dispatcher
+    run_token: str
+    read_token: str
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.store.path)
+
+    def count(self) -> int:
+        """How many executions the store file holds, in every environment."""
+        with sqlite3.connect(self.db_path) as conn:
+            value: int = conn.execute("SELECT count(*) FROM executions").fetchone()[0]
+        return value
+
+    @property
+    def run_headers(self) -> dict[str, str]:
+        return bearer(self.run_token)
+
+    @property
+    def read_headers(self) -> dict[str, str]:
+        return bearer(self.read_token)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def basic(user: str, key: str) -> dict[str, str]:
+    encoded = base64.b64encode(f"{user}:{key}".encode()).decode()
+    return {"Authorization": f"Basic {encoded}"}
+
+
+def execution(
+    execution_id: str,
+    start: str,
+    *,
+    name: str = "ECB_FX",
+    status: str = "success",
+    environment: str = "production",
+    trigger: str = "scheduled",
+) -> dict[str, Any]:
+    """A finished execution document in the seed page's shape, to insert into the store."""
+    end = start[:-5] + "999Z"
+    phases = [
+        {
+            "name": phase,
+            "start": start,
+            "status": "failed" if status == "failed" and phase == "LOAD" else "success",
+            "message": f"Completed {phase}",
+            "log": [f"{start[:-1]}000000Z[UTC] info Completed {phase}"],
+            "end": end,
+        }
+        for phase in ("EXTRACT", "TRANSFORM", "SEND", "LOAD")
+    ]
+    return {
+        "_id": execution_id,
+        "service": "ETL",
+        "name": name,
+        "environment": environment,
+        "trigger": trigger,
+        "status": status,
+        "message": "Completed Successfully" if status == "success" else "Failed in LOAD",
+        "reason": f"crontab({name},Thu Jul 01 2021 16:30:00 GMT+0000 (Greenwich Mean Time))",
+        "start": start,
+        "runAs": "com_walkfares",
+        "phases": phases,
+        "end": end,
+    }

@@ -1,0 +1,96 @@
+"""Fixtures of the API tests: the real app over a real SQLite file, real tokens, real HTTP.
+
+Only the dispatch to the broker is replaced, by a recorder of `(execution_id, delay)`: the
+broker is covered by the integration tests. Runs that must finish are run for real with the
+engine's `PhaseRunner`.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from engine.config import Settings
+from engine.constants import Scope
+from engine.store.sqlite import SQLiteStore
+from engine.tokens import create_token
+from tests.api.api_helpers import READ_USER, RUN_USER, Dispatcher, Service
+
+
+@pytest.fixture
+def dispatcher() -> Dispatcher:
+    return Dispatcher()
+
+
+@pytest.fixture
+def service(tmp_path: Path, dispatcher: Dispatcher) -> Iterator[Service]:
+    settings = Settings.from_env({"PROCEXEC_DATA_DIR": str(tmp_path)})
+    app = create_app(settings, dispatch=dispatcher)
+    state = app.state.procexec
+    store = state.store
+    assert isinstance(store, SQLiteStore)
+    assert Path(store.path) == tmp_path / "procexec.db"
+    yield Service(
+        app=app,
+        settings=settings,
+        store=store,
+        registry=state.registry,
+        dispatcher=dispatcher,
+        run_token=create_token(store, RUN_USER, Scope.RUN),
+        read_token=create_token(store, READ_USER, Scope.READ),
+    )
+    store.close()
+
+
+@pytest.fixture
+def client(service: Service) -> Iterator[TestClient]:
+    with TestClient(service.app) as test_client:
+        yield test_client
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture
+def live_url(service: Service) -> Iterator[str]:
+    """The app served by a real uvicorn server in a background thread; yields its base URL."""
+    sock = _free_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        service.app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        log_level="warning",
+        ws="none",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive(), "the uvicorn server stopped while starting"
+        assert time.monotonic() < deadline, "the uvicorn server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+        assert not thread.is_alive(), "the uvicorn server did not stop"

@@ -1,0 +1,72 @@
+"""A Celery beat scheduler whose entries come from the process definitions and the store.
+
+Each tick re-reads the operators' overrides (enable, disable, reschedule) from the store, so a
+running beat picks them up within seconds; the firing itself is `engine.scheduler`, which makes
+several beats running at once trigger each fire time once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from celery.beat import ScheduleEntry, Scheduler
+from celery.schedules import schedule as every
+
+from engine.config import Settings, load_registry
+from engine.scheduler import SchedulerService
+from engine.store import open_store
+from engine.trigger import TriggerService
+from workers.celery_app import celery_dispatch
+
+logger = logging.getLogger(__name__)
+
+#: the longest sleep between two ticks: how soon an operator's change is seen
+MAX_TICK = 5.0
+
+
+class ProcessScheduler(Scheduler):
+    """Fires the processes' crontabs through `SchedulerService`."""
+
+    def __init__(self, app: Celery, *args: Any, **kwargs: Any) -> None:
+        settings: Settings = app.conf.procexec_settings
+        store = open_store(settings.store_url)
+        registry = load_registry(settings)
+        self.service = SchedulerService(
+            store, registry, TriggerService(store, registry, celery_dispatch(settings))
+        )
+        kwargs.setdefault("max_interval", MAX_TICK)
+        super().__init__(app, *args, **kwargs)
+
+    def setup_schedule(self) -> None:
+        self._refresh_entries()
+
+    def _refresh_entries(self) -> None:
+        """Mirror the schedules as beat entries, for `celery inspect` and the beat's log."""
+        self.data = {
+            f"procexec:{item.process.name}": ScheduleEntry(
+                name=f"procexec:{item.process.name}",
+                task="procexec.scheduled",
+                schedule=every(60),
+                args=(item.process.name,),
+                app=self.app,
+            )
+            for item in self.service.schedules()
+            if item.enabled and item.crontab is not None
+        }
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        try:
+            result = self.service.tick()
+            for execution_id in result.triggered:
+                logger.info("triggered scheduled execution %s", execution_id)
+            self._refresh_entries()
+            return self.service.seconds_to_next(ceiling=self.max_interval)
+        except Exception:
+            logger.exception("scheduler tick failed; retrying")
+            return 1.0
+
+    @property
+    def info(self) -> str:
+        return f"    . procexec: {len(self.data)} scheduled process(es)"
