@@ -203,6 +203,7 @@ def test_meta_is_kept_beside_the_document_and_never_served(loaded: ExecutionStor
         "worker": "w2",
         "heartbeat": "2021-07-23T23:59:59.999Z",
         "input": {"n": 2},
+        "chain": None,
     }
     assert loaded.get_meta("nope") == {}
     hidden = {*META_KEYS, "_meta"}
@@ -219,7 +220,12 @@ def test_meta_is_kept_beside_the_document_and_never_served(loaded: ExecutionStor
 def test_insert_without_meta_has_empty_meta(store: ExecutionStore) -> None:
     doc = _execution("solo", "DEMO", "triggered", "2021-07-01T00:00:00.000Z")
     store.insert(copy.deepcopy(doc))
-    assert store.get_meta("solo") == {"worker": None, "heartbeat": None, "input": None}
+    assert store.get_meta("solo") == {
+        "worker": None,
+        "heartbeat": None,
+        "input": None,
+        "chain": None,
+    }
     assert store.get("solo") == doc
 
 
@@ -290,6 +296,7 @@ def test_update_set_push_and_meta(store: ExecutionStore) -> None:
         "worker": "w1",
         "heartbeat": "2021-07-01T16:30:08.000Z",
         "input": {"sleep": 0},
+        "chain": None,
     }
 
 
