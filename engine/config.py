@@ -12,7 +12,7 @@ from engine import constants as c
 from engine.process import ProcessRegistry
 
 #: modules of the bundled example processes
-EXAMPLE_MODULES = ("examples.ecb_fx", "examples.demo")
+EXAMPLE_MODULES = ("examples.ecb_fx", "examples.ecb_fx_cross", "examples.demo")
 
 _FALSE = {"0", "false", "no", "off", ""}
 

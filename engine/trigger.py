@@ -52,7 +52,7 @@ class TriggerService:
         self.registry = registry
         self.dispatch = dispatch
 
-    def trigger(
+    def record(
         self,
         name: str,
         *,
@@ -61,17 +61,14 @@ class TriggerService:
         body: Mapping[str, Any] | None = None,
         trigger: Trigger = Trigger.MANUAL,
         reason: str | None = None,
-        delay: float = 0.0,
         execution_id: str | None = None,
         chain: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """Record a new execution of process `name` and dispatch it; returns the document.
+        """Record a new `triggered` execution of process `name`, without dispatching it.
 
-        The document is recorded before the dispatch: once this returns, the run is accepted,
-        even if the broker was unreachable (the document is the outbox). A given
-        `execution_id` makes the trigger idempotent: a second one with the same id raises
-        `DuplicateExecution` and dispatches nothing. `chain` names the processes upstream of
-        this run (subscriptions and followers), to cut loops.
+        A given `execution_id` makes this idempotent: a second one with the same id raises
+        `DuplicateExecution`. `chain` names the processes upstream of this run (subscriptions
+        and followers), to cut loops.
         """
         process = self.registry.get(name)
         if process is None:
@@ -92,8 +89,46 @@ class TriggerService:
         if chain:
             meta["chain"] = list(chain)
         self.store.insert(doc, meta=meta)
+        return doc
+
+    def send(self, execution_id: str, delay: float = 0.0) -> bool:
+        """Hand a recorded execution to the workers; False (logged) if the broker failed."""
         try:
-            self.dispatch(doc["_id"], delay)
+            self.dispatch(execution_id, delay)
         except Exception:
-            logger.exception("dispatching %s failed; it stays triggered for redelivery", doc["_id"])
+            logger.exception(
+                "dispatching %s failed; it stays triggered for redelivery", execution_id
+            )
+            return False
+        return True
+
+    def trigger(
+        self,
+        name: str,
+        *,
+        run_as: str,
+        environment: str,
+        body: Mapping[str, Any] | None = None,
+        trigger: Trigger = Trigger.MANUAL,
+        reason: str | None = None,
+        delay: float = 0.0,
+        execution_id: str | None = None,
+        chain: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Record a new execution of process `name` and dispatch it; returns the document.
+
+        The document is recorded before the dispatch: once this returns, the run is accepted,
+        even if the broker was unreachable (the document is the outbox).
+        """
+        doc = self.record(
+            name,
+            run_as=run_as,
+            environment=environment,
+            body=body,
+            trigger=trigger,
+            reason=reason,
+            execution_id=execution_id,
+            chain=chain,
+        )
+        self.send(doc["_id"], delay)
         return doc

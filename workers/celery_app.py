@@ -69,9 +69,9 @@ def _shared_app(settings: Settings) -> Celery:
     return make_celery(settings)
 
 
-def celery_dispatch(settings: Settings) -> Dispatch:
-    """A `Dispatch` that sends the run task through Celery."""
-    app = _shared_app(settings)
+def celery_dispatch(settings: Settings, app: Celery | None = None) -> Dispatch:
+    """A `Dispatch` that sends the run task through Celery (`app`, or one for `settings`)."""
+    app = app or _shared_app(settings)
 
     def dispatch(execution_id: str, delay: float) -> None:
         app.send_task(RUN_TASK, args=[execution_id], countdown=delay or None, queue=QUEUE)

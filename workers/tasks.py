@@ -12,7 +12,8 @@ from celery import Task
 from engine.config import Settings, load_registry
 from engine.runner import PhaseRunner
 from engine.store import open_store
-from workers.celery_app import RUN_TASK, make_celery
+from engine.trigger import TriggerService
+from workers.celery_app import RUN_TASK, celery_dispatch, make_celery
 
 logger = logging.getLogger(__name__)
 
@@ -23,11 +24,13 @@ app = make_celery(Settings.from_env())
 def _runner(pid: int) -> PhaseRunner:
     """One runner per worker process: its store connection and its processes."""
     settings: Settings = app.conf.procexec_settings
+    store, registry = open_store(settings.store_url), load_registry(settings)
     return PhaseRunner(
-        open_store(settings.store_url),
-        load_registry(settings),
+        store,
+        registry,
         worker_id=f"{socket.gethostname()}:{pid}",
         flush_interval=settings.log_flush_interval,
+        triggers=TriggerService(store, registry, celery_dispatch(settings, app)),
     )
 
 
