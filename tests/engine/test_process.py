@@ -66,8 +66,8 @@ def settings_for(tmp_path: Path, **env: str) -> Settings:
 
 def test_the_examples_are_loaded_by_default(tmp_path: Path) -> None:
     registry = load_registry(settings_for(tmp_path))
-    assert [process.name for process in registry] == ["DEMO", "ECB_FX"]
-    assert len(registry) == 2
+    assert [process.name for process in registry] == ["DEMO", "ECB_FX", "ECB_FX_CROSS"]
+    assert len(registry) == 3
     ecb = registry.get("ECB_FX")
     assert ecb is not None
     assert [phase.name for phase in ecb.phases] == ["EXTRACT", "TRANSFORM", "SEND", "LOAD"]
@@ -87,13 +87,13 @@ def test_examples_turned_off(tmp_path: Path, value: str) -> None:
 @pytest.mark.parametrize("value", ["true", "1", "yes", "on"])
 def test_examples_turned_on(tmp_path: Path, value: str) -> None:
     registry = load_registry(settings_for(tmp_path, PROCEXEC_EXAMPLES=value))
-    assert [process.name for process in registry] == ["DEMO", "ECB_FX"]
+    assert [process.name for process in registry] == ["DEMO", "ECB_FX", "ECB_FX_CROSS"]
 
 
 def test_a_configured_module_adds_its_processes(tmp_path: Path, write_module: WriteModule) -> None:
     module = write_module(MODULE_SOURCE.format(name="HELLO"))
     registry = load_registry(settings_for(tmp_path, PROCEXEC_PROCESSES=module))
-    assert [process.name for process in registry] == ["DEMO", "ECB_FX", "HELLO"]
+    assert [process.name for process in registry] == ["DEMO", "ECB_FX", "ECB_FX_CROSS", "HELLO"]
     hello = registry.get("HELLO")
     assert hello is not None
     assert [phase.name for phase in hello.phases] == ["EXTRACT", "LOAD"]
