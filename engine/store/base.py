@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+import builtins
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from engine.errors import StoreUnavailable
 from engine.query import Query
 
+StoreT = TypeVar("StoreT", bound="ExecutionStore")
+
 #: internal bookkeeping kept beside a document, never served by the API
-META_KEYS = ("worker", "heartbeat", "input", "chain")
+META_KEYS = ("worker", "heartbeat", "input", "chain", "dispatched", "due", "recoveries")
 #: meta values that are JSON (the others are strings)
-JSON_META_KEYS = frozenset({"input", "chain"})
+JSON_META_KEYS = frozenset({"input", "chain", "recoveries"})
 
 
 #: the execution document's fields in the seed page's order
@@ -90,14 +95,18 @@ class Update:
     """A change to one document, as MongoDB expresses it.
 
     `set` maps dotted paths (`phases.2.status`) to values; `push` maps dotted paths of arrays
-    to values appended in order. `expect_status`, when given, makes the update conditional: it
-    applies only while the document has one of those statuses, atomically.
+    to values appended in order. `expect_status` and `expect_worker`, when given, make the
+    update conditional: it applies only while the document has one of those statuses and is
+    held by that worker claim (its fencing token), atomically. `fail_running_phases` marks every
+    phase still `running` as `failed` with that message (cancellation, a lost worker, a timeout).
     """
 
     set: Mapping[str, Any] | None = None
     push: Mapping[str, Sequence[Any]] | None = None
     expect_status: frozenset[str] | None = None
+    expect_worker: str | None = None
     meta: Mapping[str, Any] | None = None
+    fail_running_phases: str | None = None
 
 
 class ExecutionStore(abc.ABC):
@@ -142,6 +151,21 @@ class ExecutionStore(abc.ABC):
         """The values of one series by date (empty when unknown)."""
 
     @abc.abstractmethod
+    def stale(
+        self, statuses: Sequence[str], meta_key: str, before: str, limit: int = 100
+    ) -> builtins.list[tuple[str, dict[str, Any]]]:
+        """Executions in one of `statuses` whose `meta_key` (heartbeat, dispatched) is missing or
+        older than `before`: (id, meta) pairs, oldest first."""
+
+    @abc.abstractmethod
+    def save_checkpoint(self, execution_id: str, phase: int, blob: bytes) -> None:
+        """Keep the result of a finished phase, so a recovered run resumes after it."""
+
+    @abc.abstractmethod
+    def load_checkpoint(self, execution_id: str) -> tuple[int, bytes] | None:
+        """The latest checkpoint of a run: (phase index, result blob), or None."""
+
+    @abc.abstractmethod
     def process_states(self) -> dict[str, ProcessState]:
         """The stored state of every process that has one, by name."""
 
@@ -164,8 +188,46 @@ class ExecutionStore(abc.ABC):
         """Release what the calling thread holds (its connection), before the thread ends."""
 
 
+def translate_errors(
+    errors: tuple[type[BaseException], ...], backend: str
+) -> Callable[[type[StoreT]], type[StoreT]]:
+    """Class decorator: a backend error in any public method becomes `StoreUnavailable`.
+
+    So that the API answers 503 with a clear message when the store is down, full or locked,
+    instead of a 500; the backend's own message is kept.
+    """
+
+    def decorate(cls: type[StoreT]) -> type[StoreT]:
+        for name, member in list(vars(cls).items()):
+            if name.startswith("_") or not callable(member):
+                continue
+            setattr(cls, name, _translating(member, errors, backend))
+        return cls
+
+    return decorate
+
+
+def _translating(
+    method: Callable[..., Any], errors: tuple[type[BaseException], ...], backend: str
+) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except errors as exc:
+            raise StoreUnavailable(f"the {backend} store is unavailable: {exc}") from exc
+
+    return wrapper
+
+
 def apply_update(doc: dict[str, Any], change: Update) -> None:
     """Apply `change` to a document in memory, as MongoDB would; used by stores without `$set`."""
+    if change.fail_running_phases is not None:
+        for phase in doc.get("phases", []):
+            if phase.get("status") == "running":
+                phase["status"] = "failed"
+                phase["message"] = change.fail_running_phases
+                phase["end"] = (change.set or {}).get("end", phase.get("end"))
     for path, value in (change.set or {}).items():
         parent, key = _walk(doc, path, create=True)
         _assign(parent, key, value)

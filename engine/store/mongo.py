@@ -6,6 +6,7 @@ not a server and proves nothing about one).
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
@@ -24,6 +25,7 @@ from engine.store.base import (
     TokenRecord,
     Update,
     canonical,
+    translate_errors,
 )
 
 _MONGO_OPS = {"gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte", "ne": "$ne", "in": "$in"}
@@ -47,6 +49,7 @@ def compile_filter(node: Node) -> dict[str, Any]:
     raise TypeError(f"unknown query node {node!r}")
 
 
+@translate_errors((PyMongoError,), "MongoDB")
 class MongoStore(ExecutionStore):
     kind = "mongodb"
 
@@ -67,6 +70,7 @@ class MongoStore(ExecutionStore):
         self.tokens = self.db["tokens"]
         self.observations = self.db["observations"]
         self.processes = self.db["processes"]
+        self.checkpoints = self.db["checkpoints"]
         try:
             self._ensure_indexes()
         except PyMongoError as exc:
@@ -77,6 +81,8 @@ class MongoStore(ExecutionStore):
             [("environment", 1), ("start", -1), ("_id", -1)],
             [("environment", 1), ("name", 1), ("start", -1), ("_id", -1)],
             [("environment", 1), ("status", 1), ("start", -1), ("_id", -1)],
+            [("status", 1), ("_meta.heartbeat", 1)],
+            [("status", 1), ("_meta.dispatched", 1)],
         ):
             self.executions.create_index(keys)
         self.observations.create_index(
@@ -110,18 +116,30 @@ class MongoStore(ExecutionStore):
         selector: dict[str, Any] = {"_id": execution_id}
         if change.expect_status is not None:
             selector["status"] = {"$in": sorted(change.expect_status)}
+        if change.expect_worker is not None:
+            selector["_meta.worker"] = change.expect_worker
         operations: dict[str, Any] = {}
         sets = dict(change.set or {})
         sets.update({f"_meta.{key}": value for key, value in (change.meta or {}).items()})
         if sets:
             operations["$set"] = sets
+        array_filters = None
+        if change.fail_running_phases is not None:
+            failed = {
+                "phases.$[running].status": "failed",
+                "phases.$[running].message": change.fail_running_phases,
+            }
+            if "end" in (change.set or {}):
+                failed["phases.$[running].end"] = change.set["end"]  # type: ignore[index]
+            operations.setdefault("$set", {}).update(failed)
+            array_filters = [{"running.status": "running"}]
         if change.push:
             operations["$push"] = {
                 path: {"$each": list(values)} for path, values in change.push.items()
             }
         if not operations:
             return self.executions.count_documents(selector, limit=1) == 1
-        result = self.executions.update_one(selector, operations)
+        result = self.executions.update_one(selector, operations, array_filters=array_filters)
         return bool(result.matched_count)
 
     def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
@@ -186,6 +204,37 @@ class MongoStore(ExecutionStore):
             {"environment": environment, "series_id": series_id}, {"date": 1, "value": 1}
         ).sort("date", 1)
         return {row["date"]: row["value"] for row in rows}
+
+    def stale(
+        self, statuses: Sequence[str], meta_key: str, before: str, limit: int = 100
+    ) -> builtins.list[tuple[str, dict[str, Any]]]:
+        if meta_key not in META_KEYS:
+            raise KeyError(f"unknown meta key {meta_key!r}")
+        field = f"_meta.{meta_key}"
+        rows = (
+            self.executions.find(
+                {
+                    "status": {"$in": list(statuses)},
+                    "$or": [{field: None}, {field: {"$lt": before}}],
+                },
+                {"_meta": 1},
+            )
+            .sort(field, 1)
+            .limit(limit)
+        )
+        return [
+            (row["_id"], {key: (row.get("_meta") or {}).get(key) for key in META_KEYS})
+            for row in rows
+        ]
+
+    def save_checkpoint(self, execution_id: str, phase: int, blob: bytes) -> None:
+        self.checkpoints.replace_one(
+            {"_id": execution_id}, {"_id": execution_id, "phase": phase, "blob": blob}, upsert=True
+        )
+
+    def load_checkpoint(self, execution_id: str) -> tuple[int, bytes] | None:
+        row = self.checkpoints.find_one({"_id": execution_id})
+        return (int(row["phase"]), bytes(row["blob"])) if row else None
 
     def process_states(self) -> dict[str, ProcessState]:
         return {

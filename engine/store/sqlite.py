@@ -6,6 +6,7 @@ every read-modify-write, so two writers never lose each other's updates).
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 import sqlite3
@@ -26,6 +27,7 @@ from engine.store.base import (
     TokenRecord,
     Update,
     apply_update,
+    translate_errors,
 )
 
 #: top-level fields copied into generated columns, so that filters and sorts use indexes
@@ -74,6 +76,11 @@ CREATE TABLE IF NOT EXISTS observations (
     date TEXT NOT NULL,
     value REAL NOT NULL,
     PRIMARY KEY (environment, series_id, date)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id TEXT PRIMARY KEY,
+    phase INTEGER NOT NULL,
+    blob BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS processes (
     name TEXT PRIMARY KEY,
@@ -211,6 +218,7 @@ def _pick(doc: Mapping[str, Any], tree: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
+@translate_errors((sqlite3.OperationalError, sqlite3.DatabaseError), "SQLite")
 class SQLiteStore(ExecutionStore):
     kind = "sqlite"
 
@@ -226,6 +234,13 @@ class SQLiteStore(ExecutionStore):
         for key in META_KEYS:
             if key not in present:
                 conn.execute(f"ALTER TABLE executions ADD COLUMN {key} TEXT")
+        # Housekeeping looks for active runs with an old heartbeat and for undispatched triggers.
+        conn.execute(
+            "CREATE INDEX IF NOT EXISTS ix_exec_status_heartbeat ON executions(status, heartbeat)"
+        )
+        conn.execute(
+            "CREATE INDEX IF NOT EXISTS ix_exec_status_dispatched ON executions(status, dispatched)"
+        )
 
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -278,15 +293,27 @@ class SQLiteStore(ExecutionStore):
         conn.execute("BEGIN IMMEDIATE")
         try:
             row = conn.execute(
-                "SELECT doc FROM executions WHERE id = ?", (execution_id,)
+                "SELECT doc, worker FROM executions WHERE id = ?", (execution_id,)
             ).fetchone()
             if row is None:
                 conn.execute("ROLLBACK")
                 return False
             doc = json.loads(row[0])
-            if change.expect_status is not None and doc.get("status") not in change.expect_status:
+            if (
+                change.expect_status is not None and doc.get("status") not in change.expect_status
+            ) or (change.expect_worker is not None and row[1] != change.expect_worker):
                 conn.execute("ROLLBACK")
                 return False
+            if not change.set and not change.push and change.fail_running_phases is None:
+                # bookkeeping only (a heartbeat): the document stays as it is
+                meta = _meta_columns(change.meta)
+                if meta:
+                    conn.execute(
+                        f"UPDATE executions SET {', '.join(f'{k} = ?' for k in meta)} WHERE id = ?",
+                        (*meta.values(), execution_id),
+                    )
+                conn.execute("COMMIT")
+                return True
             apply_update(doc, change)
             meta = _meta_columns(change.meta)
             assignments = ", ".join(["doc = ?", *(f"{key} = ?" for key in meta)])
@@ -365,6 +392,38 @@ class SQLiteStore(ExecutionStore):
             .fetchall()
         )
         return dict(rows)
+
+    def stale(
+        self, statuses: Sequence[str], meta_key: str, before: str, limit: int = 100
+    ) -> builtins.list[tuple[str, dict[str, Any]]]:
+        if meta_key not in META_KEYS:
+            raise KeyError(f"unknown meta key {meta_key!r}")
+        marks = ", ".join("?" * len(statuses))
+        rows = (
+            self._connect()
+            .execute(
+                f"SELECT id FROM executions WHERE status IN ({marks})"
+                f" AND ({meta_key} IS NULL OR {meta_key} < ?) ORDER BY {meta_key} LIMIT ?",
+                (*statuses, before, limit),
+            )
+            .fetchall()
+        )
+        return [(row[0], self.get_meta(row[0])) for row in rows]
+
+    def save_checkpoint(self, execution_id: str, phase: int, blob: bytes) -> None:
+        self._connect().execute(
+            "INSERT INTO checkpoints (id, phase, blob) VALUES (?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET phase = excluded.phase, blob = excluded.blob",
+            (execution_id, phase, blob),
+        )
+
+    def load_checkpoint(self, execution_id: str) -> tuple[int, bytes] | None:
+        row = (
+            self._connect()
+            .execute("SELECT phase, blob FROM checkpoints WHERE id = ?", (execution_id,))
+            .fetchone()
+        )
+        return (int(row[0]), bytes(row[1])) if row else None
 
     def process_states(self) -> dict[str, ProcessState]:
         rows = self._connect().execute(

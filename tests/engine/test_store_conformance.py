@@ -204,6 +204,9 @@ def test_meta_is_kept_beside_the_document_and_never_served(loaded: ExecutionStor
         "heartbeat": "2021-07-23T23:59:59.999Z",
         "input": {"n": 2},
         "chain": None,
+        "dispatched": None,
+        "due": None,
+        "recoveries": None,
     }
     assert loaded.get_meta("nope") == {}
     hidden = {*META_KEYS, "_meta"}
@@ -225,6 +228,9 @@ def test_insert_without_meta_has_empty_meta(store: ExecutionStore) -> None:
         "heartbeat": None,
         "input": None,
         "chain": None,
+        "dispatched": None,
+        "due": None,
+        "recoveries": None,
     }
     assert store.get("solo") == doc
 
@@ -297,6 +303,9 @@ def test_update_set_push_and_meta(store: ExecutionStore) -> None:
         "heartbeat": "2021-07-01T16:30:08.000Z",
         "input": {"sleep": 0},
         "chain": None,
+        "dispatched": None,
+        "due": None,
+        "recoveries": None,
     }
 
 

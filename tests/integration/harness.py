@@ -1,0 +1,327 @@
+"""Real processes for the end-to-end tests: workers, the API, the CLI, and the brokers they use.
+
+Every process started here writes its output to a file, is stopped with SIGTERM (then SIGKILL,
+for its whole process group) in teardown, and has its output attached to the report of a test
+that fails while it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx2
+import pytest
+
+BIN = Path(sys.executable).parent
+PROCEXEC = str(BIN / "procexec")
+#: the real Redis of the Redis-broker variant; its database is flushed when a test module starts
+REDIS_URL = os.environ.get("PROCEXEC_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+#: short, so the tests see log lines soon after they are written
+LOG_FLUSH_INTERVAL = "0.1"
+BASE_PATH = "/service/process-exec"
+TERMINAL = frozenset({"success", "warning", "failed"})
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def require_redis() -> str:
+    """The Redis URL, its database flushed; skips without Redis, fails if Redis is required."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+        try:
+            client.ping()
+            client.flushdb()
+        finally:
+            client.close()
+    except redis.RedisError as exc:
+        message = f"Redis is not reachable at {REDIS_URL}: {exc}"
+        if os.environ.get("PROCEXEC_REQUIRE_REDIS", "").strip().lower() in {"1", "true", "yes"}:
+            pytest.fail(f"{message} (and PROCEXEC_REQUIRE_REDIS is set)", pytrace=False)
+        pytest.skip(message)
+    return REDIS_URL
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def service_env(data_dir: Path, broker_url: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a procexec process: this data folder and broker, nothing inherited."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PROCEXEC_")}
+    env.update(
+        PROCEXEC_DATA_DIR=str(data_dir),
+        PROCEXEC_LOG_FLUSH_INTERVAL=LOG_FLUSH_INTERVAL,
+        PYTHONUNBUFFERED="1",
+    )
+    if broker_url:
+        env["PROCEXEC_BROKER_URL"] = broker_url
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run `procexec ARGS` to completion."""
+    return subprocess.run(
+        [PROCEXEC, *args],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def create_token(env: Mapping[str, str], user: str, scope: str | None = None) -> str:
+    """`procexec token create`: checks that stdout is the token alone, on one line."""
+    args = ["token", "create", "--user", user, *(["--scope", scope] if scope else [])]
+    result = run_cli(*args, env=env)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"pe_[A-Za-z0-9_-]{40,}\n", result.stdout), repr(result.stdout)
+    return result.stdout.strip()
+
+
+class Service:
+    """A long-running subprocess with its output in a file."""
+
+    #: every service started in this session, for the reports of failing tests
+    STARTED: ClassVar[list[Service]] = []
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: Mapping[str, str],
+        log_dir: Path,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        self._log = self.log_path.open("wb")
+        self.started_at = time.time()
+        self.stopped_at: float | None = None
+        self.proc = subprocess.Popen(
+            argv,
+            env=dict(env),
+            cwd=cwd or log_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: teardown can kill all of it
+        )
+        Service.STARTED.append(self)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def tail(self, chars: int = 8000) -> str:
+        text = self.output()
+        return text if len(text) <= chars else "…" + text[-chars:]
+
+    def describe(self) -> str:
+        return f"{self.name} (pid {self.pid}, exit {self.proc.returncode}): {' '.join(self.argv)}"
+
+    def fail(self, why: str) -> None:
+        pytest.fail(f"{self.describe()}: {why}\n--- output ---\n{self.tail()}", pytrace=False)
+
+    def wait_for_output(self, pattern: str, timeout: float) -> re.Match[str]:
+        """Wait until the output matches `pattern`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            match = re.search(pattern, self.output(), re.MULTILINE)
+            if match:
+                return match
+            if not self.alive():
+                self.fail(f"exited before printing {pattern!r}")
+            if time.monotonic() > deadline:
+                self.fail(f"did not print {pattern!r} within {timeout:g} s")
+            time.sleep(0.05)
+
+    def terminate(self) -> None:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM, wait, then SIGKILL the process group; returns the exit code."""
+        self.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._kill_group()
+            self.proc.wait(10)
+        self._kill_group()  # whatever it left behind
+        if self.stopped_at is None:
+            self.stopped_at = time.time()
+            self._log.close()
+        return self.proc.returncode
+
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+@dataclass
+class Stack:
+    """One worker and one API sharing a data folder (SQLite store) and a broker."""
+
+    root: Path
+    data_dir: Path
+    env: dict[str, str]
+    url: str
+    api: Service
+    worker: Service
+
+
+def stop_all(*services: Service, timeout: float = 20) -> None:
+    """Stop several services at once (a worker's warm shutdown takes seconds)."""
+    for service in services:
+        service.terminate()
+    for service in services:
+        service.stop(timeout)
+
+
+def start_worker(
+    env: Mapping[str, str],
+    log_dir: Path,
+    *,
+    pool: str = "threads",
+    concurrency: int = 2,
+    wait: bool = True,
+) -> Service:
+    node = f"procexec-test-{uuid.uuid4().hex[:8]}@%h"
+    argv = [sys.executable, "-m", "workers.cli", "worker", "--pool", pool]
+    argv += ["--concurrency", str(concurrency), "--hostname", node]
+    worker = Service("worker", argv, env=env, log_dir=log_dir)
+    if wait:
+        wait_worker_ready(worker)
+    return worker
+
+
+def wait_worker_ready(worker: Service, timeout: float = 60) -> None:
+    worker.wait_for_output(r"@\S+ ready\.", timeout)
+
+
+def start_api(env: Mapping[str, str], log_dir: Path, *, wait: bool = True) -> tuple[Service, str]:
+    """`procexec api` on a free port; returns it and its base URL."""
+    port = free_port()
+    api = Service("api", [PROCEXEC, "api", "--port", str(port)], env=env, log_dir=log_dir)
+    url = f"http://127.0.0.1:{port}{BASE_PATH}"
+    if wait:
+        wait_http(api, url)
+    return api, url
+
+
+def wait_http(service: Service, url: str, timeout: float = 60) -> dict[str, Any]:
+    """Wait until `url` (the build information, no auth) answers 200; returns its JSON."""
+    deadline = time.monotonic() + timeout
+    with httpx2.Client(timeout=5, trust_env=False) as client:
+        while True:
+            try:
+                response = client.get(url)
+                if response.status_code == 200:
+                    body: dict[str, Any] = response.json()
+                    return body
+            except httpx2.TransportError:
+                pass
+            if not service.alive():
+                service.fail(f"exited before {url} answered")
+            if time.monotonic() > deadline:
+                service.fail(f"{url} did not answer within {timeout:g} s")
+            time.sleep(0.1)
+
+
+def api_client(url: str, token: str) -> httpx2.Client:
+    return httpx2.Client(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=15, trust_env=False
+    )
+
+
+def trigger(client: httpx2.Client, name: str, body: Mapping[str, Any] | None = None) -> str:
+    """POST a run; checks the 202 and returns the execution id."""
+    payload: dict[str, Any] = {"name": name}
+    if body is not None:
+        payload["body"] = dict(body)
+    response = client.post("v1", json=payload)
+    assert response.status_code == 202, response.text
+    doc = response.json()
+    assert doc["status"] == "triggered"
+    assert response.headers["location"].endswith(f"/v1/{doc['_id']}")
+    execution_id: str = doc["_id"]
+    return execution_id
+
+
+def wait_terminal(
+    client: httpx2.Client,
+    execution_id: str,
+    *,
+    timeout: float = 60,
+    interval: float = 0.1,
+    on_poll: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Poll `v1/{id}` until the execution reaches a terminal status; returns it."""
+    deadline = time.monotonic() + timeout
+    doc: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = client.get(f"v1/{execution_id}")
+        assert response.status_code == 200, response.text
+        doc = response.json()
+        if on_poll is not None:
+            on_poll(doc)
+        if doc["status"] in TERMINAL:
+            return doc
+        time.sleep(interval)
+    pytest.fail(f"execution {execution_id} not finished after {timeout:g} s; last seen: {doc}")
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """The pids of live processes (other than this one) whose environment has `name=value`."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone, or not ours to read
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def attach_service_output(report: pytest.TestReport, call: pytest.CallInfo[Any]) -> None:
+    """Add the output of every service that ran during a failed test phase to its report."""
+    if not report.failed:
+        return
+    for service in Service.STARTED:
+        if service.started_at <= call.stop and (
+            service.stopped_at is None or service.stopped_at >= call.start
+        ):
+            report.sections.append((f"output of {service.describe()}", service.tail()))
