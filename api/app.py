@@ -13,6 +13,7 @@ import engine
 from api import errors, processes
 from api.deps import ServiceState
 from api.routes import router
+from engine.cancellation import Revoke
 from engine.config import Settings, load_registry
 from engine.constants import SERVICE_NAME
 from engine.process import ProcessRegistry
@@ -61,15 +62,17 @@ def create_app(
     store: ExecutionStore | None = None,
     registry: ProcessRegistry | None = None,
     dispatch: Dispatch | None = None,
+    revoke: Revoke | None = None,
 ) -> FastAPI:
     """Build the API; by default everything comes from the environment's settings."""
     settings = settings or Settings.from_env()
     store = store or open_store(settings.store_url)
     registry = registry or load_registry(settings)
     if dispatch is None:
-        from workers.celery_app import celery_dispatch
+        from workers.celery_app import celery_dispatch, celery_revoke
 
         dispatch = celery_dispatch(settings)
+        revoke = revoke or celery_revoke(settings)
     app = FastAPI(
         title="procexec",
         version=engine.__version__,
@@ -81,6 +84,7 @@ def create_app(
         registry=registry,
         triggers=TriggerService(store, registry, dispatch),
         build=build_information(settings),
+        revoke=revoke,
     )
     errors.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)

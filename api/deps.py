@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from api.auth import authenticate
 from api.errors import ApiError
+from engine.cancellation import Revoke
 from engine.config import Settings
 from engine.constants import DEFAULT_ENVIRONMENT, Scope
 from engine.process import ProcessRegistry
@@ -26,6 +27,7 @@ class ServiceState:
     registry: ProcessRegistry
     triggers: TriggerService
     build: dict[str, Any]
+    revoke: Revoke | None = None
 
 
 def get_state(request: Request) -> ServiceState:

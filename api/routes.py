@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import EnvironmentDep, Reader, Runner, StateDep
 from api.errors import ApiError
+from engine.cancellation import cancel_execution
 from engine.errors import NotFound
 from engine.query import parse_query
 
@@ -111,6 +112,20 @@ def _trigger_request(
     if not math.isfinite(delay_ms) or not 0 <= delay_ms <= MAX_DELAY_MS:
         raise ApiError(400, f"_delay: must be between 0 and {MAX_DELAY_MS} milliseconds")
     return name.strip(), params, reason, delay_ms / 1000
+
+
+@router.post("/v1/{execution_id}/cancel", summary="Cancel an execution")
+def cancel(
+    execution_id: str, state: StateDep, environment: EnvironmentDep, caller: Runner
+) -> dict[str, Any]:
+    """Stop a triggered or running execution at once; it fails as cancelled by the caller."""
+    return cancel_execution(
+        state.store,
+        execution_id,
+        user=caller.user,
+        environment=environment,
+        revoke=state.revoke,
+    )
 
 
 @router.post("/v1", status_code=202, summary="Trigger a process")

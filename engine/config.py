@@ -26,6 +26,9 @@ class Settings:
     process_modules: tuple[str, ...] = ()
     examples: bool = True
     log_flush_interval: float = c.DEFAULT_LOG_FLUSH_INTERVAL
+    lost_run_timeout: float = c.DEFAULT_LOST_RUN_TIMEOUT
+    redispatch_after: float = c.DEFAULT_REDISPATCH_AFTER
+    max_log_lines: int = c.DEFAULT_MAX_LOG_LINES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -41,10 +44,16 @@ class Settings:
             broker_url=env.get(c.ENV_BROKER_URL) or None,
             process_modules=modules,
             examples=env.get(c.ENV_EXAMPLES, "true").strip().lower() not in _FALSE,
-            log_flush_interval=float(
-                env.get(c.ENV_LOG_FLUSH_INTERVAL) or c.DEFAULT_LOG_FLUSH_INTERVAL
-            ),
+            log_flush_interval=_number(env, c.ENV_LOG_FLUSH_INTERVAL, c.DEFAULT_LOG_FLUSH_INTERVAL),
+            lost_run_timeout=_number(env, c.ENV_LOST_RUN_TIMEOUT, c.DEFAULT_LOST_RUN_TIMEOUT),
+            redispatch_after=_number(env, c.ENV_REDISPATCH_AFTER, c.DEFAULT_REDISPATCH_AFTER),
+            max_log_lines=int(_number(env, c.ENV_MAX_LOG_LINES, c.DEFAULT_MAX_LOG_LINES, 10)),
         )
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """How often a running run tells the store its worker is alive."""
+        return max(0.2, min(5.0, self.lost_run_timeout / 6))
 
     @property
     def broker_kind(self) -> str:
@@ -55,6 +64,19 @@ class Settings:
     @property
     def store_kind(self) -> str:
         return "sqlite" if self.store_url.startswith("sqlite") else "mongodb"
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 0.01) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}: '{raw}' is not a number") from None
+    if value < minimum:
+        raise ValueError(f"{name}: must be at least {minimum:g}")
+    return value
 
 
 def load_registry(settings: Settings) -> ProcessRegistry:

@@ -66,7 +66,16 @@ ENV_BROKER_URL = "PROCEXEC_BROKER_URL"
 ENV_PROCESSES = "PROCEXEC_PROCESSES"
 ENV_EXAMPLES = "PROCEXEC_EXAMPLES"
 ENV_LOG_FLUSH_INTERVAL = "PROCEXEC_LOG_FLUSH_INTERVAL"
+ENV_LOST_RUN_TIMEOUT = "PROCEXEC_LOST_RUN_TIMEOUT"
+ENV_REDISPATCH_AFTER = "PROCEXEC_REDISPATCH_AFTER"
+ENV_MAX_LOG_LINES = "PROCEXEC_MAX_LOG_LINES"
 
 DEFAULT_DATA_DIR = ".procexec"
 #: seconds between two flushes of buffered log lines to the store
 DEFAULT_LOG_FLUSH_INTERVAL = 0.25
+#: seconds without a heartbeat after which a run's worker is taken for dead
+DEFAULT_LOST_RUN_TIMEOUT = 60.0
+#: seconds after which a run still `triggered` is sent to the workers again
+DEFAULT_REDISPATCH_AFTER = 60.0
+#: log lines kept per phase (first half and latest lines, with a marker between)
+DEFAULT_MAX_LOG_LINES = 1000

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from engine.control import RunControl
 from engine.recorder import ExecutionRecorder
 from engine.store.base import ExecutionStore, Observation
 from engine.timeutil import log_line
@@ -55,6 +56,8 @@ class PhaseContext:
         recorder: ExecutionRecorder,
         store: ExecutionStore,
         updates: DataUpdates,
+        control: RunControl | None = None,
+        attempt: int = 1,
     ) -> None:
         self.execution_id: str = execution["_id"]
         self.process: str = execution["name"]
@@ -65,17 +68,29 @@ class PhaseContext:
         self.params = dict(params)
         self.updates = updates
         self.warnings = 0
+        #: 1 for the first attempt of this phase, 2 for its first retry, …
+        self.attempt = attempt
+        self._control = control or RunControl()
         self._index = phase_index
         self._recorder = recorder
         self._store = store
 
     def log(self, text: str, level: str = "info") -> None:
         """Append a line to this phase's log, stamped like the platform's."""
+        self._control.check()
         if level not in LEVELS:
             raise ValueError(f"unknown log level {level!r}; use one of {', '.join(LEVELS)}")
         if level == "warning":
             self.warnings += 1
         self._recorder.log(self._index, log_line(level, text))
+
+    def check(self) -> None:
+        """Stop here (raise `RunAborted`) if the run was cancelled or timed out."""
+        self._control.check()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but stop at once if the run is cancelled or times out meanwhile."""
+        self._control.sleep(seconds)
 
     def debug(self, text: str) -> None:
         self.log(text, "debug")

@@ -31,3 +31,9 @@ class DuplicateExecution(ProcexecError):
     """An execution with this id exists already (a second beat, a repeated subscription)."""
 
     status_code = 409
+
+
+class Conflict(ProcexecError):
+    """The execution is not in a state that allows the request (it has finished)."""
+
+    status_code = 409

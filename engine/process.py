@@ -25,10 +25,21 @@ OUTCOMES = frozenset({Status.SUCCESS.value, Status.WARNING.value, Status.FAILED.
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 
 
+LostPolicy = Literal["resume", "fail"]
+#: `resume`: a run whose worker died re-runs from its first unfinished phase; `fail`: it fails
+LOST_POLICIES = ("resume", "fail")
+
+
 @dataclass(frozen=True)
 class PhaseDefinition:
     name: str
     function: PhaseFunction
+    #: attempts after the first; None: the process's `retries`
+    retries: int | None = None
+    #: seconds between attempts; None: the process's `retry_delay`
+    retry_delay: float | None = None
+    #: seconds the phase may run; None: no limit of its own
+    timeout: float | None = None
 
 
 @dataclass
@@ -62,11 +73,22 @@ class Process:
     #: other processes' outcomes that trigger this one: `{"ECB_FX": ("success",)}`
     follows: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     enabled: bool = True
+    #: attempts after the first failure of a phase, and the seconds between them
+    retries: int = 0
+    retry_delay: float = 0.0
+    #: seconds the whole run may take (None: no limit)
+    timeout: float | None = None
+    #: what happens to a run whose worker died (see `LOST_POLICIES`), and how often at most
+    on_lost: LostPolicy = "resume"
+    max_recoveries: int = 3
     phases: list[PhaseDefinition] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise ValueError(f"invalid process name {self.name!r}")
+        if self.on_lost not in LOST_POLICIES:
+            raise ValueError(f"process {self.name}: on_lost must be one of {LOST_POLICIES}")
+        _check_limits(self.name, self.retries, self.retry_delay, self.timeout)
         if self.missed not in MISSED_POLICIES:
             raise ValueError(f"process {self.name}: missed must be one of {MISSED_POLICIES}")
         if isinstance(self.subscriptions, str):
@@ -89,14 +111,27 @@ class Process:
     def subscribes_to(self, data_id: str) -> bool:
         return any(fnmatch.fnmatchcase(data_id, pattern) for pattern in self.subscriptions)
 
-    def phase(self, name: str) -> Callable[[PhaseFunction], PhaseFunction]:
-        """Decorator that appends a phase called `name` to this process."""
+    def phase(
+        self,
+        name: str,
+        *,
+        retries: int | None = None,
+        retry_delay: float | None = None,
+        timeout: float | None = None,
+    ) -> Callable[[PhaseFunction], PhaseFunction]:
+        """Decorator that appends a phase called `name` to this process.
+
+        `retries`, `retry_delay` and `timeout` (seconds) apply to this phase alone.
+        """
         name = name.upper()
         if any(existing.name == name for existing in self.phases):
             raise ValueError(f"process {self.name} already has a phase {name}")
+        _check_limits(f"{self.name}.{name}", retries, retry_delay, timeout)
 
         def register(function: PhaseFunction) -> PhaseFunction:
-            self.phases.append(PhaseDefinition(name, function))
+            if any(existing.name == name for existing in self.phases):
+                raise ValueError(f"process {self.name} already has a phase {name}")
+            self.phases.append(PhaseDefinition(name, function, retries, retry_delay, timeout))
             return function
 
         return register
@@ -104,6 +139,17 @@ class Process:
     def parameters(self, body: Mapping[str, Any] | None) -> dict[str, Any]:
         """The defaults overridden by a trigger's `body`."""
         return {**self.defaults, **(body or {})}
+
+
+def _check_limits(
+    owner: str, retries: int | None, retry_delay: float | None, timeout: float | None
+) -> None:
+    if retries is not None and retries < 0:
+        raise ValueError(f"{owner}: retries must be 0 or more")
+    if retry_delay is not None and retry_delay < 0:
+        raise ValueError(f"{owner}: retry_delay must be 0 or more seconds")
+    if timeout is not None and timeout <= 0:
+        raise ValueError(f"{owner}: timeout must be more than 0 seconds")
 
 
 class ProcessRegistry:

@@ -1,25 +1,70 @@
 """Writes a running execution into its document: phases and status at once, log lines batched.
 
 Log lines are buffered and flushed by a background thread every `flush_interval` seconds, and
-before every status change, so readers see them in order and while the run goes on, without
-one store write per line.
+before every status change, so readers see them in order while the run goes on, without one
+store write per line. The same thread sends the run's heartbeat and watches its deadline.
+
+Every write is fenced: it applies only while the run is still active and still held by this
+worker's claim (its token). When a write is refused, the run was cancelled, timed out or taken
+away as lost, and the recorder aborts the run's `RunControl`.
+
+Each phase keeps at most `max_log_lines` lines: its first half and its latest lines, with one
+marker line between them that counts what was dropped, so no document nears MongoDB's 16 MB.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from engine.constants import PhaseStatus, Status
+from engine.constants import ACTIVE_STATUSES, PhaseStatus
+from engine.control import RunControl
 from engine.store.base import ExecutionStore, Update
-from engine.timeutil import iso_ms
+from engine.timeutil import iso_ms, log_line
 
 logger = logging.getLogger(__name__)
 
-#: the statuses in which a worker may still write a run
-_WRITABLE = frozenset({Status.RUNNING, Status.WAITING, Status.RETRYING})
+_WRITABLE = frozenset(status.value for status in ACTIVE_STATUSES)
+
+
+class _PhaseLog:
+    """One phase's log lines as kept: a head, and once over the cap, a marker and a tail."""
+
+    def __init__(self, max_lines: int, existing: Sequence[str] = ()) -> None:
+        self.head_size = max(1, max_lines // 2)
+        self.tail: deque[str] = deque(maxlen=max(1, max_lines - self.head_size - 1))
+        self.head: list[str] = list(existing[: self.head_size])
+        self.tail.extend(existing[self.head_size :])
+        self.dropped = 0
+        self.pending: list[str] = []
+        #: the head is full: the stored log is rewritten whole (head, marker, tail) on flush
+        self.rewrite = False
+
+    def add(self, line: str) -> None:
+        if len(self.head) < self.head_size and not self.rewrite:
+            self.head.append(line)
+            self.pending.append(line)
+            return
+        if len(self.tail) == self.tail.maxlen:
+            self.dropped += 1
+        self.tail.append(line)
+        self.rewrite = True
+
+    def lines(self) -> list[str]:
+        marker = []
+        if self.dropped:
+            marker = [
+                log_line(
+                    "warning",
+                    f"... {self.dropped} log lines dropped: a phase keeps its first "
+                    f"{self.head_size} and its last {self.tail.maxlen} lines ...",
+                )
+            ]
+        return [*self.head, *marker, *self.tail]
 
 
 class ExecutionRecorder:
@@ -29,21 +74,39 @@ class ExecutionRecorder:
         execution_id: str,
         *,
         flush_interval: float,
-        phase_count: int = 0,
+        token: str | None = None,
+        control: RunControl | None = None,
+        heartbeat_interval: float = 5.0,
+        max_log_lines: int = 1000,
+        phases: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         self.store = store
         self.execution_id = execution_id
         self.flush_interval = flush_interval
-        self.phase_count = phase_count
-        self._pending: dict[int, list[str]] = {}
+        self.token = token
+        self.control = control or RunControl()
+        self.heartbeat_interval = heartbeat_interval
+        self.max_log_lines = max_log_lines
+        self.phase_names = [str(phase["name"]) for phase in phases]
+        self._logs = {
+            index: _PhaseLog(max_log_lines, phase.get("log") or [])
+            for index, phase in enumerate(phases)
+        }
+        #: monotonic time after which `on_deadline` is called once (a timeout)
+        self.deadline: float | None = None
+        self.on_deadline: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def phase_count(self) -> int:
+        return len(self.phase_names)
+
     def __enter__(self) -> ExecutionRecorder:
         self._thread = threading.Thread(
-            target=self._flush_loop, name=f"flush-{self.execution_id}", daemon=True
+            target=self._loop, name=f"recorder-{self.execution_id}", daemon=True
         )
         self._thread.start()
         return self
@@ -52,43 +115,98 @@ class ExecutionRecorder:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.flush()
+        if not self.control.aborted:
+            self.flush()
 
-    def _flush_loop(self) -> None:
+    def _loop(self) -> None:
+        last_beat = time.monotonic()
         try:
             while not self._stop.wait(self.flush_interval):
                 try:
-                    self.flush()
-                except Exception:  # the next flush tries again; the lines are kept
-                    logger.exception("flushing the log of %s failed", self.execution_id)
+                    self._watch_deadline()
+                    if not self.control.aborted:
+                        self.flush()
+                    if time.monotonic() - last_beat >= self.heartbeat_interval:
+                        last_beat = time.monotonic()
+                        self.heartbeat()
+                except Exception:  # the next round tries again; the lines are kept
+                    logger.exception("recording %s failed", self.execution_id)
         finally:
             self.store.release_thread()
 
+    def _watch_deadline(self) -> None:
+        deadline, callback = self.deadline, self.on_deadline
+        if deadline is not None and callback is not None and time.monotonic() >= deadline:
+            self.deadline = None
+            callback()
+
+    def heartbeat(self) -> bool:
+        """Tell the store this worker still holds the run; False if it does not any more."""
+        if self.control.aborted:
+            return False
+        return self._apply(Update(meta={"heartbeat": iso_ms()}))
+
+    def _apply(self, change: Update) -> bool:
+        change = Update(
+            set=change.set,
+            push=change.push,
+            meta=change.meta,
+            fail_running_phases=change.fail_running_phases,
+            expect_status=_WRITABLE,
+            expect_worker=self.token,
+        )
+        if self.store.update(self.execution_id, change):
+            return True
+        self._taken_away()
+        return False
+
+    def _taken_away(self) -> None:
+        doc = self.store.get(self.execution_id)
+        reason = (doc or {}).get("message") or "the run is no longer held by this worker"
+        logger.warning("execution %s stopped on this worker: %s", self.execution_id, reason)
+        self.control.abort(str(reason))
+
     def log(self, phase_index: int, line: str) -> None:
         with self._lock:
-            self._pending.setdefault(phase_index, []).append(line)
+            log = self._logs.get(phase_index)
+            if log is None:
+                log = self._logs[phase_index] = _PhaseLog(self.max_log_lines)
+            log.add(line)
 
-    def _take_pending(self) -> dict[str, list[str]]:
+    def _take_pending(self) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        sets: dict[str, Any] = {}
+        pushes: dict[str, list[str]] = {}
         with self._lock:
-            pending, self._pending = self._pending, {}
-        return {f"phases.{index}.log": lines for index, lines in pending.items() if lines}
+            for index, log in self._logs.items():
+                if log.rewrite:
+                    sets[f"phases.{index}.log"] = log.lines()
+                    log.rewrite = False
+                    log.pending = []
+                elif log.pending:
+                    pushes[f"phases.{index}.log"] = log.pending
+                    log.pending = []
+        return sets, pushes
 
-    def _restore(self, pushed: Mapping[str, list[str]]) -> None:
+    def _restore(self, pushes: Mapping[str, list[str]]) -> None:
         with self._lock:
-            for path, lines in pushed.items():
-                index = int(path.split(".")[1])
-                self._pending[index] = lines + self._pending.get(index, [])
+            for path, lines in pushes.items():
+                log = self._logs[int(path.split(".")[1])]
+                log.pending = lines + log.pending
 
-    def _write(self, *, set: Mapping[str, Any] | None = None, with_logs: bool = True) -> bool:
+    def _write(
+        self, *, set: Mapping[str, Any] | None = None, fail_running: str | None = None
+    ) -> bool:
         with self._write_lock:
-            push = self._take_pending() if with_logs else {}
-            if not push and not set:
+            log_sets, pushes = self._take_pending()
+            fields = {**log_sets, **(set or {})}
+            if not pushes and not fields and fail_running is None:
                 return True
-            change = Update(set=set, push=push, expect_status=_WRITABLE)
             try:
-                return self.store.update(self.execution_id, change)
+                return self._apply(
+                    Update(set=fields, push=pushes, fail_running_phases=fail_running)
+                )
             except Exception:
-                self._restore(push)
+                self._restore(pushes)
                 raise
 
     def flush(self) -> bool:
@@ -99,27 +217,48 @@ class ExecutionRecorder:
         """Set top-level fields, after the buffered log lines."""
         return self._write(set=fields)
 
-    def start_phase(self, name: str, message: str) -> int:
-        """Append a new `running` phase; returns its index."""
-        self.flush()
-        index = self.phase_count
-        phase = {
-            "name": name,
-            "start": iso_ms(),
-            "status": PhaseStatus.RUNNING.value,
-            "message": message,
-            "log": [],
-        }
+    def fail(self, message: str, phase_message: str) -> bool:
+        """Fail the run and every phase still running (a timeout), from any thread."""
+        self.flush()  # its own write: MongoDB refuses a log push beside an array-filter update
         with self._write_lock:
-            self.store.update(
-                self.execution_id,
+            return self._apply(
                 Update(
-                    set={"message": message},
-                    push={"phases": [phase]},
-                    expect_status=_WRITABLE,
-                ),
+                    set={"status": "failed", "message": message, "end": iso_ms()},
+                    fail_running_phases=phase_message,
+                )
             )
-        self.phase_count += 1
+
+    def start_phase(self, name: str, message: str, status: str = "running") -> int:
+        """Begin phase `name`: a new `running` entry, or the existing one of a resumed run."""
+        self.flush()
+        stamp = iso_ms()
+        if name in self.phase_names:
+            index = self.phase_names.index(name)
+            self._write(
+                set={
+                    "status": status,
+                    "message": message,
+                    f"phases.{index}.status": PhaseStatus.RUNNING.value,
+                    f"phases.{index}.message": message,
+                }
+            )
+        else:
+            index = self.phase_count
+            phase = {
+                "name": name,
+                "start": stamp,
+                "status": PhaseStatus.RUNNING.value,
+                "message": message,
+                "log": [],
+            }
+            with self._write_lock:
+                self._apply(
+                    Update(set={"status": status, "message": message}, push={"phases": [phase]})
+                )
+            self.phase_names.append(name)
+            with self._lock:
+                self._logs.setdefault(index, _PhaseLog(self.max_log_lines))
+        self.control.check()
         return index
 
     def set_phase(self, index: int, **fields: Any) -> bool:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import pickle
+import time
 import traceback
+import uuid
 from typing import Any
 
 from engine.constants import PhaseStatus, Status, Trigger
 from engine.context import DataUpdates, PhaseContext
+from engine.control import RunAborted, RunControl
 from engine.errors import DuplicateExecution
-from engine.process import Process, ProcessRegistry
+from engine.process import PhaseDefinition, Process, ProcessRegistry
 from engine.recorder import ExecutionRecorder
 from engine.store.base import ExecutionStore, Update
 from engine.subscriptions import follow_ups
@@ -22,11 +26,16 @@ COMPLETED = "Completed Successfully"
 COMPLETED_WITH_WARNINGS = "Completed with warnings"
 
 
+#: the largest phase result kept as a checkpoint for resuming a recovered run
+MAX_CHECKPOINT_BYTES = 4 * 1024 * 1024
+
+
 class PhaseRunner:
     """Claims a triggered execution and runs its process phase by phase.
 
-    Claiming is a conditional update (`triggered` → `running`), so a task message delivered twice
-    runs the execution once.
+    Claiming is a conditional update (`triggered` → `running`) that gives the run a fresh
+    fencing token: a task message delivered twice runs the execution once, and a worker that
+    lost its claim (cancelled, timed out, or presumed dead) can write nothing more.
     """
 
     def __init__(
@@ -37,6 +46,8 @@ class PhaseRunner:
         worker_id: str = "local",
         flush_interval: float = 0.25,
         triggers: TriggerService | None = None,
+        heartbeat_interval: float = 5.0,
+        max_log_lines: int = 1000,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -44,28 +55,42 @@ class PhaseRunner:
         self.flush_interval = flush_interval
         #: triggers the runs that subscribe to or follow a finished run; None: none are
         self.triggers = triggers
+        self.heartbeat_interval = heartbeat_interval
+        self.max_log_lines = max_log_lines
 
-    def claim(self, execution_id: str) -> bool:
-        return self.store.update(
+    def claim(self, execution_id: str) -> str | None:
+        """Take a triggered execution; returns this claim's fencing token, or None."""
+        token = f"{self.worker_id}#{uuid.uuid4().hex[:12]}"
+        claimed = self.store.update(
             execution_id,
             Update(
                 set={"status": Status.RUNNING.value, "message": "Running"},
                 expect_status=frozenset({Status.TRIGGERED.value}),
-                meta={"worker": self.worker_id, "heartbeat": iso_ms()},
+                meta={"worker": token, "heartbeat": iso_ms()},
             ),
         )
+        return token if claimed else None
 
     def run(self, execution_id: str) -> str | None:
         """Run the execution if it is still `triggered`; returns its final status, or None."""
-        if not self.claim(execution_id):
+        token = self.claim(execution_id)
+        if token is None:
             logger.info("execution %s is not waiting to run; skipped", execution_id)
             return None
         doc = self.store.get(execution_id)
         meta = self.store.get_meta(execution_id)
         assert doc is not None  # claimed a moment ago
         process = self.registry.get(doc["name"])
+        control = RunControl()
         with ExecutionRecorder(
-            self.store, execution_id, flush_interval=self.flush_interval
+            self.store,
+            execution_id,
+            flush_interval=self.flush_interval,
+            token=token,
+            control=control,
+            heartbeat_interval=self.heartbeat_interval,
+            max_log_lines=self.max_log_lines,
+            phases=doc.get("phases") or [],
         ) as recorder:
             if process is None:
                 recorder.set(
@@ -74,9 +99,42 @@ class PhaseRunner:
                     end=iso_ms(),
                 )
                 return Status.FAILED.value
-            return self._run_phases(
-                doc, process, meta.get("input") or {}, recorder, meta.get("chain") or []
-            )
+            try:
+                return self._run_phases(
+                    doc,
+                    process,
+                    meta.get("input") or {},
+                    recorder,
+                    meta.get("chain") or [],
+                    control,
+                )
+            except RunAborted as aborted:
+                logger.info("execution %s stopped: %s", execution_id, aborted.reason)
+                final = self.store.get(execution_id)
+                return None if final is None else str(final["status"])
+
+    def _resume_point(self, doc: dict[str, Any], process: Process) -> tuple[int, Any]:
+        """The first phase to run and the result it takes: after the last checkpoint."""
+        phases = doc.get("phases") or []
+        done = 0
+        for phase in phases:
+            if phase.get("status") != PhaseStatus.SUCCESS.value:
+                break
+            done += 1
+        if done == 0:
+            return 0, None
+        checkpoint = self.store.load_checkpoint(doc["_id"])
+        if checkpoint is None or checkpoint[0] != done - 1 or done > len(process.phases):
+            return 0, None
+        return done, pickle.loads(checkpoint[1])
+
+    def _checkpoint(self, execution_id: str, index: int, result: Any) -> None:
+        try:
+            blob = pickle.dumps(result)
+        except Exception:  # not picklable: a recovered run starts again from the first phase
+            return
+        if len(blob) <= MAX_CHECKPOINT_BYTES:
+            self.store.save_checkpoint(execution_id, index, blob)
 
     def _run_phases(
         self,
@@ -85,37 +143,64 @@ class PhaseRunner:
         params: dict[str, Any],
         recorder: ExecutionRecorder,
         chain: list[str],
+        control: RunControl,
     ) -> str:
         updates = DataUpdates()
-        previous: Any = None
+        first, previous = self._resume_point(doc, process)
         warnings = 0
-        for phase in process.phases:
-            index = recorder.start_phase(phase.name, f"Running {phase.name}")
-            context = PhaseContext(
-                execution=doc,
-                phase=phase.name,
-                phase_index=index,
-                params=params,
-                recorder=recorder,
-                store=self.store,
-                updates=updates,
+        run_started = time.monotonic()
+        for phase in process.phases[first:]:
+            resumed = phase.name in recorder.phase_names
+            index = recorder.start_phase(
+                phase.name, f"{'Resuming' if resumed else 'Running'} {phase.name}"
             )
+            if resumed:
+                recorder.log(index, log_line("info", f"Resuming {phase.name} on {self.worker_id}"))
+            retries = phase.retries if phase.retries is not None else process.retries
+            delay = phase.retry_delay if phase.retry_delay is not None else process.retry_delay
             loader_before = updates.loader_message
-            try:
-                previous = phase.function(context, previous)
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                recorder.log(index, log_line("error", traceback.format_exc().rstrip()))
-                recorder.end_phase(index, PhaseStatus.FAILED, error)
-                self._finish(
-                    doc,
-                    recorder,
-                    updates,
-                    chain,
-                    status=Status.FAILED,
-                    message=f"Failed in {phase.name}: {error}",
+            attempt = 1
+            while True:
+                context = PhaseContext(
+                    execution=doc,
+                    phase=phase.name,
+                    phase_index=index,
+                    params=params,
+                    recorder=recorder,
+                    store=self.store,
+                    updates=updates,
+                    control=control,
+                    attempt=attempt,
                 )
-                return Status.FAILED.value
+                self._arm_timeout(recorder, control, process, phase, run_started)
+                try:
+                    result = phase.function(context, previous)
+                    control.check()  # a timeout or a cancellation while the phase ran
+                    break
+                except RunAborted:
+                    raise
+                except Exception as exc:
+                    recorder.deadline = None
+                    control.check()
+                    error = f"{type(exc).__name__}: {exc}"
+                    recorder.log(index, log_line("error", traceback.format_exc().rstrip()))
+                    if attempt > retries:
+                        recorder.end_phase(index, PhaseStatus.FAILED, error)
+                        self._finish(
+                            doc,
+                            recorder,
+                            updates,
+                            chain,
+                            status=Status.FAILED,
+                            message=f"Failed in {phase.name}: {error}",
+                        )
+                        return Status.FAILED.value
+                    attempt += 1
+                    of = f"attempt {attempt} of {retries + 1}"
+                    self._wait_to_retry(recorder, control, index, phase.name, of, delay)
+                finally:
+                    recorder.deadline = None
+            previous = result
             warnings += context.warnings
             if updates.loader_message is not None and updates.loader_message != loader_before:
                 # The loader's own report closes a loading phase's log, as on the platform.
@@ -123,10 +208,63 @@ class PhaseRunner:
             else:
                 recorder.log(index, log_line("info", f"Completed {phase.name}"))
             recorder.end_phase(index, PhaseStatus.SUCCESS, f"Completed {phase.name}")
+            control.check()
+            self._checkpoint(doc["_id"], index, previous)
         status = Status.WARNING if warnings else Status.SUCCESS
         message = COMPLETED_WITH_WARNINGS if warnings else COMPLETED
         self._finish(doc, recorder, updates, chain, status=status, message=message)
         return status.value
+
+    @staticmethod
+    def _wait_to_retry(
+        recorder: ExecutionRecorder,
+        control: RunControl,
+        index: int,
+        phase: str,
+        of: str,
+        delay: float,
+    ) -> None:
+        """Between two attempts: `waiting` for the delay, then `retrying`."""
+        recorder.log(index, log_line("info", f"Retrying {phase} in {delay:g} s ({of})"))
+        recorder.set(status=Status.WAITING.value, message=f"Waiting to retry {phase} ({of})")
+        control.check()
+        control.sleep(delay)
+        recorder.set(status=Status.RETRYING.value, message=f"Retrying {phase} ({of})")
+        control.check()
+
+    @staticmethod
+    def _arm_timeout(
+        recorder: ExecutionRecorder,
+        control: RunControl,
+        process: Process,
+        phase: PhaseDefinition,
+        run_started: float,
+    ) -> None:
+        """Set the recorder's watchdog to fail the run when the phase or the run overruns."""
+        now = time.monotonic()
+        limits = []
+        if phase.timeout is not None:
+            limits.append(
+                (now + phase.timeout, f"the phase ran longer than its {phase.timeout:g} s limit")
+            )
+        if process.timeout is not None:
+            limits.append(
+                (
+                    run_started + process.timeout,
+                    f"the run ran longer than its {process.timeout:g} s limit",
+                )
+            )
+        if not limits:
+            recorder.deadline = None
+            return
+        deadline, why = min(limits)
+
+        def expire() -> None:
+            recorder.fail(f"Timed out in {phase.name}: {why}", f"Timed out: {why}")
+            control.abort(f"timed out in {phase.name}")
+
+        recorder.on_deadline = expire
+        recorder.deadline = deadline
 
     def _finish(
         self,

@@ -17,10 +17,12 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 #: how far a wall-clock time may fall inside a daylight-saving gap (no zone skips more)
 _MAX_GAP = timedelta(hours=3)
+#: the five crontab fields, in order
+FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
 
 
 class ScheduleError(ValueError):
@@ -48,7 +50,20 @@ class Crontab:
                 "(minute hour day-of-month month day-of-week)"
             )
         if not croniter.is_valid(self.expression):
+            for index, (name, value) in enumerate(zip(FIELDS, fields, strict=True)):
+                probe = ["*"] * 5
+                probe[index] = value
+                if not croniter.is_valid(" ".join(probe)):
+                    raise ScheduleError(
+                        f"crontab '{self.expression}': {name} field '{value}' is not valid"
+                    )
             raise ScheduleError(f"crontab '{self.expression}' is not valid")
+        try:
+            croniter(self.expression, datetime(2000, 1, 1)).get_next(datetime)
+        except CroniterBadDateError:
+            raise ScheduleError(
+                f"crontab '{self.expression}' never fires (no date has that day and month)"
+            ) from None
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):

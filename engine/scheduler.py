@@ -94,10 +94,23 @@ class SchedulerService:
         now = (now or datetime.now(UTC)).astimezone(UTC)
         result = TickResult([], {})
         for schedule in self.schedules():
-            if not schedule.enabled or schedule.crontab is None:
+            if schedule.crontab is None:
+                continue
+            if not schedule.enabled:
+                self._pass_disabled(schedule, schedule.crontab, now)
                 continue
             self._tick_one(schedule, schedule.crontab, now, result)
         return result
+
+    def _pass_disabled(self, schedule: EffectiveSchedule, crontab: Crontab, now: datetime) -> None:
+        """Let a disabled process's fire times go by: not run, and not missed once enabled."""
+        last = schedule.state.last_fire
+        if last is None:
+            self.store.advance_schedule(schedule.process.name, iso_ms(now))
+            return
+        fires = crontab.fires_between(parse_iso(last), now, limit=1)
+        if fires:
+            self.store.advance_schedule(schedule.process.name, iso_ms(fires[-1]))
 
     def _tick_one(
         self, schedule: EffectiveSchedule, crontab: Crontab, now: datetime, result: TickResult
@@ -181,13 +194,19 @@ def change_process(
     schedule: str | None = None,
     timezone: str | None = None,
     clear_schedule: bool = False,
+    now: datetime | None = None,
 ) -> EffectiveSchedule:
-    """Enable, disable or reschedule a process; validates before storing anything."""
+    """Enable, disable or reschedule a process; validates before storing anything.
+
+    A changed schedule, or a disabled process enabled, counts its fire times from `now`: the
+    fire times before the change are neither run nor counted as missed.
+    """
     from engine.errors import BadRequest, NotFound
 
     process = registry.get(name)
     if process is None:
         raise NotFound(f"unknown process '{name}'")
+    before = effective(process, store.process_states().get(name))
     overrides: dict[str, object] = {}
     if enabled is not None:
         overrides["enabled"] = enabled
@@ -195,8 +214,8 @@ def change_process(
         overrides["schedule"] = None
         overrides["timezone"] = None
     elif schedule is not None or timezone is not None:
-        state = store.process_states().get(name) or ProcessState(name)
-        expression = schedule or state.schedule or process.schedule
+        state = before.state
+        expression = schedule if schedule is not None else state.schedule or process.schedule
         zone = timezone or state.timezone or process.timezone
         if not expression:
             raise BadRequest("schedule: required (five crontab fields)")
@@ -207,4 +226,8 @@ def change_process(
         overrides["schedule"] = expression
         overrides["timezone"] = zone
     state = store.set_process_state(name, **overrides)
-    return effective(process, state)
+    after = effective(process, state)
+    if after.enabled and (not before.enabled or after.crontab != before.crontab):
+        store.advance_schedule(name, iso_ms(now or datetime.now(UTC)))
+        after = effective(process, store.process_states()[name])
+    return after

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.constants import Status, Trigger
@@ -63,6 +64,7 @@ class TriggerService:
         reason: str | None = None,
         execution_id: str | None = None,
         chain: Sequence[str] = (),
+        delay: float = 0.0,
     ) -> dict[str, Any]:
         """Record a new `triggered` execution of process `name`, without dispatching it.
 
@@ -85,7 +87,13 @@ class TriggerService:
         )
         if execution_id is not None:
             doc["_id"] = execution_id
-        meta: dict[str, Any] = {"input": process.parameters(body)}
+        now = datetime.now(UTC)
+        meta: dict[str, Any] = {
+            "input": process.parameters(body),
+            # optimistic: a failed dispatch clears it, for the housekeeper to send again
+            "dispatched": iso_ms(now),
+            "due": iso_ms(now + timedelta(seconds=delay)),
+        }
         if chain:
             meta["chain"] = list(chain)
         self.store.insert(doc, meta=meta)
@@ -129,6 +137,7 @@ class TriggerService:
             reason=reason,
             execution_id=execution_id,
             chain=chain,
+            delay=delay,
         )
         self.send(doc["_id"], delay)
         return doc

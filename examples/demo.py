@@ -1,12 +1,15 @@
 """DEMO: four phases driven by the trigger's body, for trying and testing the service.
 
 `sleep`: seconds per phase (fractions allowed); `fail_in`: the name of a phase that raises;
-`log_lines`: lines logged per phase.
+`log_lines`: lines logged per phase; `fail_times`: how many attempts of `fail_in` fail (then it
+succeeds: for retries); `guard`: a folder where each phase holds a lock file while it runs, and
+records an overlap if another copy of the same phase is running (for the fault-injection bench).
 """
 
 from __future__ import annotations
 
-import time
+import os
+from pathlib import Path
 from typing import Any
 
 from engine import PhaseContext, Process
@@ -16,22 +19,41 @@ DEMO = Process(
     "DEMO",
     service="ETL",
     description="A demonstration process: sleeps, logs and fails on request",
-    defaults={"sleep": 0, "fail_in": None, "log_lines": 1},
+    defaults={"sleep": 0, "fail_in": None, "log_lines": 1, "fail_times": None, "guard": None},
 )
 
 
 def _phase(ctx: PhaseContext, previous: Any) -> int:
+    guard = ctx.params.get("guard")
+    if not guard:
+        return _work(ctx, previous)
+    lock = Path(guard) / f"{ctx.execution_id}.{ctx.phase}.lock"
+    try:
+        handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        (Path(guard) / f"{ctx.execution_id}.{ctx.phase}.overlap").touch()
+        return _work(ctx, previous)
+    try:
+        return _work(ctx, previous)
+    finally:
+        os.close(handle)
+        lock.unlink()
+
+
+def _work(ctx: PhaseContext, previous: Any) -> int:
     lines = int(ctx.params.get("log_lines") or 0)
     pause = float(ctx.params.get("sleep") or 0)
     for number in range(1, lines + 1):
         ctx.info(f"{ctx.phase} line {number} of {lines}")
         if pause:
-            time.sleep(pause / lines)
+            ctx.sleep(pause / lines)
     if pause and not lines:
-        time.sleep(pause)
+        ctx.sleep(pause)
     fail_in = ctx.params.get("fail_in")
+    fail_times = ctx.params.get("fail_times")
     if fail_in and str(fail_in).upper() == ctx.phase:
-        raise RuntimeError(f"failure requested in {ctx.phase} (fail_in={fail_in})")
+        if fail_times is None or ctx.attempt <= int(fail_times):
+            raise RuntimeError(f"failure requested in {ctx.phase} (fail_in={fail_in})")
     return (previous or 0) + 1
 
 

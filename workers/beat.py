@@ -8,6 +8,7 @@ several beats running at once trigger each fire time once.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import Celery
@@ -15,6 +16,7 @@ from celery.beat import ScheduleEntry, Scheduler
 from celery.schedules import schedule as every
 
 from engine.config import Settings, load_registry
+from engine.housekeeping import Housekeeper
 from engine.scheduler import SchedulerService
 from engine.store import open_store
 from engine.trigger import TriggerService
@@ -33,10 +35,19 @@ class ProcessScheduler(Scheduler):
         settings: Settings = app.conf.procexec_settings
         store = open_store(settings.store_url)
         registry = load_registry(settings)
-        self.service = SchedulerService(
-            store, registry, TriggerService(store, registry, celery_dispatch(settings))
+        triggers = TriggerService(store, registry, celery_dispatch(settings))
+        self.service = SchedulerService(store, registry, triggers)
+        self.housekeeper = Housekeeper(
+            store,
+            registry,
+            triggers,
+            lost_timeout=settings.lost_run_timeout,
+            redispatch_after=settings.redispatch_after,
         )
-        kwargs.setdefault("max_interval", MAX_TICK)
+        self.housekeeping_interval = min(5.0, settings.lost_run_timeout / 4)
+        self._last_housekeeping = 0.0
+        # celery's beat passes `max_interval=None` when not configured: keep ours then
+        kwargs["max_interval"] = kwargs.get("max_interval") or MAX_TICK
         super().__init__(app, *args, **kwargs)
 
     def setup_schedule(self) -> None:
@@ -62,11 +73,28 @@ class ProcessScheduler(Scheduler):
             for execution_id in result.triggered:
                 logger.info("triggered scheduled execution %s", execution_id)
             self._refresh_entries()
-            return self.service.seconds_to_next(ceiling=self.max_interval)
+            self._housekeeping()
+            ceiling = min(self.max_interval, self.housekeeping_interval)
+            return self.service.seconds_to_next(ceiling=ceiling)
         except Exception:
             logger.exception("scheduler tick failed; retrying")
             return 1.0
 
+    def _housekeeping(self) -> None:
+        """Recover runs whose worker died and resend triggers no worker took."""
+        if time.monotonic() - self._last_housekeeping < self.housekeeping_interval:
+            return
+        self._last_housekeeping = time.monotonic()
+        report = self.housekeeper.run_once()
+        if report.resumed or report.failed or report.redispatched:
+            logger.warning(
+                "housekeeping: %d lost run(s) resumed, %d failed, %d trigger(s) sent again",
+                len(report.resumed),
+                len(report.failed),
+                len(report.redispatched),
+            )
+
     @property
     def info(self) -> str:
-        return f"    . procexec: {len(self.data)} scheduled process(es)"
+        scheduled = [s for s in self.service.schedules() if s.enabled and s.crontab is not None]
+        return f"    . procexec: {len(scheduled)} scheduled process(es)"

@@ -8,13 +8,17 @@ fanout (so `inspect` and Flower work).
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 from celery import Celery
 
+from engine.cancellation import Revoke
 from engine.config import Settings
 from engine.trigger import Dispatch
 from workers.fs_transport import SCHEME
+
+logger = logging.getLogger(__name__)
 
 RUN_TASK = "procexec.run"
 QUEUE = "procexec"
@@ -59,6 +63,18 @@ def make_celery(settings: Settings) -> Celery:
         task_send_sent_event=True,
         timezone="UTC",
         enable_utc=True,
+        # A trigger must not hang while the broker is down: fail fast, and the housekeeper
+        # sends the recorded execution again once the broker is back.
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.25,
+            "interval_max": 0.5,
+        },
+        broker_connection_timeout=3,
+        # Runs whose connection to the broker drops go on; their message is acked or, if the
+        # worker dies, the housekeeper recovers the run from the store.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
     )
     app.conf.procexec_settings = settings
     return app
@@ -74,6 +90,26 @@ def celery_dispatch(settings: Settings, app: Celery | None = None) -> Dispatch:
     app = app or _shared_app(settings)
 
     def dispatch(execution_id: str, delay: float) -> None:
-        app.send_task(RUN_TASK, args=[execution_id], countdown=delay or None, queue=QUEUE)
+        # The task id is the execution id, so that cancelling can revoke it by name.
+        app.send_task(
+            RUN_TASK,
+            args=[execution_id],
+            task_id=execution_id,
+            countdown=delay or None,
+            queue=QUEUE,
+        )
 
     return dispatch
+
+
+def celery_revoke(settings: Settings, app: Celery | None = None) -> Revoke:
+    """A `Revoke` that tells every worker to drop the task of an execution."""
+    app = app or _shared_app(settings)
+
+    def revoke(execution_id: str) -> None:
+        try:
+            app.control.revoke(execution_id)
+        except Exception as exc:  # the run is failed in the store already; it will not start
+            logger.warning("revoking %s failed: %s", execution_id, exc)
+
+    return revoke

@@ -189,6 +189,28 @@ def cmd_process(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel a triggered or running execution; its worker stops within a heartbeat."""
+    from engine.cancellation import cancel_execution
+    from engine.errors import ProcexecError
+    from engine.store import open_store
+    from workers.celery_app import celery_revoke
+
+    settings = _settings()
+    try:
+        doc = cancel_execution(
+            open_store(settings.store_url),
+            args.execution_id,
+            user=args.user,
+            revoke=celery_revoke(settings),
+        )
+    except ProcexecError as exc:
+        print(f"procexec: {exc}", file=sys.stderr)
+        return 2
+    print(f"{doc['_id']}: {doc['status']} ({doc['message']})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="procexec", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -238,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument("crontab", help='five fields, e.g. "30 16 * * 1-5"')
     schedule.add_argument("--timezone", help="an IANA timezone, e.g. Europe/London")
     process.set_defaults(handler=cmd_process)
+
+    cancel = commands.add_parser("cancel", help="cancel a triggered or running execution")
+    cancel.add_argument("execution_id")
+    cancel.add_argument(
+        "--user", default=os.environ.get("USER") or "operator", help="who cancels (shown in it)"
+    )
+    cancel.set_defaults(handler=cmd_cancel)
 
     token = commands.add_parser("token", help="API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)

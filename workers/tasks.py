@@ -31,6 +31,8 @@ def _runner(pid: int) -> PhaseRunner:
         worker_id=f"{socket.gethostname()}:{pid}",
         flush_interval=settings.log_flush_interval,
         triggers=TriggerService(store, registry, celery_dispatch(settings, app)),
+        heartbeat_interval=settings.heartbeat_interval,
+        max_log_lines=settings.max_log_lines,
     )
 
 

@@ -77,6 +77,8 @@ def test_trigger_over_http_without_content_type(live_url: str, service: Service,
             "sleep": 0,
             "fail_in": None,
             "log_lines": 2,
+            "fail_times": None,
+            "guard": None,
         }
         fetched = http.get(response.headers["location"], headers=service.read_headers)
         assert fetched.status_code == 200

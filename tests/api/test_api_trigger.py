@@ -99,6 +99,8 @@ def test_parameters_merge_with_the_process_defaults(
         "sleep": 0.5,
         "fail_in": None,
         "log_lines": 1,
+        "fail_times": None,
+        "guard": None,
         "colour": "blue",
     }
     # the parameters stay hidden: they are not part of the served document

@@ -245,7 +245,7 @@ def test_ecb_fx_run_matches_the_seed_example_field_for_field(
     assert moments == sorted(moments)
 
     meta = sqlite_store.get_meta(execution_id)
-    assert meta["worker"] == "local"
+    assert meta["worker"].startswith("local#")  # the worker id and its claim's fencing token
     assert TIMESTAMP.match(meta["heartbeat"])
     assert meta["input"] == {"url": None, "timeout": 30}
 
@@ -358,7 +358,7 @@ def test_demo_fail_in_fails_the_phase_and_the_run(
     assert len(send["log"]) == 2
     assert re.match(f"^{LOG_STAMP} info SEND line 1 of 1$", send["log"][0])
     assert re.match(f"^{LOG_STAMP} error Traceback \\(most recent call last\\):\n", send["log"][1])
-    assert 'in _phase\n    raise RuntimeError(f"failure requested' in send["log"][1]
+    assert 'in _work\n    raise RuntimeError(f"failure requested' in send["log"][1]
     assert send["log"][1].endswith(f"\n{error}")
     assert "data" not in doc and "loaderMessage" not in doc
 
@@ -464,7 +464,7 @@ def test_concurrent_runs_of_one_execution_claim_it_once(
         assert not any(thread.is_alive() for thread in threads)
         assert sorted(results.values(), key=str) == [None, "success"]
         winner = next(name for name, result in results.items() if result == "success")
-        assert sqlite_store.get_meta(execution_id)["worker"] == winner
+        assert sqlite_store.get_meta(execution_id)["worker"].startswith(f"{winner}#")
         doc = stored(sqlite_store, execution_id)
         assert [p["name"] for p in doc["phases"]] == ["EXTRACT", "TRANSFORM", "SEND", "LOAD"]
         for worker in workers:
@@ -534,6 +534,8 @@ def test_body_overrides_the_defaults(
         "sleep": 0,
         "fail_in": None,
         "log_lines": 3,
+        "fail_times": None,
+        "guard": None,
         "colour": "blue",
     }
     assert runner.run(execution_id) == "success"
@@ -548,6 +550,8 @@ def test_body_overrides_the_defaults(
         "sleep": 0,
         "fail_in": None,
         "log_lines": 1,
+        "fail_times": None,
+        "guard": None,
     }
 
 

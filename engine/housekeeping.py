@@ -1,0 +1,126 @@
+"""Periodic housekeeping: runs whose worker died, and triggers that never reached a worker.
+
+Safe to run from several places at once: every change is a conditional update that expects
+the state it saw (status and the worker's claim token).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from engine.constants import ACTIVE_STATUSES, Status
+from engine.process import ProcessRegistry
+from engine.store.base import ExecutionStore, Update
+from engine.timeutil import iso_ms
+from engine.trigger import TriggerService
+
+logger = logging.getLogger(__name__)
+
+_ACTIVE = frozenset(status.value for status in ACTIVE_STATUSES)
+
+
+@dataclass
+class Report:
+    resumed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    redispatched: list[str] = field(default_factory=list)
+
+
+class Housekeeper:
+    def __init__(
+        self,
+        store: ExecutionStore,
+        registry: ProcessRegistry,
+        triggers: TriggerService,
+        *,
+        lost_timeout: float,
+        redispatch_after: float,
+        batch: int = 200,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.triggers = triggers
+        self.lost_timeout = lost_timeout
+        self.redispatch_after = redispatch_after
+        self.batch = batch
+
+    def run_once(self, now: datetime | None = None) -> Report:
+        now = now or datetime.now(UTC)
+        report = Report()
+        self.reap_lost_runs(now, report)
+        self.redispatch(now, report)
+        return report
+
+    def reap_lost_runs(self, now: datetime, report: Report) -> None:
+        """Active runs without a heartbeat for `lost_timeout`: resume or fail them."""
+        before = iso_ms(now - timedelta(seconds=self.lost_timeout))
+        for execution_id, meta in self.store.stale(
+            sorted(_ACTIVE), "heartbeat", before, self.batch
+        ):
+            doc = self.store.get(execution_id)
+            if doc is None:
+                continue
+            process = self.registry.get(doc["name"])
+            recoveries = int(meta.get("recoveries") or 0)
+            worker = meta.get("worker")
+            lost = f"Worker lost: no heartbeat from {worker} for {self.lost_timeout:g} s"
+            if process is not None and process.on_lost == "resume":
+                if recoveries < process.max_recoveries:
+                    resumed = self.store.update(
+                        execution_id,
+                        Update(
+                            set={
+                                "status": Status.TRIGGERED.value,
+                                "message": f"{lost}; resuming "
+                                f"(recovery {recoveries + 1} of {process.max_recoveries})",
+                            },
+                            fail_running_phases=lost,
+                            meta={
+                                "worker": None,
+                                "heartbeat": None,
+                                "recoveries": recoveries + 1,
+                                "dispatched": iso_ms(now),
+                            },
+                            expect_status=_ACTIVE,
+                            expect_worker=worker,
+                        ),
+                    )
+                    if resumed:
+                        logger.warning("execution %s: %s; resuming", execution_id, lost)
+                        report.resumed.append(execution_id)
+                        self.triggers.send(execution_id)
+                    continue
+                lost += f"; gave up after {recoveries} recoveries"
+            failed = self.store.update(
+                execution_id,
+                Update(
+                    set={"status": Status.FAILED.value, "message": lost, "end": iso_ms(now)},
+                    fail_running_phases=lost,
+                    expect_status=_ACTIVE,
+                    expect_worker=worker,
+                ),
+            )
+            if failed:
+                logger.warning("execution %s: %s; failed", execution_id, lost)
+                report.failed.append(execution_id)
+
+    def redispatch(self, now: datetime, report: Report) -> None:
+        """Triggered runs that no worker took within `redispatch_after`: send them again.
+
+        The document is the outbox: a trigger accepted while the broker was down, or whose
+        message the broker lost, is sent again until a worker claims it.
+        """
+        stamp = iso_ms(now)
+        before = iso_ms(now - timedelta(seconds=self.redispatch_after))
+        triggered = [Status.TRIGGERED.value]
+        for execution_id, meta in self.store.stale(triggered, "dispatched", before, self.batch):
+            if meta.get("due") and meta["due"] > stamp:
+                continue  # a delayed run, not yet due
+            marked = self.store.update(
+                execution_id,
+                Update(meta={"dispatched": stamp}, expect_status=frozenset(triggered)),
+            )
+            if marked and self.triggers.send(execution_id):
+                report.redispatched.append(execution_id)
