@@ -51,9 +51,9 @@ def _work(ctx: PhaseContext, previous: Any) -> int:
         ctx.sleep(pause)
     fail_in = ctx.params.get("fail_in")
     fail_times = ctx.params.get("fail_times")
-    if fail_in and str(fail_in).upper() == ctx.phase:
-        if fail_times is None or ctx.attempt <= int(fail_times):
-            raise RuntimeError(f"failure requested in {ctx.phase} (fail_in={fail_in})")
+    failing = fail_times is None or ctx.attempt <= int(fail_times)
+    if fail_in and str(fail_in).upper() == ctx.phase and failing:
+        raise RuntimeError(f"failure requested in {ctx.phase} (fail_in={fail_in})")
     return (previous or 0) + 1
 
 
