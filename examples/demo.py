@@ -28,16 +28,46 @@ def _phase(ctx: PhaseContext, previous: Any) -> int:
     if not guard:
         return _work(ctx, previous)
     lock = Path(guard) / f"{ctx.execution_id}.{ctx.phase}.lock"
-    try:
-        handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
+    if not _take(lock):
         (Path(guard) / f"{ctx.execution_id}.{ctx.phase}.overlap").touch()
         return _work(ctx, previous)
     try:
         return _work(ctx, previous)
     finally:
+        lock.unlink(missing_ok=True)
+
+
+def _take(lock: Path) -> bool:
+    """Hold `lock` for this process; False if a live process holds it (a phase running twice).
+
+    A lock left by a killed worker is stale: its process is gone, and the lock is taken over.
+    """
+    for _ in range(3):
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text() or 0)
+            except (OSError, ValueError):
+                continue  # being written or removed right now
+            if holder and _alive(holder):
+                return False
+            lock.unlink(missing_ok=True)
+            continue
+        os.write(handle, str(os.getpid()).encode())
         os.close(handle)
-        lock.unlink()
+        return True
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _work(ctx: PhaseContext, previous: Any) -> int:
