@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from api import listing
 from api.deps import EnvironmentDep, Reader, Runner, StateDep
 from api.errors import ApiError
 from engine.cancellation import cancel_execution
@@ -31,19 +32,26 @@ def build_info(state: StateDep) -> dict[str, Any]:
 
 
 def _list(request: Request, state: StateDep, environment: str, source: str) -> Response:
+    """The list call: documents as JSON (or CSV on `Accept: text/csv`), or `_distinct` values."""
     query = parse_query(request.query_params.multi_items(), environment)
-    rows: list[dict[str, Any]] = []
-    total = 0
-    if source != "public":  # executions are private data: nothing of them is public
-        rows, total = state.store.list(query)
-    return JSONResponse(rows, headers={"x-total-count": str(total)})
+    as_csv = listing.wants_csv(request.headers.get("accept"))
+    private = source != "public"  # executions are private data: nothing of them is public
+    if query.distinct is not None:
+        values = state.store.distinct(query) if private else []
+        return listing.distinct_values(values, query.distinct, as_csv)
+    if as_csv:
+        rows, total = state.store.list(query) if private else ([], 0)
+        return listing.csv_list(rows, total, query.project, query.exclude)
+    texts, total = state.store.list_json(query) if private else ([], 0)
+    return listing.json_list(texts, total)
 
 
 @router.get("/v1", summary="List process executions")
 def list_executions(
     request: Request, state: StateDep, environment: EnvironmentDep, _caller: Reader
 ) -> Response:
-    """List executions, newest first; filters, `_limit`, `_skip`, `_sort`, `_project`."""
+    """List executions, newest first: filters, `_filter`, `_search`, `_sort`, `_project`,
+    `_limit`, `_skip`, `_distinct`; JSON, or CSV on `Accept: text/csv`."""
     return _list(request, state, environment, "private")
 
 

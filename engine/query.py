@@ -1,28 +1,48 @@
 """The list call's query language, parsed into one backend-neutral `Query`.
 
-Each store compiles a `Query` itself (`engine.store.sqlite`, `engine.store.mongo`), so the
-same request gives the same rows on both.
+Each store compiles a `Query` itself (`engine.store.sqlite_query`, `engine.store.mongo_query`),
+so the same request gives the same rows on both. The language (the platform's REST
+conventions, `/work/shared/DESIGN.md`):
+
+- `field=value` filters, with the value functions `range`, `gt`, `gte`, `lt`, `lte`, `in`,
+  `ne`, `regex`; several filters are ANDed;
+- `_filter`: a boolean expression over the same conditions (`(status=failed or
+  status=running) and not name=DEMO`) or a MongoDB-style JSON filter restricted to
+  `SAFE_OPERATORS`;
+- `_search`: free text (`engine.search`); `_sort`, `_project`, `_limit`, `_skip`, `_distinct`.
+
+Every malformed parameter raises `BadRequest` with a message that starts with its name.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from engine.constants import DEFAULT_ENVIRONMENT, DEFAULT_LIMIT, MAX_LIMIT
 from engine.errors import BadRequest
+from engine.search import AllOf, SearchNode, parse_search
 from engine.timeutil import iso_ms, parse_iso
 
-Op = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "regex"]
+Op = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "regex", "exists"]
+#: what a condition compares with: filter values are strings; JSON filters may use numbers
+Scalar = str | int | float | None
 
 
 @dataclass(frozen=True)
 class Condition:
-    """`field <op> value`; on a path through `phases`, true when any phase matches."""
+    """`field <op> value`, with MongoDB's meaning on every backend.
+
+    On a path through an array (`phases.status`), true when any element matches; `ne` is true
+    when no element equals the value; a missing field equals `None`. `in` takes a tuple of
+    values, `exists` the value True (present, even when null). Comparisons only hold between
+    values of one type (a string is never greater than a number).
+    """
 
     field: str
     op: Op
@@ -49,7 +69,11 @@ Node = Condition | And | Or | Not
 
 @dataclass(frozen=True)
 class Query:
-    """What to list: a filter tree, an order, a page and a projection, in one environment."""
+    """What to list: a filter tree, a search, an order, a page and a projection, in one environment.
+
+    `project` keeps `_id` and the named fields; `exclude` drops the named fields (never `_id`);
+    `distinct` asks for the distinct values of one field instead of documents.
+    """
 
     environment: str = DEFAULT_ENVIRONMENT
     where: Node | None = None
@@ -58,18 +82,34 @@ class Query:
     skip: int = 0
     project: tuple[str, ...] | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    search: SearchNode | None = None
+    exclude: tuple[str, ...] | None = None
+    distinct: str | None = None
 
 
 #: fields that hold timestamps; their filter values are dates or datetimes
 DATE_FIELDS = frozenset({"start", "end", "phases.start", "phases.end"})
 #: the only array of sub-documents in an execution document
 ARRAY_FIELDS = frozenset({"phases"})
+#: the operators a JSON `_filter` may use; anything else is refused by name
+SAFE_OPERATORS = (
+    "$and", "$or", "$nor", "$not", "$eq", "$ne", "$gt", "$gte", "$lt", "$lte",
+    "$in", "$nin", "$exists", "$regex",
+)  # fmt: skip
+#: a field path has at most this many parts
+MAX_PATH_PARTS = 8
+#: how deeply a `_filter` may nest, and how many conditions it may hold
+MAX_FILTER_DEPTH = 20
+MAX_CONDITIONS = 100
+#: longest regular expression accepted
+MAX_REGEX = 500
+#: integers a JSON filter may compare with (those both SQLite and MongoDB store exactly)
+MAX_INTEGER = 2**53
 
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_:#-]+)*\Z")
 _FUNCTION = re.compile(r"^([A-Za-z]+)\((.*)\)$", re.DOTALL)
 _BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FUNCTIONS = ("range", "gt", "gte", "lt", "lte", "in", "ne", "regex")
-_RESERVED = ("_limit", "_skip", "_sort", "_project")
 #: fields a list can be sorted by: the document's top-level scalar fields
 SORT_FIELDS = (
     "_id",
@@ -85,11 +125,23 @@ SORT_FIELDS = (
     "runAs",
     "loaderMessage",
 )
+_DIRECTIONS = {"asc": 1, "ascending": 1, "desc": -1, "descending": -1}
 
 
 def check_field(name: str, param: str) -> str:
+    """A field path as the user gave it, or a `BadRequest` naming `param`."""
     if not _FIELD.match(name):
         raise BadRequest(f"{param}: '{name}' is not a field name")
+    if name.count(".") >= MAX_PATH_PARTS:
+        raise BadRequest(f"{param}: '{name}' is too deep (a path has at most {MAX_PATH_PARTS} parts)")
+    return name
+
+
+def check_document_field(name: str, param: str) -> str:
+    """A field of the execution document: hidden bookkeeping (`_meta`…) is not one."""
+    check_field(name, param)
+    if name.startswith("_") and name != "_id":
+        raise BadRequest(f"{param}: '{name}' is not a field of an execution")
     return name
 
 
@@ -126,32 +178,38 @@ def _date_equals(field_name: str, raw: str) -> Node:
     return Condition(field_name, "eq", lower)
 
 
-def parse_condition(field_name: str, raw: str) -> Node:
-    """One `field=value` pair, value functions included."""
-    check_field(field_name, field_name)
+def _check_regex(field_name: str, pattern: str) -> str:
+    if len(pattern) > MAX_REGEX:
+        raise BadRequest(f"{field_name}: regular expression longer than {MAX_REGEX} characters")
+    try:
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise BadRequest(f"{field_name}: bad regular expression '{pattern}': {exc}") from None
+    return pattern
+
+
+def _refuse_operators(field_name: str, raw: str) -> None:
+    if raw.startswith("{") or raw.startswith("$"):
+        raise BadRequest(f"{field_name}: operators are not allowed in a value ('{raw}')")
+
+
+def _equals(field_name: str, raw: str) -> Node:
+    _refuse_operators(field_name, raw)
+    if field_name in DATE_FIELDS:
+        return _date_equals(field_name, raw)
+    return Condition(field_name, "eq", _scalar(raw))
+
+
+def _apply(field_name: str, function: str, args: list[str], body: str) -> Node:
+    """A value function applied to its (already split) arguments."""
     is_date = field_name in DATE_FIELDS
-    match = _FUNCTION.match(raw)
-    if not match:
-        if raw.startswith("{") or raw.startswith("$"):
-            raise BadRequest(f"{field_name}: operators are not allowed in a value ('{raw}')")
-        if is_date:
-            return _date_equals(field_name, raw)
-        return Condition(field_name, "eq", _scalar(raw))
-    function, body = match.group(1), match.group(2)
-    if function not in _FUNCTIONS:
-        raise BadRequest(
-            f"{field_name}: unknown function '{function}' (known: {', '.join(_FUNCTIONS)})"
-        )
     if function == "regex":
-        try:
-            re.compile(body)
-        except re.error as exc:
-            raise BadRequest(f"{field_name}: bad regular expression '{body}': {exc}") from None
-        return Condition(field_name, "regex", body)
-    args = _split_args(body)
+        return Condition(field_name, "regex", _check_regex(field_name, body))
     if function == "in":
         if not args:
             raise BadRequest(f"{field_name}: in() needs at least one value")
+        for arg in args:
+            _refuse_operators(field_name, arg)
         if is_date:
             # Each value as `field=value` would take it: a bare date is its whole day.
             return Or(tuple(_date_equals(field_name, a) for a in args))
@@ -160,12 +218,15 @@ def parse_condition(field_name: str, raw: str) -> Node:
         if len(args) != 2:
             raise BadRequest(f"{field_name}: range() takes two values, got {len(args)}")
         low, high = args
+        for arg in args:
+            _refuse_operators(field_name, arg)
         if is_date:
             low = _date_bound(field_name, low, upper=False)
             high = _date_bound(field_name, high, upper=True)
         return And((Condition(field_name, "gte", low), Condition(field_name, "lte", high)))
     if len(args) != 1:
         raise BadRequest(f"{field_name}: {function}() takes one value, got {len(args)}")
+    _refuse_operators(field_name, args[0])
     value: str | None = args[0]
     if function == "ne":
         if is_date and args[0] != "null":
@@ -178,6 +239,379 @@ def parse_condition(field_name: str, raw: str) -> Node:
         # A bare date is a whole day: gt(d) is after it, lt(d) before it.
         value = _date_bound(field_name, args[0], upper=function in ("gt", "lte"))
     return Condition(field_name, function, value)  # type: ignore[arg-type]
+
+
+def parse_condition(field_name: str, raw: str) -> Node:
+    """One `field=value` pair, value functions included."""
+    check_field(field_name, field_name)
+    match = _FUNCTION.match(raw)
+    if not match:
+        return _equals(field_name, raw)
+    function, body = match.group(1), match.group(2)
+    if function not in _FUNCTIONS:
+        raise BadRequest(
+            f"{field_name}: unknown function '{function}' (known: {', '.join(_FUNCTIONS)})"
+        )
+    return _apply(field_name, function, _split_args(body), body)
+
+
+# --- _filter as a boolean expression ---------------------------------------------------------
+
+#: the comparison operators of an expression, as the value function each stands for
+_COMPARISONS = {"!=": "ne", ">=": "gte", "<=": "lte", ">": "gt", "<": "lt", "=": "eq"}
+_KEYWORDS = ("and", "or", "not")
+_FIELD_START = re.compile(r"[A-Za-z_]")
+_FIELD_TEXT = re.compile(r"[A-Za-z0-9_.:#-]*")
+_FUNCTION_NAME = re.compile(r"[A-Za-z]+\(")
+
+
+class _ExpressionParser:
+    """A recursive-descent parser of `_filter` expressions.
+
+    ```
+    expression := disjunction
+    disjunction := conjunction ("or" conjunction)*
+    conjunction := negation ("and" negation)*
+    negation := "not" negation | "(" expression ")" | condition
+    condition := FIELD ("=" | "!=" | ">" | ">=" | "<" | "<=") VALUE
+    VALUE := "quoted text" | 'quoted text' | function(…) | word
+    ```
+    Keywords are case-insensitive. A word runs to the next space or parenthesis; a function's
+    arguments run to its matching parenthesis (`\\(` and `\\)` do not count). `=` takes the
+    value functions as a filter parameter does; the other operators take a plain value.
+    """
+
+    def __init__(self, text: str, param: str) -> None:
+        self.text = text
+        self.param = param
+        self.pos = 0
+        self.conditions = 0
+
+    def fail(self, message: str) -> BadRequest:
+        return BadRequest(f"{self.param}: {message}")
+
+    def peek(self) -> str:
+        while self.pos < len(self.text) and self.text[self.pos].isspace():
+            self.pos += 1
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def keyword(self, *names: str) -> str | None:
+        """The keyword at the cursor (consumed), when it is one of `names`."""
+        self.peek()
+        for name in names:
+            end = self.pos + len(name)
+            if self.text[self.pos : end].lower() != name:
+                continue
+            after = self.text[end : end + 1]
+            if after == "" or after.isspace() or after == "(":
+                self.pos = end
+                return name
+        return None
+
+    def found(self) -> str:
+        rest = self.text[self.pos :].split()
+        return f"'{rest[0]}'" if rest else "the end"
+
+    def parse(self) -> Node:
+        if not self.text.strip():
+            raise self.fail("empty expression (write conditions such as status=failed)")
+        node = self.disjunction(0)
+        if self.peek() == ")":
+            raise self.fail(f"unbalanced parentheses: ')' at position {self.pos} closes nothing")
+        if self.pos < len(self.text):
+            raise self.fail(f"expected 'and', 'or' or the end at position {self.pos}, found {self.found()}")
+        return node
+
+    def disjunction(self, depth: int) -> Node:
+        items = [self.conjunction(depth)]
+        while self.keyword("or"):
+            items.append(self.conjunction(depth))
+        return items[0] if len(items) == 1 else Or(tuple(items))
+
+    def conjunction(self, depth: int) -> Node:
+        items = [self.negation(depth)]
+        while self.keyword("and"):
+            items.append(self.negation(depth))
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def negation(self, depth: int) -> Node:
+        if depth > MAX_FILTER_DEPTH:
+            raise self.fail(f"nested too deeply (at most {MAX_FILTER_DEPTH} levels)")
+        char = self.peek()
+        start = self.pos
+        if char == "(":
+            self.pos += 1
+            if self.peek() == ")":
+                raise self.fail(f"empty parentheses at position {start}")
+            node = self.disjunction(depth + 1)
+            if self.peek() != ")":
+                if self.pos >= len(self.text):
+                    raise self.fail(
+                        f"unbalanced parentheses: '(' at position {start} is never closed"
+                    )
+                raise self.fail(
+                    f"expected 'and', 'or' or ')' at position {self.pos}, found {self.found()}"
+                )
+            self.pos += 1
+            return node
+        # `not` is a keyword unless it is a field's name (`not=1`)
+        saved = self.pos
+        if self.keyword("not"):
+            if self.peek() not in ("=", "!", "<", ">"):
+                return Not(self.negation(depth + 1))
+            self.pos = saved
+        return self.condition()
+
+    def condition(self) -> Node:
+        start = self.pos
+        if not _FIELD_START.match(self.text, self.pos):
+            if self.pos >= len(self.text):
+                raise self.fail("expected a condition such as status=failed at the end")
+            if self.text[self.pos] == ")":
+                raise self.fail(f"unbalanced parentheses: ')' at position {self.pos} closes nothing")
+            raise self.fail(
+                f"expected a condition such as status=failed at position {self.pos}, "
+                f"found {self.found()}"
+            )
+        match = _FIELD_TEXT.match(self.text, self.pos + 1)
+        assert match is not None
+        name = self.text[start : match.end()]
+        self.pos = match.end()
+        if name.lower() in _KEYWORDS:
+            raise self.fail(f"expected a condition at position {start}, found the keyword '{name}'")
+        check_document_field(name, self.param)
+        self.peek()
+        operator = next(
+            (op for op in _COMPARISONS if self.text.startswith(op, self.pos)), None
+        )
+        if operator is None:
+            raise self.fail(
+                f"expected =, !=, >, >=, < or <= after '{name}' at position {self.pos}, "
+                f"found {self.found()}"
+            )
+        self.pos += len(operator)
+        self.peek()
+        raw, quoted = self.value(name)
+        self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:
+            raise self.fail(f"too many conditions (at most {MAX_CONDITIONS})")
+        try:
+            function = _COMPARISONS[operator]
+            if function == "eq":
+                return _equals(name, raw) if quoted else parse_condition(name, raw)
+            if not quoted and _FUNCTION.match(raw):
+                raise BadRequest(f"{name}: '{operator}' takes a plain value, not '{raw}'")
+            return _apply(name, function, [raw], raw)
+        except BadRequest as exc:
+            raise self.fail(str(exc)) from None
+
+    def value(self, name: str) -> tuple[str, bool]:
+        """The value after an operator, and whether it was quoted."""
+        start = self.pos
+        if start >= len(self.text) or self.text[start] == ")":
+            raise self.fail(f"'{name}' has no value at position {start}")
+        quote = self.text[start]
+        if quote in "\"'":
+            chars: list[str] = []
+            index = start + 1
+            while index < len(self.text):
+                char = self.text[index]
+                if char == "\\" and index + 1 < len(self.text):
+                    chars.append(self.text[index + 1])
+                    index += 2
+                    continue
+                if char == quote:
+                    self.pos = index + 1
+                    return "".join(chars), True
+                chars.append(char)
+                index += 1
+            raise self.fail(f"unterminated quote: {quote} at position {start} is never closed")
+        if _FUNCTION_NAME.match(self.text, start):
+            index = self.text.index("(", start) + 1
+            depth = 1
+            while index < len(self.text) and depth:
+                char = self.text[index]
+                if char == "\\":
+                    index += 2
+                    continue
+                depth += {"(": 1, ")": -1}.get(char, 0)
+                index += 1
+            if depth:
+                opening = self.text.index("(", start)
+                raise self.fail(
+                    f"unbalanced parentheses: '(' at position {opening} is never closed"
+                )
+            self.pos = index
+            return self.text[start:index], False
+        index = start
+        while index < len(self.text) and not (
+            self.text[index].isspace() or self.text[index] in "()"
+        ):
+            index += 1
+        self.pos = index
+        return self.text[start:index], False
+
+
+# --- _filter as MongoDB-style JSON -------------------------------------------------------------
+
+_COMBINATORS = {"$and", "$or", "$nor"}
+_FIELD_OPERATORS = {"$eq": "eq", "$ne": "ne", "$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
+_REGEX_OPTIONS = re.compile(r"^[imsx]*\Z")
+
+
+class _JsonFilter:
+    """Turns a MongoDB-style filter into a `Node` tree, refusing every operator not listed."""
+
+    def __init__(self, param: str) -> None:
+        self.param = param
+        self.conditions = 0
+
+    def fail(self, message: str) -> BadRequest:
+        return BadRequest(f"{self.param}: {message}")
+
+    def refuse(self, operator: str, where: str) -> BadRequest:
+        allowed = ", ".join(SAFE_OPERATORS)
+        return self.fail(f"operator '{operator}' is not allowed{where} (allowed: {allowed})")
+
+    def document(self, spec: Any, depth: int) -> Node:
+        if depth > MAX_FILTER_DEPTH:
+            raise self.fail(f"nested too deeply (at most {MAX_FILTER_DEPTH} levels)")
+        if not isinstance(spec, dict):
+            raise self.fail(
+                'a filter must be a JSON object such as {"status": "failed"}, '
+                f"not {_json_type(spec)}"
+            )
+        items: list[Node] = []
+        for key, value in spec.items():
+            if key.startswith("$"):
+                if key not in _COMBINATORS:
+                    if key in SAFE_OPERATORS:
+                        raise self.fail(f"operator '{key}' must be applied to a field")
+                    raise self.refuse(key, "")
+                if not isinstance(value, list) or not value:
+                    raise self.fail(f"'{key}' takes a non-empty array of filters")
+                parts = tuple(self.document(item, depth + 1) for item in value)
+                group = parts[0] if len(parts) == 1 else (And(parts) if key == "$and" else Or(parts))
+                items.append(Not(group) if key == "$nor" else group)
+            else:
+                check_document_field(key, self.param)
+                items.append(self.field(key, value, depth))
+        if not items:
+            return And(())
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def field(self, name: str, value: Any, depth: int) -> Node:
+        if isinstance(value, dict) and value and all(key.startswith("$") for key in value):
+            return self.operators(name, value, depth)
+        if isinstance(value, dict):
+            if any(key.startswith("$") for key in value):
+                raise self.fail(f"'{name}' mixes operators and fields in one object")
+            raise self.fail(
+                f"value of '{name}' must be a string, number or null, or an object of operators"
+            )
+        return self.condition(name, "eq", self.scalar(name, value))
+
+    def operators(self, name: str, spec: dict[str, Any], depth: int) -> Node:
+        items: list[Node] = []
+        options = spec.get("$options")
+        if options is not None and "$regex" not in spec:
+            raise self.fail(f"'$options' of '{name}' needs '$regex'")
+        for operator, value in spec.items():
+            if operator in _FIELD_OPERATORS:
+                items.append(self.condition(name, _FIELD_OPERATORS[operator], self.scalar(name, value)))
+            elif operator in ("$in", "$nin"):
+                if not isinstance(value, list):
+                    raise self.fail(f"'{operator}' of '{name}' takes an array of values")
+                values = tuple(self.scalar(name, item) for item in value)
+                inside = self.condition(name, "in", values)
+                items.append(inside if operator == "$in" else Not(inside))
+            elif operator == "$exists":
+                if not isinstance(value, bool):
+                    raise self.fail(f"'$exists' of '{name}' takes true or false")
+                present = self.condition(name, "exists", True)
+                items.append(present if value else Not(present))
+            elif operator == "$regex":
+                if not isinstance(value, str):
+                    raise self.fail(f"'$regex' of '{name}' takes a string")
+                if options is not None and (
+                    not isinstance(options, str) or not _REGEX_OPTIONS.match(options)
+                ):
+                    raise self.fail(f"'$options' of '{name}' takes some of the letters i, m, s, x")
+                pattern = f"(?{options}){value}" if options else value
+                try:
+                    _check_regex(name, pattern)
+                except BadRequest as exc:
+                    raise self.fail(str(exc)) from None
+                items.append(self.condition(name, "regex", pattern))
+            elif operator == "$options":
+                continue
+            elif operator == "$not":
+                if not (isinstance(value, dict) and value and all(k.startswith("$") for k in value)):
+                    raise self.fail(f"'$not' of '{name}' takes an object of operators")
+                items.append(Not(self.operators(name, value, depth + 1)))
+            elif operator in SAFE_OPERATORS:
+                raise self.fail(f"operator '{operator}' cannot be applied to the field '{name}'")
+            else:
+                raise self.refuse(operator, f" (in '{name}')")
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def condition(self, name: str, op: Op, value: Any) -> Condition:
+        self.conditions += 1
+        if self.conditions > MAX_CONDITIONS:
+            raise self.fail(f"too many conditions (at most {MAX_CONDITIONS})")
+        return Condition(name, op, value)
+
+    def scalar(self, name: str, value: Any) -> Scalar:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(
+                f"value of '{name}' must be a string, number or null, not {_json_type(value)}"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(f"value of '{name}' must be a finite number")
+        if abs(value) > MAX_INTEGER:
+            raise self.fail(f"value of '{name}' is out of range (at most {MAX_INTEGER} either way)")
+        return value
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, str):
+        return "a string"
+    return "a number"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _load_json(param: str, raw: str) -> Any:
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"{param}: malformed JSON: {exc.msg} at position {exc.pos}") from None
+    except ValueError as exc:
+        raise BadRequest(f"{param}: malformed JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest(f"{param}: malformed JSON: nested too deeply") from None
+
+
+def parse_filter(raw: str, param: str = "_filter") -> Node:
+    """A `_filter` value: a JSON filter when it starts with `{`, else a boolean expression."""
+    if raw.lstrip().startswith(("{", "[")):
+        return _JsonFilter(param).document(_load_json(param, raw), 0)
+    return _ExpressionParser(raw, param).parse()
+
+
+# --- _limit, _skip, _sort, _project, _distinct ---------------------------------------------------
 
 
 def _parse_int(param: str, raw: str, low: int, high: int) -> int:
@@ -194,20 +628,19 @@ def _parse_sort(raw: str) -> tuple[tuple[str, int], ...]:
     raw = raw.strip()
     keys: list[tuple[str, int]] = []
     if raw.startswith("{"):
-        try:
-            spec = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise BadRequest(f"_sort: malformed JSON: {exc.msg}") from None
+        spec = _load_json("_sort", raw)
         if not isinstance(spec, dict):
             raise BadRequest('_sort: JSON form must be an object such as {"start":-1}')
         for name, direction in spec.items():
+            if isinstance(direction, str) and direction.lower() in _DIRECTIONS:
+                direction = _DIRECTIONS[direction.lower()]
             if isinstance(direction, bool) or direction not in (1, -1):
                 raise BadRequest(f"_sort: direction of '{name}' must be 1 or -1")
             keys.append((check_field(name, "_sort"), int(direction)))
     else:
         for part in _split_args(raw):
             direction = -1 if part.startswith("-") else 1
-            name = part.lstrip("+-")
+            name = part[1:] if part[:1] in "+-" else part
             keys.append((check_field(name, "_sort"), direction))
     if not keys:
         raise BadRequest("_sort: no sort key given")
@@ -221,20 +654,8 @@ def _parse_sort(raw: str) -> tuple[tuple[str, int], ...]:
     return tuple(keys)
 
 
-def _parse_project(raw: str) -> tuple[str, ...]:
-    raw = raw.strip()
-    if raw.startswith("{"):
-        try:
-            spec = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise BadRequest(f"_project: malformed JSON: {exc.msg}") from None
-        if not isinstance(spec, dict):
-            raise BadRequest('_project: JSON form must be an object such as {"name":1}')
-        names = [name for name, keep in spec.items() if keep]
-    else:
-        names = _split_args(raw)
-    fields = [check_field(name, "_project") for name in names]
-    # A path inside another kept path adds nothing, and MongoDB refuses the pair.
+def _outermost(fields: list[str]) -> tuple[str, ...]:
+    """The paths, once each, without those inside another (MongoDB refuses such pairs)."""
     return tuple(
         dict.fromkeys(
             name
@@ -242,6 +663,34 @@ def _parse_project(raw: str) -> tuple[str, ...]:
             if not any(name.startswith(other + ".") for other in fields if other != name)
         )
     )
+
+
+def _parse_project(raw: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+    """`(kept, dropped)`: an inclusion projection, or an exclusion one (`-phases`, `{"data":0}`)."""
+    raw = raw.strip()
+    kept: list[str] = []
+    dropped: list[str] = []
+    if raw.startswith("{"):
+        spec = _load_json("_project", raw)
+        if not isinstance(spec, dict):
+            raise BadRequest('_project: JSON form must be an object such as {"name":1}')
+        for name, keep in spec.items():
+            if keep not in (0, 1) or (isinstance(keep, float)):
+                raise BadRequest(f"_project: value of '{name}' must be 1 or 0")
+            (kept if keep else dropped).append(name)
+        if kept:
+            dropped = []  # an inclusion keeps what it names: a 0 beside it changes nothing
+    else:
+        for part in _split_args(raw):
+            (dropped if part.startswith("-") else kept).append(part.removeprefix("-"))
+        if kept and dropped:
+            raise BadRequest("_project: list either fields to keep or fields to drop (-name)")
+    for name in (*kept, *dropped):
+        check_field(name, "_project")
+    if dropped:
+        dropped = [name for name in dropped if name != "_id"]  # _id always comes back
+        return None, _outermost(dropped) if dropped else None
+    return _outermost(kept), None
 
 
 def parse_query(
@@ -252,9 +701,12 @@ def parse_query(
 ) -> Query:
     """Turn the list call's query parameters into a `Query`; a bad one raises `BadRequest`."""
     conditions: list[Node] = []
+    searches: list[SearchNode] = []
     limit, skip = DEFAULT_LIMIT, 0
     sort: tuple[tuple[str, int], ...] = (("start", -1),)
-    project = None
+    project: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] | None = None
+    distinct: str | None = None
     skipped = set(ignore)
     for name, raw in params:
         if name in skipped:
@@ -266,7 +718,17 @@ def parse_query(
         elif name == "_sort":
             sort = _parse_sort(raw)
         elif name == "_project":
-            project = _parse_project(raw)
+            project, exclude = _parse_project(raw)
+        elif name == "_filter":
+            conditions.append(parse_filter(raw))
+        elif name == "_search":
+            found = parse_search(raw)
+            if found is not None:
+                searches.append(found)
+        elif name == "_distinct":
+            if distinct is not None:
+                raise BadRequest("_distinct: given twice (one field at a time)")
+            distinct = check_document_field(raw.strip(), "_distinct")
         elif name.startswith("_") and name != "_id":
             raise BadRequest(f"{name}: unknown query parameter")
         else:
@@ -276,6 +738,138 @@ def parse_query(
         where = conditions[0]
     elif conditions:
         where = And(tuple(conditions))
+    search: SearchNode | None = None
+    if searches:
+        search = searches[0] if len(searches) == 1 else AllOf(tuple(searches))
     return Query(
-        environment=environment, where=where, sort=sort, limit=limit, skip=skip, project=project
+        environment=environment,
+        where=where,
+        sort=sort,
+        limit=limit,
+        skip=skip,
+        project=project,
+        search=search,
+        exclude=exclude,
+        distinct=distinct,
     )
+
+
+def walk(node: Node) -> Iterable[Condition]:
+    """Every condition of a filter tree."""
+    if isinstance(node, Condition):
+        yield node
+    elif isinstance(node, Not):
+        yield from walk(node.item)
+    else:
+        for item in node.items:
+            yield from walk(item)
+
+
+def distinct_key(value: Any) -> tuple[int, Any]:
+    """Orders distinct values as MongoDB sorts mixed types: null, numbers, strings, the rest."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool):
+        return (4, value)
+    if isinstance(value, int | float):
+        return (1, value)
+    if isinstance(value, str):
+        return (2, value)
+    return (3, json.dumps(value, sort_keys=True))
+
+
+def sorted_distinct(values: Iterable[Any]) -> list[Any]:
+    """Distinct values, once each, in `distinct_key` order; `None` (absent) is left out."""
+    seen: dict[Any, Any] = {}
+    for value in values:
+        if value is None:
+            continue
+        key = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else (
+            type(value) is bool,
+            value,
+        )
+        seen.setdefault(key, value)
+    return sorted(seen.values(), key=distinct_key)
+
+
+def values_at(doc: Any, parts: Sequence[str]) -> list[Any]:
+    """The values at a path, as MongoDB's distinct sees them: through arrays, arrays unwound."""
+    current = [doc]
+    for part in parts:
+        found = []
+        for value in current:
+            if isinstance(value, dict):
+                if part in value:
+                    found.append(value[part])
+            elif isinstance(value, list):
+                found.extend(item[part] for item in value if isinstance(item, dict) and part in item)
+        current = found
+    values: list[Any] = []
+    for value in current:
+        values.extend(value) if isinstance(value, list) else values.append(value)
+    return values
+
+
+def project_document(
+    doc: dict[str, Any],
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """A document as MongoDB projects it, for stores that project in Python.
+
+    `include` keeps `_id` and the named (possibly dotted) fields; `exclude` drops the named
+    fields. A dotted path reaches into every element of an array of sub-documents
+    (`phases.name`, `phases.log`); fields stay in the document's order.
+    """
+    if include:
+        return _pick(doc, _tree(["_id", *include]))
+    if exclude:
+        return _omit(doc, _tree(exclude))
+    return doc
+
+
+def _tree(fields: Iterable[str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name in fields:
+        node = tree
+        *parents, last = name.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if child is True:
+                break
+            node = child
+        else:
+            node[last] = True
+    return tree
+
+
+def _pick(doc: dict[str, Any], tree: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in doc.items():
+        spec = tree.get(key)
+        if spec is None:
+            continue
+        if spec is True:
+            result[key] = value
+        elif isinstance(value, dict):
+            result[key] = _pick(value, spec)
+        elif isinstance(value, list):
+            result[key] = [_pick(item, spec) for item in value if isinstance(item, dict)]
+    return result
+
+
+def _omit(doc: dict[str, Any], tree: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in doc.items():
+        spec = tree.get(key)
+        if spec is True:
+            continue
+        if spec is None:
+            result[key] = value
+        elif isinstance(value, dict):
+            result[key] = _omit(value, spec)
+        elif isinstance(value, list):
+            result[key] = [_omit(item, spec) if isinstance(item, dict) else item for item in value]
+        else:
+            result[key] = value
+    return result

@@ -11,7 +11,7 @@ from typing import Any
 from engine.constants import Status, Trigger
 from engine.errors import BadRequest, NotFound
 from engine.process import ProcessRegistry
-from engine.store.base import ExecutionStore
+from engine.store.base import ExecutionStore, Update
 from engine.timeutil import iso_ms
 
 logger = logging.getLogger(__name__)
@@ -107,8 +107,22 @@ class TriggerService:
             logger.exception(
                 "dispatching %s failed; it stays triggered for redelivery", execution_id
             )
+            self._undispatched(execution_id)
             return False
         return True
+
+    def _undispatched(self, execution_id: str) -> None:
+        """Clear the dispatch mark, so that the next housekeeping pass sends the run again."""
+        try:
+            self.store.update(
+                execution_id,
+                Update(
+                    meta={"dispatched": None},
+                    expect_status=frozenset({Status.TRIGGERED.value}),
+                ),
+            )
+        except Exception:  # the store is down too: sent again after `redispatch_after`
+            logger.exception("clearing the dispatch mark of %s failed", execution_id)
 
     def trigger(
         self,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import abc
 import builtins
 import functools
+import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from engine.errors import StoreUnavailable
@@ -133,6 +134,31 @@ class ExecutionStore(abc.ABC):
     @abc.abstractmethod
     def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
         """The page of documents that `query` selects, and how many it selects in all."""
+
+    def list_json(self, query: Query) -> tuple[builtins.list[str], int]:
+        """`list`, each document as JSON text: stores that keep JSON serve it without parsing."""
+        rows, total = self.list(query)
+        return [json.dumps(row, separators=(",", ":")) for row in rows], total
+
+    def distinct(self, query: Query) -> builtins.list[Any]:
+        """The distinct values of the field `query.distinct` among the documents `query` selects.
+
+        As MongoDB's distinct: arrays on the path are unwound; null and missing values are left
+        out; the values come sorted (null, numbers, strings, the rest).
+        """
+        from engine.query import sorted_distinct, values_at
+
+        assert query.distinct is not None
+        found: builtins.list[Any] = []
+        skip = 0
+        while True:
+            page = replace(query, limit=1000, skip=skip, project=(query.distinct,), exclude=None)
+            rows, total = self.list(page)
+            for row in rows:
+                found.extend(values_at(row, query.distinct.split(".")))
+            skip += len(rows)
+            if not rows or skip >= total:
+                return sorted_distinct(found)
 
     @abc.abstractmethod
     def add_token(self, record: TokenRecord) -> None:

@@ -12,10 +12,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pymongo
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
-from engine.errors import DuplicateExecution, StoreUnavailable
-from engine.query import And, Condition, Node, Not, Or, Query
+from engine.errors import BadRequest, DuplicateExecution, StoreUnavailable
+from engine.query import Query, sorted_distinct, values_at
 from engine.store.base import (
     META_KEYS,
     PROCESS_OVERRIDES,
@@ -27,27 +27,22 @@ from engine.store.base import (
     canonical,
     translate_errors,
 )
+from engine.store.mongo_query import (
+    TEXT,
+    TEXT_INDEX,
+    compile_filter,
+    mirror,
+    mirror_update,
+    search_filter,
+    text_cover,
+    text_index_keys,
+)
 
-_MONGO_OPS = {"gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte", "ne": "$ne", "in": "$in"}
-
-
-def compile_filter(node: Node) -> dict[str, Any]:
-    """A `Query` filter tree as a MongoDB filter document."""
-    if isinstance(node, Condition):
-        if node.op == "eq":
-            return {node.field: node.value}
-        if node.op == "regex":
-            return {node.field: {"$regex": node.value}}
-        value = list(node.value) if node.op == "in" else node.value
-        return {node.field: {_MONGO_OPS[node.op]: value}}
-    if isinstance(node, And):
-        return {"$and": [compile_filter(item) for item in node.items]}
-    if isinstance(node, Or):
-        return {"$or": [compile_filter(item) for item in node.items]}
-    if isinstance(node, Not):
-        return {"$nor": [compile_filter(node.item)]}
-    raise TypeError(f"unknown query node {node!r}")
-
+__all__ = ["MongoStore", "compile_filter"]
+#: MongoDB's codes for a query it cannot take (a bad value, a regular expression PCRE refuses)
+_BAD_QUERY_CODES = frozenset({2, 51091})
+#: most distinct values one `_distinct` answers with
+MAX_DISTINCT = 10_000
 
 @translate_errors((PyMongoError,), "MongoDB")
 class MongoStore(ExecutionStore):
@@ -64,6 +59,8 @@ class MongoStore(ExecutionStore):
         database = urlparse(url).path.lstrip("/") or "procexec"
         #: mongomock's bulk_write cannot take the write models of pymongo 4.9 and later
         self._bulk_writes = not type(client).__module__.startswith("mongomock")
+        #: mongomock has no `$text`: there `_search` answers from its exact part alone
+        self._text_search = self._bulk_writes
         self.client = client
         self.db = client[database]
         self.executions = self.db["executions"]
@@ -88,13 +85,28 @@ class MongoStore(ExecutionStore):
         self.observations.create_index(
             [("environment", 1), ("series_id", 1), ("date", 1)], unique=True
         )
+        self._ensure_search_index()
+
+    def _ensure_search_index(self) -> None:
+        """The text index of `_search`, and the searched words of documents stored without."""
+        self.executions.create_index(
+            text_index_keys(),
+            name=TEXT_INDEX,
+            default_language="none",
+            language_override="_textLanguage",
+        )
+        migrations = self.db["migrations"]
+        if migrations.find_one({"_id": "search-text"}) is None:
+            for doc in self.executions.find({TEXT: {"$exists": False}}, {"_meta": 0}):
+                self.executions.update_one({"_id": doc["_id"]}, {"$set": {TEXT: mirror(doc)}})
+            migrations.update_one({"_id": "search-text"}, {"$set": {"done": True}}, upsert=True)
 
     def insert(self, doc: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> None:
         unknown = set(meta or {}) - set(META_KEYS)
         if unknown:
             raise KeyError(f"unknown meta keys {sorted(unknown)}")
         try:
-            self.executions.insert_one({**doc, "_meta": dict(meta or {})})
+            self.executions.insert_one({**doc, "_meta": {**(meta or {}), "text": mirror(doc)}})
         except DuplicateKeyError:
             raise DuplicateExecution(f"execution {doc['_id']} exists already") from None
 
@@ -137,31 +149,81 @@ class MongoStore(ExecutionStore):
             operations["$push"] = {
                 path: {"$each": list(values)} for path, values in change.push.items()
             }
+        # the searched words (`_meta.text`) follow the texts they come from
+        text_sets, text_pushes = mirror_update(change.set, change.push)
+        if text_sets:
+            operations.setdefault("$set", {}).update(text_sets)
+        if text_pushes:
+            operations.setdefault("$push", {}).update(text_pushes)
         if not operations:
             return self.executions.count_documents(selector, limit=1) == 1
         result = self.executions.update_one(selector, operations, array_filters=array_filters)
         return bool(result.matched_count)
 
-    def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
-        selector: dict[str, Any] = {"environment": query.environment}
+    def _selector(self, query: Query) -> dict[str, Any]:
+        parts: list[dict[str, Any]] = [{"environment": query.environment}]
         if query.where is not None:
-            selector = {"$and": [selector, compile_filter(query.where)]}
-        total = self.executions.count_documents(selector)
+            parts.append(compile_filter(query.where))
+        if query.search is not None:
+            cover = text_cover(query.search) if self._text_search else None
+            if cover:
+                parts.append({"$text": {"$search": " ".join(cover), "$language": "none"}})
+            parts.append(search_filter(query.search))
+        return parts[0] if len(parts) == 1 else {"$and": parts}
+
+    def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
+        selector = self._selector(query)
         projection: dict[str, Any] = {"_meta": 0}
         if query.project:
             # the hidden bookkeeping is never served, even when asked for by name
             kept = [name for name in query.project if name.split(".")[0] != "_meta"]
             projection = {name: 1 for name in kept} | {"_id": 1}
+        elif query.exclude:
+            dropped = [name for name in query.exclude if name.split(".")[0] != "_meta"]
+            projection |= {name: 0 for name in dropped}
         keys = list(query.sort)
         if all(name != "_id" for name, _ in keys):
             # a deterministic order among equals; a second `_id` key would override the first
             keys.append(("_id", query.sort[0][1]))
-        cursor = self.executions.find(selector, projection).sort(keys).skip(query.skip)
-        if query.limit:
-            cursor = cursor.limit(query.limit)
-        else:
-            return [], total
-        return [canonical(doc) for doc in cursor], total
+        try:
+            total = self.executions.count_documents(selector)
+            if not query.limit or total <= query.skip:
+                return [], total
+            cursor = self.executions.find(selector, projection).sort(keys).skip(query.skip)
+            return [canonical(doc) for doc in cursor.limit(query.limit)], total
+        except OperationFailure as exc:
+            raise self._refused(exc) from exc
+
+    def distinct(self, query: Query) -> builtins.list[Any]:
+        field = query.distinct
+        assert field is not None
+        selector = self._selector(query)
+        try:
+            if query.search is None:
+                found = self.executions.distinct(field, selector)
+            else:  # `$text` is certain to work in a find
+                parts = field.split(".")
+                found = [
+                    value
+                    for doc in self.executions.find(selector, {field: 1})
+                    for value in values_at(doc, parts)
+                ]
+        except OperationFailure as exc:
+            raise self._refused(exc) from exc
+        values = sorted_distinct(found)
+        if len(values) > MAX_DISTINCT:
+            raise BadRequest(
+                f"_distinct: more than {MAX_DISTINCT} distinct values of '{field}'; "
+                "narrow the filters"
+            )
+        return values
+
+    @staticmethod
+    def _refused(exc: OperationFailure) -> Exception:
+        if exc.code in _BAD_QUERY_CODES:
+            message = (exc.details or {}).get("errmsg", str(exc))
+            return BadRequest(f"query: MongoDB refused it: {message}")
+        return exc
 
     def add_token(self, record: TokenRecord) -> None:
         self.tokens.insert_one(

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import DuplicateExecution, StoreUnavailable
-from engine.query import ARRAY_FIELDS, And, Condition, Node, Not, Or, Query
+from engine.query import Query, project_document
+from engine.store import sqlite_query
 from engine.store.base import (
     JSON_META_KEYS,
     META_KEYS,
@@ -29,18 +30,9 @@ from engine.store.base import (
     apply_update,
     translate_errors,
 )
+from engine.store.sqlite_query import COLUMNS
 
-#: top-level fields copied into generated columns, so that filters and sorts use indexes
-COLUMNS = {
-    "environment": "environment",
-    "name": "name",
-    "status": "status",
-    "start": "start",
-    "end": "end_",
-    "service": "service",
-    "trigger": "trigger_",
-    "runAs": "run_as",
-}
+__all__ = ["COLUMNS", "SQLiteStore"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -99,70 +91,6 @@ def _regexp(pattern: str, value: Any) -> bool:
     return value is not None and re.search(pattern, str(value)) is not None
 
 
-def _json_path(parts: Sequence[str]) -> str:
-    return "$" + "".join(f'."{part}"' for part in parts)
-
-
-class _Compiler:
-    """Compiles a `Query` filter tree into a WHERE clause and its parameters."""
-
-    def __init__(self) -> None:
-        self.params: list[Any] = []
-
-    def node(self, node: Node) -> str:
-        if isinstance(node, Condition):
-            return self.condition(node)
-        if isinstance(node, And):
-            return "(" + " AND ".join(self.node(item) for item in node.items) + ")"
-        if isinstance(node, Or):
-            return "(" + " OR ".join(self.node(item) for item in node.items) + ")"
-        if isinstance(node, Not):
-            # As MongoDB's $nor: a comparison with a missing field is false, so its negation
-            # is true (SQL would make both unknown).
-            return f"(NOT coalesce({self.node(node.item)}, 0))"
-        raise TypeError(f"unknown query node {node!r}")
-
-    def condition(self, cond: Condition) -> str:
-        parts = cond.field.split(".")
-        if parts[0] in ARRAY_FIELDS and len(parts) > 1:
-            inner = f"json_extract(item.value, '{_json_path(parts[1:])}')"
-            source = f"json_each(executions.doc, '{_json_path(parts[:1])}') AS item"
-            if cond.op == "ne":
-                # As MongoDB: no element equals the value.
-                positive = Condition(cond.field, "eq", cond.value)
-                exists = self._predicate(inner, positive)
-                return f"NOT EXISTS (SELECT 1 FROM {source} WHERE {exists})"
-            return f"EXISTS (SELECT 1 FROM {source} WHERE {self._predicate(inner, cond)})"
-        return self._predicate(expression(cond.field), cond)
-
-    def _predicate(self, expr: str, cond: Condition) -> str:
-        value = cond.value
-        if cond.op == "eq":
-            if value is None:
-                return f"{expr} IS NULL"
-            self.params.append(value)
-            return f"{expr} = ?"
-        if cond.op == "ne":
-            if value is None:
-                return f"{expr} IS NOT NULL"
-            self.params.append(value)
-            return f"({expr} IS NULL OR {expr} != ?)"
-        if cond.op == "in":
-            present = [v for v in value if v is not None]
-            clauses = []
-            if present:
-                self.params.extend(present)
-                clauses.append(f"{expr} IN ({', '.join('?' * len(present))})")
-            if len(present) != len(value):
-                clauses.append(f"{expr} IS NULL")
-            return "(" + " OR ".join(clauses) + ")"
-        if cond.op == "regex":
-            self.params.append(value)
-            return f"regexp(?, {expr})"
-        self.params.append(value)
-        return f"{expr} {_SQL_OPS[cond.op]} ?"
-
-
 def _meta_columns(meta: Mapping[str, Any] | None) -> dict[str, Any]:
     columns = {}
     for key, value in (meta or {}).items():
@@ -170,52 +98,6 @@ def _meta_columns(meta: Mapping[str, Any] | None) -> dict[str, Any]:
             raise KeyError(f"unknown meta key {key!r}")
         columns[key] = json.dumps(value) if key in JSON_META_KEYS else value
     return columns
-
-
-def expression(field: str) -> str:
-    """The SQL expression of a document field: its column when it has one."""
-    if field == "_id":
-        return "id"
-    if field in COLUMNS:
-        return COLUMNS[field]
-    return f"json_extract(doc, '{_json_path(field.split('.'))}')"
-
-
-def project(doc: dict[str, Any], fields: Sequence[str] | None) -> dict[str, Any]:
-    """Keep `_id` and the named (possibly dotted) fields of a document, as MongoDB does.
-
-    A dotted path keeps only that part of a sub-document, in every element of an array of
-    sub-documents (`phases.name`); fields stay in the document's order.
-    """
-    if not fields:
-        return doc
-    tree: dict[str, Any] = {"_id": True}
-    for field in fields:
-        node = tree
-        *parents, last = field.split(".")
-        for part in parents:
-            child = node.setdefault(part, {})
-            if child is True:
-                break
-            node = child
-        else:
-            node[last] = True
-    return _pick(doc, tree)
-
-
-def _pick(doc: Mapping[str, Any], tree: Mapping[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in doc.items():
-        spec = tree.get(key)
-        if spec is None:
-            continue
-        if spec is True:
-            result[key] = value
-        elif isinstance(value, Mapping):
-            result[key] = _pick(value, spec)
-        elif isinstance(value, list):
-            result[key] = [_pick(item, spec) for item in value if isinstance(item, Mapping)]
-    return result
 
 
 @translate_errors((sqlite3.OperationalError, sqlite3.DatabaseError), "SQLite")
@@ -241,6 +123,8 @@ class SQLiteStore(ExecutionStore):
         conn.execute(
             "CREATE INDEX IF NOT EXISTS ix_exec_status_dispatched ON executions(status, dispatched)"
         )
+        # The list call's full-text index and counters (engine.store.sqlite_query).
+        sqlite_query.ensure_schema(conn)
 
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -328,26 +212,18 @@ class SQLiteStore(ExecutionStore):
             raise
 
     def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
-        compiler = _Compiler()
-        where = "environment = ?"
-        compiler.params.append(query.environment)
-        if query.where is not None:
-            where += " AND " + compiler.node(query.where)
-        conn = self._connect()
-        total = conn.execute(
-            f"SELECT count(*) FROM executions WHERE {where}", compiler.params
-        ).fetchone()[0]
-        keys = list(query.sort)
-        if all(name != "_id" for name, _ in keys):
-            keys.append(("_id", query.sort[0][1]))  # a deterministic order among equals
-        order = ", ".join(
-            f"{expression(name)} {'DESC' if direction < 0 else 'ASC'}" for name, direction in keys
-        )
-        rows = conn.execute(
-            f"SELECT doc FROM executions WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*compiler.params, query.limit, query.skip],
-        ).fetchall()
-        return [project(json.loads(row[0]), query.project) for row in rows], total
+        docs, total = sqlite_query.list_page(self._connect(), query)
+        return [
+            project_document(json.loads(doc), query.project, query.exclude) for doc in docs
+        ], total
+
+    def list_json(self, query: Query) -> tuple[builtins.list[str], int]:
+        if query.project or query.exclude:
+            return super().list_json(query)
+        return sqlite_query.list_page(self._connect(), query)  # the stored JSON, as it is
+
+    def distinct(self, query: Query) -> builtins.list[Any]:
+        return sqlite_query.distinct(self._connect(), query)
 
     def add_token(self, record: TokenRecord) -> None:
         self._connect().execute(
