@@ -15,6 +15,7 @@ marker line between them that counts what was dropped, so no document nears Mong
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 _WRITABLE = frozenset(status.value for status in ACTIVE_STATUSES)
 
 
+#: the marker line of a capped log (after its timestamp), with the count of dropped lines
+_MARKER = re.compile(r"^\S+ warning \.\.\. (\d+) log lines dropped: a phase keeps its first ")
+
+
 class _PhaseLog:
     """One phase's log lines as kept: a head, and once over the cap, a marker and a tail."""
 
@@ -38,11 +43,19 @@ class _PhaseLog:
         self.head_size = max(1, max_lines // 2)
         self.tail: deque[str] = deque(maxlen=max(1, max_lines - self.head_size - 1))
         self.head: list[str] = list(existing[: self.head_size])
-        self.tail.extend(existing[self.head_size :])
+        rest = list(existing[self.head_size :])
         self.dropped = 0
+        # A resumed phase's log may be capped already: carry its count on, not its marker.
+        marker = _MARKER.match(rest[0]) if rest else None
+        if marker:
+            self.dropped = int(marker[1])
+            rest = rest[1:]
+        overflow = max(0, len(rest) - (self.tail.maxlen or 0))
+        self.dropped += overflow
+        self.tail.extend(rest)
         self.pending: list[str] = []
         #: the head is full: the stored log is rewritten whole (head, marker, tail) on flush
-        self.rewrite = False
+        self.rewrite = overflow > 0
 
     def add(self, line: str) -> None:
         if len(self.head) < self.head_size and not self.rewrite:

@@ -197,6 +197,10 @@ class PhaseRunner:
                         return Status.FAILED.value
                     attempt += 1
                     of = f"attempt {attempt} of {retries + 1}"
+                    # the run's own limit holds while it waits to retry, too
+                    self._arm_timeout(
+                        recorder, control, process, phase, run_started, phase_limit=False
+                    )
                     self._wait_to_retry(recorder, control, index, phase.name, of, delay)
                 finally:
                     recorder.deadline = None
@@ -239,11 +243,13 @@ class PhaseRunner:
         process: Process,
         phase: PhaseDefinition,
         run_started: float,
+        *,
+        phase_limit: bool = True,
     ) -> None:
         """Set the recorder's watchdog to fail the run when the phase or the run overruns."""
         now = time.monotonic()
         limits = []
-        if phase.timeout is not None:
+        if phase_limit and phase.timeout is not None:
             limits.append(
                 (now + phase.timeout, f"the phase ran longer than its {phase.timeout:g} s limit")
             )
