@@ -11,16 +11,21 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api import listing
-from api.deps import EnvironmentDep, Reader, Runner, StateDep
+from api.auth import authenticate
+from api.deps import EnvironmentDep, Reader, Runner, StateDep, get_environment, get_state
 from api.errors import ApiError
 from engine.cancellation import cancel_execution
+from engine.constants import Scope
 from engine.errors import NotFound
 from engine.query import parse_query
+from engine.store.base import InlineBudgetExceeded
 
 router = APIRouter()
 
 #: the source segments of the platform's URLs; executions are always the tenant's private data
 SOURCES = frozenset({"private", "public", "all"})
+#: a list call skipping this many rows or more goes straight to a worker thread
+INLINE_MAX_SKIP = 1000
 #: the longest `_delay` accepted on a trigger, in milliseconds (one day)
 MAX_DELAY_MS = 86_400_000
 
@@ -46,13 +51,48 @@ def _list(request: Request, state: StateDep, environment: str, source: str) -> R
     return listing.json_list(texts, total)
 
 
+def _list_call(request: Request, source: str) -> Response:
+    """The list call, checks included, in one worker thread: state, environment, caller, list.
+
+    The hot path of the service: resolving `StateDep`, `EnvironmentDep` and `Reader` as
+    FastAPI dependencies costs a thread hop each, more than an indexed query.
+    """
+    state = get_state(request)
+    environment = get_environment(request)
+    authenticate(request, state.store, Scope.READ)
+    return _list(request, state, environment, source)
+
+
+async def _serve_list(request: Request, source: str) -> Response:
+    """The list call: tried on the event loop under the store's budget (a page off an index
+    takes a fraction of a millisecond, less than the hop to a worker thread), and run in a
+    worker thread when it needs more (or the store cannot bound its calls, or the answer
+    needs parsing: a projection, CSV, `_distinct`; or it is a `_search` or a deep `_skip`,
+    which seldom fit)."""
+    params = request.query_params
+    skip = params.get("_skip", "0").strip()
+    simple = (
+        "_project" not in params
+        and "_distinct" not in params
+        and "_search" not in params
+        and not (skip.isdigit() and int(skip) >= INLINE_MAX_SKIP)
+        and not listing.wants_csv(request.headers.get("accept"))
+    )
+    bounded = get_state(request).store.inline() if simple else None
+    if bounded is not None:
+        try:
+            with bounded:
+                return _list_call(request, source)
+        except InlineBudgetExceeded:
+            pass
+    return await run_in_threadpool(_list_call, request, source)
+
+
 @router.get("/v1", summary="List process executions")
-def list_executions(
-    request: Request, state: StateDep, environment: EnvironmentDep, _caller: Reader
-) -> Response:
+async def list_executions(request: Request) -> Response:
     """List executions, newest first: filters, `_filter`, `_search`, `_sort`, `_project`,
     `_limit`, `_skip`, `_distinct`; JSON, or CSV on `Accept: text/csv`."""
-    return _list(request, state, environment, "private")
+    return await _serve_list(request, "private")
 
 
 def _get(state: StateDep, environment: str, execution_id: str) -> dict[str, Any]:
@@ -62,14 +102,21 @@ def _get(state: StateDep, environment: str, execution_id: str) -> dict[str, Any]
     return doc
 
 
+def _get_call(request: Request, execution_id: str) -> Response:
+    """One execution, checks included, in one worker thread (as `_list_call`)."""
+    state = get_state(request)
+    environment = get_environment(request)
+    authenticate(request, state.store, Scope.READ)
+    return JSONResponse(_get(state, environment, execution_id))
+
+
 @router.get("/v1/{key}", summary="One execution, or a list by source")
-def get_or_list(
-    key: str, request: Request, state: StateDep, environment: EnvironmentDep, _caller: Reader
-) -> Any:
-    """`v1/{id}` reads one execution; `v1/private`, `v1/public`, `v1/all` list them."""
+async def get_or_list(key: str, request: Request) -> Response:
+    """`v1/{id}` reads one execution; `v1/private`, `v1/public`, `v1/all` list them (the
+    platform's SDK lists through `v1/private`)."""
     if key in SOURCES:
-        return _list(request, state, environment, key)
-    return _get(state, environment, key)
+        return await _serve_list(request, key)
+    return await run_in_threadpool(_get_call, request, key)
 
 
 @router.get("/v1/{source}/{execution_id}", summary="Retrieve one execution")

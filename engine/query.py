@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import Any, Literal
 
 from engine.constants import DEFAULT_ENVIRONMENT, DEFAULT_LIMIT, MAX_LIMIT
@@ -89,8 +89,6 @@ class Query:
 
 #: fields that hold timestamps; their filter values are dates or datetimes
 DATE_FIELDS = frozenset({"start", "end", "phases.start", "phases.end"})
-#: the only array of sub-documents in an execution document
-ARRAY_FIELDS = frozenset({"phases"})
 #: the operators a JSON `_filter` may use; anything else is refused by name
 SAFE_OPERATORS = (
     "$and", "$or", "$nor", "$not", "$eq", "$ne", "$gt", "$gte", "$lt", "$lte",
@@ -133,7 +131,9 @@ def check_field(name: str, param: str) -> str:
     if not _FIELD.match(name):
         raise BadRequest(f"{param}: '{name}' is not a field name")
     if name.count(".") >= MAX_PATH_PARTS:
-        raise BadRequest(f"{param}: '{name}' is too deep (a path has at most {MAX_PATH_PARTS} parts)")
+        raise BadRequest(
+            f"{param}: '{name}' is too deep (a path has at most {MAX_PATH_PARTS} parts)"
+        )
     return name
 
 
@@ -153,11 +153,8 @@ def _date_bound(field_name: str, text: str, *, upper: bool) -> str:
     """A date filter value as a stored timestamp; a bare date is its first or last instant."""
     try:
         if _BARE_DATE.match(text):
-            day = date.fromisoformat(text)
-            moment = datetime(day.year, day.month, day.day)
-            if upper:
-                moment += timedelta(days=1) - timedelta(milliseconds=1)
-            return iso_ms(parse_iso(moment.isoformat()))
+            date.fromisoformat(text)  # a real day
+            return text + ("T23:59:59.999Z" if upper else "T00:00:00.000Z")
         return iso_ms(parse_iso(text))
     except (ValueError, OverflowError):
         raise BadRequest(f"{field_name}: '{text}' is not a date or an ISO 8601 datetime") from None
@@ -319,7 +316,9 @@ class _ExpressionParser:
         if self.peek() == ")":
             raise self.fail(f"unbalanced parentheses: ')' at position {self.pos} closes nothing")
         if self.pos < len(self.text):
-            raise self.fail(f"expected 'and', 'or' or the end at position {self.pos}, found {self.found()}")
+            raise self.fail(
+                f"expected 'and', 'or' or the end at position {self.pos}, found {self.found()}"
+            )
         return node
 
     def disjunction(self, depth: int) -> Node:
@@ -368,7 +367,9 @@ class _ExpressionParser:
             if self.pos >= len(self.text):
                 raise self.fail("expected a condition such as status=failed at the end")
             if self.text[self.pos] == ")":
-                raise self.fail(f"unbalanced parentheses: ')' at position {self.pos} closes nothing")
+                raise self.fail(
+                    f"unbalanced parentheses: ')' at position {self.pos} closes nothing"
+                )
             raise self.fail(
                 f"expected a condition such as status=failed at position {self.pos}, "
                 f"found {self.found()}"
@@ -381,9 +382,7 @@ class _ExpressionParser:
             raise self.fail(f"expected a condition at position {start}, found the keyword '{name}'")
         check_document_field(name, self.param)
         self.peek()
-        operator = next(
-            (op for op in _COMPARISONS if self.text.startswith(op, self.pos)), None
-        )
+        operator = next((op for op in _COMPARISONS if self.text.startswith(op, self.pos)), None)
         if operator is None:
             raise self.fail(
                 f"expected =, !=, >, >=, < or <= after '{name}' at position {self.pos}, "
@@ -455,7 +454,14 @@ class _ExpressionParser:
 # --- _filter as MongoDB-style JSON -------------------------------------------------------------
 
 _COMBINATORS = {"$and", "$or", "$nor"}
-_FIELD_OPERATORS = {"$eq": "eq", "$ne": "ne", "$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
+_FIELD_OPERATORS: dict[str, Op] = {
+    "$eq": "eq",
+    "$ne": "ne",
+    "$gt": "gt",
+    "$gte": "gte",
+    "$lt": "lt",
+    "$lte": "lte",
+}
 _REGEX_OPTIONS = re.compile(r"^[imsx]*\Z")
 
 
@@ -491,7 +497,9 @@ class _JsonFilter:
                 if not isinstance(value, list) or not value:
                     raise self.fail(f"'{key}' takes a non-empty array of filters")
                 parts = tuple(self.document(item, depth + 1) for item in value)
-                group = parts[0] if len(parts) == 1 else (And(parts) if key == "$and" else Or(parts))
+                group = (
+                    parts[0] if len(parts) == 1 else (And(parts) if key == "$and" else Or(parts))
+                )
                 items.append(Not(group) if key == "$nor" else group)
             else:
                 check_document_field(key, self.param)
@@ -518,7 +526,9 @@ class _JsonFilter:
             raise self.fail(f"'$options' of '{name}' needs '$regex'")
         for operator, value in spec.items():
             if operator in _FIELD_OPERATORS:
-                items.append(self.condition(name, _FIELD_OPERATORS[operator], self.scalar(name, value)))
+                items.append(
+                    self.condition(name, _FIELD_OPERATORS[operator], self.scalar(name, value))
+                )
             elif operator in ("$in", "$nin"):
                 if not isinstance(value, list):
                     raise self.fail(f"'{operator}' of '{name}' takes an array of values")
@@ -546,7 +556,9 @@ class _JsonFilter:
             elif operator == "$options":
                 continue
             elif operator == "$not":
-                if not (isinstance(value, dict) and value and all(k.startswith("$") for k in value)):
+                if not (
+                    isinstance(value, dict) and value and all(k.startswith("$") for k in value)
+                ):
                     raise self.fail(f"'$not' of '{name}' takes an object of operators")
                 items.append(Not(self.operators(name, value, depth + 1)))
             elif operator in SAFE_OPERATORS:
@@ -754,17 +766,6 @@ def parse_query(
     )
 
 
-def walk(node: Node) -> Iterable[Condition]:
-    """Every condition of a filter tree."""
-    if isinstance(node, Condition):
-        yield node
-    elif isinstance(node, Not):
-        yield from walk(node.item)
-    else:
-        for item in node.items:
-            yield from walk(item)
-
-
 def distinct_key(value: Any) -> tuple[int, Any]:
     """Orders distinct values as MongoDB sorts mixed types: null, numbers, strings, the rest."""
     if value is None:
@@ -784,9 +785,13 @@ def sorted_distinct(values: Iterable[Any]) -> list[Any]:
     for value in values:
         if value is None:
             continue
-        key = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else (
-            type(value) is bool,
-            value,
+        key = (
+            json.dumps(value, sort_keys=True)
+            if isinstance(value, dict | list)
+            else (
+                type(value) is bool,
+                value,
+            )
         )
         seen.setdefault(key, value)
     return sorted(seen.values(), key=distinct_key)
@@ -802,7 +807,9 @@ def values_at(doc: Any, parts: Sequence[str]) -> list[Any]:
                 if part in value:
                     found.append(value[part])
             elif isinstance(value, list):
-                found.extend(item[part] for item in value if isinstance(item, dict) and part in item)
+                found.extend(
+                    item[part] for item in value if isinstance(item, dict) and part in item
+                )
         current = found
     values: list[Any] = []
     for value in current:

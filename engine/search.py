@@ -149,13 +149,11 @@ class _SearchParser:
         if char == '"':
             end = self.text.find('"', start + 1)
             if end < 0:
-                raise self.fail(f'unterminated quote: \'"\' at position {start} is never closed')
+                raise self.fail(f"unterminated quote: '\"' at position {start} is never closed")
             self.pos = end + 1
             return self.term(self.text[start + 1 : end], start)
         end = start
-        while end < len(self.text) and not (
-            self.text[end].isspace() or self.text[end] in _SPECIAL
-        ):
+        while end < len(self.text) and not (self.text[end].isspace() or self.text[end] in _SPECIAL):
             end += 1
         self.pos = end
         return self.term(self.text[start:end], start)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import builtins
+import contextlib
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -110,6 +111,10 @@ class Update:
     fail_running_phases: str | None = None
 
 
+class InlineBudgetExceeded(Exception):
+    """A call made under `ExecutionStore.inline()` did more than a little work and gave up."""
+
+
 class ExecutionStore(abc.ABC):
     """Where execution documents live; one conformance suite holds every backend to it."""
 
@@ -139,6 +144,12 @@ class ExecutionStore(abc.ABC):
         """`list`, each document as JSON text: stores that keep JSON serve it without parsing."""
         rows, total = self.list(query)
         return [json.dumps(row, separators=(",", ":")) for row in rows], total
+
+    def inline(self) -> contextlib.AbstractContextManager[None] | None:
+        """A context in which this thread's calls give up with `InlineBudgetExceeded` once
+        they have done a little work, so that an event loop may try them itself before it hands
+        them to a worker thread; None when the store cannot bound its calls."""
+        return None
 
     def distinct(self, query: Query) -> builtins.list[Any]:
         """The distinct values of the field `query.distinct` among the documents `query` selects.

@@ -44,6 +44,7 @@ _BAD_QUERY_CODES = frozenset({2, 51091})
 #: most distinct values one `_distinct` answers with
 MAX_DISTINCT = 10_000
 
+
 @translate_errors((PyMongoError,), "MongoDB")
 class MongoStore(ExecutionStore):
     kind = "mongodb"

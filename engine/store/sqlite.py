@@ -7,11 +7,13 @@ every read-modify-write, so two writers never lose each other's updates).
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import re
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from engine.store.base import (
     META_KEYS,
     PROCESS_OVERRIDES,
     ExecutionStore,
+    InlineBudgetExceeded,
     Observation,
     ProcessState,
     TokenRecord,
@@ -51,11 +54,6 @@ CREATE TABLE IF NOT EXISTS executions (
     trigger_ TEXT GENERATED ALWAYS AS (json_extract(doc, '$.trigger')) VIRTUAL,
     run_as TEXT GENERATED ALWAYS AS (json_extract(doc, '$.runAs')) VIRTUAL
 );
-CREATE INDEX IF NOT EXISTS ix_exec_env_start ON executions(environment, start DESC, id DESC);
-CREATE INDEX IF NOT EXISTS ix_exec_env_name_start
-    ON executions(environment, name, start DESC, id DESC);
-CREATE INDEX IF NOT EXISTS ix_exec_env_status_start
-    ON executions(environment, status, start DESC, id DESC);
 CREATE TABLE IF NOT EXISTS tokens (
     token_hash TEXT PRIMARY KEY,
     user TEXT NOT NULL,
@@ -224,6 +222,40 @@ class SQLiteStore(ExecutionStore):
 
     def distinct(self, query: Query) -> builtins.list[Any]:
         return sqlite_query.distinct(self._connect(), query)
+
+    def inline(self) -> contextlib.AbstractContextManager[None]:
+        return self._bounded()
+
+    @contextlib.contextmanager
+    def _bounded(self) -> Iterator[None]:
+        conn = self._connect()
+        deadline = time.perf_counter() + sqlite_query.INLINE_SECONDS
+        gave_up = False
+
+        def progress() -> int:
+            nonlocal gave_up
+            gave_up = gave_up or time.perf_counter() > deadline
+            return 1 if gave_up else 0
+
+        try:
+            conn.execute("PRAGMA busy_timeout=0")  # a locked database is not waited for here
+            conn.set_progress_handler(progress, sqlite_query.INLINE_STEP)
+            yield
+        except (StoreUnavailable, sqlite3.OperationalError) as exc:
+            cause = exc.__cause__ if isinstance(exc, StoreUnavailable) else exc
+            if gave_up or (
+                isinstance(cause, sqlite3.OperationalError)
+                and any(word in str(cause) for word in ("locked", "busy"))
+            ):
+                raise InlineBudgetExceeded from exc
+            if isinstance(exc, sqlite3.OperationalError):
+                raise StoreUnavailable(f"the SQLite store is unavailable: {exc}") from exc
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.execute("PRAGMA busy_timeout=30000")
 
     def add_token(self, record: TokenRecord) -> None:
         self._connect().execute(

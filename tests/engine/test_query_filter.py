@@ -1,0 +1,278 @@
+"""`_filter`: boolean expressions and MongoDB-style JSON, parsed into the same filter tree."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.errors import BadRequest
+from engine.query import SAFE_OPERATORS, And, Condition, Node, Not, Or, parse_query
+
+
+def where(value: str) -> Node | None:
+    return parse_query([("_filter", value)]).where
+
+
+def eq(field: str, value: object) -> Condition:
+    return Condition(field, "eq", value)
+
+
+FAILED, RUNNING, ECB = eq("status", "failed"), eq("status", "running"), eq("name", "ECB_FX")
+
+
+# --- expressions ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "tree"),
+    [
+        ("status=failed", FAILED),
+        ("  status = failed  ", FAILED),
+        ("(status=failed or status=running) and name=ECB_FX", And((Or((FAILED, RUNNING)), ECB))),
+        # and binds tighter than or
+        ("status=failed or status=running and name=ECB_FX", Or((FAILED, And((RUNNING, ECB))))),
+        ("status=failed and name=ECB_FX or status=running", Or((And((FAILED, ECB)), RUNNING))),
+        ("status=failed or status=running or name=ECB_FX", Or((FAILED, RUNNING, ECB))),
+        ("not status=failed", Not(FAILED)),
+        ("not not status=failed", Not(Not(FAILED))),
+        ("not (status=failed or status=running)", Not(Or((FAILED, RUNNING)))),
+        ("not(status=failed)", Not(FAILED)),
+        ("NOT status=failed AND name=ECB_FX", And((Not(FAILED), ECB))),
+        ("((status=failed))", FAILED),
+        ("status=failed and(name=ECB_FX)", And((FAILED, ECB))),
+        # keywords are only keywords on their own
+        ("order=1 and android=2", And((eq("order", "1"), eq("android", "2")))),
+    ],
+)
+def test_boolean_structure(text: str, tree: Node) -> None:
+    assert where(text) == tree
+
+
+@pytest.mark.parametrize(
+    ("text", "tree"),
+    [
+        ("status!=failed", Condition("status", "ne", "failed")),
+        ("status != null", Condition("status", "ne", None)),
+        ("name>DEMO", Condition("name", "gt", "DEMO")),
+        ("name>=DEMO", Condition("name", "gte", "DEMO")),
+        ("name<DEMO", Condition("name", "lt", "DEMO")),
+        ("name<=DEMO", Condition("name", "lte", "DEMO")),
+        # the value functions, as in a filter parameter
+        ("status=in(failed,running)", Condition("status", "in", ("failed", "running"))),
+        ("status=ne(null)", Condition("status", "ne", None)),
+        ("name=regex(^(ECB|FX)_.*$)", Condition("name", "regex", "^(ECB|FX)_.*$")),
+        ("name=regex(a\\)b)", Condition("name", "regex", "a\\)b")),
+        # dates: a bare date is its whole day, whichever the operator
+        (
+            "start=range(2021-07-19, 2021-07-23)",
+            And(
+                (
+                    Condition("start", "gte", "2021-07-19T00:00:00.000Z"),
+                    Condition("start", "lte", "2021-07-23T23:59:59.999Z"),
+                )
+            ),
+        ),
+        ("start>2021-07-19", Condition("start", "gt", "2021-07-19T23:59:59.999Z")),
+        ("start<2021-07-19", Condition("start", "lt", "2021-07-19T00:00:00.000Z")),
+        ("start>=2021-07-19T18:30:00+02:00", Condition("start", "gte", "2021-07-19T16:30:00.000Z")),
+        ("end=null", Condition("end", "eq", None)),
+        # quoted values: spaces, parentheses and keywords are plain text
+        ('message="Completed Successfully"', eq("message", "Completed Successfully")),
+        ("message='a \\'b\\' c'", eq("message", "a 'b' c")),
+        ('message="regex(x)"', eq("message", "regex(x)")),
+        ('message="x or y"', eq("message", "x or y")),
+        ('name!="ECB_FX"', Condition("name", "ne", "ECB_FX")),
+        # dotted paths
+        ("phases.status=failed", eq("phases.status", "failed")),
+        ("data.series.2021-07-19=#ECB_FX.X", eq("data.series.2021-07-19", "#ECB_FX.X")),
+        ("_id=e01", eq("_id", "e01")),
+    ],
+)
+def test_conditions(text: str, tree: Node) -> None:
+    assert where(text) == tree
+
+
+def test_filter_is_anded_with_the_other_filters() -> None:
+    query = parse_query([("name", "ECB_FX"), ("_filter", "status=failed or status=running")])
+    assert query.where == And((ECB, Or((FAILED, RUNNING))))
+    twice = parse_query([("_filter", "status=failed"), ("_filter", "name=ECB_FX")])
+    assert twice.where == And((FAILED, ECB))
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("", "empty expression"),
+        ("   ", "empty expression"),
+        ("(status=failed", "unbalanced parentheses: '(' at position 0 is never closed"),
+        ("((status=failed)", "unbalanced parentheses: '(' at position 0 is never closed"),
+        ("status=failed)", "unbalanced parentheses: ')' at position 13 closes nothing"),
+        (")", "unbalanced parentheses: ')' at position 0 closes nothing"),
+        ("()", "empty parentheses at position 0"),
+        ("status=in(a,b", "unbalanced parentheses: '(' at position 9 is never closed"),
+        ("status=failed name=x", "expected 'and', 'or' or the end at position 14, found 'name=x'"),
+        ("(status=failed name=x)", "expected 'and', 'or' or ')' at position 15"),
+        ("status=failed and", "expected a condition such as status=failed at the end"),
+        (
+            "status=failed or or name=x",
+            "expected a condition at position 17, found the keyword 'or'",
+        ),
+        ("and status=failed", "expected a condition at position 0, found the keyword 'and'"),
+        ("not", "expected a condition such as status=failed at the end"),
+        ("status", "expected =, !=, >, >=, < or <= after 'status' at position 6, found the end"),
+        ("status~failed", "expected =, !=, >, >=, < or <= after 'status'"),
+        ("status=", "'status' has no value at position 7"),
+        ("(status=)", "'status' has no value at position 8"),
+        ("=failed", "expected a condition such as status=failed at position 0, found '=failed'"),
+        ("1status=x", "expected a condition such as status=failed at position 0"),
+        ('message="open', 'unterminated quote: " at position 8 is never closed'),
+        ("_meta.worker=w1", "'_meta.worker' is not a field of an execution"),
+        ("phases..name=x", "'phases..name' is not a field name"),
+        ("status=foo(x)", "status: unknown function 'foo'"),
+        ("start=range(2021-07-19)", "start: range() takes two values, got 1"),
+        ("start=range(2021-07-19,someday)", "start: 'someday' is not a date"),
+        ("start>yesterday", "start: 'yesterday' is not a date"),
+        ("name=regex(()", "unbalanced parentheses: '(' at position 10 is never closed"),
+        ("name=regex(a[)", "name: bad regular expression 'a['"),
+        ("message='it''s'", "expected 'and', 'or' or the end at position 12, found ''s''"),
+        ("not=1", "expected a condition at position 0, found the keyword 'not'"),
+        ("and=1", "expected a condition at position 0, found the keyword 'and'"),
+        ('name={"$where":"1"}', "name: operators are not allowed in a value"),
+        ("name=$where", "name: operators are not allowed in a value"),
+        ("name>gt(a)", "name: '>' takes a plain value, not 'gt(a)'"),
+        ("status=" + "(" * 0 + "x" + " and status=x" * 100, "too many conditions (at most 100)"),
+        ("(" * 30 + "status=x" + ")" * 30, "nested too deeply (at most 20 levels)"),
+        ("not " * 30 + "status=x", "nested too deeply"),
+    ],
+)
+def test_expression_errors(text: str, words: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse_query([("_filter", text)])
+    message = str(caught.value)
+    assert message.startswith("_filter: "), message
+    assert words in message, message
+
+
+# --- JSON --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "tree"),
+    [
+        ('{"status": "failed"}', FAILED),
+        ('{"status": "failed", "name": "ECB_FX"}', And((FAILED, ECB))),
+        ('{"$or": [{"status": "failed"}, {"status": "running"}]}', Or((FAILED, RUNNING))),
+        ('{"$and": [{"status": "failed"}]}', FAILED),
+        ('{"$nor": [{"status": "failed"}, {"name": "ECB_FX"}]}', Not(Or((FAILED, ECB)))),
+        ('{"end": null}', eq("end", None)),
+        ('{"status": {"$eq": "failed"}}', FAILED),
+        ('{"status": {"$ne": "failed"}}', Condition("status", "ne", "failed")),
+        (
+            '{"start": {"$gte": "2021-07-19", "$lt": "2021-07-24"}}',
+            And((Condition("start", "gte", "2021-07-19"), Condition("start", "lt", "2021-07-24"))),
+        ),
+        ('{"status": {"$in": ["failed", null]}}', Condition("status", "in", ("failed", None))),
+        ('{"status": {"$in": []}}', Condition("status", "in", ())),
+        (
+            '{"status": {"$nin": ["failed", "running"]}}',
+            Not(Condition("status", "in", ("failed", "running"))),
+        ),
+        ('{"end": {"$exists": true}}', Condition("end", "exists", True)),
+        ('{"end": {"$exists": false}}', Not(Condition("end", "exists", True))),
+        ('{"name": {"$regex": "^ECB"}}', Condition("name", "regex", "^ECB")),
+        ('{"name": {"$regex": "^ecb", "$options": "i"}}', Condition("name", "regex", "(?i)^ecb")),
+        ('{"name": {"$not": {"$regex": "^ECB"}}}', Not(Condition("name", "regex", "^ECB"))),
+        ('{"phases.status": "failed"}', eq("phases.status", "failed")),
+        ('{"n": {"$gt": 5}}', Condition("n", "gt", 5)),
+        ('{"n": 2.5}', eq("n", 2.5)),
+        ("{}", And(())),
+        ('{"end": {"$gte": null}}', Condition("end", "gte", None)),
+        # dates are compared as written: JSON is MongoDB's language
+        ('{"start": "2021-07-19"}', eq("start", "2021-07-19")),
+    ],
+)
+def test_json_filters(text: str, tree: Node) -> None:
+    assert where(text) == tree
+
+
+@pytest.mark.parametrize("operator", ["$where", "$function", "$expr", "$accumulator", "$jsonSchema",
+                                      "$text", "$comment", "$elemMatch", "$size", "$all", "$type",
+                                      "$mod", "$geoWithin", "$near"])  # fmt: skip
+def test_unsafe_operators_are_refused_by_name(operator: str) -> None:
+    for text in (
+        f'{{"{operator}": "sleep(1000) || true"}}',
+        f'{{"name": {{"{operator}": 1}}}}',
+        f'{{"$or": [{{"status": "failed"}}, {{"name": {{"{operator}": 1}}}}]}}',
+        f'{{"name": {{"$not": {{"{operator}": 1}}}}}}',
+    ):
+        with pytest.raises(BadRequest) as caught:
+            parse_query([("_filter", text)])
+        message = str(caught.value)
+        assert message.startswith(f"_filter: operator '{operator}' is not allowed"), message
+        assert "allowed: $and, $or, $nor, $not" in message
+
+
+def test_every_safe_operator_is_accepted() -> None:
+    samples = {
+        "$and": '{"$and": [{"a": 1}]}',
+        "$or": '{"$or": [{"a": 1}]}',
+        "$nor": '{"$nor": [{"a": 1}]}',
+        "$not": '{"a": {"$not": {"$eq": 1}}}',
+        "$eq": '{"a": {"$eq": 1}}',
+        "$ne": '{"a": {"$ne": 1}}',
+        "$gt": '{"a": {"$gt": 1}}',
+        "$gte": '{"a": {"$gte": 1}}',
+        "$lt": '{"a": {"$lt": 1}}',
+        "$lte": '{"a": {"$lte": 1}}',
+        "$in": '{"a": {"$in": [1]}}',
+        "$nin": '{"a": {"$nin": [1]}}',
+        "$exists": '{"a": {"$exists": true}}',
+        "$regex": '{"a": {"$regex": "x"}}',
+    }
+    assert set(samples) == set(SAFE_OPERATORS)
+    for text in samples.values():
+        assert where(text) is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('{"status": ', "malformed JSON"),
+        ("{status: 1}", "malformed JSON"),
+        ('["status"]', "a filter must be a JSON object"),
+        ('{"$or": {"status": "failed"}}', "'$or' takes a non-empty array of filters"),
+        ('{"$or": []}', "'$or' takes a non-empty array of filters"),
+        ('{"$or": ["status"]}', "a filter must be a JSON object such as"),
+        ('{"$eq": 1}', "operator '$eq' must be applied to a field"),
+        (
+            '{"name": {"first": "x"}}',
+            "value of 'name' must be a string, number or null, or an object",
+        ),
+        ('{"name": {"$eq": "x", "first": 1}}', "'name' mixes operators and fields"),
+        ('{"name": ["a"]}', "value of 'name' must be a string, number or null, not an array"),
+        ('{"name": true}', "value of 'name' must be a string, number or null, not a boolean"),
+        ('{"name": {"$eq": {"a": 1}}}', "not an object"),
+        ('{"name": {"$in": "a"}}', "'$in' of 'name' takes an array of values"),
+        ('{"name": {"$in": [["a"]]}}', "not an array"),
+        ('{"name": {"$exists": 1}}', "'$exists' of 'name' takes true or false"),
+        ('{"name": {"$regex": 1}}', "'$regex' of 'name' takes a string"),
+        ('{"name": {"$regex": "("}}', "name: bad regular expression"),
+        ('{"name": {"$regex": "x", "$options": "g"}}', "'$options' of 'name' takes some of"),
+        ('{"name": {"$options": "i"}}', "'$options' of 'name' needs '$regex'"),
+        ('{"name": {"$not": "x"}}', "'$not' of 'name' takes an object of operators"),
+        ('{"name": {"$and": [{"a": 1}]}}', "operator '$and' cannot be applied to the field 'name'"),
+        ('{"name": NaN}', "malformed JSON"),
+        ('{"name": Infinity}', "malformed JSON"),
+        ('{"name": 1e400}', "value of 'name' must be a finite number"),
+        ('{"name": 123456789012345678901234567890}', "value of 'name' is out of range"),
+        ('{"_meta.worker": "w"}', "'_meta.worker' is not a field of an execution"),
+        ('{"bad field": 1}', "'bad field' is not a field name"),
+        ('{"$or": [' * 30 + '{"a": 1}' + "]}" * 30, "nested too deeply"),
+        ("[" * 100000 + "]" * 100000, "malformed JSON"),
+    ],
+)
+def test_json_errors(text: str, words: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse_query([("_filter", text)])
+    message = str(caught.value)
+    assert message.startswith("_filter: "), message
+    assert words in message, message

@@ -1,0 +1,361 @@
+"""The SQLite store's list machinery: the FTS index and counters kept by triggers, migration of
+stores made by earlier versions, the query plans, deep pages, and calls bounded for the loop."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.errors import StoreUnavailable
+from engine.query import parse_query
+from engine.store.base import InlineBudgetExceeded, Update
+from engine.store.sqlite import SQLiteStore
+from engine.store.sqlite_query import DEEP_SKIP, SMALL_SEARCH
+from tests.engine.test_store_conformance import DOCS, PROD
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    opened = SQLiteStore(tmp_path / "x.db")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def loaded(store: SQLiteStore) -> SQLiteStore:
+    for doc in DOCS:
+        store.insert(copy.deepcopy(doc))
+    return store
+
+
+def ids(store: SQLiteStore, *params: tuple[str, str]) -> list[str]:
+    return [row["_id"] for row in store.list(parse_query(params))[0]]
+
+
+class Statements:
+    """The SQL statements a connection runs."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.seen: list[str] = []
+        conn.set_trace_callback(self.seen.append)
+
+    def matching(self, text: str) -> list[str]:
+        return [sql for sql in self.seen if text in sql]
+
+
+def plan(conn: sqlite3.Connection, sql: str, params: list[Any]) -> str:
+    return " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+
+def counters(conn: sqlite3.Connection) -> dict[tuple[str, str, str], int]:
+    return {
+        (env, name, status): n
+        for env, name, status, n in conn.execute(
+            "SELECT environment, name, status, n FROM execution_counts WHERE n != 0"
+        )
+    }
+
+
+def recount(conn: sqlite3.Connection) -> dict[tuple[str, str, str], int]:
+    return {
+        (env, name, status): n
+        for env, name, status, n in conn.execute(
+            "SELECT environment, name, status, count(*) FROM executions "
+            "GROUP BY environment, name, status"
+        )
+    }
+
+
+def totals(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    return {
+        (env, status): n
+        for env, status, n in conn.execute(
+            "SELECT environment, status, n FROM execution_totals WHERE n != 0"
+        )
+    }
+
+
+def recount_totals(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    return {
+        (env, status): n
+        for env, status, n in conn.execute(
+            "SELECT environment, status, count(*) FROM executions GROUP BY environment, status"
+        )
+    }
+
+
+def days(conn: sqlite3.Connection) -> dict[tuple[str, str, str], int]:
+    return {
+        (env, status, day): n
+        for env, status, day, n in conn.execute(
+            "SELECT environment, status, day, n FROM execution_days WHERE n != 0"
+        )
+    }
+
+
+def recount_days(conn: sqlite3.Connection) -> dict[tuple[str, str, str], int]:
+    return {
+        (env, status, day): n
+        for env, status, day, n in conn.execute(
+            "SELECT environment, status, substr(start, 1, 10) AS d, count(*) FROM executions "
+            "GROUP BY environment, status, d"
+        )
+    }
+
+
+# --- triggers ----------------------------------------------------------------------------------
+
+
+def test_the_index_and_counters_follow_every_write(loaded: SQLiteStore) -> None:
+    conn = loaded._connect()
+    assert counters(conn) == recount(conn)
+    assert totals(conn) == recount_totals(conn)
+    assert days(conn) == recount_days(conn)
+    loaded.update("e08", Update(set={"status": "running", "start": "2021-08-01T00:00:00.000Z"}))
+    loaded.update("e07", Update(set={"status": "failed"}, meta={"worker": "w"}))
+    loaded.update("e07", Update(meta={"heartbeat": "2021-07-22T12:00:01.000Z"}))  # meta only
+    loaded.update("e06", Update(push={"phases.0.log": ["more"]}))
+    assert counters(conn) == recount(conn)
+    assert totals(conn) == recount_totals(conn)
+    assert days(conn) == recount_days(conn)
+    # deleted by anyone (retention): gone from the index and the counters too
+    conn.execute("DELETE FROM executions WHERE id IN ('e01', 'e07')")
+    assert counters(conn) == recount(conn)
+    assert totals(conn) == recount_totals(conn)
+    assert days(conn) == recount_days(conn)
+    assert ids(loaded, ("_search", "e01")) == []
+    assert ids(loaded, ("_search", "demo")) == ["e08", "e06"]
+    assert loaded.list(parse_query([("_limit", "0")]))[1] == len(DOCS) - 3  # e09 is staging
+
+
+def test_a_reused_rowid_does_not_inherit_words(store: SQLiteStore) -> None:
+    conn = store._connect()
+    store.insert({"_id": "a", "environment": PROD, "name": "ALPHA", "start": "x"})
+    conn.execute("DELETE FROM executions WHERE id = 'a'")
+    store.insert({"_id": "b", "environment": PROD, "name": "BETA", "start": "x"})
+    assert conn.execute("SELECT rowid FROM executions WHERE id = 'b'").fetchone()[0] == 1
+    assert ids(store, ("_search", "alpha")) == []
+    assert ids(store, ("_search", "beta")) == ["b"]
+
+
+def test_odd_documents_are_indexed_without_error(store: SQLiteStore) -> None:
+    odd: list[dict[str, Any]] = [
+        {"_id": "o1", "environment": PROD, "name": 5, "message": {"k": "nested words"}},
+        {"_id": "o2", "environment": PROD, "phases": ["not a phase", {"log": "one line"}]},
+        {"_id": "o3", "environment": PROD, "phases": [{"log": [None, 7, {"x": "deep"}]}]},
+        {"_id": "o4", "environment": PROD, "phases": {"log": ["not an array"]}},
+        {"_id": "o5", "environment": PROD, "reason": "a\ue000b"},
+    ]
+    for doc in odd:
+        store.insert(doc)
+    assert ids(store, ("_search", '"nested words"')) == ["o1"]
+    assert ids(store, ("_search", "5")) == ["o1"]
+    assert ids(store, ("_search", "line")) == ["o2"]
+    assert ids(store, ("_search", "deep 7")) == ["o3"]
+    assert ids(store, ("_search", '"a b"')) == ["o5"]
+    store.update("o3", Update(set={"phases": []}))
+    assert ids(store, ("_search", "deep")) == []
+
+
+# --- stores made by earlier versions --------------------------------------------------------------
+
+OLD_SCHEMA = """
+CREATE TABLE executions (
+    id TEXT PRIMARY KEY, doc TEXT NOT NULL, worker TEXT, heartbeat TEXT, input TEXT, chain TEXT,
+    environment TEXT GENERATED ALWAYS AS (json_extract(doc, '$.environment')) VIRTUAL,
+    name TEXT GENERATED ALWAYS AS (json_extract(doc, '$.name')) VIRTUAL,
+    status TEXT GENERATED ALWAYS AS (json_extract(doc, '$.status')) VIRTUAL,
+    start TEXT GENERATED ALWAYS AS (json_extract(doc, '$.start')) VIRTUAL,
+    end_ TEXT GENERATED ALWAYS AS (json_extract(doc, '$.end')) VIRTUAL,
+    service TEXT GENERATED ALWAYS AS (json_extract(doc, '$.service')) VIRTUAL,
+    trigger_ TEXT GENERATED ALWAYS AS (json_extract(doc, '$.trigger')) VIRTUAL,
+    run_as TEXT GENERATED ALWAYS AS (json_extract(doc, '$.runAs')) VIRTUAL
+);
+CREATE INDEX ix_exec_env_start ON executions(environment, start DESC, id DESC);
+CREATE INDEX ix_exec_env_name_start ON executions(environment, name, start DESC, id DESC);
+CREATE INDEX ix_exec_env_status_start ON executions(environment, status, start DESC, id DESC);
+"""
+
+
+def test_a_store_of_an_earlier_version_gets_its_index_and_counters(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(OLD_SCHEMA)
+        conn.executemany(
+            "INSERT INTO executions (id, doc) VALUES (?, ?)",
+            [(doc["_id"], json.dumps(doc)) for doc in DOCS],
+        )
+    store = SQLiteStore(path)
+    try:
+        conn = store._connect()
+        indexes = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+        assert {"ix_list_start", "ix_list_name", "ix_list_status"} <= indexes
+        assert not indexes & {
+            "ix_exec_env_start",
+            "ix_exec_env_name_start",
+            "ix_exec_env_status_start",
+        }
+        assert counters(conn) == recount(conn)
+        assert days(conn) == recount_days(conn)
+        assert ids(store, ("_search", "transform failed")) == ["e06", "e02"]
+        assert store.list(parse_query([("status", "failed"), ("_limit", "0")]))[1] == 3
+        # a search index without the environment column (an earlier build) is made again
+        conn.execute("DROP TABLE executions_fts")
+        conn.execute(
+            "CREATE VIRTUAL TABLE executions_fts "
+            "USING fts5(id, name, message, reason, log, content='')"
+        )
+    finally:
+        store.close()
+    again = SQLiteStore(path)
+    try:
+        assert ids(again, ("_search", "transform failed")) == ["e06", "e02"]
+        assert ids(again, ("_search", "e09")) == []
+    finally:
+        again.close()
+    # opening it once more changes nothing
+    third = SQLiteStore(path)
+    try:
+        assert counters(third._connect()) == recount(third._connect())
+        assert ids(third, ("_search", "ecb_fx")) == ["e04", "e03", "e02", "e01", "e05"]
+    finally:
+        third.close()
+
+
+# --- plans ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "index"),
+    [
+        ((("name", "ECB_FX"),), "ix_list_name"),
+        ((("name", "ECB_FX"), ("start", "range(2021-07-19,2021-07-23)")), "ix_list_name"),
+        ((("status", "failed"), ("start", "range(2021-07-19,2021-07-23)")), "ix_list_status"),
+        ((("_filter", "(status=failed or status=running) and name=ECB_FX"),), "ix_list_name"),
+        ((), "ix_list_start"),
+        ((("trigger", "scheduled"),), "ix_list_start"),
+        ((("runAs", "com_walkfares"), ("status", "in(failed,running)")), "ix_list_start"),
+    ],
+)
+def test_list_queries_walk_an_index_in_order(
+    loaded: SQLiteStore, params: tuple[tuple[str, str], ...], index: str
+) -> None:
+    conn = loaded._connect()
+    trace = Statements(conn)
+    loaded.list(parse_query(params))
+    page = trace.matching("SELECT executions.doc")
+    assert len(page) == 1
+    query_plan = plan(conn, page[0], [])  # the traced statement has its values in it
+    assert f"USING INDEX {index}" in query_plan, query_plan
+    assert "TEMP B-TREE" not in query_plan, query_plan
+    assert "SCAN executions" not in query_plan, query_plan
+
+
+def test_totals_of_name_and_status_filters_come_from_the_counters(loaded: SQLiteStore) -> None:
+    conn = loaded._connect()
+    for params in [(), (("name", "ECB_FX"),), (("status", "in(failed,running)"),),
+                   (("_filter", "not (name=DEMO or status=success)"),)]:  # fmt: skip
+        trace = Statements(conn)
+        rows, total = loaded.list(parse_query([*params, ("_limit", "-1")]))
+        assert total == len(rows)
+        assert trace.matching("FROM execution_totals") or trace.matching("FROM execution_counts")
+        assert not trace.matching("count(*) FROM executions"), trace.seen
+    trace = Statements(conn)
+    loaded.list(parse_query([("name", "ECB_FX"), ("start", "gte(2021-07-20)")]))
+    assert trace.matching("count(*) FROM executions")
+
+
+def test_a_search_is_served_by_the_full_text_index(loaded: SQLiteStore) -> None:
+    conn = loaded._connect()
+    trace = Statements(conn)
+    assert ids(loaded, ("_search", "transform failed")) == ["e06", "e02"]
+    statements = trace.matching("MATCH")
+    assert statements
+    for sql in statements:
+        assert "executions_fts" in sql
+    # a selective search reads its matches only
+    page = trace.matching("SELECT executions.doc")[0]
+    assert "+executions.environment" in page
+    assert SMALL_SEARCH >= 2
+    query_plan = plan(conn, page, [])
+    assert "VIRTUAL TABLE INDEX" in query_plan, query_plan
+    assert "SCAN executions " not in query_plan + " ", query_plan
+
+
+def test_deep_skips_jump_to_their_day(store: SQLiteStore) -> None:
+    for number in range(DEEP_SKIP + 500):
+        store.insert(
+            {
+                "_id": f"d{number:05d}",
+                "environment": PROD,
+                "status": "success" if number % 3 else "failed",
+                "start": f"2021-03-{1 + number % 28:02d}T{number % 24:02d}:00:00.000Z",
+            }
+        )
+    conn = store._connect()
+    trace = Statements(conn)
+    rows, total = store.list(parse_query([("_skip", str(DEEP_SKIP + 100)), ("_limit", "5")]))
+    assert total == DEEP_SKIP + 500 and len(rows) == 5
+    assert trace.matching("FROM execution_days")
+    assert trace.matching("executions.start < '2021-03-")
+    # a start that is not an ISO timestamp leaves no day to jump to: the plain skip answers
+    store.insert({"_id": "odd", "environment": PROD, "status": "success", "start": "someday"})
+    trace = Statements(conn)
+    again, _ = store.list(parse_query([("_skip", str(DEEP_SKIP + 100)), ("_limit", "5")]))
+    assert not trace.matching("executions.start <")
+    walked = [row["_id"] for row in store.list(parse_query([("_limit", "-1")]))[0]]
+    assert walked[0] == "odd"  # 'someday' sorts after every timestamp
+    assert [row["_id"] for row in again] == walked[DEEP_SKIP + 100 : DEEP_SKIP + 105]
+
+
+# --- bounded calls -----------------------------------------------------------------------------
+
+
+def test_inline_calls_give_up_past_their_budget_and_leave_the_store_usable(
+    store: SQLiteStore,
+) -> None:
+    for number in range(3000):
+        store.insert({"_id": f"b{number:05d}", "environment": PROD, "status": "success",
+                      "start": f"2021-01-01T00:00:{number % 60:02d}.000Z",
+                      "message": f"line {number}"})  # fmt: skip
+    bounded = store.inline()
+    with bounded:
+        rows, total = store.list(parse_query([("_limit", "3")]))
+    assert (len(rows), total) == (3, 3000)
+    heavy = parse_query([("message", "regex(9$)"), ("_sort", "message")])
+    with pytest.raises(InlineBudgetExceeded), store.inline():
+        store.list(heavy)
+    conn = store._connect()
+    assert not conn.in_transaction
+    rows, total = store.list(heavy)  # unbounded: answers
+    assert total == 300
+    with store.inline():
+        assert store.list(parse_query([("_limit", "1")]))[1] == 3000
+
+
+def test_an_inline_call_does_not_wait_for_a_locked_database(loaded: SQLiteStore) -> None:
+    conn = loaded._connect()
+    with loaded.inline():
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
+    # the store's own error for a locked database: given up, to be tried in a worker thread
+    locked = sqlite3.OperationalError("database is locked")
+    with pytest.raises(InlineBudgetExceeded), loaded.inline():
+        raise StoreUnavailable("the SQLite store is unavailable: database is locked") from locked
+    with pytest.raises(InlineBudgetExceeded), loaded.inline():
+        raise locked
+    # any other failure is what it is
+    with pytest.raises(StoreUnavailable), loaded.inline():
+        raise StoreUnavailable("disk I/O error") from sqlite3.OperationalError("disk I/O error")
+    with pytest.raises(StoreUnavailable, match="unavailable: disk I/O error"), loaded.inline():
+        raise sqlite3.OperationalError("disk I/O error")
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
+    assert loaded.list(parse_query([]))[1] == len(DOCS) - 1
