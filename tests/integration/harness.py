@@ -35,23 +35,27 @@ TERMINAL = frozenset({"success", "warning", "failed"})
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-def require_redis() -> str:
-    """The Redis URL, its database flushed; skips without Redis, fails if Redis is required."""
+def unavailable(message: str) -> None:
+    """Skip locally; fail when PROCEXEC_REQUIRE_REDIS is set (as in CI)."""
+    if os.environ.get("PROCEXEC_REQUIRE_REDIS", "").strip().lower() in {"1", "true", "yes"}:
+        pytest.fail(f"{message} (and PROCEXEC_REQUIRE_REDIS is set)", pytrace=False)
+    pytest.skip(message)
+
+
+def require_redis(url: str = REDIS_URL) -> str:
+    """`url`, its database flushed; skips without Redis, fails if Redis is required."""
     import redis
 
     try:
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
         try:
             client.ping()
             client.flushdb()
         finally:
             client.close()
     except redis.RedisError as exc:
-        message = f"Redis is not reachable at {REDIS_URL}: {exc}"
-        if os.environ.get("PROCEXEC_REQUIRE_REDIS", "").strip().lower() in {"1", "true", "yes"}:
-            pytest.fail(f"{message} (and PROCEXEC_REQUIRE_REDIS is set)", pytrace=False)
-        pytest.skip(message)
-    return REDIS_URL
+        unavailable(f"Redis is not reachable at {url}: {exc}")
+    return url
 
 
 def free_port() -> int:

@@ -24,6 +24,7 @@ from engine.config import Settings, load_registry
 from engine.store import open_store
 from engine.store.base import ExecutionStore
 from engine.trigger import TriggerService
+from tests.integration import harness
 from tests.integration.harness import (
     PROCEXEC,
     TERMINAL,
@@ -47,35 +48,14 @@ LOST_RUN_TIMEOUT = 4.0
 REDISPATCH_AFTER = 2.0
 
 
-def _required() -> bool:
-    return os.environ.get("PROCEXEC_REQUIRE_REDIS", "").strip().lower() in {"1", "true", "yes"}
-
-
-def _unavailable(message: str) -> None:
-    """Skip, or fail when Redis is required: the rule of `tests.integration.harness`."""
-    if _required():
-        pytest.fail(f"{message} (and PROCEXEC_REQUIRE_REDIS is set)", pytrace=False)
-    pytest.skip(message)
-
-
 def require_redis(url: str = REDIS_URL) -> str:
-    """`url`, its database flushed; skips without Redis, fails if Redis is required."""
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
-        try:
-            client.ping()
-            client.flushdb()
-        finally:
-            client.close()
-    except redis.RedisError as exc:
-        _unavailable(f"Redis is not reachable at {url}: {exc}")
-    return url
+    return harness.require_redis(url)
 
 
 def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found is None:
-        _unavailable("redis-server is not installed: the broker-outage test starts its own")
+        harness.unavailable("redis-server is not installed: the broker-outage test starts its own")
     assert found is not None
     return found
 

@@ -29,6 +29,7 @@ import pytest
 from engine.query import parse_query
 from engine.store.base import ProcessState
 from engine.store.sqlite import SQLiteStore
+from tests.integration import harness
 
 PROCEXEC = str(Path(sys.executable).parent / "procexec")
 #: the real Redis; this database is flushed when each test starts
@@ -37,22 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def require_redis() -> str:
-    """The Redis URL, its database flushed; skips without Redis, fails if Redis is required."""
-    import redis
-
-    try:
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
-        try:
-            client.ping()
-            client.flushdb()
-        finally:
-            client.close()
-    except redis.RedisError as exc:
-        message = f"Redis is not reachable at {REDIS_URL}: {exc}"
-        if os.environ.get("PROCEXEC_REQUIRE_REDIS", "").strip().lower() in {"1", "true", "yes"}:
-            pytest.fail(f"{message} (and PROCEXEC_REQUIRE_REDIS is set)", pytrace=False)
-        pytest.skip(message)
-    return REDIS_URL
+    return harness.require_redis(REDIS_URL)
 
 
 class Proc:
