@@ -6,7 +6,6 @@ A run triggered over HTTP must come back, field for field, like the example on t
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,109 +22,12 @@ from tests.integration.harness import (
     trigger,
     wait_terminal,
 )
+from tests.seed import seed_example
 
 pytestmark = pytest.mark.e2e
 
 #: the example execution of the seed page (`seed/process-execution-api.md`), verbatim
-SEED_EXAMPLE: dict[str, Any] = json.loads(
-    """
-{
-    "_id": "05f1ec1a-f2a1-4cba-87d4-b46e0f8e40b6",
-    "service": "ETL",
-    "name": "ECB_FX",
-    "environment": "production",
-    "trigger": "scheduled",
-    "status": "success",
-    "message": "Completed Successfully",
-    "reason": "crontab(ECB_FX,Thu Jul 01 2021 16:30:00 GMT+0000 (Greenwich Mean Time))",
-    "start": "2021-07-01T16:30:07.858Z",
-    "runAs": "com_walkfares",
-    "phases": [
-      {
-        "name": "EXTRACT",
-        "start": "2021-07-01T16:30:10.295Z",
-        "status": "success",
-        "message": "Completed EXTRACT",
-        "log": [
-          "2021-07-01T16:30:13.390935800Z[UTC] info Completed EXTRACT"
-        ],
-        "end": "2021-07-01T16:30:13.390Z"
-      },
-      {
-        "name": "TRANSFORM",
-        "start": "2021-07-01T16:30:13.453Z",
-        "status": "success",
-        "message": "Completed TRANSFORM",
-        "log": [
-          "2021-07-01T16:30:16.283505300Z[UTC] info Completed TRANSFORM"
-        ],
-        "end": "2021-07-01T16:30:16.283Z"
-      },
-      {
-        "name": "SEND",
-        "start": "2021-07-01T16:30:16.330Z",
-        "status": "success",
-        "message": "Completed SEND",
-        "log": [
-          "2021-07-01T16:30:17.096038200Z[UTC] info Completed SEND"
-        ],
-        "end": "2021-07-01T16:30:17.096Z"
-      },
-      {
-        "name": "LOAD",
-        "start": "2021-07-01T16:30:17.322Z",
-        "status": "success",
-        "message": "Completed LOAD",
-        "log": [
-          "Updated 32 series for 2021-07-01"
-        ],
-        "end": "2021-07-01T16:30:24.445Z"
-      }
-    ],
-    "end": "2021-07-01T16:30:24.445Z",
-    "loaderMessage": "Updated 32 series for 2021-07-01",
-    "data": {
-      "curves": {},
-      "series": {
-        "2021-07-01": [
-          "#ECB_FX.EURAUD:SPOT",
-          "#ECB_FX.EURBGN:SPOT",
-          "#ECB_FX.EURBRL:SPOT",
-          "#ECB_FX.EURCAD:SPOT",
-          "#ECB_FX.EURCHF:SPOT",
-          "#ECB_FX.EURCNY:SPOT",
-          "#ECB_FX.EURCZK:SPOT",
-          "#ECB_FX.EURDKK:SPOT",
-          "#ECB_FX.EURGBP:SPOT",
-          "#ECB_FX.EURHKD:SPOT",
-          "#ECB_FX.EURHRK:SPOT",
-          "#ECB_FX.EURHUF:SPOT",
-          "#ECB_FX.EURIDR:SPOT",
-          "#ECB_FX.EURILS:SPOT",
-          "#ECB_FX.EURINR:SPOT",
-          "#ECB_FX.EURISK:SPOT",
-          "#ECB_FX.EURJPY:SPOT",
-          "#ECB_FX.EURKRW:SPOT",
-          "#ECB_FX.EURMXN:SPOT",
-          "#ECB_FX.EURMYR:SPOT",
-          "#ECB_FX.EURNOK:SPOT",
-          "#ECB_FX.EURNZD:SPOT",
-          "#ECB_FX.EURPHP:SPOT",
-          "#ECB_FX.EURPLN:SPOT",
-          "#ECB_FX.EURRON:SPOT",
-          "#ECB_FX.EURRUB:SPOT",
-          "#ECB_FX.EURSEK:SPOT",
-          "#ECB_FX.EURSGD:SPOT",
-          "#ECB_FX.EURTHB:SPOT",
-          "#ECB_FX.EURTRY:SPOT",
-          "#ECB_FX.EURUSD:SPOT",
-          "#ECB_FX.EURZAR:SPOT"
-        ]
-      }
-    }
-  }
-"""
-)
+SEED_EXAMPLE: dict[str, Any] = seed_example()
 
 #: the stamp of a log line: nanoseconds, `Z[UTC]`
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z\[UTC\]"
