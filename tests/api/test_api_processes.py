@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
@@ -33,7 +33,7 @@ def next_fires(expression: str, timezone: str = "UTC") -> set[str]:
     }
 
 
-def assert_error(response: httpx.Response, status: int, message: str) -> None:
+def assert_error(response: httpx2.Response, status: int, message: str) -> None:
     assert response.status_code == status, response.text
     assert response.json()["error"] == message
     assert response.headers["x-odsl-error"] == message
