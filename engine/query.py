@@ -20,7 +20,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
@@ -81,7 +81,6 @@ class Query:
     limit: int = DEFAULT_LIMIT
     skip: int = 0
     project: tuple[str, ...] | None = None
-    extra: dict[str, str] = field(default_factory=dict)
     search: SearchNode | None = None
     exclude: tuple[str, ...] | None = None
     distinct: str | None = None

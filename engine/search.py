@@ -24,8 +24,6 @@ from dataclasses import dataclass
 
 from engine.errors import BadRequest
 
-#: the fields whose text `_search` looks through, besides every phase's log lines
-SEARCH_FIELDS = ("_id", "name", "message", "reason")
 #: most terms one search may hold, and how deeply it may nest
 MAX_TERMS = 50
 MAX_DEPTH = 20

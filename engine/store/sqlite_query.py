@@ -600,6 +600,20 @@ def _too_many(field: str) -> BadRequest:
     )
 
 
+def _distinct_column(
+    conn: sqlite3.Connection, field: str, table: str, where: str, params: list[Any]
+) -> list[Any]:
+    """The distinct non-null values of an indexed column, refused past `MAX_DISTINCT`."""
+    column = expression(field) if table == "executions" else field
+    rows = conn.execute(
+        f"SELECT DISTINCT {column} FROM {table} WHERE {where} AND {column} IS NOT NULL LIMIT ?",
+        [*params, MAX_DISTINCT + 1],
+    ).fetchall()
+    if len(rows) > MAX_DISTINCT:
+        raise _too_many(field)
+    return sorted_distinct(row[0] for row in rows)
+
+
 def distinct(conn: sqlite3.Connection, query: Query) -> list[Any]:
     """The distinct values of `query.distinct` among the executions `query` selects."""
     field = query.distinct
@@ -610,25 +624,10 @@ def distinct(conn: sqlite3.Connection, query: Query) -> list[Any]:
             counted = _counter_where(query, frozenset({"name", "status"}))
             if counted is not None:
                 sql, params = counted
-                rows = conn.execute(
-                    f"SELECT DISTINCT {field} FROM execution_counts WHERE {sql} AND n > 0 "
-                    f"AND {field} IS NOT NULL LIMIT ?",
-                    [*params, MAX_DISTINCT + 1],
-                ).fetchall()
-                if len(rows) > MAX_DISTINCT:
-                    raise _too_many(field)
-                return sorted_distinct(row[0] for row in rows)
+                return _distinct_column(conn, field, "execution_counts", f"{sql} AND n > 0", params)
         where, params = _where(query)
         if field == "_id" or field in COLUMNS:
-            column = expression(field)
-            rows = conn.execute(
-                f"SELECT DISTINCT {column} FROM executions WHERE {where} "
-                f"AND {column} IS NOT NULL LIMIT ?",
-                [*params, MAX_DISTINCT + 1],
-            ).fetchall()
-            if len(rows) > MAX_DISTINCT:
-                raise _too_many(field)
-            return sorted_distinct(row[0] for row in rows)
+            return _distinct_column(conn, field, "executions", where, params)
         parts = field.split(".")
         first = _json_path(parts[:1])
         found: list[Any] = []
