@@ -12,7 +12,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 import engine
 from api import errors, processes
 from api.deps import ServiceState
-from api.routes import router
+from api.routes import read_routes, router
 from engine.cancellation import Revoke
 from engine.config import Settings, load_registry
 from engine.constants import SERVICE_NAME
@@ -90,6 +90,7 @@ def create_app(
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     for base in BASE_PATHS:
         app.include_router(router, prefix=base)
+    app.router.routes[0:0] = [route for base in BASE_PATHS for route in read_routes(base)]
     for base in PROCESS_PATHS:
         app.include_router(processes.router, prefix=base)
     return app

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
 
 from api import listing
 from api.auth import authenticate
@@ -26,6 +28,15 @@ router = APIRouter()
 SOURCES = frozenset({"private", "public", "all"})
 #: a list call skipping this many rows or more goes straight to a worker thread
 INLINE_MAX_SKIP = 1000
+#: list parameters whose calls go straight to a worker thread (they seldom fit the budget,
+#: or their answer needs parsing)
+THREADED_PARAMS = frozenset({"_project", "_distinct", "_search"})
+#: a GET may carry its query in a body of this type
+FORM_TYPE = "application/x-www-form-urlencoded"
+#: the longest form query accepted, in bytes
+MAX_FORM_BYTES = 1_048_576
+#: the parameters of a list call, in order
+QueryItems = list[tuple[str, str]]
 #: the longest `_delay` accepted on a trigger, in milliseconds (one day)
 MAX_DELAY_MS = 86_400_000
 
@@ -36,23 +47,27 @@ def build_info(state: StateDep) -> dict[str, Any]:
     return state.build
 
 
-def _list(request: Request, state: StateDep, environment: str, source: str) -> Response:
-    """The list call: documents as JSON (or CSV on `Accept: text/csv`), or `_distinct` values."""
-    query = parse_query(request.query_params.multi_items(), environment)
-    as_csv = listing.wants_csv(request.headers.get("accept"))
+def _list(
+    request: Request, state: StateDep, environment: str, source: str, params: QueryItems
+) -> Response:
+    """The list call: documents as JSON (CSV, XML as `Accept` asks), or `_distinct` values."""
+    query = parse_query(params, environment)
+    fmt = listing.response_format(request.headers.get("accept"))
     private = source != "public"  # executions are private data: nothing of them is public
     if query.distinct is not None:
         values = state.store.distinct(query) if private else []
-        return listing.distinct_values(values, query.distinct, as_csv)
-    if as_csv:
+        return listing.distinct_values(values, query.distinct, fmt)
+    if fmt != "json":
         rows, total = state.store.list(query) if private else ([], 0)
+        if fmt == "xml":
+            return listing.xml_list(rows, total)
         return listing.csv_list(rows, total, query.project, query.exclude)
     texts, total = state.store.list_json(query) if private else ([], 0)
     return listing.json_list(texts, total)
 
 
-def _list_call(request: Request, source: str) -> Response:
-    """The list call, checks included, in one worker thread: state, environment, caller, list.
+def _list_call(request: Request, source: str, params: QueryItems) -> Response:
+    """The list call, checks included: state, environment, caller, list.
 
     The hot path of the service: resolving `StateDep`, `EnvironmentDep` and `Reader` as
     FastAPI dependencies costs a thread hop each, more than an indexed query.
@@ -60,7 +75,27 @@ def _list_call(request: Request, source: str) -> Response:
     state = get_state(request)
     environment = get_environment(request)
     authenticate(request, state.store, Scope.READ)
-    return _list(request, state, environment, source)
+    return _list(request, state, environment, source, params)
+
+
+async def _query_items(request: Request) -> QueryItems:
+    """The list call's parameters: the URL's, then those of a form body.
+
+    The platform lets a GET whose URL would pass 2,048 characters carry its query in an
+    `application/x-www-form-urlencoded` body; both parts count, as if written in one URL.
+    """
+    items = request.query_params.multi_items()
+    content_type = request.headers.get("content-type")
+    if content_type is None or content_type.partition(";")[0].strip().lower() != FORM_TYPE:
+        return items
+    raw = await request.body()
+    if len(raw) > MAX_FORM_BYTES:
+        raise ApiError(413, f"request body: a form query longer than {MAX_FORM_BYTES} bytes")
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise ApiError(400, "request body: the form query is not UTF-8") from None
+    return items + parse_qsl(text, keep_blank_values=True)
 
 
 async def _serve_list(request: Request, source: str) -> Response:
@@ -69,29 +104,28 @@ async def _serve_list(request: Request, source: str) -> Response:
     worker thread when it needs more (or the store cannot bound its calls, or the answer
     needs parsing: a projection, CSV, `_distinct`; or it is a `_search` or a deep `_skip`,
     which seldom fit)."""
-    params = request.query_params
-    skip = params.get("_skip", "0").strip()
+    params = await _query_items(request)
+    skip = next((value.strip() for name, value in params if name == "_skip"), "0")
     simple = (
-        "_project" not in params
-        and "_distinct" not in params
-        and "_search" not in params
+        all(name not in THREADED_PARAMS for name, _ in params)
         and not (skip.isdigit() and int(skip) >= INLINE_MAX_SKIP)
-        and not listing.wants_csv(request.headers.get("accept"))
+        and listing.negotiate(request.headers.get("accept")) == "json"
     )
     bounded = get_state(request).store.inline() if simple else None
     if bounded is not None:
         try:
             with bounded:
-                return _list_call(request, source)
+                return _list_call(request, source, params)
         except InlineBudgetExceeded:
             pass
-    return await run_in_threadpool(_list_call, request, source)
+    return await run_in_threadpool(_list_call, request, source, params)
 
 
 @router.get("/v1", summary="List process executions")
 async def list_executions(request: Request) -> Response:
     """List executions, newest first: filters, `_filter`, `_search`, `_sort`, `_project`,
-    `_limit`, `_skip`, `_distinct`; JSON, or CSV on `Accept: text/csv`."""
+    `_limit`, `_skip`, `_distinct`; JSON, or CSV on `Accept: text/csv`. A long query may
+    travel in an `application/x-www-form-urlencoded` body."""
     return await _serve_list(request, "private")
 
 
@@ -107,7 +141,8 @@ def _get_call(request: Request, execution_id: str) -> Response:
     state = get_state(request)
     environment = get_environment(request)
     authenticate(request, state.store, Scope.READ)
-    return JSONResponse(_get(state, environment, execution_id))
+    fmt = listing.response_format(request.headers.get("accept"))
+    return listing.document_response(_get(state, environment, execution_id), fmt)
 
 
 @router.get("/v1/{key}", summary="One execution, or a list by source")
@@ -119,16 +154,43 @@ async def get_or_list(key: str, request: Request) -> Response:
     return await run_in_threadpool(_get_call, request, key)
 
 
+async def _get_or_list_endpoint(request: Request) -> Response:
+    return await get_or_list(request.path_params["key"], request)
+
+
+def read_routes(base: str) -> list[Route]:
+    """The two hot read calls (`v1` and `v1/{key}`) under `base` as plain Starlette routes,
+    to be placed before every other route.
+
+    They call the same endpoints as the FastAPI routes above, which then serve only to
+    describe them in the OpenAPI schema: FastAPI's request handling (its dependency solver,
+    its response machinery, matching through every route before them) costs about as much
+    as reading an indexed page.
+    """
+    return [
+        Route(f"{base}/v1", list_executions, methods=["GET"], include_in_schema=False),
+        Route(
+            f"{base}/v1/{{key}}", _get_or_list_endpoint, methods=["GET"], include_in_schema=False
+        ),
+    ]
+
+
 @router.get("/v1/{source}/{execution_id}", summary="Retrieve one execution")
 def get_execution(
-    source: str, execution_id: str, state: StateDep, environment: EnvironmentDep, _caller: Reader
-) -> dict[str, Any]:
+    source: str,
+    execution_id: str,
+    request: Request,
+    state: StateDep,
+    environment: EnvironmentDep,
+    _caller: Reader,
+) -> Response:
     """One execution by id, under a source segment (`private/<id>`)."""
     if source not in SOURCES:
         raise NotFound(f"unknown source '{source}' (use private, public or all)")
+    fmt = listing.response_format(request.headers.get("accept"))
     if source == "public":
         raise NotFound(f"no public execution '{execution_id}'")
-    return _get(state, environment, execution_id)
+    return listing.document_response(_get(state, environment, execution_id), fmt)
 
 
 def _trigger_request(

@@ -264,3 +264,12 @@ def test_a_small_response_is_not_gzipped(
     assert len(response.content) < 1024
     assert "content-encoding" not in response.headers
     assert response.json() == [{"_id": "ecb-after", "name": "ECB_FX"}]
+
+
+def test_the_read_calls_stay_in_the_openapi_schema(client: TestClient) -> None:
+    """Plain Starlette routes serve them; the FastAPI routes still describe them."""
+    schema = client.get("/openapi.json").json()
+    for base in BASES:
+        assert "get" in schema["paths"][f"{base}/v1"]
+        assert "post" in schema["paths"][f"{base}/v1"]
+        assert "get" in schema["paths"][f"{base}/v1/{{key}}"]
