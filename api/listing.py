@@ -1,4 +1,6 @@
-"""How the list call answers: JSON (the stored documents, unparsed when possible) or CSV.
+"""How the list and get calls answer: JSON (the stored documents, unparsed when possible),
+CSV or XML, as `Accept` asks (`api.formats.negotiate`: JSON by default, 406 when it names
+none of `application/json`, `text/csv`, `application/xml`/`text/xml`).
 
 CSV (`Accept: text/csv`) is flat: one row per execution, one column per top-level field, in
 the document's order (`_id`, `service`, `name`, `environment`, `trigger`, `status`,
@@ -6,6 +8,30 @@ the document's order (`_id`, `service`, `name`, `environment`, `trigger`, `statu
 projected fields (`_id` first) when `_project` is given. `phases` is summarised as
 `NAME:status` per phase, joined by `;` (`EXTRACT:success;LOAD:failed`); any other nested
 value (`data`) is its compact JSON; a missing value is an empty cell.
+
+XML (`Accept: application/xml` or `text/xml`, answered as `application/xml`) is the JSON
+value element by element (the rules in `api.formats`)::
+
+    <executions total="N">
+      <execution>
+        <_id>05f1…</_id><service>ETL</service><name>ECB_FX</name>…
+        <phases type="array">
+          <phase type="object"><name>EXTRACT</name><status>success</status>…
+            <log type="array"><line>2021-07-01T16:30:13.390935800Z[UTC] info …</line></log>
+          </phase>…
+        </phases>
+        <data type="object"><curves type="object"/><series type="object">
+          <field name="2021-07-01" type="array"><item>#ECB_FX.EURAUD:SPOT</item>…</field>
+        </series></data>
+      </execution>…
+    </executions>
+
+Keys that are not plain XML names become `<field name="…">`; arrays are `type="array"` with
+one child per item (`<phase>`, `<line>`, else `<item>`); nested objects `type="object"`,
+numbers `type="number"`, booleans `type="boolean"`; `null` is `<x nil="true"/>`; characters
+XML 1.0 cannot carry become U+FFFD. One execution is `<execution>…</execution>`, the
+`_distinct` values `<values field="name" total="N"><value>…</value>…</values>`, an error
+`<error status="404">message</error>` (with `x-odsl-error` as for JSON).
 """
 
 from __future__ import annotations
@@ -16,8 +42,11 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
+from api import formats
+from api.errors import ApiError
+from api.formats import Format, negotiate
 from engine.store.base import DOCUMENT_FIELDS
 
 CSV_TYPE = "text/csv; charset=utf-8"
@@ -25,28 +54,20 @@ JSON_TYPE = "application/json"
 
 
 def wants_csv(accept: str | None) -> bool:
-    """True when the `Accept` header prefers `text/csv` to JSON."""
-    if not accept:
-        return False
-    weights: dict[str, tuple[float, int]] = {}
-    for position, part in enumerate(accept.split(",")):
-        media, *params = (piece.strip() for piece in part.split(";"))
-        weight = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    weight = float(value)
-                except ValueError:
-                    weight = 0.0
-        media = media.lower()
-        if media not in weights or weights[media][0] < weight:
-            weights[media] = (weight, position)
-    csv_weight, csv_position = weights.get("text/csv", (0.0, 0))
-    if csv_weight <= 0:
-        return False
-    json_weight, json_position = weights.get("application/json", (0.0, 0))
-    return csv_weight > json_weight or (csv_weight == json_weight and csv_position < json_position)
+    """True when the `Accept` header prefers `text/csv` to the other formats."""
+    return negotiate(accept) == "csv"
+
+
+def response_format(accept: str | None) -> Format:
+    """The format to answer in; a 406 listing the formats offered when `Accept` names none."""
+    chosen = negotiate(accept)
+    if chosen is None:
+        raise ApiError(
+            406,
+            f"Accept: '{accept}' names no format offered here; "
+            f"ask for {formats.OFFERED_TEXT}, or */*",
+        )
+    return chosen
 
 
 def json_list(texts: Sequence[str], total: int) -> Response:
@@ -120,11 +141,14 @@ def csv_list(
     )
 
 
-def distinct_values(values: Iterable[Any], field: str, as_csv: bool) -> Response:
-    """The distinct values of a field: a JSON array, or a one-column CSV."""
+def distinct_values(values: Iterable[Any], field: str, fmt: Format) -> Response:
+    """The distinct values of a field: a JSON array, a one-column CSV, or XML `<values>`."""
     values = list(values)
     headers = {"x-total-count": str(len(values))}
-    if as_csv:
+    if fmt == "xml":
+        body = formats.values_xml(values, field)
+        return Response(body, media_type=formats.XML_TYPE, headers=headers)
+    if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow([field])
@@ -132,3 +156,21 @@ def distinct_values(values: Iterable[Any], field: str, as_csv: bool) -> Response
         return Response(out.getvalue().encode(), media_type=CSV_TYPE, headers=headers)
     body = json.dumps(values, separators=(",", ":")).encode()
     return Response(body, media_type=JSON_TYPE, headers=headers)
+
+
+def xml_list(rows: Sequence[Mapping[str, Any]], total: int) -> Response:
+    """The executions as XML `<executions total="N">`, the total in `x-total-count` too."""
+    return Response(
+        formats.list_xml(rows, total),
+        media_type=formats.XML_TYPE,
+        headers={"x-total-count": str(total)},
+    )
+
+
+def document_response(doc: Mapping[str, Any], fmt: Format) -> Response:
+    """One execution: JSON, XML `<execution>`, or CSV (the list's header and one row)."""
+    if fmt == "xml":
+        return Response(formats.document_xml(doc), media_type=formats.XML_TYPE)
+    if fmt == "csv":
+        return Response(csv_text([doc]).encode(), media_type=CSV_TYPE)
+    return JSONResponse(doc)

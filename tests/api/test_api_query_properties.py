@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import urllib.parse
+import xml.etree.ElementTree as ET
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -36,8 +37,14 @@ def _seed(service: Service) -> None:
 
 def _check(response: Any, params: list[tuple[str, Any]], accept: str) -> None:
     assert response.status_code in (200, 400), (params, response.status_code, response.text)
+    xml = "application/xml" in response.headers["content-type"]
     if response.status_code == 400:
-        body = response.json()
+        if xml:  # <error status="400">message</error>
+            root = ET.fromstring(response.content)
+            assert root.tag == "error"
+            body = {"error": root.text, "status": int(root.attrib["status"])}
+        else:
+            body = response.json()
         assert set(body) == {"error", "status"} and body["status"] == 400
         assert response.headers["x-odsl-error"]
         named = body["error"].split(":")[0]
@@ -50,6 +57,11 @@ def _check(response: Any, params: list[tuple[str, Any]], accept: str) -> None:
     if "text/csv" in response.headers["content-type"]:
         rows = list(csv.reader(io.StringIO(response.text)))
         assert rows and len(rows) - 1 <= max(total, 0) + 10_000
+    elif xml:
+        root = ET.fromstring(response.content)
+        assert root.tag in ("executions", "values")
+        assert root.attrib["total"] == str(total)
+        assert len(root) <= total or root.tag == "values"
     else:
         listed = response.json()
         assert isinstance(listed, list)
