@@ -70,10 +70,20 @@ def response_format(accept: str | None) -> Format:
     return chosen
 
 
-def json_list(texts: Sequence[str], total: int) -> Response:
-    """A JSON array of documents already in JSON."""
-    body = ("[" + ",".join(texts) + "]").encode()
-    return Response(body, media_type=JSON_TYPE, headers={"x-total-count": str(total)})
+def json_array(docs: Sequence[bytes]) -> bytes:
+    """A JSON array of documents already in JSON, joined in one copy (a page of documents
+    runs to hundreds of kilobytes, and each copy of that many costs fresh pages)."""
+    if not docs:
+        return b"[]"
+    parts = [b","] * (2 * len(docs) + 1)
+    parts[0], parts[-1] = b"[", b"]"
+    parts[1::2] = docs
+    return b"".join(parts)
+
+
+def json_list(docs: Sequence[bytes], total: int) -> Response:
+    """The list call's JSON answer: documents already in JSON, as an array."""
+    return Response(json_array(docs), media_type=JSON_TYPE, headers={"x-total-count": str(total)})
 
 
 def _columns(rows: Sequence[Mapping[str, Any]], project: Sequence[str] | None,

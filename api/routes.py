@@ -62,8 +62,8 @@ def _list(
         if fmt == "xml":
             return listing.xml_list(rows, total)
         return listing.csv_list(rows, total, query.project, query.exclude)
-    texts, total = state.store.list_json(query) if private else ([], 0)
-    return listing.json_list(texts, total)
+    docs, total = state.store.list_json(query) if private else ([], 0)
+    return listing.json_list(docs, total)
 
 
 def _list_call(request: Request, source: str, params: QueryItems) -> Response:

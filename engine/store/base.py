@@ -140,10 +140,11 @@ class ExecutionStore(abc.ABC):
     def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
         """The page of documents that `query` selects, and how many it selects in all."""
 
-    def list_json(self, query: Query) -> tuple[builtins.list[str], int]:
-        """`list`, each document as JSON text: stores that keep JSON serve it without parsing."""
+    def list_json(self, query: Query) -> tuple[builtins.list[bytes], int]:
+        """`list`, each document as UTF-8 JSON: stores that keep JSON serve it as it is, without
+        parsing it or decoding it."""
         rows, total = self.list(query)
-        return [json.dumps(row, separators=(",", ":")) for row in rows], total
+        return [json.dumps(row, separators=(",", ":")).encode() for row in rows], total
 
     def inline(self) -> contextlib.AbstractContextManager[None] | None:
         """A context in which this thread's calls give up with `InlineBudgetExceeded` once

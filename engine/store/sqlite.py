@@ -98,6 +98,31 @@ def _meta_columns(meta: Mapping[str, Any] | None) -> dict[str, Any]:
     return columns
 
 
+class _Budget:
+    """A connection for calls under a budget (`SQLiteStore.inline`): it waits for no lock
+    (busy timeout 0), and its statements give up once past the deadline of the current call.
+
+    Kept apart from the thread's own connection, so that a call under a budget costs no
+    settings switched on and off."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.deadline = 0.0
+        self.gave_up = False
+        self.step = 0
+
+    def start(self, seconds: float, step: int) -> None:
+        self.deadline = time.perf_counter() + seconds
+        self.gave_up = False
+        if step != self.step:
+            self.conn.set_progress_handler(self._progress, step)
+            self.step = step
+
+    def _progress(self) -> int:
+        self.gave_up = self.gave_up or time.perf_counter() > self.deadline
+        return 1 if self.gave_up else 0
+
+
 @translate_errors((sqlite3.OperationalError, sqlite3.DatabaseError), "SQLite")
 class SQLiteStore(ExecutionStore):
     kind = "sqlite"
@@ -127,15 +152,17 @@ class SQLiteStore(ExecutionStore):
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            try:
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"cannot open the SQLite store {self.path}: {exc}") from exc
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.create_function("regexp", 2, _regexp, deterministic=True)
-            self._local.conn = conn
+            conn = self._local.conn = self._open(busy_seconds=30)
+        return conn
+
+    def _open(self, busy_seconds: float) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=busy_seconds, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open the SQLite store {self.path}: {exc}") from exc
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.create_function("regexp", 2, _regexp, deterministic=True)
         return conn
 
     def insert(self, doc: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> None:
@@ -215,7 +242,7 @@ class SQLiteStore(ExecutionStore):
             project_document(json.loads(doc), query.project, query.exclude) for doc in docs
         ], total
 
-    def list_json(self, query: Query) -> tuple[builtins.list[str], int]:
+    def list_json(self, query: Query) -> tuple[builtins.list[bytes], int]:
         if query.project or query.exclude:
             return super().list_json(query)
         return sqlite_query.list_page(self._connect(), query)  # the stored JSON, as it is
@@ -228,22 +255,18 @@ class SQLiteStore(ExecutionStore):
 
     @contextlib.contextmanager
     def _bounded(self) -> Iterator[None]:
-        conn = self._connect()
-        deadline = time.perf_counter() + sqlite_query.INLINE_SECONDS
-        gave_up = False
-
-        def progress() -> int:
-            nonlocal gave_up
-            gave_up = gave_up or time.perf_counter() > deadline
-            return 1 if gave_up else 0
-
+        """This thread's calls, until the block ends, on its budgeted connection."""
+        budget: _Budget | None = getattr(self._local, "budget", None)
+        if budget is None:
+            budget = self._local.budget = _Budget(self._open(busy_seconds=0))
+        budget.start(sqlite_query.INLINE_SECONDS, sqlite_query.INLINE_STEP)
+        outer = getattr(self._local, "conn", None)
+        self._local.conn = budget.conn
         try:
-            conn.execute("PRAGMA busy_timeout=0")  # a locked database is not waited for here
-            conn.set_progress_handler(progress, sqlite_query.INLINE_STEP)
             yield
         except (StoreUnavailable, sqlite3.OperationalError) as exc:
             cause = exc.__cause__ if isinstance(exc, StoreUnavailable) else exc
-            if gave_up or (
+            if budget.gave_up or (
                 isinstance(cause, sqlite3.OperationalError)
                 and any(word in str(cause) for word in ("locked", "busy"))
             ):
@@ -252,10 +275,9 @@ class SQLiteStore(ExecutionStore):
                 raise StoreUnavailable(f"the SQLite store is unavailable: {exc}") from exc
             raise
         finally:
-            conn.set_progress_handler(None, 0)
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = outer
+            if budget.conn.in_transaction:
+                budget.conn.execute("ROLLBACK")
 
     def add_token(self, record: TokenRecord) -> None:
         self._connect().execute(
@@ -371,7 +393,12 @@ class SQLiteStore(ExecutionStore):
         self.close()
 
     def close(self) -> None:
+        """Close this thread's connections."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
+        budget = getattr(self._local, "budget", None)
+        if budget is not None:
+            budget.conn.close()
+            self._local.budget = None

@@ -528,8 +528,8 @@ def _deep_skip(conn: sqlite3.Connection, query: Query) -> tuple[str, list[Any], 
     return "0", [], 0  # past the end
 
 
-def page(conn: sqlite3.Connection, query: Query, where: tuple[str, list[Any]]) -> list[str]:
-    """The documents of the page, as stored JSON, in order.
+def page(conn: sqlite3.Connection, query: Query, where: tuple[str, list[Any]]) -> list[bytes]:
+    """The documents of the page, as stored JSON (UTF-8 bytes: nothing decodes them), in order.
 
     Rows skipped by `OFFSET` cost an index step each, not a document read (SQLite defers the
     table lookup); a deep skip in `start` order first jumps to its day (`_deep_skip`).
@@ -544,15 +544,15 @@ def page(conn: sqlite3.Connection, query: Query, where: tuple[str, list[Any]]) -
         sql = f"{sql} AND {bound}"
         params = [*params, *bound_params]
     rows = conn.execute(
-        f"SELECT executions.doc FROM executions WHERE {sql} "
+        f"SELECT CAST(executions.doc AS BLOB) FROM executions WHERE {sql} "
         f"ORDER BY {_order_sql(_order(query))} LIMIT ? OFFSET ?",
         [*params, query.limit, skip],
     ).fetchall()
     return [row[0] for row in rows]
 
 
-def list_page(conn: sqlite3.Connection, query: Query) -> tuple[list[str], int]:
-    """The page as stored JSON texts, and the total, read in one snapshot."""
+def list_page(conn: sqlite3.Connection, query: Query) -> tuple[list[bytes], int]:
+    """The page as stored JSON (UTF-8 bytes), and the total, read in one snapshot."""
     conn.execute("BEGIN")
     try:
         matches = search_matches(conn, query)

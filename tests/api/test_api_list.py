@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from api.listing import json_array
 from tests.api.api_helpers import BASES, Service, execution
 
 #: seeded executions, by id: (name, status, environment, start)
@@ -273,3 +275,9 @@ def test_the_read_calls_stay_in_the_openapi_schema(client: TestClient) -> None:
         assert "get" in schema["paths"][f"{base}/v1"]
         assert "post" in schema["paths"][f"{base}/v1"]
         assert "get" in schema["paths"][f"{base}/v1/{{key}}"]
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_a_json_array_of_stored_documents(count: int) -> None:
+    docs = [json.dumps({"_id": f"e{n}", "name": "é"}).encode() for n in range(count)]
+    assert json.loads(json_array(docs)) == [json.loads(doc) for doc in docs]

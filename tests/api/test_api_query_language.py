@@ -217,7 +217,7 @@ def test_the_loop_and_the_worker_threads_answer_alike(
         response = get(client, service, params)
         assert response.status_code == 200
         expected = service.store.list_json(api.routes.parse_query(list(params.items())))
-        assert response.content == ("[" + ",".join(expected[0]) + "]").encode()
+        assert response.content == b"[" + b",".join(expected[0]) + b"]"
         assert response.headers["x-total-count"] == str(expected[1])
     if budget:  # only the search, the projection (which parses documents) and the deep skip
         assert handed == ["_list_call"] * 3
