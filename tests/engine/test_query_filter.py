@@ -194,6 +194,37 @@ def test_json_filters(text: str, tree: Node) -> None:
     assert where(text) == tree
 
 
+@pytest.mark.parametrize(
+    ("text", "tree"),
+    [
+        ("{status: 1}", eq("status", 1)),
+        ('{status: "failed", name: "ECB_FX"}', And((FAILED, ECB))),
+        ('{ "status" : "failed" , name : "ECB_FX" }', And((FAILED, ECB))),
+        ('{$or: [{status: "failed"}, {status: "running"}]}', Or((FAILED, RUNNING))),
+        ("{_id: /AB/}", Condition("_id", "regex", "AB")),
+        ("{_id:/AB/}", Condition("_id", "regex", "AB")),
+        ("{name: /^ecb/i}", Condition("name", "regex", "(?i)^ecb")),
+        ("{name: /^ecb/imx}", Condition("name", "regex", "(?imx)^ecb")),
+        ("{name: /a\\/b/}", Condition("name", "regex", "a/b")),  # \/ is a slash
+        ("{name: /[/]b/}", Condition("name", "regex", "[/]b")),  # so is / in a class
+        ("{name: /a\\d+/}", Condition("name", "regex", "a\\d+")),
+        ('{name: /a"b/}', Condition("name", "regex", 'a"b')),
+        ("{name: {$not: /^ECB/}}", Not(Condition("name", "regex", "^ECB"))),
+        ("{name: {$regex: /^ecb/i}}", Condition("name", "regex", "(?i)^ecb")),
+        ('{name: {$regex: "^ecb", $options: "i"}}', Condition("name", "regex", "(?i)^ecb")),
+        ("{phases.status: /fail/, end: null}", And((Condition("phases.status", "regex", "fail"),
+                                                   eq("end", None)))),
+        ("{data.series.2021-07-01: -1.5e1}", eq("data.series.2021-07-01", -15.0)),
+        ("{end: {$exists: false}}", Not(Condition("end", "exists", True))),
+        ('{status: {$in: ["failed", null]}}', Condition("status", "in", ("failed", None))),
+        ("{}", And(())),
+    ],
+)  # fmt: skip
+def test_relaxed_json_filters(text: str, tree: Node) -> None:
+    """The platform's relaxed form: bare keys and /regex/flags literals."""
+    assert where(text) == tree
+
+
 @pytest.mark.parametrize("operator", ["$where", "$function", "$expr", "$accumulator", "$jsonSchema",
                                       "$text", "$comment", "$elemMatch", "$size", "$all", "$type",
                                       "$mod", "$geoWithin", "$near"])  # fmt: skip
@@ -236,8 +267,36 @@ def test_every_safe_operator_is_accepted() -> None:
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        ('{"status": ', "malformed JSON"),
-        ("{status: 1}", "malformed JSON"),
+        ('{"status": ', "malformed JSON: expected a value, found the end at position 11"),
+        ("{status: failed}", "malformed JSON: the value 'failed' must be quoted"),
+        ("{status: 'failed'}", "malformed JSON: strings take double quotes at position 9"),
+        ("{'status': 1}", "malformed JSON: field names take double quotes or none"),
+        ("{start: 2021-07-19}", "the value '2021-07-19' must be quoted"),
+        ("{_id: /AB}", "malformed JSON: unterminated regular expression (/pattern/flags) at posi"),
+        ("{_id: /AB\\/}", "unterminated regular expression"),
+        ("{_id: //}", "malformed JSON: empty regular expression at position 6"),
+        ("{_id: /AB/g}", "regular expression flag 'g' is not supported (use some of i, m, s, x)"),
+        ("{_id: /(/}", "_id: bad regular expression"),
+        ("{name: {$regex: /x/i, $options: m}}", "the value 'm' must be quoted"),
+        ('{name: {$regex: /x/i, $options: "m"}}', "a /regex/ with flags and '$options' in one"),
+        ('{name: {$options: "m", $regex: /x/i}}', "a /regex/ with flags and '$options' in one"),
+        ("{name: {$in: [/a/]}}", "value of 'name' must be a string, number or null, not an object"),
+        ("{$or: [/a/]}", "operator '$regex' must be applied to a field"),
+        ("{name: /a/ /b/}", "expected ',' or '}' at position 11"),
+        ("{a b: 1}", "malformed JSON: expected ':' after 'a' at position 3"),
+        ("{: 1}", "malformed JSON: expected a field name at position 1"),
+        ("{a: 1,}", "malformed JSON: expected a field name at position 6"),
+        ("{a: [1,]}", "malformed JSON: expected a value at position 7"),
+        ("{a: [1 2]}", "malformed JSON: expected ',' or ']' at position 7"),
+        ("{a: 1} {b: 2}", "malformed JSON: unexpected text after the filter at position 7"),
+        ("{a: 1", "malformed JSON: expected ',' or '}' at position 5"),
+        ('{a: "x}', "malformed JSON: Unterminated string starting at"),
+        ("{a: NaN}", "the value 'NaN' must be quoted"),
+        ("{a:" * 100 + "1" + "}" * 100, "malformed JSON: nested too deeply"),
+        ("{$where: /x/}", "operator '$where' is not allowed"),
+        ("{a: " + "1" * 5000 + "}", "malformed JSON: the number is too long at position 4"),
+        ('{"a": ' + "1" * 5000 + "}", "malformed JSON: Exceeds the limit"),
+        ("{$or: [{status: /x/}]" + "}" * 3, "unexpected text after the filter"),
         ('["status"]', "a filter must be a JSON object"),
         ('{"$or": {"status": "failed"}}', "'$or' takes a non-empty array of filters"),
         ('{"$or": []}', "'$or' takes a non-empty array of filters"),

@@ -168,6 +168,40 @@ def test_json_filters(loaded: ExecutionStore, spec: str, expected: list[str]) ->
     assert ids(loaded, ("_filter", spec)) == expected
 
 
+@pytest.mark.parametrize(
+    ("relaxed", "strict", "expected"),
+    [
+        ("{_id: /^x0/}", '{"_id": {"$regex": "^x0"}}', ["x02", "x01"]),
+        ("{name:/^ecb/i}", '{"name": {"$regex": "^ecb", "$options": "i"}}',
+         ["e04", "e03", "e02", "e01", "e05"]),
+        ("{name: {$regex: /^ecb/i}}", '{"name": {"$regex": "^ecb", "$options": "i"}}',
+         ["e04", "e03", "e02", "e01", "e05"]),
+        ("{name: {$not: /ECB/}}", '{"name": {"$not": {"$regex": "ECB"}}}',
+         only({"e08", "e07", "e06", "x01", "x02"})),
+        ('{$or: [{status: "failed"}, {status: "running"}], name: "ECB_FX"}',
+         '{"$or": [{"status": "failed"}, {"status": "running"}], "name": "ECB_FX"}',
+         ["e04", "e02"]),
+        ("{phases.log: /Refused/i}", '{"phases.log": {"$regex": "Refused", "$options": "i"}}',
+         ["x01"]),
+        ("{data.series.2021-06-01: /A$/}", '{"data.series.2021-06-01": {"$regex": "A$"}}', ["x01"]),
+        ("{message: /café closed/i}", '{"message": {"$regex": "café closed", "$options": "i"}}',
+         ["x01"]),
+        ("{reason: /by \\/?alice$/, data.count: 7}",
+         '{"reason": {"$regex": "by /?alice$"}, "data.count": 7}', ["x01"]),
+        ("{end: {$exists: false}, phases.name: /^[A-Z]/}",
+         '{"end": {"$exists": false}, "phases.name": {"$regex": "^[A-Z]"}}',
+         None),
+    ],
+)  # fmt: skip
+def test_relaxed_json_filters(
+    loaded: ExecutionStore, relaxed: str, strict: str, expected: list[str] | None
+) -> None:
+    """The platform's relaxed `_filter` (`{_id:/AB/}`) finds what its strict JSON finds."""
+    found = ids(loaded, ("_filter", relaxed))
+    assert found == ids(loaded, ("_filter", strict))
+    assert found == expected if expected is not None else found
+
+
 # --- _search ----------------------------------------------------------------------------------
 
 
