@@ -4,7 +4,9 @@ Builds SQLite stores of realistic executions (a few hundred process names, a mix
 and triggers over two years, four phases with log lines) at each size, caches each store under
 `--data-dir` (a re-run reuses it), and times, at every size:
 
-- the seed page's three example queries, a `_search`, a `_filter` expression and a deep `_skip`;
+- the seed page's three example queries, a broad `_search` (a phrase found in about one
+  execution in a hundred) and a selective one (an execution's id), a `_filter` expression and
+  a deep `_skip`;
 - each through the store call (`store.list_json`, what the API serves from) and over HTTP
   (the real app served by uvicorn in a subprocess, one keep-alive `http.client` connection,
   `Accept-Encoding: identity`);
@@ -251,9 +253,15 @@ class Case:
     floor_params: tuple[Any, ...]
 
 
-def cases(size: int) -> list[Case]:
+def cases(size: int, conn: sqlite3.Connection) -> list[Case]:
     day_low, day_high = "2021-07-19T00:00:00.000Z", "2021-07-23T23:59:59.999Z"
     deep = size // 2
+    # a selective search: one execution's id (the newest ECB_FX run), one match at every size
+    (one_id,) = conn.execute(
+        "SELECT id FROM executions INDEXED BY ix_list_name WHERE environment = ? AND name = ? "
+        "ORDER BY start DESC, id DESC LIMIT 1",
+        (ENVIRONMENT, "ECB_FX"),
+    ).fetchone()
     return [
         Case(
             "seed 1: name=ECB_FX",
@@ -285,6 +293,14 @@ def cases(size: int) -> list[Case]:
             "WHERE executions_fts MATCH ?) AND environment = ? "
             "ORDER BY start DESC, id DESC LIMIT ?",
             ('"connection refused"', ENVIRONMENT, PAGE),
+        ),
+        Case(
+            "_search=<one execution's id>",
+            [("_search", one_id)],
+            "SELECT doc FROM executions WHERE rowid IN (SELECT rowid FROM executions_fts "
+            "WHERE executions_fts MATCH ?) AND environment = ? "
+            "ORDER BY start DESC, id DESC LIMIT ?",
+            (f'"{one_id}"', ENVIRONMENT, PAGE),
         ),
         Case(
             "_filter=(failed or running) and ECB_FX",
@@ -430,7 +446,7 @@ def measure(path: Path, size: int, repeat: int, http_repeat: int, data_dir: Path
     conn = store._connect()
     server = Server(path, store, data_dir) if http_repeat else None
     try:
-        for case in cases(size):
+        for case in cases(size, conn):
             query = parse_query(case.params, ENVIRONMENT)
             texts, total = store.list_json(query)
             floor_rows = conn.execute(case.floor_sql, case.floor_params).fetchall()
