@@ -57,6 +57,8 @@ SERVICE_NAME = "process-exec"
 DEFAULT_ENVIRONMENT = "production"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
+#: most values one `_distinct` answers with, buckets one `_fieldinfo`, rows one `_aggregate`
+MAX_DISTINCT = 10_000
 PHASES = ("EXTRACT", "TRANSFORM", "SEND", "LOAD")
 
 # Environment variables

@@ -9,7 +9,9 @@ conventions, `/work/shared/DESIGN.md`):
 - `_filter`: a boolean expression over the same conditions (`(status=failed or
   status=running) and not name=DEMO`) or a MongoDB-style JSON filter restricted to
   `SAFE_OPERATORS`, strict or relaxed (`{_id:/AB/i}`: `engine.relaxed_json`);
-- `_search`: free text (`engine.search`); `_sort`, `_project`, `_limit`, `_skip`, `_distinct`.
+- `_search`: free text (`engine.search`); `_sort`, `_project`, `_limit`, `_skip`, `_distinct`;
+- `_fieldinfo` (`field_buckets`) and `_aggregate` (a safe pipeline: `engine.pipeline`), which
+  answer with counts instead of documents.
 
 Every malformed parameter raises `BadRequest` with a message that starts with its name.
 """
@@ -22,13 +24,16 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from engine.constants import DEFAULT_ENVIRONMENT, DEFAULT_LIMIT, MAX_LIMIT
 from engine import relaxed_json
+from engine.constants import DEFAULT_ENVIRONMENT, DEFAULT_LIMIT, MAX_DISTINCT, MAX_LIMIT
 from engine.errors import BadRequest
 from engine.search import AllOf, SearchNode, parse_search
 from engine.timeutil import iso_ms, parse_iso
+
+if TYPE_CHECKING:
+    from engine.pipeline import Pipeline
 
 Op = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "regex", "exists"]
 #: what a condition compares with: filter values are strings; JSON filters may use numbers
@@ -73,7 +78,8 @@ class Query:
     """What to list: a filter tree, a search, an order, a page and a projection, in one environment.
 
     `project` keeps `_id` and the named fields; `exclude` drops the named fields (never `_id`);
-    `distinct` asks for the distinct values of one field instead of documents.
+    `distinct` asks for the distinct values of one field instead of documents, `fieldinfo` for
+    its values and how many executions hold each, `aggregate` for a pipeline's results.
     """
 
     environment: str = DEFAULT_ENVIRONMENT
@@ -85,6 +91,8 @@ class Query:
     search: SearchNode | None = None
     exclude: tuple[str, ...] | None = None
     distinct: str | None = None
+    fieldinfo: str | None = None
+    aggregate: Pipeline | None = None
 
 
 #: fields that hold timestamps; their filter values are dates or datetimes
@@ -124,6 +132,8 @@ SORT_FIELDS = (
     "loaderMessage",
 )
 _DIRECTIONS = {"asc": 1, "ascending": 1, "desc": -1, "descending": -1}
+#: the parameters that answer with something else than documents: one at a time
+ANSWERS = ("_distinct", "_fieldinfo", "_aggregate")
 
 
 def check_field(name: str, param: str) -> str:
@@ -140,7 +150,7 @@ def check_field(name: str, param: str) -> str:
 def check_document_field(name: str, param: str) -> str:
     """A field of the execution document: hidden bookkeeping (`_meta`…) is not one."""
     check_field(name, param)
-    if name.startswith("_") and name != "_id":
+    if name.startswith("_") and name.split(".")[0] != "_id":  # `_id.name`: a group's key
         raise BadRequest(f"{param}: '{name}' is not a field of an execution")
     return name
 
@@ -640,6 +650,11 @@ def parse_filter(raw: str, param: str = "_filter") -> Node:
     return _ExpressionParser(raw, param).parse()
 
 
+def json_filter(spec: Any, param: str) -> Node:
+    """A MongoDB-style filter already read from JSON, checked as `_filter` checks it."""
+    return _JsonFilter(param).document(spec, 0)
+
+
 # --- _limit, _skip, _sort, _project, _distinct ---------------------------------------------------
 
 
@@ -653,6 +668,32 @@ def _parse_int(param: str, raw: str, low: int, high: int) -> int:
     return value
 
 
+def sort_keys(spec: dict[str, Any], param: str) -> list[tuple[str, int]]:
+    """The keys of a JSON sort object (`{"start": -1}`, `{"name": "asc"}`)."""
+    keys: list[tuple[str, int]] = []
+    for name, direction in spec.items():
+        if isinstance(direction, str) and direction.lower() in _DIRECTIONS:
+            direction = _DIRECTIONS[direction.lower()]
+        if isinstance(direction, bool) or direction not in (1, -1):
+            raise BadRequest(f"{param}: direction of '{name}' must be 1 or -1")
+        keys.append((check_field(name, param), int(direction)))
+    return keys
+
+
+def check_sortable(
+    keys: list[tuple[str, int]], param: str, sortable: Sequence[str]
+) -> list[tuple[str, int]]:
+    """The keys, each a field of `sortable` given once."""
+    seen: set[str] = set()
+    for name, _ in keys:
+        if name not in sortable:
+            raise BadRequest(f"{param}: cannot sort by '{name}' (sortable: {', '.join(sortable)})")
+        if name in seen:
+            raise BadRequest(f"{param}: '{name}' is given twice")
+        seen.add(name)
+    return keys
+
+
 def _parse_sort(raw: str) -> tuple[tuple[str, int], ...]:
     raw = raw.strip()
     keys: list[tuple[str, int]] = []
@@ -660,12 +701,7 @@ def _parse_sort(raw: str) -> tuple[tuple[str, int], ...]:
         spec = _load_json("_sort", raw)
         if not isinstance(spec, dict):
             raise BadRequest('_sort: JSON form must be an object such as {"start":-1}')
-        for name, direction in spec.items():
-            if isinstance(direction, str) and direction.lower() in _DIRECTIONS:
-                direction = _DIRECTIONS[direction.lower()]
-            if isinstance(direction, bool) or direction not in (1, -1):
-                raise BadRequest(f"_sort: direction of '{name}' must be 1 or -1")
-            keys.append((check_field(name, "_sort"), int(direction)))
+        keys = sort_keys(spec, "_sort")
     else:
         for part in _split_args(raw):
             direction = -1 if part.startswith("-") else 1
@@ -673,14 +709,7 @@ def _parse_sort(raw: str) -> tuple[tuple[str, int], ...]:
             keys.append((check_field(name, "_sort"), direction))
     if not keys:
         raise BadRequest("_sort: no sort key given")
-    seen: set[str] = set()
-    for name, _ in keys:
-        if name not in SORT_FIELDS:
-            raise BadRequest(f"_sort: cannot sort by '{name}' (sortable: {', '.join(SORT_FIELDS)})")
-        if name in seen:
-            raise BadRequest(f"_sort: '{name}' is given twice")
-        seen.add(name)
-    return tuple(keys)
+    return tuple(check_sortable(keys, "_sort", SORT_FIELDS))
 
 
 def _outermost(fields: list[str]) -> tuple[str, ...]:
@@ -736,10 +765,22 @@ def parse_query(
     project: tuple[str, ...] | None = None
     exclude: tuple[str, ...] | None = None
     distinct: str | None = None
+    fieldinfo: str | None = None
+    pipeline: Pipeline | None = None
+    given: list[str] = []  # the parameters met, in order
     skipped = set(ignore)
     for name, raw in params:
         if name in skipped:
             continue
+        answer = next((other for other in given if other in ANSWERS), None)
+        given.append(name)
+        if name in ANSWERS and answer is not None:
+            if answer == name:
+                what = "pipeline" if name == "_aggregate" else "field"
+                raise BadRequest(f"{name}: given twice (one {what} at a time)")
+            raise BadRequest(
+                f"{name}: cannot be combined with {answer} (one of {', '.join(ANSWERS)} at a time)"
+            )
         if name == "_limit":
             limit = MAX_LIMIT if raw.strip() == "-1" else _parse_int(name, raw, 0, MAX_LIMIT)
         elif name == "_skip":
@@ -755,9 +796,13 @@ def parse_query(
             if found is not None:
                 searches.append(found)
         elif name == "_distinct":
-            if distinct is not None:
-                raise BadRequest("_distinct: given twice (one field at a time)")
-            distinct = check_document_field(raw.strip(), "_distinct")
+            distinct = check_document_field(raw.strip(), name)
+        elif name == "_fieldinfo":
+            fieldinfo = check_document_field(raw.strip(), name)
+        elif name == "_aggregate":
+            from engine.pipeline import parse_pipeline  # which builds on this module
+
+            pipeline = parse_pipeline(raw)
         elif name.startswith("_") and name != "_id":
             raise BadRequest(f"{name}: unknown query parameter")
         else:
@@ -770,6 +815,16 @@ def parse_query(
     search: SearchNode | None = None
     if searches:
         search = searches[0] if len(searches) == 1 else AllOf(tuple(searches))
+    if pipeline is not None or fieldinfo is not None:
+        answer, why = (
+            ("_aggregate", "use a $project stage")
+            if pipeline is not None
+            else ("_fieldinfo", "its buckets have one shape")
+        )
+        if "_project" in given:
+            raise BadRequest(f"_project: cannot be combined with {answer} ({why})")
+        if "_sort" in given and fieldinfo is not None:
+            raise BadRequest("_sort: cannot be combined with _fieldinfo (buckets come by count)")
     return Query(
         environment=environment,
         where=where,
@@ -780,38 +835,70 @@ def parse_query(
         search=search,
         exclude=exclude,
         distinct=distinct,
+        fieldinfo=fieldinfo,
+        aggregate=None if pipeline is None else pipeline.with_input_order(sort),
     )
 
 
-def distinct_key(value: Any) -> tuple[int, Any]:
-    """Orders distinct values as MongoDB sorts mixed types: null, numbers, strings, the rest."""
+def distinct_key(value: Any) -> tuple[Any, ...]:
+    """Orders JSON values as MongoDB compares them: null, numbers, strings, objects (element by
+    element: the value's type, the name, the value), arrays (item by item), booleans."""
     if value is None:
-        return (0, 0)
+        return (0,)
     if isinstance(value, bool):
-        return (4, value)
+        return (5, value)
     if isinstance(value, int | float):
         return (1, value)
     if isinstance(value, str):
         return (2, value)
-    return (3, json.dumps(value, sort_keys=True))
+    if isinstance(value, dict):
+        keys = ((name, distinct_key(item)) for name, item in value.items())
+        return (3, tuple((key[0], name, key) for name, key in keys))
+    if isinstance(value, list):
+        return (4, tuple(distinct_key(item) for item in value))
+    return (6, repr(value))
+
+
+def _identity(value: Any) -> Any:
+    """What makes two values one: `7` and `7.0` are one value, `1` and `true` two."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return (type(value) is bool, value)
 
 
 def sorted_distinct(values: Iterable[Any]) -> list[Any]:
     """Distinct values, once each, in `distinct_key` order; `None` (absent) is left out."""
     seen: dict[Any, Any] = {}
     for value in values:
-        if value is None:
-            continue
-        key = (
-            json.dumps(value, sort_keys=True)
-            if isinstance(value, dict | list)
-            else (
-                type(value) is bool,
-                value,
-            )
-        )
-        seen.setdefault(key, value)
+        if value is not None:
+            seen.setdefault(_identity(value), value)
     return sorted(seen.values(), key=distinct_key)
+
+
+def too_many_values(param: str, field: str) -> BadRequest:
+    return BadRequest(
+        f"{param}: more than {MAX_DISTINCT} distinct values of '{field}'; narrow the filters"
+    )
+
+
+def field_buckets(field: str, counted: Iterable[tuple[Any, int]]) -> list[dict[str, Any]]:
+    """The `_fieldinfo` answer: each value of `field`, how many executions hold it, and the
+    filter that selects them (`{field: value}`); most held first, then in `distinct_key` order.
+
+    `counted` pairs a value with how many executions hold it; an array stands for each of its
+    distinct items (the values `values_at` finds in one execution), so that an execution counts
+    once for each distinct value it holds. Null is left out. More than `MAX_DISTINCT` values
+    is a `BadRequest`.
+    """
+    buckets: dict[Any, list[Any]] = {}
+    for value, count in counted:
+        items = value if isinstance(value, list) else [value]
+        for key, item in {_identity(item): item for item in items if item is not None}.items():
+            buckets.setdefault(key, [item, 0])[1] += count
+        if len(buckets) > MAX_DISTINCT:
+            raise too_many_values("_fieldinfo", field)
+    ordered = sorted(buckets.values(), key=lambda bucket: (-bucket[1], distinct_key(bucket[0])))
+    return [{"_id": value, "count": count, "filter": {field: value}} for value, count in ordered]
 
 
 def values_at(doc: Any, parts: Sequence[str]) -> list[Any]:

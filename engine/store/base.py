@@ -7,7 +7,7 @@ import builtins
 import contextlib
 import functools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -158,19 +158,40 @@ class ExecutionStore(abc.ABC):
         As MongoDB's distinct: arrays on the path are unwound; null and missing values are left
         out; the values come sorted (null, numbers, strings, the rest).
         """
-        from engine.query import sorted_distinct, values_at
+        from engine.query import sorted_distinct
 
         assert query.distinct is not None
-        found: builtins.list[Any] = []
+        return sorted_distinct(
+            value for values in self._field_values(query, query.distinct) for value in values
+        )
+
+    def fieldinfo(self, query: Query) -> builtins.list[dict[str, Any]]:
+        """The values of the field `query.fieldinfo` among the documents `query` selects, each
+        with how many of them hold it and the filter that selects those (`field_buckets`)."""
+        from engine.query import field_buckets
+
+        assert query.fieldinfo is not None
+        counted = ((values, 1) for values in self._field_values(query, query.fieldinfo))
+        return field_buckets(query.fieldinfo, counted)
+
+    @abc.abstractmethod
+    def aggregate(self, query: Query) -> builtins.list[dict[str, Any]]:
+        """The results of the pipeline `query.aggregate` over the documents `query` selects
+        (all of them: `limit` and `skip` do not apply), at most `MAX_DISTINCT` of them."""
+
+    def _field_values(self, query: Query, field: str) -> Iterator[builtins.list[Any]]:
+        """For each document `query` selects, the values at `field` (`values_at`), page by page."""
+        from engine.query import values_at
+
         skip = 0
         while True:
-            page = replace(query, limit=1000, skip=skip, project=(query.distinct,), exclude=None)
+            page = replace(query, limit=1000, skip=skip, project=(field,), exclude=None)
             rows, total = self.list(page)
             for row in rows:
-                found.extend(values_at(row, query.distinct.split(".")))
+                yield values_at(row, field.split("."))
             skip += len(rows)
             if not rows or skip >= total:
-                return sorted_distinct(found)
+                return
 
     @abc.abstractmethod
     def add_token(self, record: TokenRecord) -> None:

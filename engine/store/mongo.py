@@ -14,8 +14,10 @@ from urllib.parse import urlparse
 import pymongo
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
+from engine.constants import MAX_DISTINCT
 from engine.errors import BadRequest, DuplicateExecution, StoreUnavailable
-from engine.query import Query, sorted_distinct, values_at
+from engine.pipeline import too_many_results
+from engine.query import Query, field_buckets, sorted_distinct, too_many_values, values_at
 from engine.store.base import (
     META_KEYS,
     PROCESS_OVERRIDES,
@@ -31,6 +33,7 @@ from engine.store.mongo_query import (
     TEXT,
     TEXT_INDEX,
     compile_filter,
+    compile_pipeline,
     mirror,
     mirror_update,
     search_filter,
@@ -41,8 +44,6 @@ from engine.store.mongo_query import (
 __all__ = ["MongoStore", "compile_filter"]
 #: MongoDB's codes for a query it cannot take (a bad value, a regular expression PCRE refuses)
 _BAD_QUERY_CODES = frozenset({2, 51091})
-#: most distinct values one `_distinct` answers with
-MAX_DISTINCT = 10_000
 
 
 @translate_errors((PyMongoError,), "MongoDB")
@@ -213,11 +214,46 @@ class MongoStore(ExecutionStore):
             raise self._refused(exc) from exc
         values = sorted_distinct(found)
         if len(values) > MAX_DISTINCT:
-            raise BadRequest(
-                f"_distinct: more than {MAX_DISTINCT} distinct values of '{field}'; "
-                "narrow the filters"
-            )
+            raise too_many_values("_distinct", field)
         return values
+
+    def fieldinfo(self, query: Query) -> builtins.list[dict[str, Any]]:
+        field = query.fieldinfo
+        assert field is not None
+        selector = self._selector(query)
+        try:
+            if "." in field:  # through sub-documents and arrays: `values_at`, as `_distinct`
+                found = self.executions.find(selector, {field: 1})
+                parts = field.split(".")
+                return field_buckets(field, ((values_at(doc, parts), 1) for doc in found))
+            grouped = self.executions.aggregate(
+                [
+                    {"$match": selector},
+                    {"$group": {"_id": f"${field}", "count": {"$sum": 1}}},
+                    {"$limit": MAX_DISTINCT + 1},
+                ]
+            )
+            counted = [(row["_id"], row["count"]) for row in grouped]
+        except OperationFailure as exc:
+            raise self._refused(exc) from exc
+        if len(counted) > MAX_DISTINCT:
+            raise too_many_values("_fieldinfo", field)
+        return field_buckets(field, counted)
+
+    def aggregate(self, query: Query) -> builtins.list[dict[str, Any]]:
+        assert query.aggregate is not None
+        pipeline = [
+            {"$match": self._selector(query)},
+            *compile_pipeline(query.aggregate),
+            {"$limit": MAX_DISTINCT + 1},
+        ]
+        try:
+            rows = list(self.executions.aggregate(pipeline))
+        except OperationFailure as exc:
+            raise self._refused(exc) from exc
+        if len(rows) > MAX_DISTINCT:
+            raise too_many_results()
+        return rows
 
     @staticmethod
     def _refused(exc: OperationFailure) -> Exception:

@@ -21,6 +21,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from engine.pipeline import Count, Group, Limit, Match, Pipeline, Project, Skip, Sort
 from engine.query import And, Condition, Node, Not, Or
 from engine.search import AllOf, AnyOf, NoneOf, SearchNode, Term, normalized
 
@@ -60,6 +61,42 @@ def compile_filter(node: Node) -> dict[str, Any]:
     if isinstance(node, Not):
         return {"$nor": [compile_filter(node.item)]}
     raise TypeError(f"unknown query node {node!r}")
+
+
+def compile_pipeline(pipeline: Pipeline) -> list[dict[str, Any]]:
+    """An `_aggregate` pipeline as MongoDB's own stages (rebuilt from the checked stages, never
+    the caller's text)."""
+    stages: list[dict[str, Any]] = []
+    for stage in pipeline.stages():
+        if isinstance(stage, Match):
+            stages.append({"$match": compile_filter(stage.where)})
+        elif isinstance(stage, Sort):
+            stages.append({"$sort": dict(stage.keys)})
+        elif isinstance(stage, Skip):
+            stages.append({"$skip": stage.count})
+        elif isinstance(stage, Limit):
+            stages.append({"$limit": stage.count})
+        elif isinstance(stage, Count):
+            stages.append({"$count": stage.name})
+        elif isinstance(stage, Project):
+            kept: dict[str, Any] = {name: 1 for name in stage.fields}
+            stages.append({"$project": kept if "_id" in kept else {"_id": 0, **kept}})
+        else:
+            stages.append({"$group": _group(stage)})
+    return stages
+
+
+def _group(group: Group) -> dict[str, Any]:
+    key: Any = None
+    if isinstance(group.key, str):
+        key = f"${group.key}"
+    elif group.key is not None:
+        key = {name: f"${path}" for name, path in group.key}
+    spec: dict[str, Any] = {"_id": key}
+    for acc in group.accumulators:
+        argument = acc.constant if acc.field is None else f"${acc.field}"
+        spec[acc.name] = {f"${acc.op}": argument}
+    return spec
 
 
 # --- the searched words of a document ------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.errors import DuplicateExecution, StoreUnavailable
 from engine.query import Query, project_document
-from engine.store import sqlite_query
+from engine.store import sqlite_aggregate, sqlite_query
 from engine.store.base import (
     JSON_META_KEYS,
     META_KEYS,
@@ -163,6 +163,7 @@ class SQLiteStore(ExecutionStore):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.create_function("regexp", 2, _regexp, deterministic=True)
+        conn.create_collation(sqlite_aggregate.COLLATION, sqlite_aggregate.compare_json)
         return conn
 
     def insert(self, doc: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> None:
@@ -249,6 +250,12 @@ class SQLiteStore(ExecutionStore):
 
     def distinct(self, query: Query) -> builtins.list[Any]:
         return sqlite_query.distinct(self._connect(), query)
+
+    def fieldinfo(self, query: Query) -> builtins.list[dict[str, Any]]:
+        return sqlite_query.fieldinfo(self._connect(), query)
+
+    def aggregate(self, query: Query) -> builtins.list[dict[str, Any]]:
+        return sqlite_aggregate.aggregate(self._connect(), query)
 
     def inline(self) -> contextlib.AbstractContextManager[None]:
         return self._bounded()

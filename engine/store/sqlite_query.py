@@ -21,11 +21,22 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from engine.constants import MAX_DISTINCT
 from engine.errors import BadRequest
-from engine.query import And, Condition, Node, Not, Or, Query, sorted_distinct, values_at
+from engine.query import (
+    And,
+    Condition,
+    Node,
+    Not,
+    Or,
+    Query,
+    field_buckets,
+    sorted_distinct,
+    values_at,
+)
 from engine.search import AllOf, AnyOf, NoneOf, SearchNode, Term
 
 #: top-level fields copied into generated columns, so that filters and sorts use indexes
@@ -41,8 +52,6 @@ COLUMNS = {
 }
 #: a `_skip` at least this deep in `start` order first jumps to its day
 DEEP_SKIP = 1000
-#: most distinct values one `_distinct` answers with
-MAX_DISTINCT = 10_000
 
 #: a call under `SQLiteStore.inline()` gives up after INLINE_SECONDS, checked every INLINE_STEP
 #: virtual machine steps; a page of a hundred documents on an index takes a fraction of it
@@ -628,18 +637,69 @@ def distinct(conn: sqlite3.Connection, query: Query) -> list[Any]:
         where, params = _where(query)
         if field == "_id" or field in COLUMNS:
             return _distinct_column(conn, field, "executions", where, params)
-        parts = field.split(".")
-        first = _json_path(parts[:1])
-        found: list[Any] = []
-        for kind, value in conn.execute(
-            f"SELECT json_type(doc, '{first}'), json_extract(doc, '{first}') FROM executions "
-            f"WHERE {where} AND json_type(doc, '{first}') IS NOT NULL",
-            params,
-        ):
-            found.extend(values_at({parts[0]: _json_value(kind, value)}, parts))
-        values = sorted_distinct(found)
+        found = _path_values(conn, field, where, params)
+        values = sorted_distinct(value for values in found for value in values)
         if len(values) > MAX_DISTINCT:
             raise _too_many(field)
         return values
+    finally:
+        conn.execute("COMMIT")
+
+
+def _path_values(
+    conn: sqlite3.Connection, field: str, where: str, params: list[Any]
+) -> Iterator[list[Any]]:
+    """For each execution the WHERE clause selects, the values at `field` (`values_at`)."""
+    parts = field.split(".")
+    first = _json_path(parts[:1])
+    for kind, value in conn.execute(
+        f"SELECT json_type(doc, '{first}'), json_extract(doc, '{first}') FROM executions "
+        f"WHERE {where} AND json_type(doc, '{first}') IS NOT NULL",
+        params,
+    ):
+        yield values_at({parts[0]: _json_value(kind, value)}, parts)
+
+
+# --- _fieldinfo ------------------------------------------------------------------------------
+
+
+def _column_counts(
+    conn: sqlite3.Connection, column: str, table: str, where: str, params: list[Any], count: str
+) -> list[tuple[Any, int]]:
+    """The non-null values of an indexed column, each with how many executions hold it (one
+    more than `MAX_DISTINCT` at most: `field_buckets` refuses that many)."""
+    return conn.execute(
+        f"SELECT {column}, {count} FROM {table} WHERE {where} AND {column} IS NOT NULL "
+        f"GROUP BY {column} HAVING {count} > 0 LIMIT ?",
+        [*params, MAX_DISTINCT + 1],
+    ).fetchall()
+
+
+def fieldinfo(conn: sqlite3.Connection, query: Query) -> list[dict[str, Any]]:
+    """`_fieldinfo`: the values of `query.fieldinfo` among the executions `query` selects,
+    counted (`field_buckets`): from the counters, an index, or the documents."""
+    field = query.fieldinfo
+    assert field is not None
+    conn.execute("BEGIN")
+    try:
+        counters = (
+            _counter_where(query, frozenset({"name", "status"}))
+            if field in ("name", "status")
+            else None
+        )
+        if counters is not None:
+            sql, params = counters
+            return field_buckets(
+                field, _column_counts(conn, field, "execution_counts", sql, params, "sum(n)")
+            )
+        where, params = _where(query)
+        if field == "_id" or field in COLUMNS:
+            return field_buckets(
+                field,
+                _column_counts(conn, expression(field), "executions", where, params, "count(*)"),
+            )
+        return field_buckets(
+            field, ((values, 1) for values in _path_values(conn, field, where, params))
+        )
     finally:
         conn.execute("COMMIT")
