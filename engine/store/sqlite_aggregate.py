@@ -75,6 +75,14 @@ def _value(source: str, parts: Sequence[str], depth: int) -> str:
     )
 
 
+def _json(value: str) -> str:
+    """A SQL value as JSON text, a real with all its digits (`json_quote` keeps 15)."""
+    return (
+        f"(CASE typeof({value}) WHEN 'real' THEN printf('%!.17g', {value}) "
+        f"ELSE json_quote({value}) END)"
+    )
+
+
 def _rank(value: str) -> str:
     """A JSON value's type in MongoDB's order: 0 null or missing, 1 number, 2 string, 3 object,
     4 array, 5 boolean."""
@@ -95,21 +103,20 @@ def _compare(value: str) -> list[str]:
     ]
 
 
-def _sort_keys(value: str, direction: int) -> list[str]:
-    """Sort keys of a JSON value as MongoDB's `$sort` orders it: an array by its least item
-    (its greatest, descending), an empty array before null."""
+def _sort_value(value: str, direction: int) -> str:
+    """What MongoDB's `$sort` compares of a JSON value: an array's least item (its greatest,
+    descending; NULL when it is empty, and a term of its own puts it before null)."""
     way = " DESC" if direction < 0 else ""
     # the item as JSON text (an ORDER BY in a subquery cannot read the outer `value`)
     item = (
         "(CASE i.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' "
-        "WHEN 'object' THEN i.value WHEN 'array' THEN i.value ELSE json_quote(i.value) END)"
+        f"WHEN 'object' THEN i.value WHEN 'array' THEN i.value ELSE {_json('i.value')} END)"
     )
     least = ", ".join(key + way for key in _compare(item))
-    key = (
+    return (
         f"(CASE WHEN json_type({value}) = 'array' THEN (SELECT {item} FROM json_each({value}) "
         f"AS i ORDER BY {least} LIMIT 1) ELSE {value} END)"
     )
-    return [f"({value} IS NOT '[]')", *_compare(key)]
 
 
 def _object(fields: Sequence[tuple[str, str]]) -> str:
@@ -215,8 +222,9 @@ class _Statement:
             (acc.name, _accumulate(acc, column, number))
             for number, acc in enumerate(group.accumulators)
         ]
-        grouping = f"GROUP BY {', '.join(terms)}" if terms else "HAVING count(*)"
-        self.add(f"SELECT {_object(fields)} AS doc, 0 AS n FROM {self.source} {grouping}")
+        # one group of all rows when the key is null: none when there are no rows, as MongoDB
+        grouping = ", ".join(terms) or "NULL"
+        self.add(f"SELECT {_object(fields)} AS doc, 0 AS n FROM {self.source} GROUP BY {grouping}")
 
     def after(self, stage: After) -> None:
         if isinstance(stage, Match):
@@ -224,15 +232,17 @@ class _Statement:
             self.add(f"SELECT doc, n FROM {self.source} WHERE {compiler.node(stage.where)}")
             self.params.extend(compiler.params)
         elif isinstance(stage, Sort):
-            # the keys as columns first: a window cannot hold the subqueries of `_sort_keys`
-            keys = [
-                (key, way)
-                for path, way in stage.keys
-                for key in _sort_keys(value("doc", path), way)
-            ]
-            columns = ", ".join(f"{key} AS k{number}" for number, (key, _) in enumerate(keys))
+            # the sort values as columns first: a window cannot hold `_sort_value`'s subquery
+            columns = ", ".join(
+                f"({text} IS NOT '[]') AS e{number}, {_sort_value(text, way)} AS k{number}"
+                for number, (text, way) in enumerate(
+                    (value("doc", path), way) for path, way in stage.keys
+                )
+            )
             order = ", ".join(
-                f"k{number}{' DESC' if way < 0 else ''}" for number, (_, way) in enumerate(keys)
+                term + (" DESC" if way < 0 else "")
+                for number, (_, way) in enumerate(stage.keys)
+                for term in (f"e{number}", *_compare(f"k{number}"))
             )
             self.add(f"SELECT doc, n, {columns} FROM {self.source}")
             self.add(f"SELECT doc, row_number() OVER (ORDER BY {order}, n) AS n FROM {self.source}")
@@ -254,19 +264,19 @@ def _cut(stage: Skip | Limit) -> str:
 def _accumulate(acc: Accumulator, column: dict[str, str], number: int) -> str:
     """An accumulator over the rows of a group, as JSON text."""
     if acc.field is None:
-        return f"json_quote(count(*) * {acc.constant})"
+        return f"(count(*) * {acc.constant})"  # a whole number: its text is JSON
     if acc.op in ("first", "last"):
         return f"coalesce(max(w{number}), 'null')"  # one value in the whole group
     text = column[acc.field]
     rank, scalar = _rank(text), f"({text} ->> '$')"
     if acc.op == "sum":
-        return f"json_quote(coalesce(sum({scalar}) FILTER (WHERE {rank} = 1), 0))"
+        return _json(f"coalesce(sum({scalar}) FILTER (WHERE {rank} = 1), 0)")
     if acc.op == "avg":
-        return f"json_quote(avg({scalar}) FILTER (WHERE {rank} = 1))"
+        return _json(f"avg({scalar}) FILTER (WHERE {rank} = 1)")
     # $min, $max: the least (greatest) type that holds a value, then its least (greatest) value
     function = acc.op
     by_type = [
-        f"nullif(json_quote({function}({scalar}) FILTER (WHERE {rank} = 1)), 'null')",
+        f"nullif({_json(f'{function}({scalar}) FILTER (WHERE {rank} = 1)')}, 'null')",
         f"nullif(json_quote({function}({scalar}) FILTER (WHERE {rank} = 2)), 'null')",
         f"{function}({text} COLLATE {COLLATION}) FILTER (WHERE {rank} IN (3, 4))",
         f"CASE {function}({scalar}) FILTER (WHERE {rank} = 5) "

@@ -279,6 +279,106 @@ def valid_params(draw: st.DrawFn) -> list[tuple[str, str]]:
     return params
 
 
+#: the fields `_fieldinfo` is asked about
+FIELDINFO_FIELDS = [*SORTABLE, "phases.name", "phases.status", "phases.log", "data.count",
+                    "data.series.2021-07-20", "phases", "nosuch"]  # fmt: skip
+#: the fields a `$group` is keyed by: strings, numbers, null and missing values
+KEY_FIELDS = ["status", "name", "trigger", "runAs", "service", "reason", "message", "end",
+              "loaderMessage", "data.count", "nosuch"]  # fmt: skip
+#: fields of strings (or null): `$min` and `$max` read them (mongomock cannot compare a number
+#: with a string)
+STRING_FIELDS = ["_id", "start", "end", "name", "status", "reason", "message", "loaderMessage"]
+#: fields every execution holds: `$first` and `$last` read them (where a field is missing
+#: mongomock takes the next document's, MongoDB null)
+PRESENT_FIELDS = ["_id", "start", "name", "status", "trigger", "runAs"]
+#: values a `$match` after the group compares with
+GROUP_VALUES = [*STATUSES, *NAMES, *TRIGGERS, "7", 2.5, "2021-07-20"]
+
+
+@st.composite
+def pipeline(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """An `_aggregate` pipeline of the safe stages, over values that both stores order alike
+    (no arrays: MongoDB sorts them by an item, so groups keyed by arrays may tie)."""
+    stages: list[dict[str, Any]] = []
+    for _ in range(draw(st.integers(0, 2))):
+        kind = draw(st.sampled_from(["$match", "$sort", "$skip", "$limit"]))
+        if kind == "$match":
+            stages.append({"$match": draw(json_filter())})
+        elif kind == "$sort":
+            stages.append(
+                {"$sort": {draw(st.sampled_from(SORTABLE)): draw(st.sampled_from([1, -1]))}}
+            )
+        else:
+            stages.append({kind: draw(st.integers(1, 12))})
+    if draw(st.integers(0, 5)) == 0:
+        stages.append({"$count": "n"})
+        fields = ["n"]
+    else:
+        kind = draw(st.sampled_from(["null", "field", "field", "object"]))
+        key: Any = None
+        if kind == "field":
+            key = "$" + draw(st.sampled_from(KEY_FIELDS))
+        elif kind == "object":
+            key = {"a": "$" + draw(st.sampled_from(KEY_FIELDS)),
+                   "b": "$" + draw(st.sampled_from(KEY_FIELDS))}  # fmt: skip
+        group: dict[str, Any] = {"_id": key}
+        for number in range(draw(st.integers(0, 3))):
+            op = draw(st.sampled_from(["$sum", "$sum", "$avg", "$min", "$max", "$first", "$last",
+                                       "$count"]))  # fmt: skip
+            if op == "$count":
+                group[f"f{number}"] = {"$count": {}}
+            elif op == "$sum" and draw(st.booleans()):
+                group[f"f{number}"] = {"$sum": draw(st.integers(-2, 3))}
+            elif op in ("$sum", "$avg"):
+                group[f"f{number}"] = {op: "$" + draw(st.sampled_from(["data.count", "name"]))}
+            else:
+                pool = STRING_FIELDS if op in ("$min", "$max") else PRESENT_FIELDS
+                group[f"f{number}"] = {op: "$" + draw(st.sampled_from(pool))}
+        stages.append({"$group": group})
+        fields = list(group) + (["_id.a", "_id.b"] if kind == "object" else [])
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from(["$match", "$match", "$sort", "$skip", "$limit", "$count"]))
+        field = draw(st.sampled_from(fields))
+        if kind == "$match":
+            operator = draw(
+                st.sampled_from(["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$exists"])
+            )
+            value = draw(st.one_of(st.none(), st.integers(0, 4), st.sampled_from(GROUP_VALUES)))
+            spec = {"$exists": draw(st.booleans())} if operator == "$exists" else {operator: value}
+            stages.append({"$match": {field: spec}})
+        elif kind == "$sort":
+            stages.append({"$sort": {field: draw(st.sampled_from([1, -1]))}})
+        elif kind == "$count":
+            stages.append({"$count": "m"})
+            fields = ["m"]
+        else:
+            stages.append({kind: draw(st.integers(1, 5))})
+    top = [name for name in fields if "." not in name]
+    if "_id" in top and draw(st.booleans()):
+        kept = draw(st.lists(st.sampled_from(top), min_size=1, unique=True))
+        stages.append(
+            {"$project": {name: 1 for name in kept} | ({} if "_id" in kept else {"_id": 0})}
+        )
+    return stages
+
+
+@st.composite
+def pipeline_params(draw: st.DrawFn) -> list[tuple[str, str]]:
+    """The parameters beside `_aggregate`: a filter or a search now and then (most pipelines
+    should meet documents), `_sort` (the order documents enter in), and `_limit`, which does
+    not apply."""
+    params: list[tuple[str, str]] = []
+    if draw(st.integers(0, 2)) == 0:
+        params.append(draw(condition()))
+    if draw(st.integers(0, 4)) == 0:
+        params.append(("_search", draw(search())))
+    if draw(st.booleans()):
+        params.append(("_sort", draw(sort())))
+    if draw(st.booleans()):
+        params.append(("_limit", str(draw(st.integers(0, 15)))))
+    return params
+
+
 def searched_words(doc: dict[str, Any]) -> list[list[str]]:
     """Each searched text of a document as its words (the reference for `_search`)."""
     text = mirror(doc)
@@ -290,12 +390,14 @@ def searched_words(doc: dict[str, Any]) -> list[list[str]]:
 #: parameter names and fragments a garbage query is made of
 GARBAGE_NAMES = ["name", "status", "start", "end", "phases.name", "data.series.x", "_id", "_limit",
                  "_skip", "_sort", "_project", "_filter", "_search", "_distinct", "_fieldinfo",
-                 "_meta.worker", "$where", "", "a b", "ünï", "_", "start.", "x" * 300]  # fmt: skip
+                 "_aggregate", "_meta.worker", "$where", "", "a b", "ünï", "_", "start.",
+                 "x" * 300]  # fmt: skip
 GARBAGE_FRAGMENTS = ["(", ")", "((", "range(", "in(", "gt(", "regex(", "ne(null)", ",", "{", "}",
                      '{"$where":"1"}', '{"$or":[', '"', "'", "|", "-", " and ", " or ", "not ",
                      "null", "2021-13-45", "2021-07-19", "T25:00", "-1", "99999999999999999999",
                      "$ne", "\\", "\x00", "%", "&", "=", "é", "\U0001f600", "[", "]", ":",
-                     "*"]  # fmt: skip
+                     "*", '[{"$group":{"_id":"$status","n":{"$sum":1}}}]', '[{"$count":"n"}]',
+                     '{"$lookup":{}}', '"$sum"', '{"$group":', "$status"]  # fmt: skip
 
 
 @st.composite
