@@ -14,6 +14,7 @@ from typing import Any
 
 from engine import PhaseContext, Process
 from engine.constants import PHASES
+from engine.system import pid_alive
 
 DEMO = Process(
     "DEMO",
@@ -50,7 +51,7 @@ def _take(lock: Path) -> bool:
                 holder = int(lock.read_text() or 0)
             except (OSError, ValueError):
                 continue  # being written or removed right now
-            if holder and _alive(holder):
+            if holder and pid_alive(holder):
                 return False
             lock.unlink(missing_ok=True)
             continue
@@ -58,16 +59,6 @@ def _take(lock: Path) -> bool:
         os.close(handle)
         return True
     return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _work(ctx: PhaseContext, previous: Any) -> int:

@@ -28,18 +28,10 @@ from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
 from kombu.utils.objects import cached_property
 
+from engine.system import pid_alive
+
 #: the broker URL scheme of this transport
 SCHEME = "procexecfs"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Channel(filesystem.Channel):
@@ -151,7 +143,7 @@ class Channel(filesystem.Channel):
             return 0
         moved = 0
         for pid in os.listdir(root):
-            if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
                 continue
             folder = os.path.join(root, pid)
             for name in os.listdir(folder):
