@@ -30,8 +30,11 @@ Keys that are not plain XML names become `<field name="…">`; arrays are `type=
 one child per item (`<phase>`, `<line>`, else `<item>`); nested objects `type="object"`,
 numbers `type="number"`, booleans `type="boolean"`; `null` is `<x nil="true"/>`; characters
 XML 1.0 cannot carry become U+FFFD. One execution is `<execution>…</execution>`, the
-`_distinct` values `<values field="name" total="N"><value>…</value>…</values>`, an error
-`<error status="404">message</error>` (with `x-odsl-error` as for JSON).
+`_distinct` values `<values field="name" total="N"><value>…</value>…</values>`, the
+`_fieldinfo` buckets `<buckets field="status" total="N"><bucket>…</bucket>…</buckets>`, the
+`_aggregate` results `<results total="N"><result>…</result>…</results>`, an error
+`<error status="404">message</error>` (with `x-odsl-error` as for JSON). In CSV, the buckets
+are `_id,count` and the results have a column per top-level field.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -184,3 +188,43 @@ def document_response(doc: Mapping[str, Any], fmt: Format) -> Response:
     if fmt == "csv":
         return Response(csv_text([doc]).encode(), media_type=CSV_TYPE)
     return JSONResponse(doc)
+
+
+def fieldinfo_buckets(buckets: Sequence[Mapping[str, Any]], field: str, fmt: Format) -> Response:
+    """`_fieldinfo`: the buckets as a JSON array, as CSV `_id,count`, or as XML
+    `<buckets field="status" total="N"><bucket>…</bucket>…</buckets>`."""
+    if fmt == "csv":
+        return _table(["_id", "count"], [[bucket["_id"], bucket["count"]] for bucket in buckets])
+    return _results(buckets, fmt, "buckets", "bucket", field=field)
+
+
+def aggregate_results(results: Sequence[Mapping[str, Any]], fmt: Format) -> Response:
+    """`_aggregate`: the results as a JSON array, as CSV (a column per top-level field, in the
+    order they appear), or as XML `<results total="N"><result>…</result>…</results>`."""
+    if fmt == "csv":
+        columns = list(dict.fromkeys(key for row in results for key in row))
+        return _table(columns, [[row.get(column) for column in columns] for row in results])
+    return _results(results, fmt, "results", "result")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows([_cell(value) for value in row] for row in rows)
+    headers = {"x-total-count": str(len(rows))}
+    return Response(out.getvalue().encode(), media_type=CSV_TYPE, headers=headers)
+
+
+def _results(
+    rows: Sequence[Mapping[str, Any]], fmt: Format, tag: str, row_tag: str, **attributes: str
+) -> Response:
+    headers = {"x-total-count": str(len(rows))}
+    if fmt == "xml":
+        names = {name: formats.xml_text(value) for name, value in attributes.items()}
+        root = ET.Element(tag, {**names, "total": str(len(rows))})
+        for row in rows:
+            formats.fill_object(ET.SubElement(root, row_tag), row)
+        return Response(formats.serialize(root), media_type=formats.XML_TYPE, headers=headers)
+    body = json.dumps(rows, separators=(",", ":")).encode()
+    return Response(body, media_type=JSON_TYPE, headers=headers)

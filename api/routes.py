@@ -87,13 +87,20 @@ def build_info(state: StateDep) -> dict[str, Any]:
 def _list(
     request: Request, state: StateDep, environment: str, source: str, params: QueryItems
 ) -> Response:
-    """The list call: documents as JSON (CSV, XML as `Accept` asks), or `_distinct` values."""
+    """The list call: documents as JSON (CSV, XML as `Accept` asks), or `_distinct` values,
+    `_fieldinfo` buckets, `_aggregate` results."""
     query = _parsed(tuple(params), environment)
     fmt = listing.response_format(request.headers.get("accept"))
     private = source != "public"  # executions are private data: nothing of them is public
     if query.distinct is not None:
         values = state.store.distinct(query) if private else []
         return listing.distinct_values(values, query.distinct, fmt)
+    if query.fieldinfo is not None:
+        buckets = state.store.fieldinfo(query) if private else []
+        return listing.fieldinfo_buckets(buckets, query.fieldinfo, fmt)
+    if query.aggregate is not None:
+        results = state.store.aggregate(query) if private else []
+        return listing.aggregate_results(results, fmt)
     if fmt != "json":
         rows, total = state.store.list(query) if private else ([], 0)
         if fmt == "xml":

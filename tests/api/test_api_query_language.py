@@ -268,7 +268,12 @@ def test_the_loop_and_the_worker_threads_answer_alike(
          "_project: list either fields to keep or fields to drop (-name)"),
         ({"_project": '{"name": "yes"}'}, "_project: value of 'name' must be 1 or 0"),
         ({"_search": "-"}, "_search: '-' at position 0 must be followed by a term"),
-        ({"_fieldinfo": "status"}, "_fieldinfo: unknown query parameter"),
+        ({"_fieldinfo": "_meta.input"}, "_fieldinfo: '_meta.input' is not a field of an execution"),
+        ({"_aggregate": '[{"$out": "x"}]'}, "_aggregate: stage 1: '$out' is not allowed (allowed: "
+         "$match, $group, $sort, $skip, $limit, $count, $project)"),
+        ({"_fieldinfo": "status", "_distinct": "name"}, "_distinct: cannot be combined with "
+         "_fieldinfo (one of _distinct, _fieldinfo, _aggregate at a time)"),
+        ({"_nosuch": "1"}, "_nosuch: unknown query parameter"),
     ],
 )  # fmt: skip
 def test_malformed_queries_are_400_naming_the_parameter(

@@ -16,7 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.api.api_helpers import BASES, Service
-from tests.engine.query_strategies import DOCS, garbage_params, valid_params
+from tests.engine.query_strategies import (
+    DOCS,
+    FIELDINFO_FIELDS,
+    garbage_params,
+    pipeline,
+    pipeline_params,
+    valid_params,
+)
 
 SETTINGS = settings(
     max_examples=300,
@@ -59,7 +66,7 @@ def _check(response: Any, params: list[tuple[str, Any]], accept: str) -> None:
         assert rows and len(rows) - 1 <= max(total, 0) + 10_000
     elif xml:
         root = ET.fromstring(response.content)
-        assert root.tag in ("executions", "values")
+        assert root.tag in ("executions", "values", "buckets", "results")
         assert root.attrib["total"] == str(total)
         assert len(root) <= total or root.tag == "values"
     else:
@@ -93,6 +100,38 @@ def test_valid_queries_answer(
     )
     assert response.status_code == 200, (params, response.text)
     _check(response, params, accept)
+
+
+@SETTINGS
+@given(
+    params=pipeline_params(),
+    stages=pipeline(),
+    field=st.sampled_from(FIELDINFO_FIELDS),
+    aggregate=st.booleans(),
+    accept=ACCEPT,
+)
+def test_counting_queries_answer(
+    client: TestClient,
+    service: Service,
+    params: list[tuple[str, Any]],
+    stages: list[dict[str, Any]],
+    field: str,
+    aggregate: bool,
+    accept: str,
+) -> None:
+    """`_fieldinfo` and `_aggregate` answer with as many buckets or results as they count."""
+    _seed(service)
+    if aggregate:
+        params = [*params, ("_aggregate", json.dumps(stages))]
+    else:
+        params = [*(p for p in params if p[0] != "_sort"), ("_fieldinfo", field)]
+    response = client.get(
+        f"{BASES[0]}/v1", params=params, headers={**service.read_headers, "Accept": accept}
+    )
+    assert response.status_code == 200, (params, response.text)
+    _check(response, params, accept)
+    if response.headers["content-type"] == "application/json":
+        assert len(response.json()) == int(response.headers["x-total-count"])
 
 
 @SETTINGS
