@@ -33,7 +33,7 @@ SOURCES = frozenset({"private", "public", "all"})
 INLINE_MAX_SKIP = 1000
 #: list parameters whose calls go straight to a worker thread (they seldom fit the budget,
 #: or their answer needs parsing)
-THREADED_PARAMS = frozenset({"_project", "_distinct", "_search"})
+THREADED_PARAMS = frozenset({"_project", "_distinct", "_fieldinfo", "_aggregate", "_search"})
 #: a GET may carry its query in a body of this type
 FORM_TYPE = "application/x-www-form-urlencoded"
 #: the longest form query accepted, in bytes

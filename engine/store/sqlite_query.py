@@ -19,9 +19,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from engine.constants import MAX_DISTINCT
@@ -445,9 +446,55 @@ def search_sql(node: SearchNode, params: list[Any]) -> str:
 # --- list ------------------------------------------------------------------------------------
 
 
-def _where(query: Query, driven: bool = False) -> tuple[str, list[Any]]:
+Clause = tuple[str, list[Any]]
+
+
+def _textual(node: Node) -> bool:
+    """Whether every value a filter compares with is text (or null): the filters of a URL.
+
+    Only such filters are remembered: Python holds `1`, `1.0` and `True` equal, which a JSON
+    filter's values must not be."""
+    if isinstance(node, Condition):
+        values = node.value if isinstance(node.value, tuple) else (node.value,)
+        return all(value is None or isinstance(value, str) for value in values)
+    if isinstance(node, Not):
+        return _textual(node.item)
+    return all(_textual(item) for item in node.items)
+
+
+def _remembered(
+    compile_: Callable[[Query, Any], Clause | None],
+) -> Callable[[Query, Any], Clause | None]:
+    """`compile_` (of a query's environment, filter and search), remembered: dashboards send
+    the same few queries again and again, and compiling one costs about as much as reading a
+    page off an index. The parameters come back as a new list each time (callers add to it)."""
+
+    @functools.lru_cache(maxsize=1024)
+    def remembered(
+        environment: str, where: Node | None, search: SearchNode | None, option: Any
+    ) -> tuple[str, tuple[Any, ...]] | None:
+        clause = compile_(Query(environment=environment, where=where, search=search), option)
+        return None if clause is None else (clause[0], tuple(clause[1]))
+
+    @functools.wraps(compile_)
+    def call(query: Query, option: Any) -> Clause | None:
+        if query.where is not None and not _textual(query.where):
+            return compile_(query, option)
+        clause = remembered(query.environment, query.where, query.search, option)
+        return None if clause is None else (clause[0], list(clause[1]))
+
+    return call
+
+
+def _where(query: Query, driven: bool = False) -> Clause:
     """The WHERE clause of a query. `driven`: the search's matches drive the plan (the unary
     `+` keeps SQLite from walking an index of the environment instead)."""
+    clause = _where_remembered(query, driven)
+    assert clause is not None
+    return clause
+
+
+def _compile_where(query: Query, driven: bool) -> Clause:
     compiler = Compiler()
     compiler.params.append(query.environment)
     clauses = ["+executions.environment = ?" if driven else "executions.environment = ?"]
@@ -458,8 +505,12 @@ def _where(query: Query, driven: bool = False) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), compiler.params
 
 
-def _counter_where(query: Query, columns: frozenset[str]) -> tuple[str, list[Any]] | None:
+def _counter_where(query: Query, columns: frozenset[str]) -> Clause | None:
     """The filter over a counter table, or None when it cannot answer it."""
+    return _counter_where_remembered(query, columns)
+
+
+def _compile_counter_where(query: Query, columns: frozenset[str]) -> Clause | None:
     if query.search is not None:
         return None
     compiler = Compiler(columns)
@@ -471,6 +522,10 @@ def _counter_where(query: Query, columns: frozenset[str]) -> tuple[str, list[Any
         except NeedsDocument:
             return None
     return sql, compiler.params
+
+
+_where_remembered = _remembered(_compile_where)
+_counter_where_remembered = _remembered(_compile_counter_where)
 
 
 def _order(query: Query) -> list[tuple[str, int]]:

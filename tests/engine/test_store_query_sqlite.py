@@ -14,6 +14,7 @@ import pytest
 
 from engine.errors import StoreUnavailable
 from engine.query import parse_query
+from engine.store import sqlite_query
 from engine.store.base import InlineBudgetExceeded, Update
 from engine.store.sqlite import SQLiteStore
 from engine.store.sqlite_query import DEEP_SKIP, SMALL_SEARCH
@@ -360,3 +361,32 @@ def test_an_inline_call_does_not_wait_for_a_locked_database(loaded: SQLiteStore)
         raise sqlite3.OperationalError("disk I/O error")
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
     assert loaded.list(parse_query([]))[1] == len(DOCS) - 1
+
+
+def test_compiled_filters_are_remembered_without_mixing_values_up(store: SQLiteStore) -> None:
+    """Compiled clauses are remembered per filter, text and numbers apart, and a caller adding
+    to a clause's parameters changes no later answer."""
+    for number, flag in enumerate([True, 1, 1.5, "1", None]):
+        start = f"2021-07-0{number + 1}T00:00:00.000Z"
+        store.insert({"_id": f"f{number}", "environment": PROD, "status": "success",
+                      "start": start, "data": {"flag": flag}})  # fmt: skip
+    for spec, expected in [
+        ('{"data.flag": 1}', ["f1"]),
+        ('{"data.flag": 1.0}', ["f1"]),
+        ('{"data.flag": "1"}', ["f3"]),
+        ('{"data.flag": 1}', ["f1"]),
+        ('{"data.flag": {"$gt": 1}}', ["f2"]),
+        ('{"data.flag": null}', ["f4"]),
+    ]:
+        assert sorted(ids(store, ("_filter", spec))) == expected, spec
+    query = parse_query([("status", "success"), ("_search", "f1")])
+    sql, params = sqlite_query._where(query)
+    params.append("poison")
+    assert sqlite_query._where(query) == (sql, params[:-1])
+    assert sqlite_query._where(parse_query([("status", "success"), ("_search", "f1")])) == (
+        sql,
+        params[:-1],
+    )
+    assert ids(store, ("status", "success"), ("_search", "f1")) == ["f1"]
+    assert ids(store, ("data.flag", "1")) == ["f3"]  # a URL's value is text
+    assert ids(store, ("status", "failed"), ("_search", "f1")) == []
