@@ -452,8 +452,8 @@ Clause = tuple[str, list[Any]]
 def _textual(node: Node) -> bool:
     """Whether every value a filter compares with is text (or null): the filters of a URL.
 
-    Only such filters are remembered: Python holds `1`, `1.0` and `True` equal, which a JSON
-    filter's values must not be."""
+    Only such filters are remembered: a JSON filter's values may be numbers, which Python
+    holds equal across types (`1 == 1.0`), and nested values, which are unhashable."""
     if isinstance(node, Condition):
         values = node.value if isinstance(node.value, tuple) else (node.value,)
         return all(value is None or isinstance(value, str) for value in values)
