@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -28,6 +28,9 @@ class ServiceState:
     triggers: TriggerService
     build: dict[str, Any]
     revoke: Revoke | None = None
+    #: list queries (by hash) that overran the event loop's budget, and until when they go
+    #: straight to a worker thread (`api.routes._serve_list`)
+    overran: dict[int, float] = field(default_factory=dict)
 
 
 def get_state(request: Request) -> ServiceState:

@@ -6,6 +6,7 @@ import functools
 import json
 import math
 from collections.abc import Callable
+from time import monotonic
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -29,11 +30,13 @@ T = TypeVar("T")
 
 #: the source segments of the platform's URLs; executions are always the tenant's private data
 SOURCES = frozenset({"private", "public", "all"})
-#: a list call skipping this many rows or more goes straight to a worker thread
-INLINE_MAX_SKIP = 1000
-#: list parameters whose calls go straight to a worker thread (they seldom fit the budget,
-#: or their answer needs parsing)
-THREADED_PARAMS = frozenset({"_project", "_distinct", "_fieldinfo", "_aggregate", "_search"})
+#: list parameters whose calls go straight to a worker thread: their answers are built in
+#: Python (documents parsed, values gathered and sorted), work the store's budget cannot bound
+THREADED_PARAMS = frozenset({"_project", "_distinct", "_fieldinfo", "_aggregate"})
+#: a query that overran the loop's budget goes straight to a worker thread for this long
+OVERRAN_SECONDS = 60.0
+#: at most this many such queries are remembered (past it, the memory starts again)
+OVERRAN_MAX = 1024
 #: a GET may carry its query in a body of this type
 FORM_TYPE = "application/x-www-form-urlencoded"
 #: the longest form query accepted, in bytes
@@ -143,26 +146,44 @@ async def _query_items(request: Request) -> QueryItems:
 
 
 async def _serve_list(request: Request, source: str) -> Response:
-    """The list call: tried on the event loop under the store's budget (a page off an index
-    takes a fraction of a millisecond, less than the hop to a worker thread), and run in a
-    worker thread when it needs more (or the store cannot bound its calls, or the answer
-    needs parsing: a projection, CSV, `_distinct`; or it is a `_search` or a deep `_skip`,
-    which seldom fit)."""
+    """The list call: tried on the event loop under the store's budget, and run in a worker
+    thread when it needs more.
+
+    A page off an index, a selective search, a deep skip that jumps to its day take a fraction
+    of a millisecond, less than the hop to a worker thread and back (a quarter of a
+    millisecond on a busy machine). Straight to a thread go the calls the store cannot bound
+    (its `inline()` is None), the answers built in Python (`THREADED_PARAMS`, CSV, XML), and
+    for `OVERRAN_SECONDS` a query that overran the budget, so that a broad search polled by
+    a dashboard does not pay for a failed try each time."""
     params = await _query_items(request)
-    skip = next((value.strip() for name, value in params if name == "_skip"), "0")
+    state = get_state(request)
     simple = (
         all(name not in THREADED_PARAMS for name, _ in params)
-        and not (skip.isdigit() and int(skip) >= INLINE_MAX_SKIP)
         and listing.negotiate(request.headers.get("accept")) == "json"
+        and not _overran_recently(state.overran, params)
     )
-    bounded = get_state(request).store.inline() if simple else None
+    bounded = state.store.inline() if simple else None
     if bounded is not None:
         try:
             with bounded:
                 return _list_call(request, source, params)
         except InlineBudgetExceeded:
-            pass
+            if len(state.overran) >= OVERRAN_MAX:
+                state.overran.clear()
+            state.overran[hash(params)] = monotonic() + OVERRAN_SECONDS
     return await run_in_threadpool(_list_call, request, source, params)
+
+
+def _overran_recently(overran: dict[int, float], params: QueryItems) -> bool:
+    """Whether these parameters overran the loop's budget lately (remembered by their hash: a
+    collision only sends a call to a worker thread)."""
+    until = overran.get(hash(params))
+    if until is None:
+        return False
+    if until < monotonic():
+        overran.pop(hash(params), None)
+        return False
+    return True
 
 
 @router.get("/v1", summary="List process executions")

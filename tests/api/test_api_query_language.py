@@ -219,10 +219,43 @@ def test_the_loop_and_the_worker_threads_answer_alike(
         expected = service.store.list_json(api.routes.parse_query(list(params.items())))
         assert response.content == b"[" + b",".join(expected[0]) + b"]"
         assert response.headers["x-total-count"] == str(expected[1])
-    if budget:  # only the search, the projection (which parses documents) and the deep skip
-        assert handed == ["_list_call"] * 3
+    if budget:  # only the projection, which parses documents
+        assert handed == ["_list_call"]
     else:
         assert handed == ["_list_call"] * len(queries)
+
+
+def test_a_query_that_overran_the_budget_goes_straight_to_a_thread(
+    client: TestClient, service: Service, corpus: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tries: list[int] = []
+    handed: list[str] = []
+    inline, handover = service.store.inline, api.routes.run_in_threadpool
+
+    def counted_inline() -> Any:
+        tries.append(1)
+        return inline()
+
+    async def spy(function: Any, *args: Any) -> Any:
+        handed.append(function.__name__)
+        return await handover(function, *args)
+
+    monkeypatch.setattr(service.store, "inline", counted_inline)
+    monkeypatch.setattr(api.routes, "run_in_threadpool", spy)
+    monkeypatch.setattr(sqlite_query, "INLINE_SECONDS", 0.0)
+    monkeypatch.setattr(sqlite_query, "INLINE_STEP", 1)
+    broad = {"_search": "timeout|refused"}
+    first = get(client, service, broad)
+    assert (len(tries), len(handed)) == (1, 1)  # tried on the loop, overran, then threaded
+    again = get(client, service, broad)
+    assert (len(tries), len(handed)) == (1, 2)  # straight to a thread
+    assert again.content == first.content and ids(first)
+    get(client, service, {"_search": "timeout"})
+    assert (len(tries), len(handed)) == (2, 3)  # another query is tried on the loop
+    later = api.routes.monotonic() + api.routes.OVERRAN_SECONDS + 1
+    monkeypatch.setattr(api.routes, "monotonic", lambda: later)
+    get(client, service, broad)
+    assert (len(tries), len(handed)) == (3, 4)  # forgotten after OVERRAN_SECONDS
 
 
 # --- errors ---------------------------------------------------------------------------------------
