@@ -18,6 +18,7 @@ Every malformed parameter raises `BadRequest` with a message that starts with it
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -93,6 +94,12 @@ class Query:
     distinct: str | None = None
     fieldinfo: str | None = None
     aggregate: Pipeline | None = None
+
+    @functools.cached_property
+    def compiled(self) -> dict[Any, Any]:
+        """Room for a store's compiled forms of this query (SQL clauses), kept with it: a query
+        is immutable, and the API hands out one object per distinct query string."""
+        return {}
 
 
 #: fields that hold timestamps; their filter values are dates or datetimes

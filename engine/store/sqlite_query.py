@@ -449,38 +449,21 @@ def search_sql(node: SearchNode, params: list[Any]) -> str:
 Clause = tuple[str, list[Any]]
 
 
-def _textual(node: Node) -> bool:
-    """Whether every value a filter compares with is text (or null): the filters of a URL.
-
-    Only such filters are remembered: a JSON filter's values may be numbers, which Python
-    holds equal across types (`1 == 1.0`), and nested values, which are unhashable."""
-    if isinstance(node, Condition):
-        values = node.value if isinstance(node.value, tuple) else (node.value,)
-        return all(value is None or isinstance(value, str) for value in values)
-    if isinstance(node, Not):
-        return _textual(node.item)
-    return all(_textual(item) for item in node.items)
-
-
 def _remembered(
     compile_: Callable[[Query, Any], Clause | None],
 ) -> Callable[[Query, Any], Clause | None]:
-    """`compile_` (of a query's environment, filter and search), remembered: dashboards send
-    the same few queries again and again, and compiling one costs about as much as reading a
-    page off an index. The parameters come back as a new list each time (callers add to it)."""
-
-    @functools.lru_cache(maxsize=1024)
-    def remembered(
-        environment: str, where: Node | None, search: SearchNode | None, option: Any
-    ) -> tuple[str, tuple[Any, ...]] | None:
-        clause = compile_(Query(environment=environment, where=where, search=search), option)
-        return None if clause is None else (clause[0], tuple(clause[1]))
+    """`compile_`, remembered in the query (`Query.compiled`): dashboards send the same few
+    queries again and again, and compiling one costs about as much as reading a page off an
+    index. The parameters come back as a new list each time (callers add to them)."""
 
     @functools.wraps(compile_)
     def call(query: Query, option: Any) -> Clause | None:
-        if query.where is not None and not _textual(query.where):
-            return compile_(query, option)
-        clause = remembered(query.environment, query.where, query.search, option)
+        key = (compile_, option)
+        try:
+            clause = query.compiled[key]
+        except KeyError:
+            found = compile_(query, option)
+            clause = query.compiled[key] = None if found is None else (found[0], tuple(found[1]))
         return None if clause is None else (clause[0], list(clause[1]))
 
     return call

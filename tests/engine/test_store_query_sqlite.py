@@ -364,8 +364,9 @@ def test_an_inline_call_does_not_wait_for_a_locked_database(loaded: SQLiteStore)
 
 
 def test_compiled_filters_are_remembered_without_mixing_values_up(store: SQLiteStore) -> None:
-    """Compiled clauses are remembered per filter, text and numbers apart, and a caller adding
-    to a clause's parameters changes no later answer."""
+    """Compiled clauses are remembered with their query; queries that Python holds equal but
+    that differ in their values' types stay apart, and a caller adding to a clause's
+    parameters changes no later answer."""
     for number, flag in enumerate([True, 1, 1.5, "1", None]):
         start = f"2021-07-0{number + 1}T00:00:00.000Z"
         store.insert({"_id": f"f{number}", "environment": PROD, "status": "success",
@@ -383,6 +384,7 @@ def test_compiled_filters_are_remembered_without_mixing_values_up(store: SQLiteS
     sql, params = sqlite_query._where(query)
     params.append("poison")
     assert sqlite_query._where(query) == (sql, params[:-1])
+    assert query.compiled  # remembered there
     assert sqlite_query._where(parse_query([("status", "success"), ("_search", "f1")])) == (
         sql,
         params[:-1],
