@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from engine.config import Settings
 from engine.process import ProcessRegistry
@@ -107,3 +108,17 @@ def execution(
         "phases": phases,
         "end": end,
     }
+
+
+def assert_bad_query(
+    client: TestClient, service: Service, url: str, params: Any, message: str
+) -> None:
+    """A list query refused with a 400 naming the parameter: `message` exactly, in a JSON body
+    and in `x-odsl-error`, whether JSON or CSV was asked for."""
+    for accept in ("application/json", "text/csv"):
+        headers = {**service.read_headers, "Accept": accept}
+        response = client.get(url, params=params, headers=headers)
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"] == "application/json"
+        assert response.json() == {"error": message, "status": 400}
+        assert response.headers["x-odsl-error"] == message

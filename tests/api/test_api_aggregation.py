@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.api_helpers import BASES, Service
+from tests.api.api_helpers import BASES, Service, assert_bad_query
 from tests.api.test_api_formats import object_of, parse
 from tests.engine.query_strategies import DOCS, PROD
 
@@ -234,11 +234,7 @@ def test_aggregate_in_a_form_body(client: TestClient, service: Service, corpus: 
 def test_malformed_queries_are_400_naming_the_parameter(
     client: TestClient, service: Service, corpus: list[Any], params: dict[str, str], message: str
 ) -> None:
-    for accept in ("application/json", "text/csv"):
-        response = get(client, service, params, Accept=accept)
-        assert response.status_code == 400, response.text
-        assert response.json() == {"error": message, "status": 400}
-        assert response.headers["x-odsl-error"] == message
+    assert_bad_query(client, service, URL, params, message)
 
 
 def test_too_many_results_is_a_400(

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 import api.routes
 from api.listing import csv_text, wants_csv
 from engine.store import sqlite_query
-from tests.api.api_helpers import BASES, Service
+from tests.api.api_helpers import BASES, Service, assert_bad_query
 from tests.engine.query_strategies import DOCS, PROD
 
 URL = f"{BASES[0]}/v1"
@@ -312,12 +312,7 @@ def test_a_query_that_overran_the_budget_goes_straight_to_a_thread(
 def test_malformed_queries_are_400_naming_the_parameter(
     client: TestClient, service: Service, corpus: list[Any], params: dict[str, str], message: str
 ) -> None:
-    for accept in ("application/json", "text/csv"):
-        response = get(client, service, params, Accept=accept)
-        assert response.status_code == 400, response.text
-        assert response.headers["content-type"] == "application/json"
-        assert response.json() == {"error": message, "status": 400}
-        assert response.headers["x-odsl-error"] == message
+    assert_bad_query(client, service, URL, params, message)
 
 
 def test_distinct_given_twice(client: TestClient, service: Service, corpus: list[Any]) -> None:
