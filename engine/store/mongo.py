@@ -188,6 +188,13 @@ class MongoStore(ExecutionStore):
             # a deterministic order among equals; a second `_id` key would override the first
             keys.append(("_id", query.sort[0][1]))
         try:
+            if query.skip == 0 and query.limit > 0:
+                # the first page, read first: when it is not full, it is the whole answer
+                cursor = self.executions.find(selector, projection).sort(keys)
+                docs = [canonical(doc) for doc in cursor.limit(query.limit)]
+                if len(docs) < query.limit:
+                    return docs, len(docs)
+                return docs, self.executions.count_documents(selector)
             total = self.executions.count_documents(selector)
             if not query.limit or total <= query.skip:
                 return [], total

@@ -606,12 +606,16 @@ def list_page(conn: sqlite3.Connection, query: Query) -> tuple[list[bytes], int]
         where = _where(query, driven=matches is not None and matches <= SMALL_SEARCH)
         if matches is not None and query.where is None:
             total = matches
+        elif query.skip == 0 and query.limit > 0:
+            # the first page, read first: when it is not full, it is the whole answer
+            docs = page(conn, query, where)
+            total = len(docs) if len(docs) < query.limit else count(conn, query, where)
+            return docs, total
         else:
             total = count(conn, query, where)
-        docs = page(conn, query, where) if total > query.skip else []
+        return (page(conn, query, where) if total > query.skip else []), total
     finally:
         conn.execute("COMMIT")
-    return docs, total
 
 
 def search_matches(conn: sqlite3.Connection, query: Query) -> int | None:

@@ -148,7 +148,7 @@ class Refusing:
     def count_documents(self, *_: Any, **__: Any) -> int:
         raise OperationFailure("Regular expression is invalid", code=self.code)
 
-    distinct = count_documents
+    distinct = find = count_documents
 
 
 def test_a_query_mongodb_refuses_is_a_bad_request(mongo: MongoStore) -> None:

@@ -264,14 +264,31 @@ def test_totals_of_name_and_status_filters_come_from_the_counters(loaded: SQLite
     conn = loaded._connect()
     for params in [(), (("name", "ECB_FX"),), (("status", "in(failed,running)"),),
                    (("_filter", "not (name=DEMO or status=success)"),)]:  # fmt: skip
+        everything = loaded.list(parse_query([*params, ("_limit", "-1")]))[0]
+        assert len(everything) > 1
         trace = Statements(conn)
-        rows, total = loaded.list(parse_query([*params, ("_limit", "-1")]))
-        assert total == len(rows)
+        rows, total = loaded.list(parse_query([*params, ("_limit", "1")]))
+        assert (len(rows), total) == (1, len(everything))
         assert trace.matching("FROM execution_totals") or trace.matching("FROM execution_counts")
         assert not trace.matching("count(*) FROM executions"), trace.seen
     trace = Statements(conn)
-    loaded.list(parse_query([("name", "ECB_FX"), ("start", "gte(2021-07-20)")]))
+    loaded.list(parse_query([("name", "ECB_FX"), ("start", "gte(2021-07-20)"), ("_limit", "1")]))
     assert trace.matching("count(*) FROM executions")
+
+
+def test_a_first_page_that_is_not_full_is_its_own_total(loaded: SQLiteStore) -> None:
+    conn = loaded._connect()
+    for params in [(("name", "ECB_FX"),), (("name", "nobody"),), (("_search", "timeout"),),
+                   (("status", "failed"), ("_search", "timeout|refused"))]:  # fmt: skip
+        trace = Statements(conn)
+        rows, total = loaded.list(parse_query(params))
+        assert total == len(rows) < 100
+        assert not trace.matching("count(*) FROM executions"), trace.seen
+        assert not trace.matching("FROM execution_counts"), trace.seen
+        # a later page still counts
+        trace = Statements(conn)
+        assert loaded.list(parse_query([*params, ("_skip", "1")]))[1] == total
+        assert trace.matching("count(") or trace.matching("sum(n)"), trace.seen
 
 
 def test_a_search_is_served_by_the_full_text_index(loaded: SQLiteStore) -> None:
