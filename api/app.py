@@ -19,6 +19,7 @@ from engine.constants import SERVICE_NAME
 from engine.process import ProcessRegistry
 from engine.store import ExecutionStore, open_store
 from engine.timeutil import iso_ms
+from engine.tokens import TokenCache
 from engine.trigger import Dispatch, TriggerService
 
 #: where the API is mounted: the seed page's path, and the platform SDK's
@@ -84,6 +85,7 @@ def create_app(
         registry=registry,
         triggers=TriggerService(store, registry, dispatch),
         build=build_information(settings),
+        tokens=TokenCache(store),
         revoke=revoke,
     )
     errors.install(app)

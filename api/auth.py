@@ -9,8 +9,8 @@ from fastapi import Request
 
 from api.errors import ApiError
 from engine.constants import Scope
-from engine.store.base import ExecutionStore, TokenRecord
-from engine.tokens import allows, verify_token
+from engine.store.base import TokenRecord
+from engine.tokens import TokenCache, allows
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="procexec"'}
 
@@ -46,10 +46,10 @@ def _credentials(request: Request) -> tuple[str | None, str]:
     raise _unauthorized("missing credentials: send 'Authorization: Bearer <token>'")
 
 
-def authenticate(request: Request, store: ExecutionStore, needed: Scope) -> TokenRecord:
+def authenticate(request: Request, tokens: TokenCache, needed: Scope) -> TokenRecord:
     """The token record of the caller, if it may do what `needed` names."""
     claimed_user, token = _credentials(request)
-    record = verify_token(store, token)
+    record = tokens.verify(token)
     if record is None:
         raise _unauthorized("invalid token")
     if claimed_user is not None and claimed_user != record.user:

@@ -15,6 +15,7 @@ from engine.config import Settings
 from engine.constants import DEFAULT_ENVIRONMENT, Scope
 from engine.process import ProcessRegistry
 from engine.store.base import ExecutionStore, TokenRecord
+from engine.tokens import TokenCache
 from engine.trigger import TriggerService
 
 _ENVIRONMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -27,6 +28,7 @@ class ServiceState:
     registry: ProcessRegistry
     triggers: TriggerService
     build: dict[str, Any]
+    tokens: TokenCache
     revoke: Revoke | None = None
     #: list queries (by hash) that overran the event loop's budget, and until when they go
     #: straight to a worker thread (`api.routes._serve_list`)
@@ -46,11 +48,11 @@ def get_environment(request: Request) -> str:
 
 
 def reader(request: Request, state: Annotated[ServiceState, Depends(get_state)]) -> TokenRecord:
-    return authenticate(request, state.store, Scope.READ)
+    return authenticate(request, state.tokens, Scope.READ)
 
 
 def runner(request: Request, state: Annotated[ServiceState, Depends(get_state)]) -> TokenRecord:
-    return authenticate(request, state.store, Scope.RUN)
+    return authenticate(request, state.tokens, Scope.RUN)
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]

@@ -24,6 +24,7 @@ The XML form (`to_xml`) is the JSON value, element by element (no namespaces, UT
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -86,8 +87,10 @@ def _specificity(media_range: str, media: str) -> int:
     return -1
 
 
+@functools.lru_cache(maxsize=256)
 def negotiate(accept: str | None) -> Format | None:
-    """The format an `Accept` header asks for; `None` when it names none of those offered."""
+    """The format an `Accept` header asks for; `None` when it names none of those offered.
+    (Remembered: clients send the same few headers again and again.)"""
     if accept is None or not accept.strip():
         return "json"
     ranges = _media_ranges(accept)

@@ -121,7 +121,7 @@ def _list_call(request: Request, source: str, params: QueryItems) -> Response:
     """
     state = get_state(request)
     environment = get_environment(request)
-    authenticate(request, state.store, Scope.READ)
+    authenticate(request, state.tokens, Scope.READ)
     return _list(request, state, environment, source, params)
 
 
@@ -205,7 +205,7 @@ def _get_call(request: Request, execution_id: str) -> Response:
     """One execution, checks included, in one worker thread (as `_list_call`)."""
     state = get_state(request)
     environment = get_environment(request)
-    authenticate(request, state.store, Scope.READ)
+    authenticate(request, state.tokens, Scope.READ)
     fmt = listing.response_format(request.headers.get("accept"))
     return listing.document_response(_get(state, environment, execution_id), fmt)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
+from collections.abc import Callable
 
 from engine.constants import Scope
 from engine.store.base import ExecutionStore, TokenRecord
@@ -33,6 +35,43 @@ def verify_token(store: ExecutionStore, token: str) -> TokenRecord | None:
     if not token:
         return None
     return store.find_token(hash_token(token))
+
+
+class TokenCache:
+    """Tokens verified lately, taken on trust for `ttl` seconds before the store is asked again:
+    the API checks a token on every call, and asking the store costs about as much as reading
+    an indexed page. Tokens are never deleted today; were one deleted, it would keep working
+    for `ttl` seconds at most. Only valid tokens are remembered (by their hash), and at most
+    `size` of them."""
+
+    def __init__(
+        self,
+        store: ExecutionStore,
+        ttl: float = 5.0,
+        size: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.size = size
+        self.clock = clock
+        self._seen: dict[str, tuple[TokenRecord, float]] = {}
+
+    def verify(self, token: str) -> TokenRecord | None:
+        """As `verify_token`."""
+        if not token:
+            return None
+        token_hash = hash_token(token)
+        seen = self._seen.get(token_hash)
+        now = self.clock()
+        if seen is not None and seen[1] > now:
+            return seen[0]
+        record = self.store.find_token(token_hash)
+        if record is not None:
+            if len(self._seen) >= self.size:
+                self._seen.clear()
+            self._seen[token_hash] = (record, now + self.ttl)
+        return record
 
 
 def allows(record: TokenRecord, needed: Scope) -> bool:

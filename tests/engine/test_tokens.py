@@ -12,7 +12,7 @@ import pytest
 
 from engine.constants import Scope
 from engine.store.sqlite import SQLiteStore
-from engine.tokens import PREFIX, allows, create_token, hash_token, verify_token
+from engine.tokens import PREFIX, TokenCache, allows, create_token, hash_token, verify_token
 
 
 @pytest.fixture
@@ -117,3 +117,35 @@ def test_unknown_scopes_are_refused(token_store: SQLiteStore, db: Path) -> None:
         with pytest.raises(ValueError):
             create_token(token_store, "alice", scope)
     assert stored_rows(db) == []
+
+
+def test_a_token_cache_trusts_a_valid_token_for_its_ttl(token_store: SQLiteStore, db: Path) -> None:
+    now = [100.0]
+    cache = TokenCache(token_store, ttl=5.0, clock=lambda: now[0])
+    token = create_token(token_store, "alice", "read")
+    record = cache.verify(token)
+    assert record is not None and record.user == "alice"
+    with sqlite3.connect(db) as conn:  # gone from the store behind the cache's back
+        conn.execute("DELETE FROM tokens")
+    now[0] += 4.9
+    assert cache.verify(token) == record  # still trusted
+    now[0] += 0.2
+    assert cache.verify(token) is None  # asked again past the ttl: gone
+    assert verify_token(token_store, token) is None
+
+
+def test_a_token_cache_remembers_only_valid_tokens_and_only_so_many(
+    token_store: SQLiteStore,
+) -> None:
+    cache = TokenCache(token_store, size=2)
+    for attempt in range(50):
+        assert cache.verify(f"{PREFIX}forged{attempt}") is None
+    assert cache.verify("") is None
+    assert len(cache._seen) == 0
+    tokens = [create_token(token_store, f"user{n}", "run") for n in range(3)]
+    assert [getattr(cache.verify(token), "user", None) for token in tokens] == [
+        "user0",
+        "user1",
+        "user2",
+    ]
+    assert 0 < len(cache._seen) <= 2
