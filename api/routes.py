@@ -17,7 +17,15 @@ from starlette.routing import Route
 
 from api import listing
 from api.auth import authenticate
-from api.deps import EnvironmentDep, Reader, Runner, StateDep, get_environment, get_state
+from api.deps import (
+    EnvironmentDep,
+    Reader,
+    Runner,
+    ServiceState,
+    StateDep,
+    get_environment,
+    get_state,
+)
 from api.errors import ApiError
 from engine.cancellation import cancel_execution
 from engine.constants import Scope
@@ -37,6 +45,8 @@ THREADED_PARAMS = frozenset({"_project", "_distinct", "_fieldinfo", "_aggregate"
 OVERRAN_SECONDS = 60.0
 #: at most this many such queries are remembered (past it, the memory starts again)
 OVERRAN_MAX = 1024
+#: a remembered query whose run in a worker thread takes less than this is forgotten
+QUICK_SECONDS = 0.001
 #: a GET may carry its query in a body of this type
 FORM_TYPE = "application/x-www-form-urlencoded"
 #: the longest form query accepted, in bytes
@@ -152,17 +162,19 @@ async def _serve_list(request: Request, source: str) -> Response:
     A page off an index, a selective search, a deep skip that jumps to its day take a fraction
     of a millisecond, less than the hop to a worker thread and back (a quarter of a
     millisecond on a busy machine). Straight to a thread go the calls the store cannot bound
-    (its `inline()` is None), the answers built in Python (`THREADED_PARAMS`, CSV, XML), and
-    for `OVERRAN_SECONDS` a query that overran the budget, so that a broad search polled by
-    a dashboard does not pay for a failed try each time."""
+    (its `inline()` is None), the answers built in Python (`THREADED_PARAMS`, CSV, XML), and,
+    for `OVERRAN_SECONDS`, a query that overran the budget, so that a broad search polled by
+    a dashboard does not pay for a failed try each time; unless its run in the thread proves
+    quick (under `QUICK_SECONDS`), when it overran by a hiccup of the machine, not by its work,
+    and is forgotten at once."""
     params = await _query_items(request)
     state = get_state(request)
+    key = hash(params)  # a collision only sends a call to a worker thread
     simple = (
         all(name not in THREADED_PARAMS for name, _ in params)
         and listing.negotiate(request.headers.get("accept")) == "json"
-        and not _overran_recently(state.overran, params)
     )
-    bounded = state.store.inline() if simple else None
+    bounded = state.store.inline() if simple and not _overran_lately(state, key) else None
     if bounded is not None:
         try:
             with bounded:
@@ -170,18 +182,21 @@ async def _serve_list(request: Request, source: str) -> Response:
         except InlineBudgetExceeded:
             if len(state.overran) >= OVERRAN_MAX:
                 state.overran.clear()
-            state.overran[hash(params)] = monotonic() + OVERRAN_SECONDS
-    return await run_in_threadpool(_list_call, request, source, params)
+            state.overran[key] = monotonic() + OVERRAN_SECONDS
+    began = monotonic()
+    response = await run_in_threadpool(_list_call, request, source, params)
+    if simple and monotonic() - began < QUICK_SECONDS:
+        state.overran.pop(key, None)
+    return response
 
 
-def _overran_recently(overran: dict[int, float], params: QueryItems) -> bool:
-    """Whether these parameters overran the loop's budget lately (remembered by their hash: a
-    collision only sends a call to a worker thread)."""
-    until = overran.get(hash(params))
+def _overran_lately(state: ServiceState, key: int) -> bool:
+    """Whether the query of this key overran the loop's budget in the last `OVERRAN_SECONDS`."""
+    until = state.overran.get(key)
     if until is None:
         return False
     if until < monotonic():
-        overran.pop(hash(params), None)
+        state.overran.pop(key, None)
         return False
     return True
 

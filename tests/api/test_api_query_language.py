@@ -244,6 +244,7 @@ def test_a_query_that_overran_the_budget_goes_straight_to_a_thread(
     monkeypatch.setattr(api.routes, "run_in_threadpool", spy)
     monkeypatch.setattr(sqlite_query, "INLINE_SECONDS", 0.0)
     monkeypatch.setattr(sqlite_query, "INLINE_STEP", 1)
+    monkeypatch.setattr(api.routes, "QUICK_SECONDS", 0.0)  # no threaded run is quick enough
     broad = {"_search": "timeout|refused"}
     first = get(client, service, broad)
     assert (len(tries), len(handed)) == (1, 1)  # tried on the loop, overran, then threaded
@@ -256,6 +257,28 @@ def test_a_query_that_overran_the_budget_goes_straight_to_a_thread(
     monkeypatch.setattr(api.routes, "monotonic", lambda: later)
     get(client, service, broad)
     assert (len(tries), len(handed)) == (3, 4)  # forgotten after OVERRAN_SECONDS
+
+
+def test_a_query_that_overran_by_a_hiccup_is_forgotten_at_once(
+    client: TestClient, service: Service, corpus: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overrunning the budget, then running quickly in a thread: the machine hiccupped, and
+    the next call is tried on the loop again."""
+    tries: list[int] = []
+    inline = service.store.inline
+
+    def counted_inline() -> Any:
+        tries.append(1)
+        return inline()
+
+    monkeypatch.setattr(service.store, "inline", counted_inline)
+    monkeypatch.setattr(sqlite_query, "INLINE_SECONDS", 0.0)
+    monkeypatch.setattr(sqlite_query, "INLINE_STEP", 1)
+    monkeypatch.setattr(api.routes, "QUICK_SECONDS", 60.0)  # every threaded run is quick
+    for expected_tries in (1, 2, 3):
+        assert ids(get(client, service, {"name": "ECB_FX"}))
+        assert len(tries) == expected_tries
+    assert service.app.state.procexec.overran == {}
 
 
 # --- errors ---------------------------------------------------------------------------------------
