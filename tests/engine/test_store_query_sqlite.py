@@ -409,3 +409,33 @@ def test_compiled_filters_are_remembered_without_mixing_values_up(store: SQLiteS
     assert ids(store, ("status", "success"), ("_search", "f1")) == ["f1"]
     assert ids(store, ("data.flag", "1")) == ["f3"]  # a URL's value is text
     assert ids(store, ("status", "failed"), ("_search", "f1")) == []
+
+
+def _aggregate(store: SQLiteStore, stages: Any, *params: tuple[str, str]) -> list[Any]:
+    return store.aggregate(parse_query([("_aggregate", json.dumps(stages)), *params]))
+
+
+@pytest.mark.parametrize(
+    ("stages", "params"),
+    [
+        ([{"$group": {"_id": "$status", "count": {"$sum": 1}}}], ()),  # the platform's example
+        ([{"$group": {"_id": "$name", "n": {"$count": {}}, "twice": {"$sum": 2}}},
+          {"$sort": {"n": -1}}, {"$limit": 2}], ()),
+        ([{"$group": {"_id": None, "n": {"$sum": 1}}}], (("status", "in(failed,running)"),)),
+        ([{"$group": {"_id": "$status", "n": {"$sum": 1}}}, {"$match": {"n": {"$gt": 1}}},
+          {"$project": {"n": 1}}], (("name", "ne(DEMO)"),)),
+        ([{"$group": {"_id": "$name", "n": {"$sum": 1}}}], (("name", "nobody"),)),
+    ],
+)  # fmt: skip
+def test_counting_groups_come_from_the_counters(
+    loaded: SQLiteStore, stages: list[Any], params: tuple[tuple[str, str], ...]
+) -> None:
+    """A pipeline that only counts by name or status reads the counters, not the documents,
+    and answers as the general plan does (forced here by a `$match` of nothing first)."""
+    conn = loaded._connect()
+    trace = Statements(conn)
+    counted = _aggregate(loaded, stages, *params)
+    assert trace.matching("FROM execution_counts WHERE"), trace.seen
+    assert not trace.matching("FROM executions"), trace.seen
+    general = _aggregate(loaded, [{"$match": {}}, *stages], *params)
+    assert counted == general
