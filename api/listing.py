@@ -57,11 +57,6 @@ CSV_TYPE = "text/csv; charset=utf-8"
 JSON_TYPE = "application/json"
 
 
-def wants_csv(accept: str | None) -> bool:
-    """True when the `Accept` header prefers `text/csv` to the other formats."""
-    return negotiate(accept) == "csv"
-
-
 def response_format(accept: str | None) -> Format:
     """The format to answer in; a 406 listing the formats offered when `Accept` names none."""
     chosen = negotiate(accept)

@@ -187,19 +187,20 @@ class MongoStore(ExecutionStore):
         if all(name != "_id" for name, _ in keys):
             # a deterministic order among equals; a second `_id` key would override the first
             keys.append(("_id", query.sort[0][1]))
+
+        def page() -> list[dict[str, Any]]:
+            cursor = self.executions.find(selector, projection).sort(keys).skip(query.skip)
+            return [canonical(doc) for doc in cursor.limit(query.limit)]
+
         try:
             if query.skip == 0 and query.limit > 0:
                 # the first page, read first: when it is not full, it is the whole answer
-                cursor = self.executions.find(selector, projection).sort(keys)
-                docs = [canonical(doc) for doc in cursor.limit(query.limit)]
+                docs = page()
                 if len(docs) < query.limit:
                     return docs, len(docs)
                 return docs, self.executions.count_documents(selector)
             total = self.executions.count_documents(selector)
-            if not query.limit or total <= query.skip:
-                return [], total
-            cursor = self.executions.find(selector, projection).sort(keys).skip(query.skip)
-            return [canonical(doc) for doc in cursor.limit(query.limit)], total
+            return (page() if query.limit and total > query.skip else []), total
         except OperationFailure as exc:
             raise self._refused(exc) from exc
 

@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 import api.routes
-from api.listing import csv_text, wants_csv
+from api.formats import negotiate
+from api.listing import csv_text
 from engine.store import sqlite_query
 from tests.api.api_helpers import BASES, Service, assert_bad_query
 from tests.engine.query_strategies import DOCS, PROD
@@ -165,7 +166,7 @@ def test_csv_text_cells() -> None:
     ],
 )
 def test_content_negotiation(accept: str | None, expected: bool) -> None:
-    assert wants_csv(accept) is expected
+    assert (negotiate(accept) == "csv") is expected
 
 
 def test_exclusion_projection(client: TestClient, service: Service, corpus: list[Any]) -> None:
