@@ -13,7 +13,8 @@ and triggers over two years, four phases with log lines) at each size, caches ea
 - beside them, measured in the same run, the floors: the same rows fetched by a hand-written
   SQL statement on the best index, and the same response bytes served by a bare route
   (a plain Starlette route on the same server, behind the same middleware, returning
-  precomputed bytes).
+  precomputed bytes). Each call and its floor are timed in turn, so that the machine's drift
+  over a run weighs on both alike.
 
 The documents are built in one transaction with `executemany`; the search index and the
 counters are then filled in bulk (the path a store of an earlier version takes when it opens).
@@ -324,15 +325,25 @@ def _fetch(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[
     return conn.execute(sql, params).fetchall()
 
 
-def timings(call: Callable[[], Any], repeat: int) -> tuple[float, float]:
-    """p50 and p99 of `repeat` calls, in milliseconds (after two warm-up calls)."""
-    call()
-    call()
-    spent = []
-    for _ in range(repeat):
-        began = time.perf_counter()
+def timings(
+    call: Callable[[], Any], floor: Callable[[], Any], repeat: int
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """p50 and p99 of `repeat` calls of `call` and of its `floor`, in milliseconds (after two
+    warm-up calls of each), the two taken in turn: the machine's drift over the run (another
+    process waking, the CPU's clock) weighs on both alike."""
+    spent: tuple[list[float], list[float]] = ([], [])
+    for _ in range(2):
         call()
-        spent.append((time.perf_counter() - began) * 1000)
+        floor()
+    for _ in range(repeat):
+        for measured, times in ((call, spent[0]), (floor, spent[1])):
+            began = time.perf_counter()
+            measured()
+            times.append((time.perf_counter() - began) * 1000)
+    return _percentiles(spent[0]), _percentiles(spent[1])
+
+
+def _percentiles(spent: list[float]) -> tuple[float, float]:
     spent.sort()
     p99 = spent[min(len(spent) - 1, round(0.99 * (len(spent) - 1)))]
     return statistics.median(spent), p99
@@ -454,8 +465,11 @@ def measure(path: Path, size: int, repeat: int, http_repeat: int, data_dir: Path
                 json.loads(r[0])["_id"] for r in floor_rows
             ]:
                 raise SystemExit(f"{case.label}: the store and the SQL floor disagree")
-            store_t = timings(partial(store.list_json, query), repeat)
-            sql_t = timings(partial(_fetch, conn, case.floor_sql, case.floor_params), repeat)
+            store_t, sql_t = timings(
+                partial(store.list_json, query),
+                partial(_fetch, conn, case.floor_sql, case.floor_params),
+                repeat,
+            )
             http_t = bare_t = None
             if server is not None:
                 path_qs = "/service/process-exec/v1?" + urllib.parse.urlencode(case.params)
@@ -465,8 +479,9 @@ def measure(path: Path, size: int, repeat: int, http_repeat: int, data_dir: Path
                 floor_path = server.floor(body, header_total)
                 if server.get(floor_path)[1] != body:
                     raise SystemExit(f"{case.label}: the bare route serves other bytes")
-                http_t = timings(partial(server.get, path_qs), http_repeat)
-                bare_t = timings(partial(server.get, floor_path), http_repeat)
+                http_t, bare_t = timings(
+                    partial(server.get, path_qs), partial(server.get, floor_path), http_repeat
+                )
             yield Row(
                 size,
                 case.label,
