@@ -575,45 +575,61 @@ def _deep_skip(conn: sqlite3.Connection, query: Query) -> tuple[str, list[Any], 
     return "0", [], 0  # past the end
 
 
-def page(conn: sqlite3.Connection, query: Query, where: tuple[str, list[Any]]) -> list[bytes]:
+def page(conn: sqlite3.Connection, query: Query, driven: bool = False) -> list[bytes]:
     """The documents of the page, as stored JSON (UTF-8 bytes: nothing decodes them), in order.
 
     Rows skipped by `OFFSET` cost an index step each, not a document read (SQLite defers the
     table lookup); a deep skip in `start` order first jumps to its day (`_deep_skip`).
+    `driven`: as for `_where`.
     """
     if query.limit == 0:
         return []
-    sql, params = where
-    skip = query.skip
-    jump = _deep_skip(conn, query)
-    if jump is not None:
+    jump = _deep_skip(conn, query) if query.skip >= DEEP_SKIP else None
+    if jump is None:
+        sql, params = _page_statement(query, driven)
+    else:
         bound, bound_params, skip = jump
-        sql = f"{sql} AND {bound}"
-        params = [*params, *bound_params]
-    rows = conn.execute(
-        f"SELECT CAST(executions.doc AS BLOB) FROM executions WHERE {sql} "
-        f"ORDER BY {_order_sql(_order(query))} LIMIT ? OFFSET ?",
-        [*params, query.limit, skip],
-    ).fetchall()
-    return [row[0] for row in rows]
+        where, where_params = _where(query, driven)
+        sql = (
+            f"SELECT CAST(executions.doc AS BLOB) FROM executions WHERE {where} AND {bound} "
+            f"ORDER BY {_order_sql(_order(query))} LIMIT ? OFFSET ?"
+        )
+        params = (*where_params, *bound_params, query.limit, skip)
+    return [row[0] for row in conn.execute(sql, params).fetchall()]
+
+
+def _page_statement(query: Query, driven: bool) -> tuple[str, tuple[Any, ...]]:
+    """The page's statement and its parameters, remembered in the query (a page off an index
+    takes a few microseconds: building its SQL again each time would be most of it)."""
+    key = ("page", driven)
+    statement: tuple[str, tuple[Any, ...]] | None = query.compiled.get(key)
+    if statement is None:
+        where, params = _where(query, driven)
+        statement = query.compiled[key] = (
+            f"SELECT CAST(executions.doc AS BLOB) FROM executions WHERE {where} "
+            f"ORDER BY {_order_sql(_order(query))} LIMIT ? OFFSET ?",
+            (*params, query.limit, query.skip),
+        )
+    return statement
 
 
 def list_page(conn: sqlite3.Connection, query: Query) -> tuple[list[bytes], int]:
     """The page as stored JSON (UTF-8 bytes), and the total, read in one snapshot."""
     conn.execute("BEGIN")
     try:
-        matches = search_matches(conn, query)
-        where = _where(query, driven=matches is not None and matches <= SMALL_SEARCH)
+        matches = None if query.search is None else search_matches(conn, query)
+        driven = matches is not None and matches <= SMALL_SEARCH
         if matches is not None and query.where is None:
             total = matches
         elif query.skip == 0 and query.limit > 0:
             # the first page, read first: when it is not full, it is the whole answer
-            docs = page(conn, query, where)
-            total = len(docs) if len(docs) < query.limit else count(conn, query, where)
-            return docs, total
+            docs = page(conn, query, driven)
+            if len(docs) < query.limit:
+                return docs, len(docs)
+            return docs, count(conn, query, _where(query, driven))
         else:
-            total = count(conn, query, where)
-        return (page(conn, query, where) if total > query.skip else []), total
+            total = count(conn, query, _where(query, driven))
+        return (page(conn, query, driven) if total > query.skip else []), total
     finally:
         conn.execute("COMMIT")
 
