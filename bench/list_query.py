@@ -215,7 +215,13 @@ def build(path: Path, size: int) -> None:
     # a store made by an earlier version takes when it opens).
     for trigger in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
         conn.execute(f"DROP TRIGGER {trigger[0]}")
-    for table in ("executions_fts", "execution_totals", "execution_counts", "execution_days"):
+    for table in (
+        "executions_fts",
+        "execution_totals",
+        "execution_counts",
+        "execution_days",
+        "execution_months",
+    ):
         conn.execute(f"DROP TABLE {table}")
     conn.execute("PRAGMA cache_size = -262144")
     rng = random.Random(size)

@@ -10,10 +10,11 @@
   matches first: a few (`SMALL_SEARCH`) are read and sorted; more are kept while the list's
   index is walked in order, so the first page comes without reading every match.
 - Totals: `execution_totals` (per environment and status), `execution_counts` (per
-  environment, name and status) and `execution_days` (per environment, status and day of
-  `start`) are kept by triggers as well. A total over filters
+  environment, name and status), `execution_months` and `execution_days` (per environment,
+  status and month or day of `start`) are kept by triggers as well. A total over filters
   on `name`/`status` only is a sum over a few rows instead of a count over an index, and a
-  deep `_skip` in `start` order jumps to the right day before it skips row by row.
+  deep `_skip` in `start` order jumps to the right month, then day, before it skips row by
+  row.
 - Reads of one call run in one transaction: the total and the page are of one snapshot.
 """
 
@@ -90,8 +91,10 @@ def _texts(row: str) -> str:
     )
 
 
-def _day(row: str) -> str:
-    return f"CASE WHEN {row}.start GLOB '{_ISO_DAY}' THEN substr({row}.start, 1, 10) END"
+def _day(row: str, length: int = 10) -> str:
+    """The day (`YYYY-MM-DD`) of a row's `start`, or its month with `length` 7; NULL when
+    `start` is not an ISO timestamp."""
+    return f"CASE WHEN {row}.start GLOB '{_ISO_DAY}' THEN substr({row}.start, 1, {length}) END"
 
 
 def _bump(table: str, keys: dict[str, str], step: str) -> str:
@@ -111,6 +114,11 @@ def _counters(row: str, step: str) -> str:
             _bump("execution_totals", {"environment": env, "status": status}, step),
             _bump("execution_counts", {"environment": env, "name": name, "status": status}, step),
             _bump("execution_days", {"environment": env, "status": status, "day": _day(row)}, step),
+            _bump(
+                "execution_months",
+                {"environment": env, "status": status, "month": _day(row, 7)},
+                step,
+            ),
         ]
     )
 
@@ -174,14 +182,23 @@ COUNT_TABLES = (
     "CREATE TABLE execution_counts (environment TEXT, name TEXT, status TEXT, n INTEGER NOT NULL)",
     "CREATE TABLE execution_days (environment TEXT, status TEXT, day TEXT, n INTEGER NOT NULL)",
 )
+MONTHS_TABLE = (
+    "CREATE TABLE execution_months (environment TEXT, status TEXT, month TEXT, n INTEGER NOT NULL)"
+)
 #: covering indexes of the counters: a sum reads the index alone, days in order
 COUNT_INDEXES = (
     "CREATE INDEX IF NOT EXISTS ix_totals_cover ON execution_totals(environment, status, n)",
     "CREATE INDEX IF NOT EXISTS ix_counts_cover ON execution_counts(environment, name, status, n)",
     "CREATE INDEX IF NOT EXISTS ix_days_cover ON execution_days(environment, day, status, n)",
+    "CREATE INDEX IF NOT EXISTS ix_months_cover ON execution_months(environment, month, status, n)",
     "DROP INDEX IF EXISTS ix_execution_counts",
     "DROP INDEX IF EXISTS ix_execution_days",
 )
+
+
+def _drop_counter_triggers(conn: sqlite3.Connection) -> None:
+    for trigger in ("insert", "update", "delete"):
+        conn.execute(f"DROP TRIGGER IF EXISTS execution_counts_{trigger}")
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
@@ -205,10 +222,10 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
                 f"SELECT executions.rowid, {_texts('executions')} FROM executions"
             )
         if "execution_totals" not in present:  # counters of an earlier version: made again
-            for table in ("execution_counts", "execution_days"):
+            for table in ("execution_counts", "execution_days", "execution_months"):
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
-            for trigger in ("insert", "update", "delete"):
-                conn.execute(f"DROP TRIGGER IF EXISTS execution_counts_{trigger}")
+            present.discard("execution_months")
+            _drop_counter_triggers(conn)
             for statement in COUNT_TABLES:
                 conn.execute(statement)
             conn.execute(
@@ -224,6 +241,14 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
                 "INSERT INTO execution_days (environment, status, day, n) "
                 f"SELECT environment, status, {_day('executions')} AS d, count(*) "
                 "FROM executions GROUP BY environment, status, d"
+            )
+        if "execution_months" not in present:  # added later than the other counters
+            _drop_counter_triggers(conn)  # made again below, keeping the months too
+            conn.execute(MONTHS_TABLE)
+            conn.execute(
+                "INSERT INTO execution_months (environment, status, month, n) "
+                "SELECT environment, status, substr(day, 1, 7) AS m, sum(n) FROM execution_days "
+                "GROUP BY environment, status, m"
             )
         for statement in COUNT_INDEXES:
             conn.execute(statement)
@@ -542,8 +567,9 @@ def count(conn: sqlite3.Connection, query: Query, where: tuple[str, list[Any]]) 
 def _deep_skip(conn: sqlite3.Connection, query: Query) -> tuple[str, list[Any], int] | None:
     """For a deep `_skip` in `start` order: a bound on `start` and the skip left after it.
 
-    The day counters say how many rows lie on the days before the one where the page starts;
-    the page is then found by skipping only within that day.
+    The month counters say how many rows lie in the months before the one where the page
+    starts, the day counters of that month how many on its days before the page's day; the
+    page is then found by skipping only within that day.
     """
     keys = _order(query)
     direction = keys[0][1]
@@ -556,23 +582,48 @@ def _deep_skip(conn: sqlite3.Connection, query: Query) -> tuple[str, list[Any], 
         return None
     sql, params = counted
     if conn.execute(
-        f"SELECT 1 FROM execution_days WHERE {sql} AND day IS NULL AND n != 0 LIMIT 1", params
+        f"SELECT 1 FROM execution_months WHERE {sql} AND month IS NULL AND n != 0 LIMIT 1",
+        params,
     ).fetchone():
         return None  # some start is not an ISO timestamp: no day to jump to
     order = "DESC" if direction < 0 else "ASC"
-    before = 0
-    # the days in the list's order (the covering index walks them so), until the page's day
-    for day, n in conn.execute(
-        f"SELECT day, sum(n) FROM execution_days WHERE {sql} AND day IS NOT NULL "
-        f"GROUP BY day ORDER BY day {order}",
+    # the months in the list's order (the covering index walks them so), until the page's
+    # month; then that month's days, until the page's day
+    month, before = _reach(
+        conn,
+        f"SELECT month, sum(n) FROM execution_months WHERE {sql} AND month IS NOT NULL "
+        f"GROUP BY month ORDER BY month {order}",
         params,
-    ):
-        if before + n > query.skip:
-            if direction < 0:  # later days come first: the page starts on or before its day
-                return "executions.start < ?", [day + "U"], query.skip - before
-            return "executions.start >= ?", [day], query.skip - before
+        query.skip,
+    )
+    if month is None:
+        return "0", [], 0  # past the end
+    day, before_day = _reach(
+        conn,
+        f"SELECT day, sum(n) FROM execution_days WHERE {sql} AND day > ? AND day < ? "
+        f"GROUP BY day ORDER BY day {order}",
+        [*params, month, month + "~"],  # 'YYYY-MM' < 'YYYY-MM-DD' < 'YYYY-MM~'
+        query.skip - before,
+    )
+    if day is None:  # the counters disagree (cannot happen: triggers keep them in one step)
+        return None
+    skip = query.skip - before - before_day
+    if direction < 0:  # later days come first: the page starts on or before its day
+        return "executions.start < ?", [day + "U"], skip
+    return "executions.start >= ?", [day], skip
+
+
+def _reach(
+    conn: sqlite3.Connection, sql: str, params: list[Any], skip: int
+) -> tuple[str | None, int]:
+    """The first period (of a statement's `(period, n)` rows, in order) on which `skip` rows
+    end, and how many rows lie before it; None when they end before `skip`."""
+    before = 0
+    for period, n in conn.execute(sql, params):
+        if before + n > skip:
+            return period, before
         before += n
-    return "0", [], 0  # past the end
+    return None, before
 
 
 def page(conn: sqlite3.Connection, query: Query, driven: bool = False) -> list[bytes]:

@@ -110,6 +110,25 @@ def recount_days(conn: sqlite3.Connection) -> dict[tuple[str, str, str], int]:
     }
 
 
+def months(conn: sqlite3.Connection) -> dict[tuple[str, str, str], int]:
+    return {
+        (env, status, month): n
+        for env, status, month, n in conn.execute(
+            "SELECT environment, status, month, n FROM execution_months WHERE n != 0"
+        )
+    }
+
+
+def recount_months(conn: sqlite3.Connection) -> dict[tuple[str, str, str], int]:
+    return {
+        (env, status, month): n
+        for env, status, month, n in conn.execute(
+            "SELECT environment, status, substr(start, 1, 7) AS m, count(*) FROM executions "
+            "GROUP BY environment, status, m"
+        )
+    }
+
+
 # --- triggers ----------------------------------------------------------------------------------
 
 
@@ -118,6 +137,7 @@ def test_the_index_and_counters_follow_every_write(loaded: SQLiteStore) -> None:
     assert counters(conn) == recount(conn)
     assert totals(conn) == recount_totals(conn)
     assert days(conn) == recount_days(conn)
+    assert months(conn) == recount_months(conn)
     loaded.update("e08", Update(set={"status": "running", "start": "2021-08-01T00:00:00.000Z"}))
     loaded.update("e07", Update(set={"status": "failed"}, meta={"worker": "w"}))
     loaded.update("e07", Update(meta={"heartbeat": "2021-07-22T12:00:01.000Z"}))  # meta only
@@ -125,11 +145,13 @@ def test_the_index_and_counters_follow_every_write(loaded: SQLiteStore) -> None:
     assert counters(conn) == recount(conn)
     assert totals(conn) == recount_totals(conn)
     assert days(conn) == recount_days(conn)
+    assert months(conn) == recount_months(conn)
     # deleted by anyone (retention): gone from the index and the counters too
     conn.execute("DELETE FROM executions WHERE id IN ('e01', 'e07')")
     assert counters(conn) == recount(conn)
     assert totals(conn) == recount_totals(conn)
     assert days(conn) == recount_days(conn)
+    assert months(conn) == recount_months(conn)
     assert ids(loaded, ("_search", "e01")) == []
     assert ids(loaded, ("_search", "demo")) == ["e08", "e06"]
     assert loaded.list(parse_query([("_limit", "0")]))[1] == len(DOCS) - 3  # e09 is staging
@@ -206,6 +228,7 @@ def test_a_store_of_an_earlier_version_gets_its_index_and_counters(tmp_path: Pat
         }
         assert counters(conn) == recount(conn)
         assert days(conn) == recount_days(conn)
+        assert months(conn) == recount_months(conn)
         assert ids(store, ("_search", "transform failed")) == ["e06", "e02"]
         assert store.list(parse_query([("status", "failed"), ("_limit", "0")]))[1] == 3
         # a search index without the environment column (an earlier build) is made again
@@ -229,6 +252,30 @@ def test_a_store_of_an_earlier_version_gets_its_index_and_counters(tmp_path: Pat
         assert ids(third, ("_search", "ecb_fx")) == ["e04", "e03", "e02", "e01", "e05"]
     finally:
         third.close()
+
+
+def test_a_store_without_month_counters_gets_them(loaded: SQLiteStore) -> None:
+    """A store of the version before the month counters: they are made from the day counters
+    when it opens, and kept by the triggers from then on."""
+    conn = loaded._connect()
+    for trigger in ("insert", "update", "delete"):
+        conn.execute(f"DROP TRIGGER execution_counts_{trigger}")
+    conn.execute("DROP TABLE execution_months")
+    path = loaded.path
+    loaded.close()
+    store = SQLiteStore(path)
+    try:
+        conn = store._connect()
+        assert months(conn) == recount_months(conn) != {}
+        store.insert(
+            {"_id": "n1", "environment": PROD, "status": "failed", "start": "2020-02-02T10:00:00Z"}
+        )
+        store.update("e01", Update(set={"start": "2019-12-31T23:59:59.999Z"}))
+        assert months(conn) == recount_months(conn)
+        assert days(conn) == recount_days(conn)
+        assert counters(conn) == recount(conn)
+    finally:
+        store.close()
 
 
 # --- plans ---------------------------------------------------------------------------------------
@@ -332,6 +379,36 @@ def test_deep_skips_jump_to_their_day(store: SQLiteStore) -> None:
     walked = [row["_id"] for row in store.list(parse_query([("_limit", "-1")]))[0]]
     assert walked[0] == "odd"  # 'someday' sorts after every timestamp
     assert [row["_id"] for row in again] == walked[DEEP_SKIP + 100 : DEEP_SKIP + 105]
+
+
+@pytest.mark.parametrize("sort", ["-start", "start"])
+def test_deep_skips_over_months_give_the_pages_of_a_plain_walk(
+    store: SQLiteStore, sort: str
+) -> None:
+    """Executions over fourteen months, unevenly, with two statuses: every deep page, in either
+    order, with or without a status filter, is the one a walk through the whole list gives."""
+    for number in range(DEEP_SKIP * 3):
+        month = 1 + (number * number) % 14  # uneven months: some hold many more rows
+        year, month = (2020, month) if month <= 12 else (2021, month - 12)
+        store.insert(
+            {
+                "_id": f"m{number:05d}",
+                "environment": PROD,
+                "status": "failed" if number % 5 == 0 else "success",
+                "start": f"{year}-{month:02d}-{1 + number % 28:02d}T{number % 24:02d}:00:00.000Z",
+            }
+        )
+    conn = store._connect()
+    for status in (None, "failed"):
+        filters = [("_sort", sort), *([("status", status)] if status else [])]
+        walked = [row["_id"] for row in store.list(parse_query([*filters, ("_limit", "-1")]))[0]]
+        for skip in (DEEP_SKIP, DEEP_SKIP + 1, 1777, len(walked) - 3, len(walked) + 10):
+            trace = Statements(conn)
+            rows, total = store.list(parse_query([*filters, ("_skip", str(skip)), ("_limit", "7")]))
+            assert total == len(walked)
+            assert [row["_id"] for row in rows] == walked[skip : skip + 7], (status, skip)
+            if DEEP_SKIP <= skip < len(walked):
+                assert trace.matching("FROM execution_months"), (status, skip)
 
 
 # --- bounded calls -----------------------------------------------------------------------------
