@@ -13,8 +13,8 @@ and triggers over two years, four phases with log lines) at each size, caches ea
 - beside them, measured in the same run, the floors: the same rows fetched by a hand-written
   SQL statement on the best index, and the same response bytes served by a bare route
   (a plain Starlette route on the same server, behind the same middleware, returning
-  precomputed bytes). Each call and its floor are timed in turn, so that the machine's drift
-  over a run weighs on both alike.
+  precomputed bytes). A call and its floor are timed in turns of 20 calls, so that the
+  machine's drift over a run weighs on both alike.
 
 The documents are built in one transaction with `executemany`; the search index and the
 counters are then filled in bulk (the path a store of an earlier version takes when it opens).
@@ -331,21 +331,28 @@ def _fetch(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[
     return conn.execute(sql, params).fetchall()
 
 
+#: calls of a query and of its floor are timed in turns of this many
+TURN = 20
+
+
 def timings(
     call: Callable[[], Any], floor: Callable[[], Any], repeat: int
 ) -> tuple[tuple[float, float], tuple[float, float]]:
     """p50 and p99 of `repeat` calls of `call` and of its `floor`, in milliseconds (after two
-    warm-up calls of each), the two taken in turn: the machine's drift over the run (another
-    process waking, the CPU's clock) weighs on both alike."""
+    warm-up calls of each), taken in turns of `TURN` calls: the machine's drift over the run
+    (another process waking, the CPU's clock) weighs on both alike, while each runs mostly
+    after itself, with the caches it leaves (a floor that walks a million index entries
+    would otherwise leave the next call nothing warm)."""
     spent: tuple[list[float], list[float]] = ([], [])
     for _ in range(2):
         call()
         floor()
-    for _ in range(repeat):
+    for turn in range(0, repeat, TURN):
         for measured, times in ((call, spent[0]), (floor, spent[1])):
-            began = time.perf_counter()
-            measured()
-            times.append((time.perf_counter() - began) * 1000)
+            for _ in range(min(TURN, repeat - turn)):
+                began = time.perf_counter()
+                measured()
+                times.append((time.perf_counter() - began) * 1000)
     return _percentiles(spent[0]), _percentiles(spent[1])
 
 
