@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ class Settings:
     lost_run_timeout: float = c.DEFAULT_LOST_RUN_TIMEOUT
     redispatch_after: float = c.DEFAULT_REDISPATCH_AFTER
     max_log_lines: int = c.DEFAULT_MAX_LOG_LINES
+    #: seconds an API read may run before it is stopped (a 503); None: no limit
+    read_timeout: float | None = c.DEFAULT_READ_TIMEOUT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -48,6 +51,7 @@ class Settings:
             lost_run_timeout=_number(env, c.ENV_LOST_RUN_TIMEOUT, c.DEFAULT_LOST_RUN_TIMEOUT),
             redispatch_after=_number(env, c.ENV_REDISPATCH_AFTER, c.DEFAULT_REDISPATCH_AFTER),
             max_log_lines=int(_number(env, c.ENV_MAX_LOG_LINES, c.DEFAULT_MAX_LOG_LINES, 10)),
+            read_timeout=_limit(env, c.ENV_READ_TIMEOUT, c.DEFAULT_READ_TIMEOUT),
         )
 
     @property
@@ -77,6 +81,20 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 
     if value < minimum:
         raise ValueError(f"{name}: must be at least {minimum:g}")
     return value
+
+
+def _limit(env: Mapping[str, str], name: str, default: float) -> float | None:
+    """A time limit in seconds: unset or blank is `default`, zero or less (or `inf`) none."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value):
+        raise ValueError(f"{name}: '{raw}' is not a number of seconds (0 or less: no limit)")
+    return value if 0 < value < math.inf else None
 
 
 def load_registry(settings: Settings) -> ProcessRegistry:

@@ -71,6 +71,7 @@ ENV_LOG_FLUSH_INTERVAL = "PROCEXEC_LOG_FLUSH_INTERVAL"
 ENV_LOST_RUN_TIMEOUT = "PROCEXEC_LOST_RUN_TIMEOUT"
 ENV_REDISPATCH_AFTER = "PROCEXEC_REDISPATCH_AFTER"
 ENV_MAX_LOG_LINES = "PROCEXEC_MAX_LOG_LINES"
+ENV_READ_TIMEOUT = "PROCEXEC_READ_TIMEOUT_SECONDS"
 
 DEFAULT_DATA_DIR = ".procexec"
 #: seconds between two flushes of buffered log lines to the store
@@ -81,3 +82,5 @@ DEFAULT_LOST_RUN_TIMEOUT = 60.0
 DEFAULT_REDISPATCH_AFTER = 60.0
 #: log lines kept per phase (first half and latest lines, with a marker between)
 DEFAULT_MAX_LOG_LINES = 1000
+#: seconds an API read (a list call, one execution) may run before it is stopped with a 503
+DEFAULT_READ_TIMEOUT = 10.0

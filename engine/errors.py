@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from engine.constants import ENV_READ_TIMEOUT
+
 
 class ProcexecError(Exception):
     """Base of every error the engine raises on purpose."""
@@ -25,6 +27,22 @@ class StoreUnavailable(ProcexecError):
     """The execution store cannot be reached; nothing was written."""
 
     status_code = 503
+
+
+class QueryTimeout(ProcexecError):
+    """A read served by the API ran past its time limit (`ENV_READ_TIMEOUT`) and was stopped.
+
+    A 503 as `StoreUnavailable`, but its own class and message: the store is fine, and the same
+    query would be stopped again; the caller narrows it."""
+
+    status_code = 503
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"query took longer than {seconds:g} s ({ENV_READ_TIMEOUT}); "
+            "narrow the filters or add start=range(...)"
+        )
+        self.seconds = seconds
 
 
 class DuplicateExecution(ProcexecError):

@@ -152,6 +152,13 @@ class ExecutionStore(abc.ABC):
         them to a worker thread; None when the store cannot bound its calls."""
         return None
 
+    def limited(self, seconds: float | None) -> contextlib.AbstractContextManager[None]:
+        """A context in which this thread's reads stop with `QueryTimeout` once they have run
+        for `seconds` (None: no limit): the API's reads run in it, the engine's calls never do.
+
+        Nested, the outer limit holds. Stores that cannot bound their calls ignore it."""
+        return contextlib.nullcontext()
+
     def distinct(self, query: Query) -> builtins.list[Any]:
         """The distinct values of the field `query.distinct` among the documents `query` selects.
 

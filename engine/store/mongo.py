@@ -7,15 +7,18 @@ not a server and proves nothing about one).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping, Sequence
+import contextlib
+import math
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
 import pymongo
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import DuplicateKeyError, ExecutionTimeout, OperationFailure, PyMongoError
 
 from engine.constants import MAX_DISTINCT
-from engine.errors import BadRequest, DuplicateExecution, StoreUnavailable
+from engine.errors import BadRequest, DuplicateExecution, QueryTimeout, StoreUnavailable
 from engine.pipeline import too_many_results
 from engine.query import Query, field_buckets, sorted_distinct, too_many_values, values_at
 from engine.store.base import (
@@ -63,6 +66,10 @@ class MongoStore(ExecutionStore):
         self._bulk_writes = not type(client).__module__.startswith("mongomock")
         #: mongomock has no `$text`: there `_search` answers from its exact part alone
         self._text_search = self._bulk_writes
+        #: mongomock's distinct takes no options: there a limited `_distinct` has no maxTimeMS
+        self._distinct_options = self._bulk_writes
+        #: the limit of this thread's reads (`limited`), in milliseconds
+        self._local = threading.local()
         self.client = client
         self.db = client[database]
         self.executions = self.db["executions"]
@@ -123,7 +130,9 @@ class MongoStore(ExecutionStore):
         selector: dict[str, Any] = {"_id": execution_id}
         if environment is not None:
             selector["environment"] = environment
-        doc: dict[str, Any] | None = self.executions.find_one(selector, {"_meta": 0})
+        doc: dict[str, Any] | None = self.executions.find_one(
+            selector, {"_meta": 0}, max_time_ms=self._max_time_ms()
+        )
         return None if doc is None else canonical(doc)
 
     def update(self, execution_id: str, change: Update) -> bool:
@@ -162,6 +171,37 @@ class MongoStore(ExecutionStore):
         result = self.executions.update_one(selector, operations, array_filters=array_filters)
         return bool(result.matched_count)
 
+    def limited(self, seconds: float | None) -> contextlib.AbstractContextManager[None]:
+        if seconds is None or not 0 < seconds < math.inf or self._max_time_ms() is not None:
+            return contextlib.nullcontext()  # no limit, or nested: the outer limit holds
+        return self._limited(seconds)
+
+    @contextlib.contextmanager
+    def _limited(self, seconds: float) -> Iterator[None]:
+        """This thread's reads, until the block ends, with `maxTimeMS`: the server stops them
+        past it (pymongo's `ExecutionTimeout`). Writes never carry it."""
+        self._local.max_time_ms = max(1, math.ceil(seconds * 1000))
+        try:
+            yield
+        except ExecutionTimeout as exc:
+            raise QueryTimeout(seconds) from exc
+        except StoreUnavailable as exc:
+            if isinstance(exc.__cause__, ExecutionTimeout):
+                raise QueryTimeout(seconds) from exc.__cause__
+            raise
+        finally:
+            self._local.max_time_ms = None
+
+    def _max_time_ms(self) -> int | None:
+        """The limit of this thread's reads, in milliseconds; None outside `limited`."""
+        limit: int | None = getattr(self._local, "max_time_ms", None)
+        return limit
+
+    def _limit_options(self) -> dict[str, Any]:
+        """`maxTimeMS` for a count, distinct or aggregate under `limited` (none outside)."""
+        limit = self._max_time_ms()
+        return {} if limit is None else {"maxTimeMS": limit}
+
     def _selector(self, query: Query) -> dict[str, Any]:
         parts: list[dict[str, Any]] = [{"environment": query.environment}]
         if query.where is not None:
@@ -189,7 +229,8 @@ class MongoStore(ExecutionStore):
             keys.append(("_id", query.sort[0][1]))
 
         def page() -> list[dict[str, Any]]:
-            cursor = self.executions.find(selector, projection).sort(keys).skip(query.skip)
+            cursor = self.executions.find(selector, projection, max_time_ms=self._max_time_ms())
+            cursor = cursor.sort(keys).skip(query.skip)
             return [canonical(doc) for doc in cursor.limit(query.limit)]
 
         try:
@@ -198,8 +239,8 @@ class MongoStore(ExecutionStore):
                 docs = page()
                 if len(docs) < query.limit:
                     return docs, len(docs)
-                return docs, self.executions.count_documents(selector)
-            total = self.executions.count_documents(selector)
+                return docs, self.executions.count_documents(selector, **self._limit_options())
+            total = self.executions.count_documents(selector, **self._limit_options())
             return (page() if query.limit and total > query.skip else []), total
         except OperationFailure as exc:
             raise self._refused(exc) from exc
@@ -210,12 +251,15 @@ class MongoStore(ExecutionStore):
         selector = self._selector(query)
         try:
             if query.search is None:
-                found = self.executions.distinct(field, selector)
+                options = self._limit_options() if self._distinct_options else {}
+                found = self.executions.distinct(field, selector, **options)
             else:  # `$text` is certain to work in a find
                 parts = field.split(".")
                 found = [
                     value
-                    for doc in self.executions.find(selector, {field: 1})
+                    for doc in self.executions.find(
+                        selector, {field: 1}, max_time_ms=self._max_time_ms()
+                    )
                     for value in values_at(doc, parts)
                 ]
         except OperationFailure as exc:
@@ -231,7 +275,7 @@ class MongoStore(ExecutionStore):
         selector = self._selector(query)
         try:
             if "." in field:  # through sub-documents and arrays: `values_at`, as `_distinct`
-                found = self.executions.find(selector, {field: 1})
+                found = self.executions.find(selector, {field: 1}, max_time_ms=self._max_time_ms())
                 parts = field.split(".")
                 return field_buckets(field, ((values_at(doc, parts), 1) for doc in found))
             grouped = self.executions.aggregate(
@@ -239,7 +283,8 @@ class MongoStore(ExecutionStore):
                     {"$match": selector},
                     {"$group": {"_id": f"${field}", "count": {"$sum": 1}}},
                     {"$limit": MAX_DISTINCT + 1},
-                ]
+                ],
+                **self._limit_options(),
             )
             counted = [(row["_id"], row["count"]) for row in grouped]
         except OperationFailure as exc:
@@ -256,7 +301,7 @@ class MongoStore(ExecutionStore):
             {"$limit": MAX_DISTINCT + 1},
         ]
         try:
-            rows = list(self.executions.aggregate(pipeline))
+            rows = list(self.executions.aggregate(pipeline, **self._limit_options()))
         except OperationFailure as exc:
             raise self._refused(exc) from exc
         if len(rows) > MAX_DISTINCT:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import math
 import re
 import sqlite3
 import threading
@@ -17,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.errors import DuplicateExecution, StoreUnavailable
+from engine.errors import DuplicateExecution, QueryTimeout, StoreUnavailable
 from engine.query import Query, project_document
 from engine.store import sqlite_aggregate, sqlite_query
 from engine.store.base import (
@@ -98,7 +99,25 @@ def _meta_columns(meta: Mapping[str, Any] | None) -> dict[str, Any]:
     return columns
 
 
-class _Budget:
+#: a read under `SQLiteStore.limited` looks at the clock every LIMIT_STEP virtual machine steps
+#: (a few microseconds of work; the look costs well under 1% of it)
+LIMIT_STEP = 1000
+
+
+class _Deadline:
+    """A progress handler that gives up once past a deadline: SQLite then stops the statement
+    it is running, which fails with `sqlite3.OperationalError: interrupted`."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.deadline = time.perf_counter() + seconds
+        self.gave_up = False
+
+    def progress(self) -> int:
+        self.gave_up = self.gave_up or time.perf_counter() > self.deadline
+        return 1 if self.gave_up else 0
+
+
+class _Budget(_Deadline):
     """A connection for calls under a budget (`SQLiteStore.inline`): it waits for no lock
     (busy timeout 0), and its statements give up once past the deadline of the current call.
 
@@ -106,21 +125,16 @@ class _Budget:
     settings switched on and off."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__()
         self.conn = conn
-        self.deadline = 0.0
-        self.gave_up = False
         self.step = 0
 
     def start(self, seconds: float, step: int) -> None:
         self.deadline = time.perf_counter() + seconds
         self.gave_up = False
         if step != self.step:
-            self.conn.set_progress_handler(self._progress, step)
+            self.conn.set_progress_handler(self.progress, step)
             self.step = step
-
-    def _progress(self) -> int:
-        self.gave_up = self.gave_up or time.perf_counter() > self.deadline
-        return 1 if self.gave_up else 0
 
 
 @translate_errors((sqlite3.OperationalError, sqlite3.DatabaseError), "SQLite")
@@ -285,6 +299,38 @@ class SQLiteStore(ExecutionStore):
             self._local.conn = outer
             if budget.conn.in_transaction:
                 budget.conn.execute("ROLLBACK")
+
+    def limited(self, seconds: float | None) -> contextlib.AbstractContextManager[None]:
+        if seconds is None or not 0 < seconds < math.inf:
+            return contextlib.nullcontext()
+        if getattr(self._local, "limit", None) is not None:
+            return contextlib.nullcontext()  # nested: the outer limit holds
+        budget: _Budget | None = getattr(self._local, "budget", None)
+        if budget is not None and getattr(self._local, "conn", None) is budget.conn:
+            return contextlib.nullcontext()  # under `inline()`, whose budget is far tighter
+        return self._limited(seconds)
+
+    @contextlib.contextmanager
+    def _limited(self, seconds: float) -> Iterator[None]:
+        """This thread's calls, until the block ends, stopped once past `seconds`: a progress
+        handler on the thread's own connection, set for the block alone (the engine's writes,
+        on the same connection before or after, never meet it). A transaction a read left open
+        when it was stopped is rolled back, and the connection serves the next call as usual."""
+        conn = self._connect()
+        outside = conn.in_transaction  # a transaction of the caller's, not the block's
+        limit = self._local.limit = _Deadline(seconds)
+        conn.set_progress_handler(limit.progress, LIMIT_STEP)
+        try:
+            yield
+        except (StoreUnavailable, sqlite3.OperationalError) as exc:
+            if limit.gave_up:
+                raise QueryTimeout(seconds) from exc
+            raise
+        finally:
+            self._local.limit = None
+            conn.set_progress_handler(None, 0)
+            if conn.in_transaction and not outside:
+                conn.execute("ROLLBACK")
 
     def add_token(self, record: TokenRecord) -> None:
         self._connect().execute(

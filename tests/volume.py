@@ -1,0 +1,72 @@
+"""A real SQLite store of many executions, for tests that need a read to be slow honestly (by
+the volume it reads, not by a trick)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from engine.store.sqlite import SQLiteStore
+
+#: executions enough for a read of them all to take tens of milliseconds (about 10 µs each
+#: for a general `_aggregate` on a 2-core VM), few enough to be written in about a second
+EXECUTIONS = 8000
+
+#: reads that go through every execution, for each of the calls the API runs in a thread
+SLOW_AGGREGATE = (
+    '[{"$group":{"_id":{"name":"$name","trigger":"$trigger","runAs":"$runAs"},'
+    '"n":{"$sum":1},"last":{"$max":"$message"},"first":{"$min":"$start"}}}]'
+)
+SLOW_FIELDINFO = "phases.status"
+#: a regular expression over every log line of every execution, matching none
+SLOW_FILTER = ("phases.log", "regex(never logged)")
+
+
+def document(number: int) -> dict[str, Any]:
+    """A finished four-phase execution, as a worker writes it."""
+    start = f"2021-07-{1 + number % 28:02d}T16:30:{number % 60:02d}.{number % 1000:03d}Z"
+    end = start[:-5] + "999Z"
+    status = "failed" if number % 10 == 0 else "success"
+    return {
+        "_id": f"v{number:06d}",
+        "service": "ETL",
+        "name": ("ECB_FX", "ECB_FX_CROSS", "DEMO")[number % 3],
+        "environment": "production",
+        "trigger": ("scheduled", "manual")[number % 2],
+        "status": status,
+        "message": "Completed Successfully" if status == "success" else "Failed in LOAD",
+        "reason": f"run {number}",
+        "start": start,
+        "runAs": f"user{number % 7}",
+        "phases": [
+            {
+                "name": phase,
+                "start": start,
+                "status": "failed" if status == "failed" and phase == "LOAD" else "success",
+                "message": f"Completed {phase}",
+                "log": [f"{start[:-1]}000000Z[UTC] info Completed {phase} of run {number}"],
+                "end": end,
+            }
+            for phase in ("EXTRACT", "TRANSFORM", "SEND", "LOAD")
+        ],
+        "end": end,
+    }
+
+
+def write_store(path: Path, count: int = EXECUTIONS) -> Path:
+    """A store file at `path` holding `count` executions, written in one transaction (the
+    store's own triggers keep its full-text index and counters, as for any insert)."""
+    store = SQLiteStore(path)
+    try:
+        conn = store._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO executions (id, doc) VALUES (?, ?)",
+            ((doc["_id"], json.dumps(doc)) for doc in map(document, range(count))),
+        )
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # all of it in the file, to be copied
+    finally:
+        store.close()
+    return path
