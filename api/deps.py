@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 
@@ -19,6 +20,7 @@ from engine.tokens import TokenCache
 from engine.trigger import TriggerService
 
 _ENVIRONMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+T = TypeVar("T")
 
 
 @dataclass
@@ -38,6 +40,14 @@ class ServiceState:
 def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.procexec
     return state
+
+
+def read_limited(call: Callable[..., T], request: Request, *args: Any) -> T:
+    """`call(request, *args)`, its store reads stopped with `QueryTimeout` (a 503) once past
+    the time limit of API reads (`Settings.read_timeout`); for calls run in a worker thread."""
+    state = get_state(request)
+    with state.store.limited(state.settings.read_timeout):
+        return call(request, *args)
 
 
 def get_environment(request: Request) -> str:

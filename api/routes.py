@@ -25,6 +25,7 @@ from api.deps import (
     StateDep,
     get_environment,
     get_state,
+    read_limited,
 )
 from api.errors import ApiError
 from engine.cancellation import cancel_execution
@@ -184,7 +185,7 @@ async def _serve_list(request: Request, source: str) -> Response:
                 state.overran.clear()
             state.overran[key] = monotonic() + OVERRAN_SECONDS
     began = monotonic()
-    response = await run_in_threadpool(_list_call, request, source, params)
+    response = await run_in_threadpool(read_limited, _list_call, request, source, params)
     if simple and monotonic() - began < QUICK_SECONDS:
         state.overran.pop(key, None)
     return response
@@ -210,7 +211,8 @@ async def list_executions(request: Request) -> Response:
 
 
 def _get(state: StateDep, environment: str, execution_id: str) -> dict[str, Any]:
-    doc = state.store.get(execution_id, environment)
+    with state.store.limited(state.settings.read_timeout):
+        doc = state.store.get(execution_id, environment)
     if doc is None:
         raise NotFound(f"no execution '{execution_id}' in environment '{environment}'")
     return doc
