@@ -346,13 +346,14 @@ def test_a_search_is_served_by_the_full_text_index(loaded: SQLiteStore) -> None:
     assert statements
     for sql in statements:
         assert "executions_fts" in sql
-    # a selective search reads its matches only
-    page = trace.matching("SELECT CAST(executions.doc AS BLOB)")[0]
+    # a selective search reads its matches only, sorts their keys, then reads the page
+    page = trace.matching("SELECT CAST(e.doc AS BLOB)")[0]
     assert "+executions.environment" in page
     assert SMALL_SEARCH >= 2
     query_plan = plan(conn, page, [])
     assert "VIRTUAL TABLE INDEX" in query_plan, query_plan
     assert "SCAN executions " not in query_plan + " ", query_plan
+    assert "SEARCH e USING INTEGER PRIMARY KEY (rowid=?)" in query_plan, query_plan
 
 
 def test_deep_skips_jump_to_their_day(store: SQLiteStore) -> None:
