@@ -6,9 +6,10 @@
 - `_search`: an FTS5 table (`executions_fts`, contentless, one row per execution) holds the
   words of `_id`, `name`, `message`, `reason` and every log line (a line-break token keeps
   phrases within a line), and the environment as a token. Triggers on `executions` keep it in
-  step with every insert, update and delete, in the writer's transaction. The index counts the
-  matches first: a few (`SMALL_SEARCH`) are read and sorted; more are kept while the list's
-  index is walked in order, so the first page comes without reading every match.
+  step with every insert, update and delete, in the writer's transaction. The index is asked
+  for the matches first: a few (`SMALL_SEARCH`) are listed, then read and sorted; more are
+  counted, and kept while the list's index is walked in order, so the first page comes
+  without reading every match.
 - Totals: `execution_totals` (per environment and status), `execution_counts` (per
   environment, name and status), `execution_months` and `execution_days` (per environment,
   status and month or day of `start`) are kept by triggers as well. A total over filters
@@ -549,8 +550,11 @@ def _order_sql(keys: Iterable[tuple[str, int]]) -> str:
     )
 
 
-def count(conn: sqlite3.Connection, query: Query, where: tuple[str, list[Any]]) -> int:
-    """How many executions the query selects: from the counters when they can say it."""
+def count(
+    conn: sqlite3.Connection, query: Query, where: tuple[str, list[Any]], listed: bool = False
+) -> int:
+    """How many executions the query selects: from the counters when they can say it.
+    `listed`: the WHERE clause lists the rows a search matches (`_where_of`)."""
     for table, columns in (
         ("execution_totals", frozenset({"status"})),
         ("execution_counts", frozenset({"name", "status"})),
@@ -561,7 +565,8 @@ def count(conn: sqlite3.Connection, query: Query, where: tuple[str, list[Any]]) 
             row = conn.execute(f"SELECT coalesce(sum(n), 0) FROM {table} WHERE {sql}", params)
             return int(row.fetchone()[0])
     sql, params = where
-    return int(conn.execute(f"SELECT count(*) FROM executions WHERE {sql}", params).fetchone()[0])
+    source = _source(listed)
+    return int(conn.execute(f"SELECT count(*) FROM {source} WHERE {sql}", params).fetchone()[0])
 
 
 def _deep_skip(conn: sqlite3.Connection, query: Query) -> tuple[str, list[Any], int] | None:
@@ -626,40 +631,42 @@ def _reach(
     return None, before
 
 
-def page(conn: sqlite3.Connection, query: Query, driven: bool = False) -> list[bytes]:
+def page(
+    conn: sqlite3.Connection, query: Query, driven: bool = False, listed: str | None = None
+) -> list[bytes]:
     """The documents of the page, as stored JSON (UTF-8 bytes: nothing decodes them), in order.
 
     Rows skipped by `OFFSET` cost an index step each, not a document read (SQLite defers the
     table lookup); a deep skip in `start` order first jumps to its day (`_deep_skip`).
-    `driven`: as for `_where`.
+    `driven`, `listed`: as for `_where_of`.
     """
     if query.limit == 0:
         return []
     jump = _deep_skip(conn, query) if query.skip >= DEEP_SKIP else None
     if jump is None:
-        sql, params = _page_statement(query, driven)
+        sql, params = _page_statement(query, driven, listed)
     else:
         bound, bound_params, skip = jump
-        where, where_params = _where(query, driven)
+        where, where_params = _where_of(query, driven, listed)
         sql = (
-            f"SELECT CAST(executions.doc AS BLOB) FROM executions WHERE {where} AND {bound} "
-            f"ORDER BY {_order_sql(_order(query))} LIMIT ? OFFSET ?"
+            f"SELECT CAST(executions.doc AS BLOB) FROM {_source(listed is not None)} "
+            f"WHERE {where} AND {bound} ORDER BY {_order_sql(_order(query))} LIMIT ? OFFSET ?"
         )
         params = (*where_params, *bound_params, query.limit, skip)
     return [row[0] for row in conn.execute(sql, params).fetchall()]
 
 
-def _page_statement(query: Query, driven: bool) -> tuple[str, tuple[Any, ...]]:
+def _page_statement(query: Query, driven: bool, listed: str | None) -> tuple[str, tuple[Any, ...]]:
     """The page's statement and its parameters, remembered in the query (a page off an index
     takes a few microseconds: building its SQL again each time would be most of it).
 
     When a search's matches drive the plan, each match is read and sorted: the sort then
     carries only the matches' keys, and the page's documents are read after it (sorting the
     documents themselves costs half as much again)."""
-    key = ("page", driven)
+    key = ("page", driven, listed is not None)
     statement: tuple[str, tuple[Any, ...]] | None = query.compiled.get(key)
     if statement is None:
-        where, params = _where(query, driven)
+        where, params = _where_of(query, driven, listed)
         keys = _order(query)
         if not driven:
             sql = (
@@ -674,37 +681,88 @@ def _page_statement(query: Query, driven: bool) -> tuple[str, tuple[Any, ...]]:
             )
             sql = (
                 f"SELECT CAST(e.doc AS BLOB) FROM (SELECT executions.rowid AS r, {columns} "
-                f"FROM executions WHERE {where} ORDER BY {_order_sql(keys)} LIMIT ? OFFSET ?) "
+                f"FROM {_source(listed is not None)} WHERE {where} "
+                f"ORDER BY {_order_sql(keys)} LIMIT ? OFFSET ?) "
                 f"AS p CROSS JOIN executions AS e ON e.rowid = p.r ORDER BY {order}"
             )
         statement = query.compiled[key] = (sql, (*params, query.limit, query.skip))
+    if listed is not None:  # the matches of this call, in place of the last call's
+        values = statement[1]
+        return statement[0], (*values[:-3], listed, *values[-2:])
     return statement
 
 
+#: a selective search's matches, listed (`_where_of`)
+_LISTED_SOURCE = "SELECT value FROM json_each(?)"
+
+
+def _source(listed: bool) -> str:
+    """The table a list statement reads: with its rows listed, through their rowids alone (no
+    index: SQLite would rather walk an index of a filter's, `status`, through every row)."""
+    return "executions NOT INDEXED" if listed else "executions"
+
+
+def _where_of(query: Query, driven: bool, listed: str | None) -> Clause:
+    """The WHERE clause of a query (`_where`); with `listed`, a JSON array of the rowids its
+    search matches, read from the index once, in place of the search."""
+    if listed is None:
+        return _where(query, driven)
+    clause = _listed_where_remembered(query, None)
+    assert clause is not None
+    sql, params = clause
+    params[-1] = listed
+    return sql, params
+
+
+def _compile_listed_where(query: Query, _: Any) -> Clause:
+    sql, params = _compile_where(query, driven=True)
+    # a search the index answers alone is one MATCH, the last clause and parameter
+    searched = f"executions.rowid IN ({_FTS_SOURCE})"
+    assert sql.endswith(searched), sql
+    return sql[: -len(searched)] + f"executions.rowid IN ({_LISTED_SOURCE})", params
+
+
+_listed_where_remembered = _remembered(_compile_listed_where)
+
+
 def list_page(conn: sqlite3.Connection, query: Query) -> tuple[list[bytes], int]:
-    """The page as stored JSON (UTF-8 bytes), and the total, read in one snapshot."""
+    """The page as stored JSON (UTF-8 bytes), and the total, read in one snapshot.
+
+    A search the FTS index answers alone is asked once for up to `SMALL_SEARCH` + 1 matches:
+    when it has no more, they are listed for the page and the count (the index is not asked
+    again); a broader one is counted in the index, and its page comes from walking the list's
+    index in order."""
     conn.execute("BEGIN")
     try:
-        matches = None if query.search is None else search_matches(conn, query)
-        driven = matches is not None and matches <= SMALL_SEARCH
+        matches: int | None = None
+        listed: str | None = None
+        match = None if query.search is None else search_match(conn, query)
+        if match is not None:
+            found = conn.execute(f"{_FTS_SOURCE} LIMIT ?", [match, SMALL_SEARCH + 1]).fetchall()
+            if len(found) <= SMALL_SEARCH:
+                matches, listed = len(found), json.dumps([row[0] for row in found])
+            else:
+                sql = f"SELECT count(*) FROM ({_FTS_SOURCE})"
+                matches = int(conn.execute(sql, [match]).fetchone()[0])
+        driven = listed is not None
         if matches is not None and query.where is None:
             total = matches
         elif query.skip == 0 and query.limit > 0:
             # the first page, read first: when it is not full, it is the whole answer
-            docs = page(conn, query, driven)
+            docs = page(conn, query, driven, listed)
             if len(docs) < query.limit:
                 return docs, len(docs)
-            return docs, count(conn, query, _where(query, driven))
+            return docs, count(conn, query, _where_of(query, driven, listed), driven)
         else:
-            total = count(conn, query, _where(query, driven))
-        return (page(conn, query, driven) if total > query.skip else []), total
+            total = count(conn, query, _where_of(query, driven, listed), driven)
+        return (page(conn, query, driven, listed) if total > query.skip else []), total
     finally:
         conn.execute("COMMIT")
 
 
-def search_matches(conn: sqlite3.Connection, query: Query) -> int | None:
-    """How many executions of the environment the search matches, from the FTS index alone;
-    None without a search, or when the index cannot answer it alone (a lone NOT)."""
+def search_match(conn: sqlite3.Connection, query: Query) -> str | None:
+    """The FTS5 query of a list query's search, restricted to its environment when others
+    exist; None without a search, or when the index cannot answer it alone (a lone NOT)."""
     if query.search is None:
         return None
     # Restricting the index to an environment costs a walk through that environment's token;
@@ -714,10 +772,7 @@ def search_matches(conn: sqlite3.Connection, query: Query) -> int | None:
         "FROM execution_totals",
         [query.environment],
     ).fetchone()
-    match = _match(query.search, None if here == everywhere else query.environment)
-    if match is None:
-        return None
-    return int(conn.execute(f"SELECT count(*) FROM ({_FTS_SOURCE})", [match]).fetchone()[0])
+    return _match(query.search, None if here == everywhere else query.environment)
 
 
 # --- _distinct -------------------------------------------------------------------------------

@@ -343,17 +343,33 @@ def test_a_search_is_served_by_the_full_text_index(loaded: SQLiteStore) -> None:
     trace = Statements(conn)
     assert ids(loaded, ("_search", "transform failed")) == ["e06", "e02"]
     statements = trace.matching("MATCH")
-    assert statements
-    for sql in statements:
-        assert "executions_fts" in sql
-    # a selective search reads its matches only, sorts their keys, then reads the page
+    # a selective search asks the index once, for its matches, listed for the page after
+    assert len(statements) == 1
+    assert "executions_fts" in statements[0]
+    # it reads its matches only, sorts their keys, then reads the page
     page = trace.matching("SELECT CAST(e.doc AS BLOB)")[0]
     assert "+executions.environment" in page
+    assert "json_each" in page
     assert SMALL_SEARCH >= 2
     query_plan = plan(conn, page, [])
     assert "VIRTUAL TABLE INDEX" in query_plan, query_plan
     assert "SCAN executions " not in query_plan + " ", query_plan
     assert "SEARCH e USING INTEGER PRIMARY KEY (rowid=?)" in query_plan, query_plan
+
+
+def test_a_selective_search_beside_a_filter_reads_its_matches_alone(loaded: SQLiteStore) -> None:
+    """With `status=failed` beside it, a selective search still reads only its matches, by
+    their rowids: an index of `status` would walk every failed execution."""
+    conn = loaded._connect()
+    trace = Statements(conn)
+    failed = [("_search", "ecb_fx"), ("status", "failed")]
+    assert ids(loaded, *failed) == ["e04", "e02"]
+    assert loaded.list(parse_query([*failed, ("_limit", "0")]))[1] == 2
+    for sql in trace.matching("json_each"):
+        query_plan = plan(conn, sql, [])
+        assert "USING INDEX" not in query_plan, query_plan
+        assert "SEARCH executions USING INTEGER PRIMARY KEY (rowid=?)" in query_plan, query_plan
+    assert len(trace.matching("json_each")) == 2  # the page, and the count beside _limit=0
 
 
 def test_deep_skips_jump_to_their_day(store: SQLiteStore) -> None:
