@@ -54,11 +54,11 @@ sys.path.insert(0, str(ROOT))
 from engine.constants import Scope  # noqa: E402
 from engine.query import parse_query  # noqa: E402
 from engine.store import sqlite_query  # noqa: E402
-from engine.store.sqlite import SQLiteStore  # noqa: E402
+from engine.store.sqlite import SQLiteStore, compact_json  # noqa: E402
 from engine.tokens import create_token  # noqa: E402
 
 #: bump when the generated documents change, so that cached stores are rebuilt
-DATA_VERSION = 1
+DATA_VERSION = 2
 ENVIRONMENT = "production"
 FIRST_DAY = datetime(2019, 8, 1, tzinfo=UTC)
 DAYS = 731  # two years, up to 2021-07-31
@@ -231,7 +231,7 @@ def build(path: Path, size: int) -> None:
         docs = [execution(rng, process_names) for _ in range(min(10_000, size - chunk))]
         conn.executemany(
             "INSERT INTO executions (id, doc) VALUES (?, ?)",
-            [(doc["_id"], json.dumps(doc)) for doc in docs],
+            [(doc["_id"], compact_json(doc)) for doc in docs],
         )
         print(f"\r  {path.name}: {chunk + len(docs):>9,} documents", end="", flush=True)
     conn.execute("COMMIT")

@@ -90,6 +90,10 @@ def _regexp(pattern: str, value: Any) -> bool:
     return value is not None and re.search(pattern, str(value)) is not None
 
 
+#: a document as stored: compact JSON (the list call serves it as it is, and updates rewrite it)
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _meta_columns(meta: Mapping[str, Any] | None) -> dict[str, Any]:
     columns = {}
     for key, value in (meta or {}).items():
@@ -186,7 +190,7 @@ class SQLiteStore(ExecutionStore):
         try:
             self._connect().execute(
                 f"INSERT INTO executions ({columns}) VALUES ({', '.join('?' * (2 + len(meta)))})",
-                (doc["_id"], json.dumps(doc), *meta.values()),
+                (doc["_id"], compact_json(doc), *meta.values()),
             )
         except sqlite3.IntegrityError:
             raise DuplicateExecution(f"execution {doc['_id']} exists already") from None
@@ -243,7 +247,7 @@ class SQLiteStore(ExecutionStore):
             assignments = ", ".join(["doc = ?", *(f"{key} = ?" for key in meta)])
             conn.execute(
                 f"UPDATE executions SET {assignments} WHERE id = ?",
-                (json.dumps(doc), *meta.values(), execution_id),
+                (compact_json(doc), *meta.values(), execution_id),
             )
             conn.execute("COMMIT")
             return True

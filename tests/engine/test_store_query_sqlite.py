@@ -157,6 +157,16 @@ def test_the_index_and_counters_follow_every_write(loaded: SQLiteStore) -> None:
     assert loaded.list(parse_query([("_limit", "0")]))[1] == len(DOCS) - 3  # e09 is staging
 
 
+def test_documents_are_stored_and_served_as_compact_json(store: SQLiteStore) -> None:
+    doc = {"_id": "c1", "environment": PROD, "name": "ECB_FX", "phases": [{"log": ["a, b: c"]}]}
+    store.insert(doc)
+    store.update("c1", Update(push={"phases.0.log": ["d"]}))
+    (stored,) = store._connect().execute("SELECT doc FROM executions").fetchone()
+    doc["phases"][0]["log"].append("d")
+    assert stored == json.dumps(doc, separators=(",", ":"))
+    assert store.list_json(parse_query([("name", "ECB_FX")]))[0] == [stored.encode()]
+
+
 def test_a_reused_rowid_does_not_inherit_words(store: SQLiteStore) -> None:
     conn = store._connect()
     store.insert({"_id": "a", "environment": PROD, "name": "ALPHA", "start": "x"})
