@@ -560,15 +560,18 @@ def report(rows: list[Row]) -> None:
             if row.size != biggest:
                 continue
             small = next(r for r in rows if r.size == smallest and r.label == row.label)
-            for kind, big_t, small_t in (
-                ("store", row.store, small.store),
-                ("HTTP ", row.http, small.http),
+            # beside each, how its floor grew: a page that holds more rows at the larger size
+            # costs more to read, by index or not
+            for kind, big_t, small_t, floors in (
+                ("store", row.store, small.store, (row.sql, small.sql)),
+                ("HTTP ", row.http, small.http, (row.bare, small.bare)),
             ):
-                if big_t and small_t:
+                if big_t and small_t and floors[0] and floors[1]:
                     print(
                         f"  {verdict(big_t[0] <= 2 * small_t[0])} {kind} {biggest:,} <= 2x "
                         f"{smallest:,}  {row.label}: {big_t[0]:.2f} vs {small_t[0]:.2f} ms "
-                        f"({row.rows} vs {small.rows} rows, {row.total} vs {small.total} total)"
+                        f"({row.rows} vs {small.rows} rows, {row.total} vs {small.total} total; "
+                        f"floor {floors[0][0]:.2f} vs {floors[1][0]:.2f} ms)"
                     )
 
 
