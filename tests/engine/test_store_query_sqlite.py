@@ -54,79 +54,56 @@ def plan(conn: sqlite3.Connection, sql: str, params: list[Any]) -> str:
     return " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
 
 
-def counters(conn: sqlite3.Connection) -> dict[tuple[str, str, str], int]:
-    return {
-        (env, name, status): n
-        for env, name, status, n in conn.execute(
-            "SELECT environment, name, status, n FROM execution_counts WHERE n != 0"
-        )
-    }
+Tally = dict[tuple[str, ...], int]
 
 
-def recount(conn: sqlite3.Connection) -> dict[tuple[str, str, str], int]:
-    return {
-        (env, name, status): n
-        for env, name, status, n in conn.execute(
-            "SELECT environment, name, status, count(*) FROM executions "
-            "GROUP BY environment, name, status"
-        )
-    }
+def tally(conn: sqlite3.Connection, sql: str) -> Tally:
+    """Rows of keys then a count, as {keys: count}."""
+    return {tuple(row[:-1]): row[-1] for row in conn.execute(sql)}
 
 
-def totals(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
-    return {
-        (env, status): n
-        for env, status, n in conn.execute(
-            "SELECT environment, status, n FROM execution_totals WHERE n != 0"
-        )
-    }
+def kept(conn: sqlite3.Connection, table: str, keys: str) -> Tally:
+    """A counter table's non-zero counts, by `keys`."""
+    return tally(conn, f"SELECT {keys}, n FROM {table} WHERE n != 0")
 
 
-def recount_totals(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
-    return {
-        (env, status): n
-        for env, status, n in conn.execute(
-            "SELECT environment, status, count(*) FROM executions GROUP BY environment, status"
-        )
-    }
+def recounted(conn: sqlite3.Connection, *keys: str) -> Tally:
+    """The same counts, counted from the executions (`keys`: SQL expressions)."""
+    aliased = ", ".join(f"{key} AS k{n}" for n, key in enumerate(keys))
+    groups = ", ".join(f"k{n}" for n in range(len(keys)))
+    return tally(conn, f"SELECT {aliased}, count(*) FROM executions GROUP BY {groups}")
 
 
-def days(conn: sqlite3.Connection) -> dict[tuple[str, str, str], int]:
-    return {
-        (env, status, day): n
-        for env, status, day, n in conn.execute(
-            "SELECT environment, status, day, n FROM execution_days WHERE n != 0"
-        )
-    }
+def counters(conn: sqlite3.Connection) -> Tally:
+    return kept(conn, "execution_counts", "environment, name, status")
 
 
-def recount_days(conn: sqlite3.Connection) -> dict[tuple[str, str, str], int]:
-    return {
-        (env, status, day): n
-        for env, status, day, n in conn.execute(
-            "SELECT environment, status, substr(start, 1, 10) AS d, count(*) FROM executions "
-            "GROUP BY environment, status, d"
-        )
-    }
+def recount(conn: sqlite3.Connection) -> Tally:
+    return recounted(conn, "environment", "name", "status")
 
 
-def months(conn: sqlite3.Connection) -> dict[tuple[str, str, str], int]:
-    return {
-        (env, status, month): n
-        for env, status, month, n in conn.execute(
-            "SELECT environment, status, month, n FROM execution_months WHERE n != 0"
-        )
-    }
+def totals(conn: sqlite3.Connection) -> Tally:
+    return kept(conn, "execution_totals", "environment, status")
 
 
-def recount_months(conn: sqlite3.Connection) -> dict[tuple[str, str, str], int]:
-    return {
-        (env, status, month): n
-        for env, status, month, n in conn.execute(
-            "SELECT environment, status, substr(start, 1, 7) AS m, count(*) FROM executions "
-            "GROUP BY environment, status, m"
-        )
-    }
+def recount_totals(conn: sqlite3.Connection) -> Tally:
+    return recounted(conn, "environment", "status")
+
+
+def days(conn: sqlite3.Connection) -> Tally:
+    return kept(conn, "execution_days", "environment, status, day")
+
+
+def recount_days(conn: sqlite3.Connection) -> Tally:
+    return recounted(conn, "environment", "status", "substr(start, 1, 10)")
+
+
+def months(conn: sqlite3.Connection) -> Tally:
+    return kept(conn, "execution_months", "environment, status, month")
+
+
+def recount_months(conn: sqlite3.Connection) -> Tally:
+    return recounted(conn, "environment", "status", "substr(start, 1, 7)")
 
 
 # --- triggers ----------------------------------------------------------------------------------
