@@ -20,6 +20,23 @@ from engine.tokens import TokenCache
 from engine.trigger import TriggerService
 
 _ENVIRONMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: the `x-odsl-environment` header in the OpenAPI description (`openapi_extra=` of the routes
+#: that read it); blanks around the name are dropped
+ENVIRONMENT_HEADER: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "x-odsl-environment",
+            "in": "header",
+            "required": False,
+            "description": "the environment of the executions",
+            "schema": {
+                "type": "string",
+                "pattern": r"^\s*[A-Za-z0-9_-]{1,64}\s*$",
+                "default": DEFAULT_ENVIRONMENT,
+            },
+        }
+    ]
+}
 T = TypeVar("T")
 
 

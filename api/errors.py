@@ -4,10 +4,12 @@ asks for XML), its text repeated in the `x-odsl-error` header."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -34,6 +36,43 @@ def error_response(
     return JSONResponse(
         {"error": message, "status": status}, status_code=status, headers=all_headers
     )
+
+
+class ErrorBody(BaseModel):
+    """An error as JSON: what was wrong, naming the parameter, header or body field."""
+
+    error: str
+    status: int
+
+
+#: what each error status means, for the OpenAPI description
+_MEANINGS = {
+    400: "Malformed request: the message names the parameter, header or body field",
+    401: "Missing or invalid credentials",
+    403: "The token's scope does not allow this call",
+    404: "No such execution, process or source",
+    409: "The execution is not in a state that allows this: it has finished",
+    413: "A form query longer than 1 MiB",
+    503: "The store cannot be reached, or a read ran past its time limit",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI description of a route's errors (its `responses=`): the JSON error (XML for
+    a client that asks for it) with its text in `x-odsl-error`."""
+    header = {"description": "the error's text", "required": True, "schema": {"type": "string"}}
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        headers = {"x-odsl-error": header}
+        if status == 401:
+            headers["WWW-Authenticate"] = {**header, "description": "the Bearer challenge"}
+        responses[status] = {
+            "model": ErrorBody,
+            "description": _MEANINGS[status],
+            "headers": headers,
+            "content": {"application/xml": {"schema": {"type": "string"}}},
+        }
+    return responses
 
 
 def _accept(request: Request) -> str | None:

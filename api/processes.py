@@ -12,21 +12,43 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from api.deps import Reader, Runner, StateDep
-from api.errors import ApiError
+from api.errors import ApiError, error_responses
 from engine.errors import NotFound
 from engine.scheduler import change_process, describe, effective
 
 router = APIRouter()
 
+#: a reschedule's body, as `reschedule` reads it
+SCHEDULE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["schedule"],
+                    "properties": {
+                        "schedule": {
+                            "type": ["string", "null"],
+                            "description": "five crontab fields; null: the definition's",
+                        },
+                        "timezone": {"type": ["string", "null"], "description": "an IANA name"},
+                    },
+                }
+            }
+        },
+    }
+}
 
-@router.get("/v1", summary="List the known processes")
+
+@router.get("/v1", summary="List the known processes", responses=error_responses(401, 403, 503))
 def list_processes(state: StateDep, _caller: Reader) -> list[dict[str, Any]]:
     """Every process with its schedule, enabled flag and next fire time."""
     states = state.store.process_states()
     return [describe(effective(p, states.get(p.name))) for p in state.registry]
 
 
-@router.get("/v1/{name}", summary="One process")
+@router.get("/v1/{name}", summary="One process", responses=error_responses(401, 403, 404, 503))
 def get_process(name: str, state: StateDep, _caller: Reader) -> dict[str, Any]:
     process = state.registry.get(name)
     if process is None:
@@ -34,18 +56,34 @@ def get_process(name: str, state: StateDep, _caller: Reader) -> dict[str, Any]:
     return describe(effective(process, state.store.process_states().get(name)))
 
 
-@router.post("/v1/{name}/enable", summary="Enable a process")
+@router.post(
+    "/v1/{name}/enable", summary="Enable a process", responses=error_responses(401, 403, 404, 503)
+)
 def enable(name: str, state: StateDep, _caller: Runner) -> dict[str, Any]:
     return describe(change_process(state.store, state.registry, name, enabled=True))
 
 
-@router.post("/v1/{name}/disable", summary="Disable a process (no scheduled runs)")
+@router.post(
+    "/v1/{name}/disable",
+    summary="Disable a process (no scheduled runs)",
+    responses=error_responses(401, 403, 404, 503),
+)
 def disable(name: str, state: StateDep, _caller: Runner) -> dict[str, Any]:
     return describe(change_process(state.store, state.registry, name, enabled=False))
 
 
-@router.put("/v1/{name}/schedule", summary="Reschedule a process")
-@router.post("/v1/{name}/schedule", include_in_schema=False)
+@router.put(
+    "/v1/{name}/schedule",
+    summary="Reschedule a process",
+    responses=error_responses(400, 401, 403, 404, 503),
+    openapi_extra=SCHEDULE_BODY,
+)
+@router.post(
+    "/v1/{name}/schedule",
+    summary="Reschedule a process (as PUT)",
+    responses=error_responses(400, 401, 403, 404, 503),
+    openapi_extra=SCHEDULE_BODY,
+)
 async def reschedule(name: str, request: Request, state: StateDep, _caller: Runner) -> Any:
     """Body `{"schedule": "30 16 * * 1-5", "timezone": "Europe/London"}`; a null schedule
     returns to the definition's."""

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from api import listing
 from api.auth import authenticate
 from api.deps import (
+    ENVIRONMENT_HEADER,
     EnvironmentDep,
     Reader,
     Runner,
@@ -27,7 +28,7 @@ from api.deps import (
     get_state,
     read_limited,
 )
-from api.errors import ApiError
+from api.errors import ApiError, error_responses
 from engine.cancellation import cancel_execution
 from engine.constants import Scope
 from engine.errors import NotFound
@@ -90,6 +91,42 @@ def _parsed(params: QueryItems, environment: str) -> Query:
 
 #: the longest `_delay` accepted on a trigger, in milliseconds (one day)
 MAX_DELAY_MS = 86_400_000
+
+#: what a read answers besides JSON, as `Accept` asks (`api.listing.response_format`)
+READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/xml": {"schema": {"type": "string"}},
+        }
+    }
+}
+#: a trigger's body, as `_trigger_request` reads it
+TRIGGER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "pattern": r"\S", "description": "a process"},
+                        "body": {"type": "object", "description": "its parameters"},
+                        "input": {"type": "object", "description": "an alias of `body`"},
+                        "_reason": {"type": "string"},
+                        "_delay": {
+                            "type": "number",
+                            "minimum": 0,
+                            "maximum": MAX_DELAY_MS,
+                            "description": "milliseconds before the run starts",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 @router.get("", summary="Build information of this service")
@@ -202,7 +239,12 @@ def _overran_lately(state: ServiceState, key: int) -> bool:
     return True
 
 
-@router.get("/v1", summary="List process executions")
+@router.get(
+    "/v1",
+    summary="List process executions",
+    responses={**READ_RESPONSES, **error_responses(400, 401, 403, 413, 503)},
+    openapi_extra=ENVIRONMENT_HEADER,
+)
 async def list_executions(request: Request) -> Response:
     """List executions, newest first: filters, `_filter`, `_search`, `_sort`, `_project`,
     `_limit`, `_skip`, `_distinct`; JSON, or CSV on `Accept: text/csv`. A long query may
@@ -227,7 +269,12 @@ def _get_call(request: Request, execution_id: str) -> Response:
     return listing.document_response(_get(state, environment, execution_id), fmt)
 
 
-@router.get("/v1/{key}", summary="One execution, or a list by source")
+@router.get(
+    "/v1/{key}",
+    summary="One execution, or a list by source",
+    responses={**READ_RESPONSES, **error_responses(400, 401, 403, 404, 413, 503)},
+    openapi_extra=ENVIRONMENT_HEADER,
+)
 async def get_or_list(key: str, request: Request) -> Response:
     """`v1/{id}` reads one execution; `v1/private`, `v1/public`, `v1/all` list them (the
     platform's SDK lists through `v1/private`)."""
@@ -257,7 +304,12 @@ def read_routes(base: str) -> list[Route]:
     ]
 
 
-@router.get("/v1/{source}/{execution_id}", summary="Retrieve one execution")
+@router.get(
+    "/v1/{source}/{execution_id}",
+    summary="Retrieve one execution",
+    responses={**READ_RESPONSES, **error_responses(400, 401, 403, 404, 503)},
+    openapi_extra=ENVIRONMENT_HEADER,
+)
 def get_execution(
     source: str,
     execution_id: str,
@@ -313,7 +365,12 @@ def _trigger_request(
     return name.strip(), params, reason, delay_ms / 1000
 
 
-@router.post("/v1/{execution_id}/cancel", summary="Cancel an execution")
+@router.post(
+    "/v1/{execution_id}/cancel",
+    summary="Cancel an execution",
+    responses=error_responses(400, 401, 403, 404, 409, 503),
+    openapi_extra=ENVIRONMENT_HEADER,
+)
 def cancel(
     execution_id: str, state: StateDep, environment: EnvironmentDep, caller: Runner
 ) -> dict[str, Any]:
@@ -327,8 +384,20 @@ def cancel(
     )
 
 
-@router.post("/v1", status_code=202, summary="Trigger a process")
-@router.post("", status_code=202, include_in_schema=False)
+@router.post(
+    "/v1",
+    status_code=202,
+    summary="Trigger a process",
+    responses=error_responses(400, 401, 403, 404, 503),
+    openapi_extra={**TRIGGER_BODY, **ENVIRONMENT_HEADER},
+)
+@router.post(
+    "",
+    status_code=202,
+    summary="Trigger a process (the platform SDK's `update()`)",
+    responses=error_responses(400, 401, 403, 404, 503),
+    openapi_extra={**TRIGGER_BODY, **ENVIRONMENT_HEADER},
+)
 async def trigger(
     request: Request, state: StateDep, environment: EnvironmentDep, caller: Runner
 ) -> Response:
