@@ -6,11 +6,11 @@ segment is an execution key.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
 
+from api.bodies import json_body
 from api.deps import Reader, Runner, StateDep
 from api.errors import ApiError, error_responses
 from engine.errors import NotFound
@@ -87,10 +87,7 @@ def disable(name: str, state: StateDep, _caller: Runner) -> dict[str, Any]:
 async def reschedule(name: str, request: Request, state: StateDep, _caller: Runner) -> Any:
     """Body `{"schedule": "30 16 * * 1-5", "timezone": "Europe/London"}`; a null schedule
     returns to the definition's."""
-    try:
-        payload = json.loads(await request.body() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"request body: malformed JSON: {exc}") from None
+    payload = json_body(await request.body() or b"null")
     if not isinstance(payload, dict) or "schedule" not in payload:
         raise ApiError(400, 'request body: expected {"schedule": "<five crontab fields>"}')
     schedule, timezone = payload.get("schedule"), payload.get("timezone")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import math
 from collections.abc import Callable
 from time import monotonic
@@ -17,6 +16,7 @@ from starlette.routing import Route
 
 from api import listing
 from api.auth import authenticate
+from api.bodies import json_body
 from api.deps import (
     ENVIRONMENT_HEADER,
     EnvironmentDep,
@@ -333,12 +333,7 @@ def _trigger_request(
     """Validate a trigger's JSON body: its process name, parameters, reason and delay."""
     if not raw.strip():
         raise ApiError(400, 'request body: expected a JSON object such as {"name": "ECB_FX"}')
-    try:
-        payload = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"request body: malformed JSON: {exc}") from None
-    except RecursionError:
-        raise ApiError(400, "request body: malformed JSON: nested too deeply") from None
+    payload = json_body(raw)
     if not isinstance(payload, dict):
         raise ApiError(400, f"request body: expected a JSON object, got {type(payload).__name__}")
     name = payload.get("name")

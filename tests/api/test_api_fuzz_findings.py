@@ -35,3 +35,68 @@ def test_a_405_on_a_process_allows_put_and_post(client: TestClient, service: Ser
     response = client.get(path, headers=service.run_headers)
     assert_refused(response, service, 405, f"method GET is not allowed on {path}")
     assert response.headers["allow"] == "POST, PUT"
+
+
+# --- JSON bodies: refused at the parse, not after (a 500 once the run was stored) ----------
+
+BIG = "1" + "0" * 5000  # more digits than Python converts to an int
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # the run was stored and dispatched, then its answer could not be encoded as UTF-8
+        (
+            b'{"name": "DEMO", "_reason": "\\ud800"}',
+            "request body: '\\ud800' is a lone surrogate, not a character",
+        ),
+        (b'{"name": "\\udfff"}', "request body: '\\udfff' is a lone surrogate, not a character"),
+        (
+            b'{"name": "DEMO", "body": {"k\\udbff": [1, "a\\ud800"]}}',
+            "request body: '\\ud800' is a lone surrogate, not a character",
+        ),
+        (
+            f'{{"name": "DEMO", "_delay": {BIG}}}'.encode(),
+            "request body: a number of more than 4300 digits",
+        ),
+    ],
+)
+def test_bad_trigger_bodies_are_400(
+    client: TestClient, service: Service, base: str, content: bytes, message: str
+) -> None:
+    response = client.post(f"{base}/v1", headers=service.run_headers, content=content)
+    assert_refused(response, service, 400, message)
+
+
+def test_a_surrogate_pair_is_one_character(client: TestClient, service: Service) -> None:
+    body = b'{"name": "DEMO", "_reason": "\\ud83d\\ude00"}'
+    response = client.post(f"{BASES[0]}/v1", headers=service.run_headers, content=body)
+    assert response.status_code == 202, response.text
+    assert response.json()["reason"] == "\N{GRINNING FACE}"
+
+
+@pytest.mark.parametrize("method", ["PUT", "POST"])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"[" * 100_000, "request body: malformed JSON: nested too deeply"),
+        (
+            b'{"schedule": "\\ud800"}',
+            "request body: '\\ud800' is a lone surrogate, not a character",
+        ),
+        (
+            b'{"schedule": "0 7 * * *", "timezone": "Europe/\\udc00"}',
+            "request body: '\\udc00' is a lone surrogate, not a character",
+        ),
+        (f'{{"schedule": {BIG}}}'.encode(), "request body: a number of more than 4300 digits"),
+    ],
+)
+def test_bad_schedule_bodies_are_400(
+    client: TestClient, service: Service, method: str, content: bytes, message: str
+) -> None:
+    path = "/service/process/v1/DEMO/schedule"
+    response = client.request(method, path, headers=service.run_headers, content=content)
+    assert_refused(response, service, 400, message)
+    process = client.get("/service/process/v1/DEMO", headers=service.read_headers).json()
+    assert process["schedule"] is None

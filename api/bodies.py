@@ -1,0 +1,53 @@
+"""Request bodies read as JSON: whatever the client sends is a value or a 400 naming what was
+wrong with it, never an error past the parse (an answer that cannot be rendered, a run stored
+and dispatched before its answer fails)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Any
+
+from api.errors import ApiError
+
+#: a lone surrogate: a JSON string may escape one (`"\ud800"`); no UTF-8 text can hold it
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_body(raw: bytes) -> Any:
+    """The body's JSON value; a 400 when it is malformed, nested too deeply, holds an integer
+    of more digits than Python converts, or a lone surrogate."""
+    try:
+        payload = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"request body: malformed JSON: {exc}") from None
+    except ValueError:  # an integer past `sys.get_int_max_str_digits()`
+        limit = sys.get_int_max_str_digits()
+        raise ApiError(400, f"request body: a number of more than {limit} digits") from None
+    except RecursionError:
+        raise ApiError(400, "request body: malformed JSON: nested too deeply") from None
+    surrogate = _lone_surrogate(payload)
+    if surrogate is not None:
+        raise ApiError(
+            400, f"request body: '\\u{ord(surrogate):04x}' is a lone surrogate, not a character"
+        )
+    return payload
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first lone surrogate in a string, key or value of `value`, walked without recursion
+    (the parser accepts nesting deeper than a recursive walk could go)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            match = _SURROGATE.search(item)
+            if match:
+                return match.group()
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
