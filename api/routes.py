@@ -353,6 +353,8 @@ def _trigger_request(
         raise ApiError(400, f"_delay: '{delay_raw}' is not a number of milliseconds")
     try:
         delay_ms = float(delay_raw)
+    except OverflowError:  # an integer past the largest float: out of range
+        delay_ms = math.inf
     except (TypeError, ValueError):
         raise ApiError(400, f"_delay: '{delay_raw}' is not a number of milliseconds") from None
     if not math.isfinite(delay_ms) or not 0 <= delay_ms <= MAX_DELAY_MS:

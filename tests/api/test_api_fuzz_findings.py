@@ -76,6 +76,15 @@ def test_a_surrogate_pair_is_one_character(client: TestClient, service: Service)
     assert response.json()["reason"] == "\N{GRINNING FACE}"
 
 
+@pytest.mark.parametrize("delay", ["1" + "0" * 400, "-" + "9" * 4000])
+def test_a_delay_past_the_largest_float_is_out_of_range(
+    client: TestClient, service: Service, delay: str
+) -> None:
+    body = f'{{"name": "DEMO", "_delay": {delay}}}'.encode()
+    response = client.post(f"{BASES[0]}/v1", headers=service.run_headers, content=body)
+    assert_refused(response, service, 400, "_delay: must be between 0 and 86400000 milliseconds")
+
+
 @pytest.mark.parametrize("method", ["PUT", "POST"])
 @pytest.mark.parametrize(
     ("content", "message"),
