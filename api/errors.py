@@ -4,6 +4,7 @@ asks for XML), its text repeated in the `x-odsl-error` header."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,13 +20,19 @@ from engine.errors import ProcexecError
 
 logger = logging.getLogger(__name__)
 
+#: the control characters left once whitespace is folded into spaces
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 
 def error_response(
     status: int, message: str, headers: dict[str, str] | None = None, accept: str | None = None
 ) -> Response:
     """The error as JSON, or as XML when `accept` (the request's `Accept`) asks for XML."""
-    # Header values must be single-line ASCII (clients decode them as ASCII or UTF-8).
+    # Header values must be single-line ASCII (clients decode them as ASCII or UTF-8) without
+    # control characters: a server refuses to send one with NUL (h11 drops the connection),
+    # or with any of them (httptools).
     header_text = " ".join(message.split()).encode("ascii", "backslashreplace").decode("ascii")
+    header_text = _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", header_text)
     all_headers = {"x-odsl-error": header_text, **(headers or {})}
     if formats.negotiate(accept) == "xml":
         return Response(

@@ -4,6 +4,10 @@ naming what was wrong, never a 5xx."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import urllib.parse
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -109,3 +113,50 @@ def test_bad_schedule_bodies_are_400(
     assert_refused(response, service, 400, message)
     process = client.get("/service/process/v1/DEMO", headers=service.read_headers).json()
     assert process["schedule"] is None
+
+
+# --- control characters in an error's header (escaped like non-ASCII ones) ----------------
+
+
+NO_AB = "no execution 'a\x00b' in environment 'production'"
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "message", "header"),
+    [
+        (
+            "/service/process-exec/v1/a%00b",
+            404,
+            NO_AB,
+            "no execution 'a\\x00b' in environment 'production'",
+        ),
+        ("/service/process/v1/%01", 404, "unknown process '\x01'", "unknown process '\\x01'"),
+        ("/service/process/v1/%7f", 404, "unknown process '\x7f'", "unknown process '\\x7f'"),
+        (
+            "/service/process-exec/v1?_limit=%1b",
+            400,
+            "_limit: '\x1b' is not a whole number",
+            "_limit: '\\x1b' is not a whole number",
+        ),
+    ],
+)
+def test_control_characters_travel_escaped_in_the_header(
+    client: TestClient, service: Service, path: str, status: int, message: str, header: str
+) -> None:
+    response = client.get(path, headers=service.run_headers)
+    assert response.status_code == status
+    assert response.json() == {"error": message, "status": status}
+    assert response.headers["x-odsl-error"] == header
+
+
+def test_a_nul_in_a_path_is_answered_by_a_real_server(live_url: str, service: Service) -> None:
+    """uvicorn (h11) refused the NUL in the header and dropped the connection: no answer."""
+    url = urllib.parse.urlsplit(live_url)
+    connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
+    try:
+        connection.request("GET", "/service/process-exec/v1/a%00b", headers=service.run_headers)
+        response = connection.getresponse()
+        assert response.status == 404
+        assert json.loads(response.read())["error"] == NO_AB
+    finally:
+        connection.close()
