@@ -738,9 +738,12 @@ def list_page(conn: sqlite3.Connection, query: Query) -> tuple[list[bytes], int]
         listed: str | None = None
         match = None if query.search is None else search_match(conn, query)
         if match is not None:
-            found = conn.execute(f"{_FTS_SOURCE} LIMIT ?", [match, SMALL_SEARCH + 1]).fetchall()
-            if len(found) <= SMALL_SEARCH:
-                matches, listed = len(found), json.dumps([row[0] for row in found])
+            found, rowids = conn.execute(
+                f"SELECT count(*), json_group_array(rowid) FROM ({_FTS_SOURCE} LIMIT ?)",
+                [match, SMALL_SEARCH + 1],
+            ).fetchone()
+            if found <= SMALL_SEARCH:
+                matches, listed = found, rowids
             else:
                 sql = f"SELECT count(*) FROM ({_FTS_SOURCE})"
                 matches = int(conn.execute(sql, [match]).fetchone()[0])
