@@ -308,6 +308,9 @@ class Compiler:
                 return "1"
             return "(" + " AND ".join(self.node(item) for item in node.items) + ")"
         if isinstance(node, Or):
+            merged = _one_in(node)
+            if merged is not None:
+                return self.condition(merged)
             return "(" + " OR ".join(self.node(item) for item in node.items) + ")"
         if isinstance(node, Not):
             # A comparison with a missing field is false, so its negation is true (as with
@@ -409,6 +412,20 @@ class Compiler:
         types = "= 'text'" if isinstance(operand, str) else "IN ('integer', 'real')"
         self.params.append(operand)
         return f"({kind} {types} AND {value} {_SQL_OPS[op]} ?)"
+
+
+def _one_in(node: Or) -> Condition | None:
+    """`a = x OR a = y` on one column, as `a IN (x, y)`: SQLite checks an IN list against an
+    index entry faster than a chain of ORs (`_filter=status=failed or status=running`)."""
+    items = [item for item in node.items if isinstance(item, Condition)]
+    if len(items) != len(node.items) or len({item.field for item in items}) != 1:
+        return None
+    field = items[0].field
+    if (field != "_id" and field not in COLUMNS) or not all(
+        item.op == "eq" and isinstance(item.value, str) for item in items
+    ):
+        return None
+    return Condition(field, "in", tuple(item.value for item in items))
 
 
 _SQL_OPS = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}

@@ -359,6 +359,34 @@ def test_a_selective_search_beside_a_filter_reads_its_matches_alone(loaded: SQLi
     assert len(trace.matching("json_each")) == 2  # the page, and the count beside _limit=0
 
 
+@pytest.mark.parametrize(
+    ("alternatives", "rest", "merged"),
+    [
+        (["status=failed", "status=running"], "name=ECB_FX", True),
+        (["status=failed", "status=running", "status=warning"], "", True),
+        (["status=failed", "name=ECB_FX"], "", False),  # two columns
+        (["status=failed", "status=gt(r)"], "", False),  # not equalities alone
+        (["phases.status=failed", "phases.status=running"], "", False),  # not a column
+    ],
+)
+def test_equalities_on_one_column_become_one_in_list(
+    loaded: SQLiteStore, alternatives: list[str], rest: str, merged: bool
+) -> None:
+    conn = loaded._connect()
+    trace = Statements(conn)
+    expression = "(" + " or ".join(alternatives) + ")" + (f" and {rest}" if rest else "")
+    got = ids(loaded, ("_filter", expression))
+    page = trace.matching("SELECT CAST(executions.doc AS BLOB)")[0]
+    assert ("IN (" in page) is merged, page
+    assert (" OR " in page) is not merged, page
+    # the rows of the alternatives' own lists together, in the list's order
+    each: set[str] = set()
+    for alternative in alternatives:
+        each |= set(ids(loaded, ("_filter", f"{alternative} and {rest}" if rest else alternative)))
+    assert got == [doc_id for doc_id in ids(loaded, ("_limit", "-1")) if doc_id in each]
+    assert got
+
+
 def test_deep_skips_jump_to_their_day(store: SQLiteStore) -> None:
     for number in range(DEEP_SKIP + 500):
         store.insert(
