@@ -13,8 +13,11 @@ and triggers over two years, four phases with log lines) at each size, caches ea
 - beside them, measured in the same run, the floors: the same rows fetched by a hand-written
   SQL statement on the best index, and the same response bytes served by a bare route
   (a plain Starlette route on the same server, behind the same middleware, returning
-  precomputed bytes). A call and its floor are timed in turns of 20 calls, so that the
-  machine's drift over a run weighs on both alike.
+  precomputed bytes). A call and its floors are timed in turns of 20 calls, so that the
+  machine's drift over a run weighs on all alike;
+- and, for scale, a third: the SQL floor as a route on the same server (its statement's rows
+  joined into the array, no auth, no parsing), which says what any list call reading those
+  rows could get over HTTP here.
 
 The documents are built in one transaction with `executemany`; the search index and the
 counters are then filled in bulk (the path a store of an earlier version takes when it opens).
@@ -335,25 +338,23 @@ def _fetch(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[
 TURN = 20
 
 
-def timings(
-    call: Callable[[], Any], floor: Callable[[], Any], repeat: int
-) -> tuple[tuple[float, float], tuple[float, float]]:
-    """p50 and p99 of `repeat` calls of `call` and of its `floor`, in milliseconds (after two
-    warm-up calls of each), taken in turns of `TURN` calls: the machine's drift over the run
-    (another process waking, the CPU's clock) weighs on both alike, while each runs mostly
-    after itself, with the caches it leaves (a floor that walks a million index entries
-    would otherwise leave the next call nothing warm)."""
-    spent: tuple[list[float], list[float]] = ([], [])
+def timings(*calls: Callable[[], Any], repeat: int) -> list[tuple[float, float]]:
+    """p50 and p99 of `repeat` calls of each of `calls` (a call, then its floors), in
+    milliseconds (after two warm-up calls of each), taken in turns of `TURN` calls: the
+    machine's drift over the run (another process waking, the CPU's clock) weighs on all
+    alike, while each runs mostly after itself, with the caches it leaves (a floor that walks
+    a million index entries would otherwise leave the next call nothing warm)."""
+    spent: list[list[float]] = [[] for _ in calls]
     for _ in range(2):
-        call()
-        floor()
+        for call in calls:
+            call()
     for turn in range(0, repeat, TURN):
-        for measured, times in ((call, spent[0]), (floor, spent[1])):
+        for call, times in zip(calls, spent, strict=True):
             for _ in range(min(TURN, repeat - turn)):
                 began = time.perf_counter()
-                measured()
+                call()
                 times.append((time.perf_counter() - began) * 1000)
-    return _percentiles(spent[0]), _percentiles(spent[1])
+    return [_percentiles(times) for times in spent]
 
 
 def _percentiles(spent: list[float]) -> tuple[float, float]:
@@ -366,7 +367,8 @@ def _percentiles(spent: list[float]) -> tuple[float, float]:
 
 
 def serve(db: str, port: int, data_dir: str) -> None:
-    """The server process: the real app, plus a bare route serving bytes registered with PUT."""
+    """The server process: the real app, plus a bare route serving bytes registered with PUT,
+    and a minimal route running a registered SQL floor (its rows joined, nothing else)."""
     import uvicorn
     from starlette.requests import Request
     from starlette.responses import Response
@@ -389,7 +391,24 @@ def serve(db: str, port: int, data_dir: str) -> None:
         body, total = floors[request.path_params["key"]]
         return Response(body, media_type="application/json", headers={"x-total-count": total})
 
+    statements: dict[str, tuple[str, list[Any]]] = {}
+    conn = sqlite3.connect(db, isolation_level=None)
+
+    async def minimal(request: Request) -> Response:
+        """The SQL floor as a route: its statement's rows joined, as the list call's are."""
+        if request.method == "PUT":
+            sql, params = json.loads(await request.body())
+            statements[request.path_params["key"]] = (
+                sql.replace("SELECT doc ", "SELECT CAST(doc AS BLOB) ", 1),
+                params,
+            )
+            return Response(status_code=204)
+        sql, params = statements[request.path_params["key"]]
+        body = b"[" + b",".join(row[0] for row in conn.execute(sql, params).fetchall()) + b"]"
+        return Response(body, media_type="application/json", headers={"x-total-count": "0"})
+
     app.router.routes.insert(0, Route("/bench/floor/{key}", bare, methods=["GET", "PUT"]))
+    app.router.routes.insert(0, Route("/bench/sql/{key}", minimal, methods=["GET", "PUT"]))
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -443,6 +462,15 @@ class Server:
         self.conn.getresponse().read()
         return path
 
+    def minimal(self, case: Case) -> str:
+        """Register the case's SQL floor for the minimal route; returns its path."""
+        self.floors += 1
+        path = f"/bench/sql/{self.floors}"
+        statement = json.dumps([case.floor_sql, list(case.floor_params)])
+        self.conn.request("PUT", path, body=statement.encode())
+        self.conn.getresponse().read()
+        return path
+
     def stop(self) -> None:
         self.conn.close()
         self.process.terminate()
@@ -460,6 +488,8 @@ class Row:
     sql: tuple[float, float]
     http: tuple[float, float] | None
     bare: tuple[float, float] | None
+    #: a route that only runs the SQL floor and joins its rows (no auth, no parsing)
+    minimal: tuple[float, float] | None
     total: int
     rows: int
     seed: bool
@@ -481,9 +511,9 @@ def measure(path: Path, size: int, repeat: int, http_repeat: int, data_dir: Path
             store_t, sql_t = timings(
                 partial(store.list_json, query),
                 partial(_fetch, conn, case.floor_sql, case.floor_params),
-                repeat,
+                repeat=repeat,
             )
-            http_t = bare_t = None
+            http_t = bare_t = minimal_t = None
             if server is not None:
                 path_qs = "/service/process-exec/v1?" + urllib.parse.urlencode(case.params)
                 status, body, header_total = server.get(path_qs)
@@ -492,8 +522,14 @@ def measure(path: Path, size: int, repeat: int, http_repeat: int, data_dir: Path
                 floor_path = server.floor(body, header_total)
                 if server.get(floor_path)[1] != body:
                     raise SystemExit(f"{case.label}: the bare route serves other bytes")
-                http_t, bare_t = timings(
-                    partial(server.get, path_qs), partial(server.get, floor_path), http_repeat
+                minimal_path = server.minimal(case)
+                if json.loads(server.get(minimal_path)[1]) != json.loads(body):
+                    raise SystemExit(f"{case.label}: the minimal route serves other rows")
+                http_t, bare_t, minimal_t = timings(
+                    partial(server.get, path_qs),
+                    partial(server.get, floor_path),
+                    partial(server.get, minimal_path),
+                    repeat=http_repeat,
                 )
             yield Row(
                 size,
@@ -502,6 +538,7 @@ def measure(path: Path, size: int, repeat: int, http_repeat: int, data_dir: Path
                 sql_t,
                 http_t,
                 bare_t,
+                minimal_t,
                 total,
                 len(texts),
                 case.label.startswith("seed"),
@@ -522,13 +559,20 @@ def report(rows: list[Row]) -> None:
     print(
         f"{'size':>9} {'query':<38} {'rows':>4} {'total':>7} | {'store p50   p99':>15} "
         f"{'SQL p50    p99':>15} {'x':>5} | {'HTTP p50   p99':>15} {'bare p50   p99':>15} {'x':>5}"
+        f" | {'SQL route p50':>13} {'x':>5}"
     )
     for row in rows:
         ratio = row.store[0] / row.sql[0] if row.sql[0] else float("inf")
         http_ratio = f"{row.http[0] / row.bare[0]:5.2f}" if row.http and row.bare else "    -"
+        minimal = (
+            f"{row.minimal[0]:13.2f} {row.minimal[0] / row.bare[0]:5.2f}"
+            if row.minimal and row.bare
+            else f"{'-':>13}     -"
+        )
         print(
             f"{row.size:>9,} {row.label:<38} {row.rows:>4} {row.total:>7} | {_ms(row.store)} "
-            f"{_ms(row.sql)} {ratio:5.2f} | {_ms(row.http)} {_ms(row.bare)} {http_ratio}"
+            f"{_ms(row.sql)} {ratio:5.2f} | {_ms(row.http)} {_ms(row.bare)} {http_ratio} | "
+            f"{minimal}"
         )
 
     def verdict(ok: bool) -> str:
@@ -542,9 +586,11 @@ def report(rows: list[Row]) -> None:
         )
     for row in rows:
         if row.http and row.bare:
+            # beside it, what a route that only runs the SQL floor gets (no auth, no parsing)
+            minimal = f" (SQL route {row.minimal[0] / row.bare[0]:.2f}x)" if row.minimal else ""
             print(
                 f"  {verdict(row.http[0] <= 1.5 * row.bare[0])} HTTP <= 1.5x HTTP floor  "
-                f"{row.size:>9,} {row.label}: {row.http[0]:.2f} vs {row.bare[0]:.2f} ms"
+                f"{row.size:>9,} {row.label}: {row.http[0]:.2f} vs {row.bare[0]:.2f} ms{minimal}"
             )
     biggest = max(r.size for r in rows)
     smallest = min(r.size for r in rows)
