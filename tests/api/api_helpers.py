@@ -11,9 +11,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.app import create_app
 from engine.config import Settings
+from engine.constants import Scope
 from engine.process import ProcessRegistry
 from engine.store.sqlite import SQLiteStore
+from engine.tokens import create_token
 
 #: the two mounts of the API: the seed page's path and the platform SDK's
 BASES = ("/service/process-exec", "/api/process-exec")
@@ -61,6 +64,24 @@ class Service:
     @property
     def read_headers(self) -> dict[str, str]:
         return bearer(self.read_token)
+
+
+def start_service(settings: Settings, dispatcher: Dispatcher) -> Service:
+    """The real app over the SQLite store of `settings`, with a run token and a read token
+    (the caller closes `service.store`)."""
+    app = create_app(settings, dispatch=dispatcher)
+    state = app.state.procexec
+    store = state.store
+    assert isinstance(store, SQLiteStore)
+    return Service(
+        app=app,
+        settings=settings,
+        store=store,
+        registry=state.registry,
+        dispatcher=dispatcher,
+        run_token=create_token(store, RUN_USER, Scope.RUN),
+        read_token=create_token(store, READ_USER, Scope.READ),
+    )
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -17,12 +17,8 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from engine.config import Settings
-from engine.constants import Scope
-from engine.store.sqlite import SQLiteStore
-from engine.tokens import create_token
-from tests.api.api_helpers import READ_USER, RUN_USER, Dispatcher, Service
+from tests.api.api_helpers import Dispatcher, Service, start_service
 
 
 @pytest.fixture
@@ -33,21 +29,10 @@ def dispatcher() -> Dispatcher:
 @pytest.fixture
 def service(tmp_path: Path, dispatcher: Dispatcher) -> Iterator[Service]:
     settings = Settings.from_env({"PROCEXEC_DATA_DIR": str(tmp_path)})
-    app = create_app(settings, dispatch=dispatcher)
-    state = app.state.procexec
-    store = state.store
-    assert isinstance(store, SQLiteStore)
-    assert Path(store.path) == tmp_path / "procexec.db"
-    yield Service(
-        app=app,
-        settings=settings,
-        store=store,
-        registry=state.registry,
-        dispatcher=dispatcher,
-        run_token=create_token(store, RUN_USER, Scope.RUN),
-        read_token=create_token(store, READ_USER, Scope.READ),
-    )
-    store.close()
+    service = start_service(settings, dispatcher)
+    assert service.db_path == tmp_path / "procexec.db"
+    yield service
+    service.store.close()
 
 
 @pytest.fixture

@@ -19,12 +19,8 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from engine.config import Settings
-from engine.constants import Scope
-from engine.store.sqlite import SQLiteStore
-from engine.tokens import create_token
-from tests.api.api_helpers import BASES, READ_USER, RUN_USER, Dispatcher, Service
+from tests.api.api_helpers import BASES, Dispatcher, Service, start_service
 from tests.volume import EXECUTIONS, SLOW_AGGREGATE, SLOW_FIELDINFO, SLOW_FILTER, write_store
 
 #: far below what a read of every execution takes, far above what a read of a few does
@@ -55,19 +51,9 @@ def limited(tmp_path: Path, volume: Path, dispatcher: Dispatcher) -> Iterator[Se
         {"PROCEXEC_DATA_DIR": str(tmp_path), "PROCEXEC_READ_TIMEOUT_SECONDS": LIMIT}
     )
     assert settings.read_timeout == 0.01
-    app = create_app(settings, dispatch=dispatcher)
-    store = app.state.procexec.store
-    assert isinstance(store, SQLiteStore)
-    yield Service(
-        app=app,
-        settings=settings,
-        store=store,
-        registry=app.state.procexec.registry,
-        dispatcher=dispatcher,
-        run_token=create_token(store, RUN_USER, Scope.RUN),
-        read_token=create_token(store, READ_USER, Scope.READ),
-    )
-    store.close()
+    service = start_service(settings, dispatcher)
+    yield service
+    service.store.close()
 
 
 @pytest.fixture
