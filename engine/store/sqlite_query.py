@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from engine.constants import MAX_DISTINCT
-from engine.errors import BadRequest
 from engine.query import (
     And,
     Condition,
@@ -38,6 +37,7 @@ from engine.query import (
     Query,
     field_buckets,
     sorted_distinct,
+    too_many_values,
     values_at,
 )
 from engine.search import AllOf, AnyOf, NoneOf, SearchNode, Term
@@ -512,15 +512,16 @@ def _remembered(
     return call
 
 
-def _where(query: Query, driven: bool = False) -> Clause:
-    """The WHERE clause of a query. `driven`: the search's matches drive the plan (the unary
-    `+` keeps SQLite from walking an index of the environment instead)."""
-    clause = _where_remembered(query, driven)
+def _where(query: Query) -> Clause:
+    """The WHERE clause of a query."""
+    clause = _where_remembered(query, False)
     assert clause is not None
     return clause
 
 
 def _compile_where(query: Query, driven: bool) -> Clause:
+    """`driven`: the search's matches drive the plan (the unary `+` keeps SQLite from walking
+    an index of the environment instead)."""
     compiler = Compiler()
     compiler.params.append(query.environment)
     clauses = ["+executions.environment = ?" if driven else "executions.environment = ?"]
@@ -648,23 +649,21 @@ def _reach(
     return None, before
 
 
-def page(
-    conn: sqlite3.Connection, query: Query, driven: bool = False, listed: str | None = None
-) -> list[bytes]:
+def page(conn: sqlite3.Connection, query: Query, listed: str | None = None) -> list[bytes]:
     """The documents of the page, as stored JSON (UTF-8 bytes: nothing decodes them), in order.
 
     Rows skipped by `OFFSET` cost an index step each, not a document read (SQLite defers the
     table lookup); a deep skip in `start` order first jumps to its day (`_deep_skip`).
-    `driven`, `listed`: as for `_where_of`.
+    `listed`: as for `_where_of`.
     """
     if query.limit == 0:
         return []
     jump = _deep_skip(conn, query) if query.skip >= DEEP_SKIP else None
     if jump is None:
-        sql, params = _page_statement(query, driven, listed)
+        sql, params = _page_statement(query, listed)
     else:
         bound, bound_params, skip = jump
-        where, where_params = _where_of(query, driven, listed)
+        where, where_params = _where_of(query, listed)
         sql = (
             f"SELECT CAST(executions.doc AS BLOB) FROM {_source(listed is not None)} "
             f"WHERE {where} AND {bound} ORDER BY {_order_sql(_order(query))} LIMIT ? OFFSET ?"
@@ -673,19 +672,19 @@ def page(
     return [row[0] for row in conn.execute(sql, params).fetchall()]
 
 
-def _page_statement(query: Query, driven: bool, listed: str | None) -> tuple[str, tuple[Any, ...]]:
+def _page_statement(query: Query, listed: str | None) -> tuple[str, tuple[Any, ...]]:
     """The page's statement and its parameters, remembered in the query (a page off an index
     takes a few microseconds: building its SQL again each time would be most of it).
 
-    When a search's matches drive the plan, each match is read and sorted: the sort then
+    When a search's matches are listed, each is read and sorted: the sort then
     carries only the matches' keys, and the page's documents are read after it (sorting the
     documents themselves costs half as much again)."""
-    key = ("page", driven, listed is not None)
+    key = ("page", listed is not None)
     statement: tuple[str, tuple[Any, ...]] | None = query.compiled.get(key)
     if statement is None:
-        where, params = _where_of(query, driven, listed)
+        where, params = _where_of(query, listed)
         keys = _order(query)
-        if not driven:
+        if listed is None:
             sql = (
                 f"SELECT CAST(executions.doc AS BLOB) FROM executions WHERE {where} "
                 f"ORDER BY {_order_sql(keys)} LIMIT ? OFFSET ?"
@@ -719,11 +718,12 @@ def _source(listed: bool) -> str:
     return "executions NOT INDEXED" if listed else "executions"
 
 
-def _where_of(query: Query, driven: bool, listed: str | None) -> Clause:
+def _where_of(query: Query, listed: str | None) -> Clause:
     """The WHERE clause of a query (`_where`); with `listed`, a JSON array of the rowids its
-    search matches, read from the index once, in place of the search."""
+    search matches, read from the index once, in place of the search (the matches then drive
+    the plan)."""
     if listed is None:
-        return _where(query, driven)
+        return _where(query)
     clause = _listed_where_remembered(query, None)
     assert clause is not None
     sql, params = clause
@@ -764,18 +764,17 @@ def list_page(conn: sqlite3.Connection, query: Query) -> tuple[list[bytes], int]
             else:
                 sql = f"SELECT count(*) FROM ({_FTS_SOURCE})"
                 matches = int(conn.execute(sql, [match]).fetchone()[0])
-        driven = listed is not None
         if matches is not None and query.where is None:
             total = matches
         elif query.skip == 0 and query.limit > 0:
             # the first page, read first: when it is not full, it is the whole answer
-            docs = page(conn, query, driven, listed)
+            docs = page(conn, query, listed)
             if len(docs) < query.limit:
                 return docs, len(docs)
-            return docs, count(conn, query, _where_of(query, driven, listed), driven)
+            return docs, count(conn, query, _where_of(query, listed), listed is not None)
         else:
-            total = count(conn, query, _where_of(query, driven, listed), driven)
-        return (page(conn, query, driven, listed) if total > query.skip else []), total
+            total = count(conn, query, _where_of(query, listed), listed is not None)
+        return (page(conn, query, listed) if total > query.skip else []), total
     finally:
         conn.execute("COMMIT")
 
@@ -804,12 +803,6 @@ def _json_value(kind: str, value: Any) -> Any:
     return {"true": True, "false": False, "null": None}.get(kind, value)
 
 
-def _too_many(field: str) -> BadRequest:
-    return BadRequest(
-        f"_distinct: more than {MAX_DISTINCT} distinct values of '{field}'; narrow the filters"
-    )
-
-
 def _distinct_column(
     conn: sqlite3.Connection, field: str, table: str, where: str, params: list[Any]
 ) -> list[Any]:
@@ -820,7 +813,7 @@ def _distinct_column(
         [*params, MAX_DISTINCT + 1],
     ).fetchall()
     if len(rows) > MAX_DISTINCT:
-        raise _too_many(field)
+        raise too_many_values("_distinct", field)
     return sorted_distinct(row[0] for row in rows)
 
 
@@ -841,7 +834,7 @@ def distinct(conn: sqlite3.Connection, query: Query) -> list[Any]:
         found = _path_values(conn, field, where, params)
         values = sorted_distinct(value for values in found for value in values)
         if len(values) > MAX_DISTINCT:
-            raise _too_many(field)
+            raise too_many_values("_distinct", field)
         return values
     finally:
         conn.execute("COMMIT")
