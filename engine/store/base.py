@@ -7,6 +7,7 @@ import builtins
 import contextlib
 import functools
 import json
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -154,9 +155,16 @@ class ExecutionStore(abc.ABC):
 
     def limited(self, seconds: float | None) -> contextlib.AbstractContextManager[None]:
         """A context in which this thread's reads stop with `QueryTimeout` once they have run
-        for `seconds` (None: no limit): the API's reads run in it, the engine's calls never do.
+        for `seconds` (None, zero or less, infinity: no limit): the API's reads run in it, the
+        engine's calls never do.
 
         Nested, the outer limit holds. Stores that cannot bound their calls ignore it."""
+        if seconds is None or not 0 < seconds < math.inf:
+            return contextlib.nullcontext()
+        return self._limited(seconds)
+
+    def _limited(self, seconds: float) -> contextlib.AbstractContextManager[None]:
+        """`limited`, for a limit of `seconds` (positive, finite)."""
         return contextlib.nullcontext()
 
     def distinct(self, query: Query) -> builtins.list[Any]:

@@ -171,13 +171,13 @@ class MongoStore(ExecutionStore):
         result = self.executions.update_one(selector, operations, array_filters=array_filters)
         return bool(result.matched_count)
 
-    def limited(self, seconds: float | None) -> contextlib.AbstractContextManager[None]:
-        if seconds is None or not 0 < seconds < math.inf or self._max_time_ms() is not None:
-            return contextlib.nullcontext()  # no limit, or nested: the outer limit holds
-        return self._limited(seconds)
+    def _limited(self, seconds: float) -> contextlib.AbstractContextManager[None]:
+        if self._max_time_ms() is not None:
+            return contextlib.nullcontext()  # nested: the outer limit holds
+        return self._max_time_block(seconds)
 
     @contextlib.contextmanager
-    def _limited(self, seconds: float) -> Iterator[None]:
+    def _max_time_block(self, seconds: float) -> Iterator[None]:
         """This thread's reads, until the block ends, with `maxTimeMS`: the server stops them
         past it (pymongo's `ExecutionTimeout`). Writes never carry it."""
         self._local.max_time_ms = max(1, math.ceil(seconds * 1000))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
-import math
 import re
 import sqlite3
 import threading
@@ -113,6 +112,10 @@ class _Deadline:
     it is running, which fails with `sqlite3.OperationalError: interrupted`."""
 
     def __init__(self, seconds: float = 0.0) -> None:
+        self.restart(seconds)
+
+    def restart(self, seconds: float) -> None:
+        """Give up `seconds` from now (and not before)."""
         self.deadline = time.perf_counter() + seconds
         self.gave_up = False
 
@@ -134,8 +137,7 @@ class _Budget(_Deadline):
         self.step = 0
 
     def start(self, seconds: float, step: int) -> None:
-        self.deadline = time.perf_counter() + seconds
-        self.gave_up = False
+        self.restart(seconds)
         if step != self.step:
             self.conn.set_progress_handler(self.progress, step)
             self.step = step
@@ -304,18 +306,16 @@ class SQLiteStore(ExecutionStore):
             if budget.conn.in_transaction:
                 budget.conn.execute("ROLLBACK")
 
-    def limited(self, seconds: float | None) -> contextlib.AbstractContextManager[None]:
-        if seconds is None or not 0 < seconds < math.inf:
-            return contextlib.nullcontext()
+    def _limited(self, seconds: float) -> contextlib.AbstractContextManager[None]:
         if getattr(self._local, "limit", None) is not None:
             return contextlib.nullcontext()  # nested: the outer limit holds
         budget: _Budget | None = getattr(self._local, "budget", None)
         if budget is not None and getattr(self._local, "conn", None) is budget.conn:
             return contextlib.nullcontext()  # under `inline()`, whose budget is far tighter
-        return self._limited(seconds)
+        return self._deadline_block(seconds)
 
     @contextlib.contextmanager
-    def _limited(self, seconds: float) -> Iterator[None]:
+    def _deadline_block(self, seconds: float) -> Iterator[None]:
         """This thread's calls, until the block ends, stopped once past `seconds`: a progress
         handler on the thread's own connection, set for the block alone (the engine's writes,
         on the same connection before or after, never meet it). A transaction a read left open
