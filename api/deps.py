@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -37,7 +36,6 @@ ENVIRONMENT_HEADER: dict[str, Any] = {
         }
     ]
 }
-T = TypeVar("T")
 
 
 @dataclass
@@ -57,14 +55,6 @@ class ServiceState:
 def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.procexec
     return state
-
-
-def read_limited(call: Callable[..., T], request: Request, *args: Any) -> T:
-    """`call(request, *args)`, its store reads stopped with `QueryTimeout` (a 503) once past
-    the time limit of API reads (`Settings.read_timeout`); for calls run in a worker thread."""
-    state = get_state(request)
-    with state.store.limited(state.settings.read_timeout):
-        return call(request, *args)
 
 
 def get_environment(request: Request) -> str:

@@ -13,7 +13,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 import api.routes
-from api.deps import read_limited
 from api.formats import negotiate
 from api.listing import csv_text
 from engine.store import sqlite_query
@@ -202,8 +201,7 @@ def test_the_loop_and_the_worker_threads_answer_alike(
     original = api.routes.run_in_threadpool
 
     async def spy(function: Any, *args: Any) -> Any:
-        inner = args[0] if function is read_limited else function  # under the read limit
-        handed.append(inner.__name__)
+        handed.append(function.__name__)
         return await original(function, *args)
 
     monkeypatch.setattr(api.routes, "run_in_threadpool", spy)
