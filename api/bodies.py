@@ -15,6 +15,12 @@ from api.errors import ApiError
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def described(schema: dict[str, Any]) -> dict[str, Any]:
+    """A required JSON body of `schema` in the OpenAPI description (a route's `openapi_extra=`):
+    the routes read their bodies with `json_body`, so FastAPI cannot describe them."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
 def json_body(raw: bytes) -> Any:
     """The body's JSON value; a 400 when it is malformed, nested too deeply, holds an integer
     of more digits than Python converts, or a lone surrogate."""

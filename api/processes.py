@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from api.bodies import json_body
+from api.bodies import described, json_body
 from api.deps import Reader, Runner, StateDep
 from api.errors import ApiError, error_responses
 from engine.errors import NotFound
@@ -19,26 +19,19 @@ from engine.scheduler import change_process, describe, effective
 router = APIRouter()
 
 #: a reschedule's body, as `reschedule` reads it
-SCHEDULE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["schedule"],
-                    "properties": {
-                        "schedule": {
-                            "type": ["string", "null"],
-                            "description": "five crontab fields; null: the definition's",
-                        },
-                        "timezone": {"type": ["string", "null"], "description": "an IANA name"},
-                    },
-                }
-            }
+SCHEDULE_BODY = described(
+    {
+        "type": "object",
+        "required": ["schedule"],
+        "properties": {
+            "schedule": {
+                "type": ["string", "null"],
+                "description": "five crontab fields; null: the definition's",
+            },
+            "timezone": {"type": ["string", "null"], "description": "an IANA name"},
         },
     }
-}
+)
 
 
 @router.get("/v1", summary="List the known processes", responses=error_responses(401, 403, 503))

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from api import listing
 from api.auth import authenticate
-from api.bodies import json_body
+from api.bodies import described, json_body
 from api.deps import (
     ENVIRONMENT_HEADER,
     EnvironmentDep,
@@ -101,31 +101,24 @@ READ_RESPONSES: dict[int | str, dict[str, Any]] = {
     }
 }
 #: a trigger's body, as `_trigger_request` reads it
-TRIGGER_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["name"],
-                    "properties": {
-                        "name": {"type": "string", "pattern": r"\S", "description": "a process"},
-                        "body": {"type": "object", "description": "its parameters"},
-                        "input": {"type": "object", "description": "an alias of `body`"},
-                        "_reason": {"type": "string"},
-                        "_delay": {
-                            "type": "number",
-                            "minimum": 0,
-                            "maximum": MAX_DELAY_MS,
-                            "description": "milliseconds before the run starts",
-                        },
-                    },
-                }
-            }
+TRIGGER_BODY = described(
+    {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "pattern": r"\S", "description": "a process"},
+            "body": {"type": "object", "description": "its parameters"},
+            "input": {"type": "object", "description": "an alias of `body`"},
+            "_reason": {"type": "string"},
+            "_delay": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": MAX_DELAY_MS,
+                "description": "milliseconds before the run starts",
+            },
         },
     }
-}
+)
 
 
 @router.get("", summary="Build information of this service")
