@@ -456,18 +456,18 @@ class Server:
 
     def floor(self, body: bytes, total: str) -> str:
         """Register bytes for the bare route; returns its path."""
-        self.floors += 1
-        path = f"/bench/floor/{self.floors}"
-        self.conn.request("PUT", path, body=body, headers={"x-total-count": total})
-        self.conn.getresponse().read()
-        return path
+        return self._register("floor", body, {"x-total-count": total})
 
     def minimal(self, case: Case) -> str:
         """Register the case's SQL floor for the minimal route; returns its path."""
-        self.floors += 1
-        path = f"/bench/sql/{self.floors}"
         statement = json.dumps([case.floor_sql, list(case.floor_params)])
-        self.conn.request("PUT", path, body=statement.encode())
+        return self._register("sql", statement.encode(), {})
+
+    def _register(self, route: str, body: bytes, headers: dict[str, str]) -> str:
+        """PUT `body` to a new path of the bench's `route`; returns the path."""
+        self.floors += 1
+        path = f"/bench/{route}/{self.floors}"
+        self.conn.request("PUT", path, body=body, headers=headers)
         self.conn.getresponse().read()
         return path
 
