@@ -568,11 +568,9 @@ def _order_sql(keys: Iterable[tuple[str, int]]) -> str:
     )
 
 
-def count(
-    conn: sqlite3.Connection, query: Query, where: tuple[str, list[Any]], listed: bool = False
-) -> int:
+def count(conn: sqlite3.Connection, query: Query, listed: str | None = None) -> int:
     """How many executions the query selects: from the counters when they can say it.
-    `listed`: the WHERE clause lists the rows a search matches (`_where_of`)."""
+    `listed`: as for `_where_of`."""
     for table, columns in (
         ("execution_totals", frozenset({"status"})),
         ("execution_counts", frozenset({"name", "status"})),
@@ -582,8 +580,8 @@ def count(
             sql, params = counted
             row = conn.execute(f"SELECT coalesce(sum(n), 0) FROM {table} WHERE {sql}", params)
             return int(row.fetchone()[0])
-    sql, params = where
-    source = _source(listed)
+    sql, params = _where_of(query, listed)
+    source = _source(listed is not None)
     return int(conn.execute(f"SELECT count(*) FROM {source} WHERE {sql}", params).fetchone()[0])
 
 
@@ -771,9 +769,9 @@ def list_page(conn: sqlite3.Connection, query: Query) -> tuple[list[bytes], int]
             docs = page(conn, query, listed)
             if len(docs) < query.limit:
                 return docs, len(docs)
-            return docs, count(conn, query, _where_of(query, listed), listed is not None)
+            return docs, count(conn, query, listed)
         else:
-            total = count(conn, query, _where_of(query, listed), listed is not None)
+            total = count(conn, query, listed)
         return (page(conn, query, listed) if total > query.skip else []), total
     finally:
         conn.execute("COMMIT")
