@@ -153,18 +153,13 @@ def csv_list(
 def distinct_values(values: Iterable[Any], field: str, fmt: Format) -> Response:
     """The distinct values of a field: a JSON array, a one-column CSV, or XML `<values>`."""
     values = list(values)
-    headers = {"x-total-count": str(len(values))}
     if fmt == "xml":
+        headers = {"x-total-count": str(len(values))}
         body = formats.values_xml(values, field)
         return Response(body, media_type=formats.XML_TYPE, headers=headers)
     if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow([field])
-        writer.writerows([_cell(value)] for value in values)
-        return Response(out.getvalue().encode(), media_type=CSV_TYPE, headers=headers)
-    body = json.dumps(values, separators=(",", ":")).encode()
-    return Response(body, media_type=JSON_TYPE, headers=headers)
+        return _table([field], [[value] for value in values])
+    return _json_answer(values)
 
 
 def xml_list(rows: Sequence[Mapping[str, Any]], total: int) -> Response:
@@ -203,6 +198,7 @@ def aggregate_results(results: Sequence[Mapping[str, Any]], fmt: Format) -> Resp
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Response:
+    """A CSV of a header and rows, their number in `x-total-count`."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(header)
@@ -214,12 +210,17 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Response:
 def _results(
     rows: Sequence[Mapping[str, Any]], fmt: Format, tag: str, row_tag: str, **attributes: str
 ) -> Response:
-    headers = {"x-total-count": str(len(rows))}
     if fmt == "xml":
         names = {name: formats.xml_text(value) for name, value in attributes.items()}
         root = ET.Element(tag, {**names, "total": str(len(rows))})
         for row in rows:
             formats.fill_object(ET.SubElement(root, row_tag), row)
+        headers = {"x-total-count": str(len(rows))}
         return Response(formats.serialize(root), media_type=formats.XML_TYPE, headers=headers)
-    body = json.dumps(rows, separators=(",", ":")).encode()
-    return Response(body, media_type=JSON_TYPE, headers=headers)
+    return _json_answer(rows)
+
+
+def _json_answer(values: Sequence[Any]) -> Response:
+    """Values built in Python as a compact JSON array, their number in `x-total-count`."""
+    body = json.dumps(values, separators=(",", ":")).encode()
+    return Response(body, media_type=JSON_TYPE, headers={"x-total-count": str(len(values))})
