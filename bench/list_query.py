@@ -11,10 +11,11 @@ and triggers over two years, four phases with log lines) at each size, caches ea
   (the real app served by uvicorn in a subprocess, one keep-alive `http.client` connection,
   `Accept-Encoding: identity`);
 - beside them, measured in the same run, the floors: the same rows fetched by a hand-written
-  SQL statement on the best index, and the same response bytes served by a bare route
-  (a plain Starlette route on the same server, behind the same middleware, returning
-  precomputed bytes). A call and its floors are timed in turns of 20 calls, so that the
-  machine's drift over a run weighs on all alike;
+  SQL statement on the best index (for the deep `_skip`, a keyset page from its first row,
+  known beforehand; for the id search, its match read by rowid), and the same response
+  bytes served by a bare route (a plain Starlette route on the same server, behind the same
+  middleware, returning precomputed bytes). A call and its floors are timed in turns of 20
+  calls, so that the machine's drift over a run weighs on all alike;
 - and, for scale, a third: the SQL floor as a route on the same server (its statement's rows
   joined into the array, no auth, no parsing), which says what any list call reading those
   rows could get over HTTP here.
@@ -272,6 +273,12 @@ def cases(size: int, conn: sqlite3.Connection) -> list[Case]:
         "ORDER BY start DESC, id DESC LIMIT 1",
         (ENVIRONMENT, "ECB_FX"),
     ).fetchone()
+    # the deep page's first row (found once, the slow way)
+    deep_first = conn.execute(
+        "SELECT start, id FROM executions INDEXED BY ix_list_start WHERE environment = ? "
+        "ORDER BY start DESC, id DESC LIMIT 1 OFFSET ?",
+        (ENVIRONMENT, deep),
+    ).fetchone()
     return [
         Case(
             "seed 1: name=ECB_FX",
@@ -307,8 +314,9 @@ def cases(size: int, conn: sqlite3.Connection) -> list[Case]:
         Case(
             "_search=<one execution's id>",
             [("_search", one_id)],
-            "SELECT doc FROM executions WHERE rowid IN (SELECT rowid FROM executions_fts "
-            "WHERE executions_fts MATCH ?) AND environment = ? "
+            # its match read by rowid (an index of the list's order would be walked instead)
+            "SELECT doc FROM executions NOT INDEXED WHERE rowid IN (SELECT rowid FROM "
+            "executions_fts WHERE executions_fts MATCH ?) AND environment = ? "
             "ORDER BY start DESC, id DESC LIMIT ?",
             (f'"{one_id}"', ENVIRONMENT, PAGE),
         ),
@@ -323,9 +331,10 @@ def cases(size: int, conn: sqlite3.Connection) -> list[Case]:
         Case(
             "_skip=size/2 (deep)",
             [("_skip", str(deep))],
+            # the page's first row known: a keyset page, where OFFSET would walk `deep` entries
             "SELECT doc FROM executions INDEXED BY ix_list_start "
-            "WHERE environment = ? ORDER BY start DESC, id DESC LIMIT ? OFFSET ?",
-            (ENVIRONMENT, PAGE, deep),
+            "WHERE environment = ? AND (start, id) <= (?, ?) ORDER BY start DESC, id DESC LIMIT ?",
+            (ENVIRONMENT, *deep_first, PAGE),
         ),
     ]
 
