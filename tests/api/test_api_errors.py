@@ -3,6 +3,7 @@ and nothing written nor dispatched."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx2
@@ -284,3 +285,21 @@ def test_unknown_path_and_method(client: TestClient, service: Service) -> None:
     assert_refused(response, service, 404, f"no such path: {BASES[0]}/v2")
     deleted = client.delete(f"{BASES[0]}/v1", headers=service.run_headers)
     assert_refused(deleted, service, 405, f"method DELETE is not allowed on {BASES[0]}/v1")
+
+
+def test_the_description_promises_400_not_422(client: TestClient, service: Service) -> None:
+    """FastAPI lists a 422 on every operation with parameters; procexec answers 400."""
+    schema = client.get("/openapi.json").json()
+    statuses = {
+        (method, path): set(operation["responses"])
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+    }
+    assert not [where for where, answers in statuses.items() if "422" in answers]
+    assert "ValidationError" not in json.dumps(schema)
+    assert "400" in statuses[("put", "/service/process/v1/{name}/schedule")]
+    # and a body the validation refuses is a 400, as described
+    response = client.put(
+        "/service/process/v1/ECB_FX/schedule", json={"schedule": 5}, headers=service.run_headers
+    )
+    assert response.status_code == 400
