@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from api import formats
-from engine.errors import ProcexecError
+from engine.errors import ProcexecError, QueryTimeout
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ProcexecError)
     async def _engine_error(request: Request, exc: ProcexecError) -> Response:
-        if exc.status_code >= 500:
+        if isinstance(exc, QueryTimeout):  # the query's breadth, not the service's fault
+            url = request.url
+            logger.warning("read stopped: %s %s?%s", request.method, url.path, url.query)
+        elif exc.status_code >= 500:
             logger.error("request failed: %s", exc)
         return error_response(exc.status_code, str(exc), accept=_accept(request))
 

@@ -10,6 +10,7 @@ over every log line).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import sqlite3
 from collections.abc import Iterator
@@ -88,6 +89,22 @@ def test_a_read_past_the_limit_answers_503_naming_the_limit(
     headers = {**limited.read_headers, **({"Accept": accept} if accept else {})}
     for base in BASES:
         assert_timed_out(client.get(f"{base}/v1", params=params, headers=headers))
+
+
+def test_a_read_past_the_limit_is_logged_as_a_warning_naming_the_query(
+    client: TestClient, limited: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The query's breadth stopped it, not a fault of the service: a warning, which says
+    which query (an operator looks for it), and no error."""
+    with caplog.at_level(logging.INFO):
+        response = client.get(
+            f"{BASES[0]}/v1", params={"_fieldinfo": SLOW_FIELDINFO}, headers=limited.read_headers
+        )
+    assert_timed_out(response)
+    stopped = [record for record in caplog.records if record.getMessage().startswith("read")]
+    assert [record.levelno for record in stopped] == [logging.WARNING]
+    assert stopped[0].getMessage().startswith(f"read stopped: GET {BASES[0]}/v1?_fieldinfo=")
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
 
 def test_a_read_past_the_limit_in_xml(client: TestClient, limited: Service) -> None:
