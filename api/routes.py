@@ -375,20 +375,16 @@ def cancel(
     )
 
 
-@router.post(
-    "/v1",
-    status_code=202,
-    summary="Trigger a process",
-    responses=error_responses(400, 401, 403, 404, 503),
-    openapi_extra={**TRIGGER_BODY, **ENVIRONMENT_HEADER},
-)
-@router.post(
-    "",
-    status_code=202,
-    summary="Trigger a process (the platform SDK's `update()`)",
-    responses=error_responses(400, 401, 403, 404, 503),
-    openapi_extra={**TRIGGER_BODY, **ENVIRONMENT_HEADER},
-)
+#: how both trigger paths answer and what they take
+TRIGGER_ROUTE: dict[str, Any] = {
+    "status_code": 202,
+    "responses": error_responses(400, 401, 403, 404, 503),
+    "openapi_extra": {**TRIGGER_BODY, **ENVIRONMENT_HEADER},
+}
+
+
+@router.post("/v1", summary="Trigger a process", **TRIGGER_ROUTE)
+@router.post("", summary="Trigger a process (the platform SDK's `update()`)", **TRIGGER_ROUTE)
 async def trigger(
     request: Request, state: StateDep, environment: EnvironmentDep, caller: Runner
 ) -> Response:
