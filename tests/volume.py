@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.store.sqlite import SQLiteStore
+from tests.documents import execution
 
 #: executions enough for a read of them all to take tens of milliseconds (about 10 µs each
 #: for a general `_aggregate` on a 2-core VM), few enough to be written in about a second
@@ -24,34 +25,20 @@ SLOW_FILTER = ("phases.log", "regex(never logged)")
 
 
 def document(number: int) -> dict[str, Any]:
-    """A finished four-phase execution, as a worker writes it."""
-    start = f"2021-07-{1 + number % 28:02d}T16:30:{number % 60:02d}.{number % 1000:03d}Z"
-    end = start[:-5] + "999Z"
+    """A finished four-phase execution, as a worker writes it, with words of its own (its
+    reason, its caller and every log line name its number)."""
     status = "failed" if number % 10 == 0 else "success"
-    return {
-        "_id": f"v{number:06d}",
-        "service": "ETL",
-        "name": ("ECB_FX", "ECB_FX_CROSS", "DEMO")[number % 3],
-        "environment": "production",
-        "trigger": ("scheduled", "manual")[number % 2],
-        "status": status,
-        "message": "Completed Successfully" if status == "success" else "Failed in LOAD",
-        "reason": f"run {number}",
-        "start": start,
-        "runAs": f"user{number % 7}",
-        "phases": [
-            {
-                "name": phase,
-                "start": start,
-                "status": "failed" if status == "failed" and phase == "LOAD" else "success",
-                "message": f"Completed {phase}",
-                "log": [f"{start[:-1]}000000Z[UTC] info Completed {phase} of run {number}"],
-                "end": end,
-            }
-            for phase in ("EXTRACT", "TRANSFORM", "SEND", "LOAD")
-        ],
-        "end": end,
-    }
+    doc = execution(
+        f"v{number:06d}",
+        f"2021-07-{1 + number % 28:02d}T16:30:{number % 60:02d}.{number % 1000:03d}Z",
+        name=("ECB_FX", "ECB_FX_CROSS", "DEMO")[number % 3],
+        status=status,
+        trigger=("scheduled", "manual")[number % 2],
+    )
+    doc.update(reason=f"run {number}", runAs=f"user{number % 7}")
+    for phase in doc["phases"]:
+        phase["log"] = [f"{line} of run {number}" for line in phase["log"]]
+    return doc
 
 
 def write_store(path: Path, count: int = EXECUTIONS) -> Path:

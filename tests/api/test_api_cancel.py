@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from engine.recorder import ExecutionRecorder
 from engine.runner import PhaseRunner
-from tests.api.api_helpers import BASES, RUN_USER, Service, bearer, execution
+from tests.api.api_helpers import BASES, RUN_USER, Service, bearer
+from tests.documents import execution
 
 FINISHED_ID = "05f1ec1a-f2a1-4cba-87d4-b46e0f8e40b6"
 

@@ -14,7 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.formats import OFFERED_TEXT, document_xml, negotiate
-from tests.api.api_helpers import BASES, Service, execution
+from tests.api.api_helpers import BASES, Service
+from tests.documents import execution
 from tests.engine.query_strategies import DOCS, PROD
 
 URL = f"{BASES[0]}/v1"

@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.listing import json_array
-from tests.api.api_helpers import BASES, Service, execution
+from tests.api.api_helpers import BASES, Service
+from tests.documents import execution
 
 #: seeded executions, by id: (name, status, environment, start)
 SEEDED = {
