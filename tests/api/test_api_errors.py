@@ -10,7 +10,8 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api.api_helpers import BASES, Service, bearer, execution
+from tests.api.api_helpers import BASES, Service, bearer
+from tests.documents import execution
 
 
 def assert_refused(

@@ -34,7 +34,8 @@ from schemathesis.core.result import Ok
 from api.app import create_app
 from engine.config import Settings
 from engine.store.sqlite import SQLiteStore
-from tests.api.api_helpers import BASES, Service, execution
+from tests.api.api_helpers import BASES, Service
+from tests.documents import execution
 
 #: the most examples generated for one operation
 MAX_EXAMPLES = 100

@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 
 from engine.runner import PhaseRunner
 from engine.store.sqlite import SQLiteStore
-from tests.api.api_helpers import BASES, RUN_USER, Service, execution
+from tests.api.api_helpers import BASES, RUN_USER, Service
+from tests.documents import execution
 
 PHASES = ["EXTRACT", "TRANSFORM", "SEND", "LOAD"]
 
