@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,32 +95,7 @@ def create_app(
     app.router.routes[0:0] = [route for base in BASE_PATHS for route in read_routes(base)]
     for base in PROCESS_PATHS:
         app.include_router(processes.router, prefix=base)
-    app.openapi = _without_validation_status(app)  # type: ignore[method-assign]
     return app
-
-
-#: what FastAPI describes for a request its validation refuses; procexec answers those 400
-_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
-
-
-def _without_validation_status(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """`app.openapi`, without the 422 FastAPI lists on every operation with parameters: a
-    request its validation refuses is answered 400 here (`api.errors`), as described."""
-    describe = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = describe()  # FastAPI keeps it as app.openapi_schema: changed in place
-        for operations in schema["paths"].values():
-            for operation in operations.values():
-                operation.get("responses", {}).pop("422", None)
-        schemas = schema.get("components", {}).get("schemas", {})
-        for name in _VALIDATION_SCHEMAS:
-            schemas.pop(name, None)
-        return schema
-
-    return openapi
 
 
 def app_factory() -> FastAPI:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -137,6 +138,8 @@ def install(app: FastAPI) -> None:
         )
         return error_response(400, f"invalid request: {problems}", accept=_accept(request))
 
+    app.openapi = _without_validation_status(app)  # type: ignore[method-assign]
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         message = str(exc.detail)
@@ -147,3 +150,27 @@ def install(app: FastAPI) -> None:
             message = f"method {request.method} is not allowed on {request.url.path}"
             headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
         return error_response(exc.status_code, message, headers, _accept(request))
+
+
+#: what FastAPI describes for a request its validation refuses; procexec answers those 400
+_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+
+def _without_validation_status(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """`app.openapi`, without the 422 FastAPI lists on every operation with parameters: a
+    request its validation refuses is answered 400 (`_validation`), as described."""
+    describe = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = describe()  # FastAPI keeps it as app.openapi_schema: changed in place
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
+        schemas = schema.get("components", {}).get("schemas", {})
+        for name in _VALIDATION_SCHEMAS:
+            schemas.pop(name, None)
+        return schema
+
+    return openapi
