@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,9 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 
 import engine
-from api import errors, processes
+from api import errors, health, processes
 from api.deps import ServiceState
+from api.health import Check, Children, Readiness
 from api.routes import read_routes, router
 from engine.cancellation import Revoke
 from engine.config import Settings, load_registry
@@ -64,16 +66,24 @@ def create_app(
     registry: ProcessRegistry | None = None,
     dispatch: Dispatch | None = None,
     revoke: Revoke | None = None,
+    checks: Mapping[str, Check] | None = None,
+    children: Children | None = None,
 ) -> FastAPI:
-    """Build the API; by default everything comes from the environment's settings."""
+    """Build the API; by default everything comes from the environment's settings.
+
+    `checks` are what `/readyz` asks: by default the store, and the broker when the API
+    dispatches through Celery; `children`, the state of the processes a supervisor runs.
+    """
     settings = settings or Settings.from_env()
     store = store or open_store(settings.store_url)
     registry = registry or load_registry(settings)
+    default_checks: dict[str, Check] = {"store": store.ping}
     if dispatch is None:
-        from workers.celery_app import celery_dispatch, celery_revoke
+        from workers.celery_app import celery_dispatch, celery_ping, celery_revoke
 
         dispatch = celery_dispatch(settings)
         revoke = revoke or celery_revoke(settings)
+        default_checks["broker"] = celery_ping(settings)
     app = FastAPI(
         title="procexec",
         version=engine.__version__,
@@ -87,9 +97,11 @@ def create_app(
         build=build_information(settings),
         tokens=TokenCache(store),
         revoke=revoke,
+        readiness=Readiness(default_checks if checks is None else checks, children),
     )
     errors.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.include_router(health.router)
     for base in BASE_PATHS:
         app.include_router(router, prefix=base)
     app.router.routes[0:0] = [route for base in BASE_PATHS for route in read_routes(base)]

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from api.auth import authenticate
 from api.errors import ApiError
+from api.health import Readiness
 from engine.cancellation import Revoke
 from engine.config import Settings
 from engine.constants import DEFAULT_ENVIRONMENT, Scope
@@ -47,6 +48,8 @@ class ServiceState:
     build: dict[str, Any]
     tokens: TokenCache
     revoke: Revoke | None = None
+    #: what `GET /readyz` asks (`api.health`)
+    readiness: Readiness = field(default_factory=lambda: Readiness({}))
     #: list queries (by hash) that overran the event loop's budget, and until when they go
     #: straight to a worker thread (`api.routes._serve_list`)
     overran: dict[int, float] = field(default_factory=dict)

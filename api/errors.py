@@ -25,16 +25,22 @@ logger = logging.getLogger(__name__)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def error_header(message: str) -> str:
+    """`message` as the `x-odsl-error` header's value.
+
+    Header values must be single-line ASCII (clients decode them as ASCII or UTF-8) without
+    control characters: a server refuses to send one with NUL (h11 drops the connection), or
+    with any of them (httptools).
+    """
+    text = " ".join(message.split()).encode("ascii", "backslashreplace").decode("ascii")
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
 def error_response(
     status: int, message: str, headers: dict[str, str] | None = None, accept: str | None = None
 ) -> Response:
     """The error as JSON, or as XML when `accept` (the request's `Accept`) asks for XML."""
-    # Header values must be single-line ASCII (clients decode them as ASCII or UTF-8) without
-    # control characters: a server refuses to send one with NUL (h11 drops the connection),
-    # or with any of them (httptools).
-    header_text = " ".join(message.split()).encode("ascii", "backslashreplace").decode("ascii")
-    header_text = _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", header_text)
-    all_headers = {"x-odsl-error": header_text, **(headers or {})}
+    all_headers = {"x-odsl-error": error_header(message), **(headers or {})}
     if formats.negotiate(accept) == "xml":
         return Response(
             formats.error_xml(message, status),

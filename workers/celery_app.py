@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 RUN_TASK = "procexec.run"
 QUEUE = "procexec"
+#: seconds a readiness check waits for the broker
+PING_TIMEOUT = 2.0
 
 
 def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
@@ -100,6 +103,19 @@ def celery_dispatch(settings: Settings, app: Celery | None = None) -> Dispatch:
         )
 
     return dispatch
+
+
+def celery_ping(settings: Settings, app: Celery | None = None) -> Callable[[], None]:
+    """A readiness check (`api.health`): connects to the broker afresh, raises if it cannot."""
+    app = app or _shared_app(settings)
+
+    def ping() -> None:
+        with app.connection_for_write() as conn:
+            # One try, no retry: the caller asks again soon enough.
+            conn.ensure_connection(max_retries=1, interval_start=0, timeout=PING_TIMEOUT)
+            conn.default_channel  # noqa: B018 - opening a channel is what Redis answers to
+
+    return ping
 
 
 def celery_revoke(settings: Settings, app: Celery | None = None) -> Revoke:

@@ -255,6 +255,10 @@ class ExecutionStore(abc.ABC):
         scheduler handled that fire time.
         """
 
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Ask the store to answer, cheaply; raises `StoreUnavailable` when it cannot."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 

@@ -419,5 +419,8 @@ class MongoStore(ExecutionStore):
         )
         return bool(result.modified_count)
 
+    def ping(self) -> None:
+        self.client.admin.command("ping")
+
     def close(self) -> None:
         self.client.close()

@@ -446,6 +446,9 @@ class SQLiteStore(ExecutionStore):
         )
         return cursor.rowcount == 1
 
+    def ping(self) -> None:
+        self._connect().execute("SELECT 1 FROM executions LIMIT 1").fetchall()
+
     def release_thread(self) -> None:
         self.close()
 
