@@ -6,10 +6,9 @@ import argparse
 import logging
 import os
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
+from typing import Any
 
 from engine.config import Settings
 from engine.constants import Scope
@@ -90,8 +89,9 @@ def cmd_beat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _spawn(*argv: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "workers.cli", *argv], env=os.environ.copy())
+def _command(*argv: str) -> list[str]:
+    """`procexec ARGV` with this interpreter."""
+    return [sys.executable, "-m", "workers.cli", *argv]
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -99,24 +99,53 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def cmd_standalone(args: argparse.Namespace) -> int:
-    """API, worker and beat in one command, on the embedded store and broker by default."""
+    """API, worker and beat in one command, on the embedded store and broker by default.
+
+    The worker and the beat are supervised (`workers.supervisor`): restarted when they die,
+    and the whole command ends, non-zero, when one cannot start.
+    """
+    import uvicorn
+
+    from api.app import create_app
     from engine.store import open_store
     from engine.tokens import create_token
+    from workers.supervisor import Supervisor
 
     # uvicorn shuts down on SIGTERM, then raises it again with the handler it found: with the
     # default handler the process would die at once and orphan the worker and beat below.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     settings = _settings()
-    token = create_token(open_store(settings.store_url), args.user, Scope.RUN)
-    children = [
-        _spawn(
-            "worker",
-            f"--concurrency={args.concurrency}",
-            f"--pool={args.pool}",
-            f"--log-level={args.log_level}",
-        ),
-        _spawn("beat", f"--log-level={args.log_level}"),
-    ]
+    store = open_store(settings.store_url)
+    token = create_token(store, args.user, Scope.RUN)
+    server: uvicorn.Server | None = None
+
+    def give_up(reason: str) -> None:
+        if server is not None:
+            server.should_exit = True
+
+    supervisor = Supervisor(
+        {
+            "worker": _command(
+                "worker",
+                f"--concurrency={args.concurrency}",
+                f"--pool={args.pool}",
+                f"--log-level={args.log_level}",
+            ),
+            "beat": _command("beat", f"--log-level={args.log_level}"),
+        },
+        on_give_up=give_up,
+    )
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            supervisor.stopping()  # the children get Ctrl-C too: their deaths are no crash
+            super().handle_exit(sig, frame)
+
+    app = create_app(settings, store=store, children=supervisor.status)
+    server = Server(
+        uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level.lower())
+    )
+    supervisor.start()
     url = f"http://{args.host}:{args.port}/service/process-exec"
     print(
         f"procexec standalone\n"
@@ -130,17 +159,14 @@ def cmd_standalone(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        return cmd_api(args)
+        server.run()
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this short
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for child in children:
-            try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
+        supervisor.stop()
+    if supervisor.gave_up is not None:
+        print(f"procexec standalone: {supervisor.gave_up}", file=sys.stderr, flush=True)
+        return 1
+    return 0
 
 
 def cmd_process(args: argparse.Namespace) -> int:
