@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,10 +36,10 @@ TERMINAL = frozenset({"success", "warning", "failed"})
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-def unavailable(message: str) -> None:
-    """Skip locally; fail when PROCEXEC_REQUIRE_REDIS is set (as in CI)."""
-    if os.environ.get("PROCEXEC_REQUIRE_REDIS", "").strip().lower() in {"1", "true", "yes"}:
-        pytest.fail(f"{message} (and PROCEXEC_REQUIRE_REDIS is set)", pytrace=False)
+def unavailable(message: str, required_by: str = "PROCEXEC_REQUIRE_REDIS") -> None:
+    """Skip locally; fail when `required_by` is set (as in CI)."""
+    if os.environ.get(required_by, "").strip().lower() in {"1", "true", "yes"}:
+        pytest.fail(f"{message} (and {required_by} is set)", pytrace=False)
     pytest.skip(message)
 
 
@@ -56,6 +57,68 @@ def require_redis(url: str = REDIS_URL) -> str:
     except redis.RedisError as exc:
         unavailable(f"Redis is not reachable at {url}: {exc}")
     return url
+
+
+class PrivateRedis:
+    """A `redis-server` of the test's own on a free port, nothing kept on disk; it can be
+    stopped and started again on the same port, as an outage would."""
+
+    def __init__(self, log_dir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            unavailable("redis-server is not installed")
+        self.binary = str(binary)
+        self.log_dir = log_dir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.service: Service | None = None
+
+    def start(self) -> PrivateRedis:
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv += ["--save", "", "--appendonly", "no", "--dir", str(self.log_dir)]
+        self.service = Service("redis", argv, env=os.environ, log_dir=self.log_dir)
+        self.service.wait_for_output(r"Ready to accept connections", timeout=20)
+        return self
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+            self.service = None
+
+
+#: the real RabbitMQ of this machine
+RABBITMQ_HOST = os.environ.get("PROCEXEC_TEST_RABBITMQ_HOST", "127.0.0.1:5672")
+
+
+@contextlib.contextmanager
+def rabbitmq_vhost() -> Iterator[str]:
+    """A virtual host of the test's own on the real RabbitMQ (guest/guest); its URL."""
+    host, _, port = RABBITMQ_HOST.partition(":")
+    try:
+        socket.create_connection((host, int(port or 5672)), timeout=2).close()
+    except OSError as exc:
+        unavailable(f"RabbitMQ is not reachable at {RABBITMQ_HOST}: {exc}", REQUIRE_RABBITMQ)
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        unavailable("rabbitmqctl is not installed (it makes the test's vhost)", REQUIRE_RABBITMQ)
+    vhost = f"procexec-test-{uuid.uuid4().hex[:8]}"
+
+    def rabbitmqctl(*args: str) -> None:
+        result = subprocess.run(
+            [str(ctl), *args], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, f"rabbitmqctl {' '.join(args)}: {result.stderr}"
+
+    rabbitmqctl("add_vhost", vhost)
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@{RABBITMQ_HOST}/{vhost}"
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+
+
+#: set (as in CI) to fail, not skip, the tests of the real RabbitMQ when it is not there
+REQUIRE_RABBITMQ = "PROCEXEC_REQUIRE_RABBITMQ"
 
 
 def free_port() -> int:

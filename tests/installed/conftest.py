@@ -1,0 +1,152 @@
+"""The product as users install it: the wheel built from this tree and installed alone, without
+the test extras, into a fresh virtual environment (one for the whole session), and run on the
+real brokers from there.
+
+A suite run in the development environment cannot see a dependency that only the test extras
+bring: the wheel installed alone once could not reach Redis (kombu's Redis transport needs
+`packaging`, which the test tools had installed).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import PrivateRedis, attach_service_output, rabbitmq_vhost
+
+ROOT = Path(__file__).resolve().parents[2]
+#: modules of the test extras that the installed product must do without
+TEST_ONLY = ("pytest", "mongomock", "httpx2", "hypothesis", "schemathesis", "odsl")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    report = yield
+    attach_service_output(report, call)
+    return report
+
+
+def _run(*argv: str | Path, cwd: Path | None = None) -> str:
+    result = subprocess.run(
+        [str(arg) for arg in argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"{' '.join(map(str, argv))} exited {result.returncode}\n"
+            f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}",
+            pytrace=False,
+        )
+    return result.stdout
+
+
+def _source_copy(target: Path) -> Path:
+    """The files of this tree that git would commit (tracked, or new and not ignored), so that
+    the wheel is built from what a clone has: no stale `build/`, no local leftovers."""
+    listed = _run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=ROOT)
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
+@dataclass(frozen=True)
+class Installed:
+    """A fresh virtual environment holding the wheel alone."""
+
+    venv: Path
+
+    @property
+    def python(self) -> Path:
+        return self.venv / "bin" / "python"
+
+    @property
+    def procexec(self) -> str:
+        return str(self.venv / "bin" / "procexec")
+
+    def env(self, data_dir: Path, broker_url: str | None = None, **extra: str) -> dict[str, str]:
+        """A procexec process's environment: this venv first on PATH, nothing of the work tree
+        or the test environment (PYTHONPATH, VIRTUAL_ENV, PROCEXEC_*) inherited."""
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("PROCEXEC_", "PYTHON")) and key != "VIRTUAL_ENV"
+        }
+        env.update(
+            PATH=f"{self.venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            VIRTUAL_ENV=str(self.venv),
+            PROCEXEC_DATA_DIR=str(data_dir),
+            PROCEXEC_LOG_FLUSH_INTERVAL="0.1",
+            PYTHONUNBUFFERED="1",
+        )
+        if broker_url:
+            env["PROCEXEC_BROKER_URL"] = broker_url
+        env.update(extra)
+        return env
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """The wheel of this tree, installed without extras into a new virtual environment."""
+    root = tmp_path_factory.mktemp("installed")
+    source = _source_copy(root / "source")
+    _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", root / "dist", source)
+    wheels = sorted((root / "dist").glob("procexec-*.whl"))
+    assert len(wheels) == 1, wheels
+    venv = root / "venv"
+    _run(sys.executable, "-m", "venv", venv)
+    product = Installed(venv)
+    _run(
+        product.python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", wheels[0]
+    )
+    _run(product.python, "-m", "pip", "check")
+    # It runs from site-packages, with none of the test extras beside it.
+    probe = (
+        "import importlib.util, json, engine, api, workers;"
+        f"print(json.dumps([engine.__file__, [m for m in {TEST_ONLY!r} "
+        "if importlib.util.find_spec(m)]]))"
+    )
+    where, extras = json.loads(_run(product.python, "-c", probe, cwd=root))
+    assert Path(where).is_relative_to(venv), where
+    assert extras == [], f"the fresh environment has test modules: {extras}"
+    assert importlib.util.find_spec("pytest") is not None  # while this one does
+    return product
+
+
+@dataclass
+class Broker:
+    kind: str
+    url: str
+    #: the private Redis, which a test may stop and start again; None on RabbitMQ
+    redis: PrivateRedis | None = None
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
+    """A broker of the test's own: a private `redis-server`, or a vhost on the real RabbitMQ."""
+    if request.param == "redis":
+        redis = PrivateRedis(tmp_path / "redis").start()
+        try:
+            yield Broker("redis", redis.url, redis)
+        finally:
+            redis.stop()
+    else:
+        with rabbitmq_vhost() as url:
+            yield Broker("amqp", url)

@@ -1,0 +1,124 @@
+"""The installed wheel runs on each broker it names: `procexec api`, `worker` and `beat` as
+separate processes, and `procexec standalone`, each on a private Redis and on the real RabbitMQ."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from tests.installed.conftest import Broker, Installed
+from tests.integration.harness import (
+    BASE_PATH,
+    Service,
+    api_client,
+    free_port,
+    stop_all,
+    trigger,
+    wait_http,
+    wait_terminal,
+    wait_worker_ready,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.redis]
+
+
+def _readyz(url: str) -> httpx2.Response:
+    root = url.removesuffix(BASE_PATH)
+    with httpx2.Client(timeout=10, trust_env=False) as client:
+        return client.get(f"{root}/readyz")
+
+
+def _wait_readyz(url: str, status: int, timeout: float = 30) -> dict[str, Any]:
+    """Poll `/readyz` until it answers `status`; its body."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = _readyz(url)
+        if response.status_code == status:
+            body: dict[str, Any] = response.json()
+            return body
+        if time.monotonic() > deadline:
+            pytest.fail(f"/readyz answered {response.status_code} {response.text}, not {status}")
+        time.sleep(0.2)
+
+
+def _run_ecb_fx(url: str, token: str) -> None:
+    with api_client(url, token) as client:
+        doc = wait_terminal(client, trigger(client, "ECB_FX"), timeout=90)
+    assert doc["status"] == "success", doc
+    assert doc["loaderMessage"] == "Updated 32 series for 2021-07-01"
+
+
+def _token(installed: Installed, env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [installed.procexec, "token", "create", "--user", "alice"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_api_worker_and_beat_as_separate_processes(
+    installed: Installed, broker: Broker, tmp_path: Path
+) -> None:
+    env = installed.env(tmp_path / "data", broker.url)
+    token = _token(installed, env)
+    port = free_port()
+    procexec = installed.procexec
+    api = Service("api", [procexec, "api", "--port", str(port)], env=env, log_dir=tmp_path)
+    worker = Service("worker", [procexec, "worker"], env=env, log_dir=tmp_path)
+    beat = Service("beat", [procexec, "beat"], env=env, log_dir=tmp_path)
+    url = f"http://127.0.0.1:{port}{BASE_PATH}"
+    try:
+        wait_worker_ready(worker)
+        assert wait_http(api, url)["broker"] == broker.kind
+        beat.wait_for_output(r"beat: Starting\.\.\.", timeout=60)
+        ready = _wait_readyz(url, 200)
+        assert ready["checks"]["broker"] == {"ready": True}
+        assert ready["checks"]["store"] == {"ready": True}
+
+        _run_ecb_fx(url, token)
+        assert re.search(r"Connected to (redis|amqp)://", worker.output())
+
+        if broker.redis is not None:  # an outage of the broker, seen by /readyz and survived
+            broker.redis.stop()
+            down = _wait_readyz(url, 503)
+            assert down["error"].startswith("not ready: broker: "), down
+            assert down["checks"]["store"] == {"ready": True}
+            broker.redis.start()
+            _wait_readyz(url, 200)
+            _run_ecb_fx(url, token)  # the worker reconnected by itself
+        for service in (api, worker, beat):
+            assert service.alive(), service.describe()
+    finally:
+        stop_all(api, worker, beat)
+
+
+def test_standalone(installed: Installed, broker: Broker, tmp_path: Path) -> None:
+    env = installed.env(tmp_path / "data", broker.url)
+    port = free_port()
+    standalone = Service(
+        "standalone",
+        [installed.procexec, "standalone", "--port", str(port)],
+        env=env,
+        log_dir=tmp_path,
+    )
+    try:
+        url = standalone.wait_for_output(r"^  API:\s+(http://\S+)$", timeout=60)[1]
+        token = standalone.wait_for_output(r"^  token:\s+(pe_[A-Za-z0-9_-]+)\s", timeout=5)[1]
+        assert wait_http(standalone, url)["broker"] == broker.kind
+        ready = _wait_readyz(url, 200, timeout=60)
+        assert set(ready["checks"]["children"]) == {"worker", "beat"}
+        _run_ecb_fx(url, token)
+        assert standalone.alive()
+    finally:
+        assert standalone.stop() in (0, 143), standalone.tail()
