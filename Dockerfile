@@ -1,6 +1,7 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY procexec procexec
 COPY engine engine
 COPY api api
 COPY workers workers

@@ -35,7 +35,13 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## mypy reads the installed layout (procexec.engine, …) through a tree of links: it cannot
+## follow pyproject.toml's package-dir mapping, nor an editable install's import hook.
+MAPPED := engine api workers examples
 typecheck: install-test
+	rm -rf .mypy-tree && mkdir -p .mypy-tree/procexec
+	ln -s $(CURDIR)/procexec/*.py .mypy-tree/procexec/
+	for part in $(MAPPED); do ln -s $(CURDIR)/$$part .mypy-tree/procexec/$$part; done
 	$(BIN)/mypy
 
 pytest: install-test
@@ -46,4 +52,4 @@ format: install-test
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .procexec .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .procexec .mypy-tree .pytest_cache .mypy_cache .ruff_cache *.egg-info

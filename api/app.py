@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 
-import engine
-from api import errors, health, processes
-from api.deps import ServiceState
-from api.health import Check, Children, Readiness
-from api.routes import read_routes, router
-from engine.cancellation import Revoke
-from engine.config import Settings, load_registry
-from engine.constants import SERVICE_NAME
-from engine.process import ProcessRegistry
-from engine.store import ExecutionStore, open_store
-from engine.timeutil import iso_ms
-from engine.tokens import TokenCache
-from engine.trigger import Dispatch, TriggerService
+import procexec
+from procexec.api import errors, health, processes
+from procexec.api.deps import ServiceState
+from procexec.api.health import Check, Children, Readiness
+from procexec.api.routes import read_routes, router
+from procexec.buildinfo import build_stamp
+from procexec.engine.cancellation import Revoke
+from procexec.engine.config import Settings
+from procexec.engine.constants import SERVICE_NAME
+from procexec.engine.process import ProcessRegistry
+from procexec.engine.store import ExecutionStore
+from procexec.engine.timeutil import iso_ms
+from procexec.engine.tokens import TokenCache
+from procexec.engine.trigger import Dispatch
+from procexec.service import build
 
 #: where the API is mounted: the seed page's path, and the platform SDK's
 BASE_PATHS = ("/service/process-exec", "/api/process-exec")
@@ -32,27 +32,13 @@ PROCESS_PATHS = ("/service/process", "/api/process")
 _STARTED = iso_ms()
 
 
-def _git(*args: str) -> str | None:
-    try:
-        result = subprocess.run(
-            ["git", *args],
-            cwd=Path(__file__).resolve().parent.parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None
-
-
 def build_information(settings: Settings) -> dict[str, Any]:
+    stamp = build_stamp()
     return {
         "service": SERVICE_NAME,
-        "version": engine.__version__,
-        "commit": _git("rev-parse", "HEAD") or "unknown",
-        "buildTime": _git("log", "-1", "--format=%cI") or _STARTED,
+        "version": procexec.__version__,
+        "commit": stamp["commit"] or "unknown",
+        "buildTime": stamp["buildTime"] or _STARTED,
         "started": _STARTED,
         "store": settings.store_kind,
         "broker": settings.broker_kind,
@@ -74,29 +60,23 @@ def create_app(
     `checks` are what `/readyz` asks: by default the store, and the broker when the API
     dispatches through Celery; `children`, the state of the processes a supervisor runs.
     """
-    settings = settings or Settings.from_env()
-    store = store or open_store(settings.store_url)
-    registry = registry or load_registry(settings)
-    default_checks: dict[str, Check] = {"store": store.ping}
-    if dispatch is None:
-        from workers.celery_app import celery_dispatch, celery_ping, celery_revoke
-
-        dispatch = celery_dispatch(settings)
-        revoke = revoke or celery_revoke(settings)
-        default_checks["broker"] = celery_ping(settings)
+    service = build(settings, store=store, registry=registry, dispatch=dispatch, revoke=revoke)
+    default_checks: dict[str, Check] = {"store": service.store.ping}
+    if service.broker_ping is not None:
+        default_checks["broker"] = service.broker_ping
     app = FastAPI(
         title="procexec",
-        version=engine.__version__,
+        version=procexec.__version__,
         description="Process execution service: trigger processes and read their execution logs.",
     )
     app.state.procexec = ServiceState(
-        settings=settings,
-        store=store,
-        registry=registry,
-        triggers=TriggerService(store, registry, dispatch),
-        build=build_information(settings),
-        tokens=TokenCache(store),
-        revoke=revoke,
+        settings=service.settings,
+        store=service.store,
+        registry=service.registry,
+        triggers=service.triggers,
+        build=build_information(service.settings),
+        tokens=TokenCache(service.store),
+        revoke=service.revoke,
         readiness=Readiness(default_checks if checks is None else checks, children),
     )
     errors.install(app)
@@ -111,5 +91,5 @@ def create_app(
 
 
 def app_factory() -> FastAPI:
-    """Entry point for `uvicorn --factory api.app:app_factory`."""
+    """Entry point for `uvicorn --factory procexec.api.app:app_factory`."""
     return create_app()

@@ -7,10 +7,10 @@ import binascii
 
 from fastapi import Request
 
-from api.errors import ApiError
-from engine.constants import Scope
-from engine.store.base import TokenRecord
-from engine.tokens import TokenCache, allows
+from procexec.api.errors import ApiError
+from procexec.engine.constants import Scope
+from procexec.engine.store.base import TokenRecord
+from procexec.engine.tokens import TokenCache, allows
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="procexec"'}
 

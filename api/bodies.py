@@ -9,7 +9,7 @@ import re
 import sys
 from typing import Any
 
-from api.errors import ApiError
+from procexec.api.errors import ApiError
 
 #: a lone surrogate: a JSON string may escape one (`"\ud800"`); no UTF-8 text can hold it
 _SURROGATE = re.compile("[\ud800-\udfff]")

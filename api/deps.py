@@ -8,16 +8,16 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from api.auth import authenticate
-from api.errors import ApiError
-from api.health import Readiness
-from engine.cancellation import Revoke
-from engine.config import Settings
-from engine.constants import DEFAULT_ENVIRONMENT, Scope
-from engine.process import ProcessRegistry
-from engine.store.base import ExecutionStore, TokenRecord
-from engine.tokens import TokenCache
-from engine.trigger import TriggerService
+from procexec.api.auth import authenticate
+from procexec.api.errors import ApiError
+from procexec.api.health import Readiness
+from procexec.engine.cancellation import Revoke
+from procexec.engine.config import Settings
+from procexec.engine.constants import DEFAULT_ENVIRONMENT, Scope
+from procexec.engine.process import ProcessRegistry
+from procexec.engine.store.base import ExecutionStore, TokenRecord
+from procexec.engine.tokens import TokenCache
+from procexec.engine.trigger import TriggerService
 
 _ENVIRONMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: the `x-odsl-environment` header in the OpenAPI description (`openapi_extra=` of the routes

@@ -16,8 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from api import formats
-from engine.errors import ProcexecError, QueryTimeout
+from procexec.api import formats
+from procexec.engine.errors import ProcexecError, QueryTimeout
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
-from api.errors import error_header
+from procexec.api.errors import error_header
 
 #: a readiness check: returns quietly when its part answers, raises (naming why) when not
 Check = Callable[[], None]

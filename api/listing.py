@@ -48,10 +48,10 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from api import formats
-from api.errors import ApiError
-from api.formats import Format, negotiate
-from engine.store.base import DOCUMENT_FIELDS
+from procexec.api import formats
+from procexec.api.errors import ApiError
+from procexec.api.formats import Format, negotiate
+from procexec.engine.store.base import DOCUMENT_FIELDS
 
 CSV_TYPE = "text/csv; charset=utf-8"
 JSON_TYPE = "application/json"

@@ -10,11 +10,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from api.bodies import described, json_body
-from api.deps import Reader, Runner, StateDep
-from api.errors import ApiError, error_responses
-from engine.errors import NotFound
-from engine.scheduler import change_process, describe, effective
+from procexec.api.bodies import described, json_body
+from procexec.api.deps import Reader, Runner, StateDep
+from procexec.api.errors import ApiError, error_responses
+from procexec.engine.errors import NotFound
+from procexec.engine.scheduler import change_process, describe, effective
 
 router = APIRouter()
 

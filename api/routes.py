@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
-from api import listing
-from api.auth import authenticate
-from api.bodies import described, json_body
-from api.deps import (
+from procexec.api import listing
+from procexec.api.auth import authenticate
+from procexec.api.bodies import described, json_body
+from procexec.api.deps import (
     ENVIRONMENT_HEADER,
     EnvironmentDep,
     Reader,
@@ -27,12 +27,12 @@ from api.deps import (
     get_environment,
     get_state,
 )
-from api.errors import ApiError, error_responses
-from engine.cancellation import cancel_execution
-from engine.constants import Scope
-from engine.errors import NotFound
-from engine.query import Query, parse_query
-from engine.store.base import InlineBudgetExceeded
+from procexec.api.errors import ApiError, error_responses
+from procexec.engine.cancellation import cancel_execution
+from procexec.engine.constants import Scope
+from procexec.engine.errors import NotFound
+from procexec.engine.query import Query, parse_query
+from procexec.engine.store.base import InlineBudgetExceeded
 
 router = APIRouter()
 T = TypeVar("T")

@@ -77,7 +77,7 @@ class Cluster:
         )
 
     def procexec(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        return self._spawn(name, sys.executable, "-m", "workers.cli", *args)
+        return self._spawn(name, sys.executable, "-m", "procexec.cli", *args)
 
     def start_redis(self) -> None:
         server = shutil.which("redis-server")
@@ -184,9 +184,9 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
 
-    from engine.config import Settings
-    from engine.store import open_store
-    from engine.tokens import create_token
+    from procexec.engine.config import Settings
+    from procexec.engine.store import open_store
+    from procexec.engine.tokens import create_token
 
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="procexec-faults-"))
@@ -220,7 +220,7 @@ def main() -> int:
 
     def chaos() -> None:
         nonlocal kills, restarts, duplicates
-        from workers.celery_app import celery_dispatch
+        from procexec.workers.celery_app import celery_dispatch
 
         dispatch = celery_dispatch(settings)
         span = args.runs * pacing + 10

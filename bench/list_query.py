@@ -55,11 +55,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.constants import Scope  # noqa: E402
-from engine.query import parse_query  # noqa: E402
-from engine.store import sqlite_query  # noqa: E402
-from engine.store.sqlite import SQLiteStore, compact_json  # noqa: E402
-from engine.tokens import create_token  # noqa: E402
+from procexec.engine.constants import Scope  # noqa: E402
+from procexec.engine.query import parse_query  # noqa: E402
+from procexec.engine.store import sqlite_query  # noqa: E402
+from procexec.engine.store.sqlite import SQLiteStore, compact_json  # noqa: E402
+from procexec.engine.tokens import create_token  # noqa: E402
 
 #: bump when the generated documents change, so that cached stores are rebuilt
 DATA_VERSION = 2
@@ -383,8 +383,8 @@ def serve(db: str, port: int, data_dir: str) -> None:
     from starlette.responses import Response
     from starlette.routing import Route
 
-    from api.app import create_app
-    from engine.config import Settings
+    from procexec.api.app import create_app
+    from procexec.engine.config import Settings
 
     settings = Settings.from_env({"PROCEXEC_DATA_DIR": data_dir})
     app = create_app(settings, store=SQLiteStore(db), dispatch=lambda *_: None)

@@ -3,8 +3,7 @@
 Nothing in this package imports FastAPI or Celery.
 """
 
-from engine.context import PhaseContext
-from engine.process import Process
+from procexec.engine.context import PhaseContext
+from procexec.engine.process import Process
 
 __all__ = ["PhaseContext", "Process"]
-__version__ = "0.1.0"

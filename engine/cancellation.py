@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from engine.constants import ACTIVE_STATUSES, TERMINAL_STATUSES, Status
-from engine.errors import Conflict, NotFound
-from engine.store.base import ExecutionStore, Update
-from engine.timeutil import iso_ms
+from procexec.engine.constants import ACTIVE_STATUSES, TERMINAL_STATUSES, Status
+from procexec.engine.errors import Conflict, NotFound
+from procexec.engine.store.base import ExecutionStore, Update
+from procexec.engine.timeutil import iso_ms
 
 #: statuses from which an execution can be cancelled
 CANCELLABLE = frozenset({Status.TRIGGERED.value, *(status.value for status in ACTIVE_STATUSES)})

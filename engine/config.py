@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import constants as c
-from engine.process import ProcessRegistry
+from procexec.engine import constants as c
+from procexec.engine.process import ProcessRegistry
 
-#: modules of the bundled example processes
-EXAMPLE_MODULES = ("examples.ecb_fx", "examples.ecb_fx_cross", "examples.demo")
+#: the entry-point group through which installed packages offer processes: each entry names a
+#: module whose top level defines them
+PLUGIN_GROUP = "procexec.processes"
+#: the plugin that `PROCEXEC_EXAMPLES` turns on and off (procexec's own wheel offers it)
+EXAMPLES_PLUGIN = "examples"
 
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -98,10 +102,22 @@ def _limit(env: Mapping[str, str], name: str, default: float) -> float | None:
 
 
 def load_registry(settings: Settings) -> ProcessRegistry:
-    """The bundled examples (unless turned off) and the processes of the configured modules."""
+    """The processes of the installed plugins (the examples unless turned off), then those of
+    the configured modules."""
     registry = ProcessRegistry()
-    modules = (*(EXAMPLE_MODULES if settings.examples else ()), *settings.process_modules)
-    for name in modules:
+    plugins = sorted(importlib.metadata.entry_points(group=PLUGIN_GROUP), key=lambda e: e.name)
+    for entry in plugins:
+        if entry.name == EXAMPLES_PLUGIN and not settings.examples:
+            continue
+        try:
+            module = entry.load()
+        except ImportError as exc:
+            raise RuntimeError(
+                f"processes plugin {entry.name!r} ({entry.value}) cannot be imported: {exc}"
+            ) from exc
+        if registry.add_module(module) == 0:
+            raise RuntimeError(f"processes plugin {entry.name!r} ({entry.value}) defines none")
+    for name in settings.process_modules:
         try:
             module = importlib.import_module(name)
         except ImportError as exc:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from engine.control import RunControl
-from engine.recorder import ExecutionRecorder
-from engine.store.base import ExecutionStore, Observation
-from engine.timeutil import log_line
+from procexec.engine.control import RunControl
+from procexec.engine.recorder import ExecutionRecorder
+from procexec.engine.store.base import ExecutionStore, Observation
+from procexec.engine.timeutil import log_line
 
 LEVELS = ("debug", "info", "warning", "error")
 

@@ -10,11 +10,11 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from engine.constants import ACTIVE_STATUSES, Status
-from engine.process import ProcessRegistry
-from engine.store.base import ExecutionStore, Update
-from engine.timeutil import iso_ms
-from engine.trigger import TriggerService
+from procexec.engine.constants import ACTIVE_STATUSES, Status
+from procexec.engine.process import ProcessRegistry
+from procexec.engine.store.base import ExecutionStore, Update
+from procexec.engine.timeutil import iso_ms
+from procexec.engine.trigger import TriggerService
 
 logger = logging.getLogger(__name__)
 

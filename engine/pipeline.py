@@ -33,9 +33,9 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine.constants import MAX_DISTINCT
-from engine.errors import BadRequest
-from engine.query import (
+from procexec.engine.constants import MAX_DISTINCT
+from procexec.engine.errors import BadRequest
+from procexec.engine.query import (
     MAX_INTEGER,
     SORT_FIELDS,
     Node,

@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from engine.constants import DEFAULT_ENVIRONMENT, Status
+from procexec.engine.constants import DEFAULT_ENVIRONMENT, Status
 
 if TYPE_CHECKING:
-    from engine.context import PhaseContext
+    from procexec.engine.context import PhaseContext
 
 #: a phase function: the run's context and the previous phase's result in, a result out
 PhaseFunction = Callable[["PhaseContext", Any], Any]
@@ -104,7 +104,7 @@ class Process:
                     f"process {self.name}: follows {upstream} on unknown outcomes {sorted(unknown)}"
                 )
         if self.schedule is not None:
-            from engine.schedule import Crontab
+            from procexec.engine.schedule import Crontab
 
             Crontab(self.schedule, self.timezone)  # raises ScheduleError, naming the problem
 

@@ -27,14 +27,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
 
-from engine import relaxed_json
-from engine.constants import DEFAULT_ENVIRONMENT, DEFAULT_LIMIT, MAX_DISTINCT, MAX_LIMIT
-from engine.errors import BadRequest
-from engine.search import AllOf, SearchNode, parse_search
-from engine.timeutil import iso_ms, parse_iso
+from procexec.engine import relaxed_json
+from procexec.engine.constants import DEFAULT_ENVIRONMENT, DEFAULT_LIMIT, MAX_DISTINCT, MAX_LIMIT
+from procexec.engine.errors import BadRequest
+from procexec.engine.search import AllOf, SearchNode, parse_search
+from procexec.engine.timeutil import iso_ms, parse_iso
 
 if TYPE_CHECKING:
-    from engine.pipeline import Pipeline
+    from procexec.engine.pipeline import Pipeline
 
 Op = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "regex", "exists"]
 #: what a condition compares with: filter values are strings; JSON filters may use numbers
@@ -807,7 +807,7 @@ def parse_query(
         elif name == "_fieldinfo":
             fieldinfo = check_document_field(raw.strip(), name)
         elif name == "_aggregate":
-            from engine.pipeline import parse_pipeline  # which builds on this module
+            from procexec.engine.pipeline import parse_pipeline  # which builds on this module
 
             pipeline = parse_pipeline(raw)
         elif name.startswith("_") and name != "_id":

@@ -22,10 +22,10 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from engine.constants import ACTIVE_STATUSES, PhaseStatus
-from engine.control import RunControl
-from engine.store.base import ExecutionStore, Update
-from engine.timeutil import iso_ms, log_line
+from procexec.engine.constants import ACTIVE_STATUSES, PhaseStatus
+from procexec.engine.control import RunControl
+from procexec.engine.store.base import ExecutionStore, Update
+from procexec.engine.timeutil import iso_ms, log_line
 
 logger = logging.getLogger(__name__)
 

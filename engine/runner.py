@@ -9,16 +9,16 @@ import traceback
 import uuid
 from typing import Any
 
-from engine.constants import PhaseStatus, Status, Trigger
-from engine.context import DataUpdates, PhaseContext
-from engine.control import RunAborted, RunControl
-from engine.errors import DuplicateExecution
-from engine.process import PhaseDefinition, Process, ProcessRegistry
-from engine.recorder import ExecutionRecorder
-from engine.store.base import ExecutionStore, Update
-from engine.subscriptions import follow_ups
-from engine.timeutil import iso_ms, log_line
-from engine.trigger import TriggerService
+from procexec.engine.constants import PhaseStatus, Status, Trigger
+from procexec.engine.context import DataUpdates, PhaseContext
+from procexec.engine.control import RunAborted, RunControl
+from procexec.engine.errors import DuplicateExecution
+from procexec.engine.process import PhaseDefinition, Process, ProcessRegistry
+from procexec.engine.recorder import ExecutionRecorder
+from procexec.engine.store.base import ExecutionStore, Update
+from procexec.engine.subscriptions import follow_ups
+from procexec.engine.timeutil import iso_ms, log_line
+from procexec.engine.trigger import TriggerService
 
 logger = logging.getLogger(__name__)
 

@@ -13,13 +13,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from engine.constants import Trigger
-from engine.errors import DuplicateExecution
-from engine.process import Process, ProcessRegistry
-from engine.schedule import Crontab, ScheduleError, crontab_reason
-from engine.store.base import ExecutionStore, ProcessState
-from engine.timeutil import iso_ms, parse_iso
-from engine.trigger import TriggerService
+from procexec.engine.constants import Trigger
+from procexec.engine.errors import DuplicateExecution
+from procexec.engine.process import Process, ProcessRegistry
+from procexec.engine.schedule import Crontab, ScheduleError, crontab_reason
+from procexec.engine.store.base import ExecutionStore, ProcessState
+from procexec.engine.timeutil import iso_ms, parse_iso
+from procexec.engine.trigger import TriggerService
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def change_process(
     A changed schedule, or a disabled process enabled, counts its fire times from `now`: the
     fire times before the change are neither run nor counted as missed.
     """
-    from engine.errors import BadRequest, NotFound
+    from procexec.engine.errors import BadRequest, NotFound
 
     process = registry.get(name)
     if process is None:

@@ -22,7 +22,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from engine.errors import BadRequest
+from procexec.engine.errors import BadRequest
 
 #: most terms one search may hold, and how deeply it may nest
 MAX_TERMS = 50

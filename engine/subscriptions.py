@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.context import DataUpdates
-from engine.process import Process, ProcessRegistry
+from procexec.engine.context import DataUpdates
+from procexec.engine.process import Process, ProcessRegistry
 
 _NAMESPACE = uuid.UUID("0b3e2f6c-1d4a-4f6e-8a9b-7c5d3e2f1a0b")
 

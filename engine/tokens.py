@@ -8,9 +8,9 @@ import secrets
 import time
 from collections.abc import Callable
 
-from engine.constants import Scope
-from engine.store.base import ExecutionStore, TokenRecord
-from engine.timeutil import iso_ms
+from procexec.engine.constants import Scope
+from procexec.engine.store.base import ExecutionStore, TokenRecord
+from procexec.engine.timeutil import iso_ms
 
 PREFIX = "pe_"
 _USER = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}\Z")

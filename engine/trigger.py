@@ -8,11 +8,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine.constants import Status, Trigger
-from engine.errors import BadRequest, NotFound
-from engine.process import ProcessRegistry
-from engine.store.base import ExecutionStore, Update
-from engine.timeutil import iso_ms
+from procexec.engine.constants import Status, Trigger
+from procexec.engine.errors import BadRequest, NotFound
+from procexec.engine.process import ProcessRegistry
+from procexec.engine.store.base import ExecutionStore, Update
+from procexec.engine.timeutil import iso_ms
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine import PhaseContext, Process
-from engine.constants import PHASES
-from engine.system import pid_alive
+from procexec.engine import PhaseContext, Process
+from procexec.engine.constants import PHASES
+from procexec.engine.system import pid_alive
 
 DEMO = Process(
     "DEMO",

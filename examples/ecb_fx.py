@@ -12,8 +12,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from engine import PhaseContext, Process
-from engine.store import Observation
+from procexec.engine import PhaseContext, Process
+from procexec.engine.store import Observation
 
 SAMPLE = Path(__file__).parent / "data" / "eurofxref-2021-07-01.xml"
 ECB_NS = "{http://www.ecb.int/vocabulary/2002-08-01/eurofxref}"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import PhaseContext, Process
-from engine.store import Observation
+from procexec.engine import PhaseContext, Process
+from procexec.engine.store import Observation
 
 #: cross pairs (base, quote): base/quote = EUR<quote> / EUR<base>
 CROSSES = (

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.store.sqlite import SQLiteStore
+from procexec.engine.store.sqlite import SQLiteStore
 from tests.documents import execution
 
 #: executions enough for a read of them all to take tens of milliseconds (about 10 µs each

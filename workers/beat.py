@@ -15,12 +15,10 @@ from celery import Celery
 from celery.beat import ScheduleEntry, Scheduler
 from celery.schedules import schedule as every
 
-from engine.config import Settings, load_registry
-from engine.housekeeping import Housekeeper
-from engine.scheduler import SchedulerService
-from engine.store import open_store
-from engine.trigger import TriggerService
-from workers.celery_app import celery_dispatch
+from procexec.engine.config import Settings
+from procexec.engine.housekeeping import Housekeeper
+from procexec.engine.scheduler import SchedulerService
+from procexec.service import build
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +31,12 @@ class ProcessScheduler(Scheduler):
 
     def __init__(self, app: Celery, *args: Any, **kwargs: Any) -> None:
         settings: Settings = app.conf.procexec_settings
-        store = open_store(settings.store_url)
-        registry = load_registry(settings)
-        triggers = TriggerService(store, registry, celery_dispatch(settings))
-        self.service = SchedulerService(store, registry, triggers)
+        service = build(settings, celery=app)
+        self.service = SchedulerService(service.store, service.registry, service.triggers)
         self.housekeeper = Housekeeper(
-            store,
-            registry,
-            triggers,
+            service.store,
+            service.registry,
+            service.triggers,
             lost_timeout=settings.lost_run_timeout,
             redispatch_after=settings.redispatch_after,
         )

@@ -14,10 +14,10 @@ from typing import Any
 
 from celery import Celery
 
-from engine.cancellation import Revoke
-from engine.config import Settings
-from engine.trigger import Dispatch
-from workers.fs_transport import SCHEME
+from procexec.engine.cancellation import Revoke
+from procexec.engine.config import Settings
+from procexec.engine.trigger import Dispatch
+from procexec.workers.fs_transport import SCHEME
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from engine.timeutil import iso_ms
+from procexec.engine.timeutil import iso_ms
 
 logger = logging.getLogger("procexec.supervisor")
 

@@ -1,4 +1,4 @@
-"""The Celery app that workers run (`celery -A workers.tasks worker`), and its tasks."""
+"""The Celery app that workers run (`celery -A procexec.workers.tasks worker`), and its tasks."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ import socket
 
 from celery import Task
 
-from engine.config import Settings, load_registry
-from engine.runner import PhaseRunner
-from engine.store import open_store
-from engine.trigger import TriggerService
-from workers.celery_app import RUN_TASK, celery_dispatch, make_celery
+from procexec.engine.config import Settings
+from procexec.engine.runner import PhaseRunner
+from procexec.service import build
+from procexec.workers.celery_app import RUN_TASK, make_celery
 
 logger = logging.getLogger(__name__)
 
@@ -24,13 +23,13 @@ app = make_celery(Settings.from_env())
 def _runner(pid: int) -> PhaseRunner:
     """One runner per worker process: its store connection and its processes."""
     settings: Settings = app.conf.procexec_settings
-    store, registry = open_store(settings.store_url), load_registry(settings)
+    service = build(settings, celery=app)
     return PhaseRunner(
-        store,
-        registry,
+        service.store,
+        service.registry,
         worker_id=f"{socket.gethostname()}:{pid}",
         flush_interval=settings.log_flush_interval,
-        triggers=TriggerService(store, registry, celery_dispatch(settings, app)),
+        triggers=service.triggers,
         heartbeat_interval=settings.heartbeat_interval,
         max_log_lines=settings.max_log_lines,
     )

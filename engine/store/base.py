@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from engine.errors import StoreUnavailable
-from engine.query import Query
+from procexec.engine.errors import StoreUnavailable
+from procexec.engine.query import Query
 
 StoreT = TypeVar("StoreT", bound="ExecutionStore")
 
@@ -173,7 +173,7 @@ class ExecutionStore(abc.ABC):
         As MongoDB's distinct: arrays on the path are unwound; null and missing values are left
         out; the values come sorted (null, numbers, strings, the rest).
         """
-        from engine.query import sorted_distinct
+        from procexec.engine.query import sorted_distinct
 
         assert query.distinct is not None
         return sorted_distinct(
@@ -183,7 +183,7 @@ class ExecutionStore(abc.ABC):
     def fieldinfo(self, query: Query) -> builtins.list[dict[str, Any]]:
         """The values of the field `query.fieldinfo` among the documents `query` selects, each
         with how many of them hold it and the filter that selects those (`field_buckets`)."""
-        from engine.query import field_buckets
+        from procexec.engine.query import field_buckets
 
         assert query.fieldinfo is not None
         counted = ((values, 1) for values in self._field_values(query, query.fieldinfo))
@@ -196,7 +196,7 @@ class ExecutionStore(abc.ABC):
 
     def _field_values(self, query: Query, field: str) -> Iterator[builtins.list[Any]]:
         """For each document `query` selects, the values at `field` (`values_at`), page by page."""
-        from engine.query import values_at
+        from procexec.engine.query import values_at
 
         skip = 0
         while True:

@@ -17,11 +17,11 @@ from urllib.parse import urlparse
 import pymongo
 from pymongo.errors import DuplicateKeyError, ExecutionTimeout, OperationFailure, PyMongoError
 
-from engine.constants import MAX_DISTINCT
-from engine.errors import BadRequest, DuplicateExecution, QueryTimeout, StoreUnavailable
-from engine.pipeline import too_many_results
-from engine.query import Query, field_buckets, sorted_distinct, too_many_values, values_at
-from engine.store.base import (
+from procexec.engine.constants import MAX_DISTINCT
+from procexec.engine.errors import BadRequest, DuplicateExecution, QueryTimeout, StoreUnavailable
+from procexec.engine.pipeline import too_many_results
+from procexec.engine.query import Query, field_buckets, sorted_distinct, too_many_values, values_at
+from procexec.engine.store.base import (
     META_KEYS,
     PROCESS_OVERRIDES,
     ExecutionStore,
@@ -32,7 +32,7 @@ from engine.store.base import (
     canonical,
     translate_errors,
 )
-from engine.store.mongo_query import (
+from procexec.engine.store.mongo_query import (
     TEXT,
     TEXT_INDEX,
     compile_filter,

@@ -21,9 +21,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from engine.pipeline import Count, Group, Limit, Match, Pipeline, Project, Skip, Sort
-from engine.query import And, Condition, Node, Not, Or
-from engine.search import AllOf, AnyOf, NoneOf, SearchNode, Term, normalized
+from procexec.engine.pipeline import Count, Group, Limit, Match, Pipeline, Project, Skip, Sort
+from procexec.engine.query import And, Condition, Node, Not, Or
+from procexec.engine.search import AllOf, AnyOf, NoneOf, SearchNode, Term, normalized
 
 _MONGO_OPS = {"gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte", "ne": "$ne", "in": "$in"}
 #: matches no document (an always-false condition)

@@ -17,10 +17,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.errors import DuplicateExecution, QueryTimeout, StoreUnavailable
-from engine.query import Query, project_document
-from engine.store import sqlite_aggregate, sqlite_query
-from engine.store.base import (
+from procexec.engine.errors import DuplicateExecution, QueryTimeout, StoreUnavailable
+from procexec.engine.query import Query, project_document
+from procexec.engine.store import sqlite_aggregate, sqlite_query
+from procexec.engine.store.base import (
     JSON_META_KEYS,
     META_KEYS,
     PROCESS_OVERRIDES,
@@ -33,7 +33,7 @@ from engine.store.base import (
     apply_update,
     translate_errors,
 )
-from engine.store.sqlite_query import COLUMNS
+from procexec.engine.store.sqlite_query import COLUMNS
 
 __all__ = ["COLUMNS", "SQLiteStore"]
 

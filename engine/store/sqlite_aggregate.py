@@ -21,8 +21,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from engine.constants import MAX_DISTINCT
-from engine.pipeline import (
+from procexec.engine.constants import MAX_DISTINCT
+from procexec.engine.pipeline import (
     Accumulator,
     After,
     Before,
@@ -35,8 +35,8 @@ from engine.pipeline import (
     Sort,
     too_many_results,
 )
-from engine.query import Condition, Not, Query, distinct_key
-from engine.store.sqlite_query import (
+from procexec.engine.query import Condition, Not, Query, distinct_key
+from procexec.engine.store.sqlite_query import (
     Clause,
     Compiler,
     _counter_where,

@@ -27,8 +27,8 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from engine.constants import MAX_DISTINCT
-from engine.query import (
+from procexec.engine.constants import MAX_DISTINCT
+from procexec.engine.query import (
     And,
     Condition,
     Node,
@@ -40,7 +40,7 @@ from engine.query import (
     too_many_values,
     values_at,
 )
-from engine.search import AllOf, AnyOf, NoneOf, SearchNode, Term
+from procexec.engine.search import AllOf, AnyOf, NoneOf, SearchNode, Term
 
 #: top-level fields copied into generated columns, so that filters and sorts use indexes
 COLUMNS = {

@@ -11,12 +11,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from engine.config import Settings
-from engine.constants import Scope
-from engine.process import ProcessRegistry
-from engine.store.sqlite import SQLiteStore
-from engine.tokens import create_token
+from procexec.api.app import create_app
+from procexec.engine.config import Settings
+from procexec.engine.constants import Scope
+from procexec.engine.process import ProcessRegistry
+from procexec.engine.store.sqlite import SQLiteStore
+from procexec.engine.tokens import create_token
 
 #: the two mounts of the API: the seed page's path and the platform SDK's
 BASES = ("/service/process-exec", "/api/process-exec")

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from engine.recorder import ExecutionRecorder
-from engine.runner import PhaseRunner
+from procexec.api.app import create_app
+from procexec.engine.recorder import ExecutionRecorder
+from procexec.engine.runner import PhaseRunner
 from tests.api.api_helpers import BASES, RUN_USER, Service, bearer
 from tests.documents import execution
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.routes import MAX_FORM_BYTES
+from procexec.api.routes import MAX_FORM_BYTES
 from tests.api.api_helpers import BASES, Service
 from tests.engine.query_strategies import DOCS, PROD
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.formats import OFFERED_TEXT, document_xml, negotiate
+from procexec.api.formats import OFFERED_TEXT, document_xml, negotiate
 from tests.api.api_helpers import BASES, Service
 from tests.documents import execution
 from tests.engine.query_strategies import DOCS, PROD

@@ -31,9 +31,9 @@ from hypothesis import strategies as st
 from schemathesis import Case, CheckContext, Response
 from schemathesis.core.result import Ok
 
-from api.app import create_app
-from engine.config import Settings
-from engine.store.sqlite import SQLiteStore
+from procexec.api.app import create_app
+from procexec.engine.config import Settings
+from procexec.engine.store.sqlite import SQLiteStore
 from tests.api.api_helpers import BASES, Service
 from tests.documents import execution
 

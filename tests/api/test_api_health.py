@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.health import Readiness
-from engine.config import Settings
+from procexec.api.app import create_app
+from procexec.api.health import Readiness
+from procexec.engine.config import Settings
+from procexec.workers.celery_app import celery_ping
 from tests.integration.harness import free_port
-from workers.celery_app import celery_ping
 
 
 class SilentServer:

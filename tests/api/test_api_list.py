@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.listing import json_array
+from procexec.api.listing import json_array
 from tests.api.api_helpers import BASES, Service
 from tests.documents import execution
 

@@ -15,8 +15,8 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from engine.runner import PhaseRunner
-from engine.store.sqlite import SQLiteStore
+from procexec.engine.runner import PhaseRunner
+from procexec.engine.store.sqlite import SQLiteStore
 from tests.api.api_helpers import BASES, RUN_USER, Service
 from tests.documents import execution
 

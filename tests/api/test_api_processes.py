@@ -14,8 +14,8 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from engine.schedule import Crontab
-from engine.timeutil import iso_ms
+from procexec.engine.schedule import Crontab
+from procexec.engine.timeutil import iso_ms
 from tests.api.api_helpers import Service
 
 PROCESS_BASES = ("/service/process", "/api/process")

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-import api.routes
-from api.formats import negotiate
-from api.listing import csv_text
-from engine.store import sqlite_query
+import procexec.api.routes as routes
+from procexec.api.formats import negotiate
+from procexec.api.listing import csv_text
+from procexec.engine.store import sqlite_query
 from tests.api.api_helpers import BASES, Service, assert_bad_query
 from tests.engine.query_strategies import DOCS, PROD
 
@@ -198,13 +198,13 @@ def test_the_loop_and_the_worker_threads_answer_alike(
 ) -> None:
     """Under budget the list call runs on the event loop; over it, in a worker thread."""
     handed: list[str] = []
-    original = api.routes.run_in_threadpool
+    original = routes.run_in_threadpool
 
     async def spy(function: Any, *args: Any) -> Any:
         handed.append(function.__name__)
         return await original(function, *args)
 
-    monkeypatch.setattr(api.routes, "run_in_threadpool", spy)
+    monkeypatch.setattr(routes, "run_in_threadpool", spy)
     monkeypatch.setattr(sqlite_query, "INLINE_SECONDS", budget)
     monkeypatch.setattr(sqlite_query, "INLINE_STEP", 1)
     queries: list[dict[str, str]] = [
@@ -217,7 +217,7 @@ def test_the_loop_and_the_worker_threads_answer_alike(
     for params in queries:
         response = get(client, service, params)
         assert response.status_code == 200
-        expected = service.store.list_json(api.routes.parse_query(list(params.items())))
+        expected = service.store.list_json(routes.parse_query(list(params.items())))
         assert response.content == b"[" + b",".join(expected[0]) + b"]"
         assert response.headers["x-total-count"] == str(expected[1])
     if budget:  # only the projection, which parses documents
@@ -231,7 +231,7 @@ def test_a_query_that_overran_the_budget_goes_straight_to_a_thread(
 ) -> None:
     tries: list[int] = []
     handed: list[str] = []
-    inline, handover = service.store.inline, api.routes.run_in_threadpool
+    inline, handover = service.store.inline, routes.run_in_threadpool
 
     def counted_inline() -> Any:
         tries.append(1)
@@ -242,10 +242,10 @@ def test_a_query_that_overran_the_budget_goes_straight_to_a_thread(
         return await handover(function, *args)
 
     monkeypatch.setattr(service.store, "inline", counted_inline)
-    monkeypatch.setattr(api.routes, "run_in_threadpool", spy)
+    monkeypatch.setattr(routes, "run_in_threadpool", spy)
     monkeypatch.setattr(sqlite_query, "INLINE_SECONDS", 0.0)
     monkeypatch.setattr(sqlite_query, "INLINE_STEP", 1)
-    monkeypatch.setattr(api.routes, "QUICK_SECONDS", 0.0)  # no threaded run is quick enough
+    monkeypatch.setattr(routes, "QUICK_SECONDS", 0.0)  # no threaded run is quick enough
     broad = {"_search": "timeout|refused"}
     first = get(client, service, broad)
     assert (len(tries), len(handed)) == (1, 1)  # tried on the loop, overran, then threaded
@@ -254,8 +254,8 @@ def test_a_query_that_overran_the_budget_goes_straight_to_a_thread(
     assert again.content == first.content and ids(first)
     get(client, service, {"_search": "timeout"})
     assert (len(tries), len(handed)) == (2, 3)  # another query is tried on the loop
-    later = api.routes.monotonic() + api.routes.OVERRAN_SECONDS + 1
-    monkeypatch.setattr(api.routes, "monotonic", lambda: later)
+    later = routes.monotonic() + routes.OVERRAN_SECONDS + 1
+    monkeypatch.setattr(routes, "monotonic", lambda: later)
     get(client, service, broad)
     assert (len(tries), len(handed)) == (3, 4)  # forgotten after OVERRAN_SECONDS
 
@@ -275,7 +275,7 @@ def test_a_query_that_overran_by_a_hiccup_is_forgotten_at_once(
     monkeypatch.setattr(service.store, "inline", counted_inline)
     monkeypatch.setattr(sqlite_query, "INLINE_SECONDS", 0.0)
     monkeypatch.setattr(sqlite_query, "INLINE_STEP", 1)
-    monkeypatch.setattr(api.routes, "QUICK_SECONDS", 60.0)  # every threaded run is quick
+    monkeypatch.setattr(routes, "QUICK_SECONDS", 60.0)  # every threaded run is quick
     for expected_tries in (1, 2, 3):
         assert ids(get(client, service, {"name": "ECB_FX"}))
         assert len(tries) == expected_tries

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-import engine
+import procexec
 from tests.api.api_helpers import BASES, RUN_USER, Service, bearer
 
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -31,7 +31,7 @@ def test_build_information_needs_no_token(client: TestClient, base: str) -> None
     info = response.json()
     assert {"service", "version", "commit", "buildTime", "store", "broker"} <= set(info)
     assert info["service"] == "process-exec"
-    assert info["version"] == engine.__version__
+    assert info["version"] == procexec.__version__
     assert re.match(r"^[0-9a-f]{40}$", info["commit"])
     assert _git_commit_type(info["commit"]) == "commit"  # a commit of this repository
     assert re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}", info["buildTime"])

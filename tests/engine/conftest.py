@@ -10,12 +10,12 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 
-from engine.config import Settings, load_registry
-from engine.process import ProcessRegistry
-from engine.store import open_store
-from engine.store.base import ExecutionStore
-from engine.store.mongo import MongoStore
-from engine.store.sqlite import SQLiteStore
+from procexec.engine.config import Settings, load_registry
+from procexec.engine.process import ProcessRegistry
+from procexec.engine.store import open_store
+from procexec.engine.store.base import ExecutionStore
+from procexec.engine.store.mongo import MongoStore
+from procexec.engine.store.sqlite import SQLiteStore
 
 #: a real MongoDB server to hold the Mongo backend to; without it, mongomock stands in
 MONGO_URI = os.environ.get("PROCEXEC_TEST_MONGODB_URI")

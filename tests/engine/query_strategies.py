@@ -13,8 +13,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from engine.search import words
-from engine.store.mongo_query import mirror
+from procexec.engine.search import words
+from procexec.engine.store.mongo_query import mirror
 
 PROD = "production"
 NAMES = ["ECB_FX", "DEMO", "FX_ECB", "BOE_RATES", "Café_Ünï", "ECB-FX2"]

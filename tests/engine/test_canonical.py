@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.store.base import DOCUMENT_FIELDS, PHASE_FIELDS, canonical
+from procexec.engine.store.base import DOCUMENT_FIELDS, PHASE_FIELDS, canonical
 
 
 def test_fields_return_to_the_seed_order() -> None:

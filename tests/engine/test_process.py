@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from engine.config import Settings, load_registry
-from engine.process import Process, ProcessRegistry
-from engine.runner import PhaseRunner
-from engine.store.base import ExecutionStore
-from engine.trigger import TriggerService
+from procexec.engine.config import Settings, load_registry
+from procexec.engine.process import Process, ProcessRegistry
+from procexec.engine.runner import PhaseRunner
+from procexec.engine.store.base import ExecutionStore
+from procexec.engine.trigger import TriggerService
 
 MODULE_SOURCE = """
-from engine import Process
+from procexec.engine import Process
 
 HELLO = Process("{name}", service="OPS", schedule="0 6 * * *", defaults={{"who": "world"}})
 

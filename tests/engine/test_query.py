@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.constants import DEFAULT_LIMIT, MAX_LIMIT
-from engine.errors import BadRequest
-from engine.query import And, Condition, Not, Or, Query, parse_query
+from procexec.engine.constants import DEFAULT_LIMIT, MAX_LIMIT
+from procexec.engine.errors import BadRequest
+from procexec.engine.query import And, Condition, Not, Or, Query, parse_query
 
 
 def where(*params: tuple[str, str]) -> object:

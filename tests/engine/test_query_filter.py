@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import BadRequest
-from engine.query import SAFE_OPERATORS, And, Condition, Node, Not, Or, parse_query
+from procexec.engine.errors import BadRequest
+from procexec.engine.query import SAFE_OPERATORS, And, Condition, Node, Not, Or, parse_query
 
 
 def where(value: str) -> Node | None:

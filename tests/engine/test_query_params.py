@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from engine.errors import BadRequest
-from engine.query import parse_query, project_document, sorted_distinct, values_at
+from procexec.engine.errors import BadRequest
+from procexec.engine.query import parse_query, project_document, sorted_distinct, values_at
 
 
 @pytest.mark.parametrize(

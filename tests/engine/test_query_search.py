@@ -6,10 +6,19 @@ import sqlite3
 
 import pytest
 
-from engine.errors import BadRequest
-from engine.query import parse_query
-from engine.search import AllOf, AnyOf, NoneOf, SearchNode, Term, normalized, parse_search, words
-from engine.store.sqlite_query import FTS_TABLE
+from procexec.engine.errors import BadRequest
+from procexec.engine.query import parse_query
+from procexec.engine.search import (
+    AllOf,
+    AnyOf,
+    NoneOf,
+    SearchNode,
+    Term,
+    normalized,
+    parse_search,
+    words,
+)
+from procexec.engine.store.sqlite_query import FTS_TABLE
 
 
 def t(*found: str) -> Term:

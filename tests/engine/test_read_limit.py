@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from pymongo.errors import ExecutionTimeout
 
-from engine.config import Settings
-from engine.errors import QueryTimeout, StoreUnavailable
-from engine.query import Query, parse_query
-from engine.store.base import InlineBudgetExceeded, Observation, Update
-from engine.store.mongo import MongoStore
-from engine.store.sqlite import SQLiteStore
+from procexec.engine.config import Settings
+from procexec.engine.errors import QueryTimeout, StoreUnavailable
+from procexec.engine.query import Query, parse_query
+from procexec.engine.store.base import InlineBudgetExceeded, Observation, Update
+from procexec.engine.store.mongo import MongoStore
+from procexec.engine.store.sqlite import SQLiteStore
 from tests.engine.conftest import MONGO_URI, _mongo_store
 from tests.engine.test_store_conformance import DOCS
 from tests.volume import EXECUTIONS, SLOW_AGGREGATE, SLOW_FIELDINFO, SLOW_FILTER, write_store

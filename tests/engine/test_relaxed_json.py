@@ -10,9 +10,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.errors import BadRequest
-from engine.query import parse_query
-from engine.relaxed_json import RelaxedJsonError, loads
+from procexec.engine.errors import BadRequest
+from procexec.engine.query import parse_query
+from procexec.engine.relaxed_json import RelaxedJsonError, loads
 
 JSON_VALUES = st.recursive(
     st.none()

@@ -25,22 +25,22 @@ from typing import Any, TypeVar
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from engine.cancellation import cancel_execution as engine_cancel
-from engine.config import Settings
-from engine.constants import PhaseStatus, Scope
-from engine.context import PhaseContext
-from engine.control import RunAborted, RunControl
-from engine.errors import Conflict, NotFound, StoreUnavailable
-from engine.housekeeping import Housekeeper
-from engine.process import Process, ProcessRegistry
-from engine.recorder import ExecutionRecorder
-from engine.runner import PhaseRunner
-from engine.store.base import ExecutionStore
-from engine.store.sqlite import SQLiteStore
-from engine.tokens import create_token
-from engine.trigger import TriggerService
-from examples.demo import DEMO
+from procexec.api.app import create_app
+from procexec.engine.cancellation import cancel_execution as engine_cancel
+from procexec.engine.config import Settings
+from procexec.engine.constants import PhaseStatus, Scope
+from procexec.engine.context import PhaseContext
+from procexec.engine.control import RunAborted, RunControl
+from procexec.engine.errors import Conflict, NotFound, StoreUnavailable
+from procexec.engine.housekeeping import Housekeeper
+from procexec.engine.process import Process, ProcessRegistry
+from procexec.engine.recorder import ExecutionRecorder
+from procexec.engine.runner import PhaseRunner
+from procexec.engine.store.base import ExecutionStore
+from procexec.engine.store.sqlite import SQLiteStore
+from procexec.engine.tokens import create_token
+from procexec.engine.trigger import TriggerService
+from procexec.examples.demo import DEMO
 
 T = TypeVar("T")
 

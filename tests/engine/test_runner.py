@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from engine.constants import Trigger
-from engine.errors import BadRequest, NotFound
-from engine.process import Process, ProcessRegistry
-from engine.query import parse_query
-from engine.runner import PhaseRunner
-from engine.store.base import ExecutionStore
-from engine.store.sqlite import SQLiteStore
-from engine.trigger import TriggerService
-from examples.ecb_fx import SAMPLE
+from procexec.engine.constants import Trigger
+from procexec.engine.errors import BadRequest, NotFound
+from procexec.engine.process import Process, ProcessRegistry
+from procexec.engine.query import parse_query
+from procexec.engine.runner import PhaseRunner
+from procexec.engine.store.base import ExecutionStore
+from procexec.engine.store.sqlite import SQLiteStore
+from procexec.engine.trigger import TriggerService
+from procexec.examples.ecb_fx import SAMPLE
 from tests.seed import seed_example
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from engine.process import Process
-from engine.schedule import Crontab, ScheduleError, crontab_reason, js_date
+from procexec.engine.process import Process
+from procexec.engine.schedule import Crontab, ScheduleError, crontab_reason, js_date
 
 LONDON = "Europe/London"
 NEW_YORK = "America/New_York"

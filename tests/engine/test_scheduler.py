@@ -15,25 +15,25 @@ from typing import Any
 
 import pytest
 
-from engine.constants import Trigger
-from engine.errors import BadRequest, NotFound
-from engine.process import Process, ProcessRegistry
-from engine.query import parse_query
-from engine.schedule import crontab_reason
-from engine.scheduler import (
+from procexec.engine.constants import Trigger
+from procexec.engine.errors import BadRequest, NotFound
+from procexec.engine.process import Process, ProcessRegistry
+from procexec.engine.query import parse_query
+from procexec.engine.schedule import crontab_reason
+from procexec.engine.scheduler import (
     SchedulerService,
     change_process,
     describe,
     effective,
     scheduled_execution_id,
 )
-from engine.store.base import ExecutionStore, ProcessState
-from engine.store.mongo import MongoStore
-from engine.store.sqlite import SQLiteStore
-from engine.timeutil import iso_ms
-from engine.trigger import TriggerService
+from procexec.engine.store.base import ExecutionStore, ProcessState
+from procexec.engine.store.mongo import MongoStore
+from procexec.engine.store.sqlite import SQLiteStore
+from procexec.engine.timeutil import iso_ms
+from procexec.engine.trigger import TriggerService
 
-SCHEDULER_LOG = "engine.scheduler"
+SCHEDULER_LOG = "procexec.engine.scheduler"
 
 
 def at(hour: int, minute: int, second: float = 0, day: int = 1, month: int = 7) -> datetime:

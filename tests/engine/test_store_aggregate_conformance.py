@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from engine.query import parse_query
-from engine.store.base import ExecutionStore
-from engine.store.sqlite import SQLiteStore
+from procexec.engine.query import parse_query
+from procexec.engine.store.base import ExecutionStore
+from procexec.engine.store.sqlite import SQLiteStore
 from tests.engine.conftest import MONGO_URI
 from tests.engine.test_store_query_conformance import ALL, PROD
 
@@ -197,7 +197,7 @@ def test_results_are_bounded(loaded: ExecutionStore, monkeypatch: pytest.MonkeyP
         "store.sqlite_query",
         "store.sqlite_aggregate",
     ):
-        monkeypatch.setattr(f"engine.{module}.MAX_DISTINCT", 3)
+        monkeypatch.setattr(f"procexec.engine.{module}.MAX_DISTINCT", 3)
     assert len(aggregate(loaded, [{"$group": {"_id": "$name"}}, {"$limit": 3}])) == 3
     with pytest.raises(Exception, match=r"^_aggregate: more than 3 results; add a \$limit"):
         aggregate(loaded, [{"$group": {"_id": "$name"}}])
@@ -283,7 +283,7 @@ def test_nothing_to_group_gives_nothing_on_sqlite(odd: SQLiteStore) -> None:
 
 
 def test_the_mongodb_pipeline_is_rebuilt_from_the_checked_stages() -> None:
-    from engine.store.mongo_query import compile_pipeline
+    from procexec.engine.store.mongo_query import compile_pipeline
 
     query = parse_query(
         [

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from engine.query import And, Condition, Not, Or, Query, parse_query
-from engine.store.base import META_KEYS, ExecutionStore, Observation, TokenRecord, Update
+from procexec.engine.query import And, Condition, Not, Or, Query, parse_query
+from procexec.engine.store.base import META_KEYS, ExecutionStore, Observation, TokenRecord, Update
 
 PROD = "production"
 

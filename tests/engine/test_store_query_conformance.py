@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from engine.query import Query, parse_query
-from engine.store.base import ExecutionStore, Update
+from procexec.engine.query import Query, parse_query
+from procexec.engine.store.base import ExecutionStore, Update
 from tests.engine.test_store_conformance import BY_ID, DOCS, NEWEST_FIRST, PROD
 
 #: documents with what DOCS lacks: accents, numbers, nested arrays, odd shapes

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from pymongo.errors import OperationFailure
 
-from engine.errors import BadRequest, StoreUnavailable
-from engine.query import parse_query
-from engine.search import parse_search
-from engine.store.base import Update
-from engine.store.mongo import MongoStore
-from engine.store.mongo_query import TEXT_INDEX, mirror, mirror_update, text_cover
+from procexec.engine.errors import BadRequest, StoreUnavailable
+from procexec.engine.query import parse_query
+from procexec.engine.search import parse_search
+from procexec.engine.store.base import Update
+from procexec.engine.store.mongo import MongoStore
+from procexec.engine.store.mongo_query import TEXT_INDEX, mirror, mirror_update, text_cover
 from tests.engine.conftest import _mongo_store
 from tests.engine.test_store_conformance import BY_ID
 

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.errors import BadRequest
-from engine.query import parse_query
-from engine.search import AllOf, AnyOf, NoneOf, SearchNode, Term, parse_search
-from engine.store.mongo import MongoStore
-from engine.store.sqlite import SQLiteStore
+from procexec.engine.errors import BadRequest
+from procexec.engine.query import parse_query
+from procexec.engine.search import AllOf, AnyOf, NoneOf, SearchNode, Term, parse_search
+from procexec.engine.store.mongo import MongoStore
+from procexec.engine.store.sqlite import SQLiteStore
 from tests.engine.conftest import MONGO_URI, _mongo_store
 from tests.engine.query_strategies import (
     DOCS,

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from engine.errors import StoreUnavailable
-from engine.query import parse_query
-from engine.store import sqlite_query
-from engine.store.base import InlineBudgetExceeded, Update
-from engine.store.sqlite import SQLiteStore
-from engine.store.sqlite_query import DEEP_SKIP, SMALL_SEARCH
+from procexec.engine.errors import StoreUnavailable
+from procexec.engine.query import parse_query
+from procexec.engine.store import sqlite_query
+from procexec.engine.store.base import InlineBudgetExceeded, Update
+from procexec.engine.store.sqlite import SQLiteStore
+from procexec.engine.store.sqlite_query import DEEP_SKIP, SMALL_SEARCH
 from tests.engine.test_store_conformance import DOCS, PROD
 
 

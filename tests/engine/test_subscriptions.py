@@ -14,16 +14,16 @@ from typing import Any
 
 import pytest
 
-from engine.context import DataUpdates, PhaseContext
-from engine.process import Process, ProcessRegistry
-from engine.query import parse_query
-from engine.runner import PhaseRunner
-from engine.store.base import Observation, Update
-from engine.store.sqlite import SQLiteStore
-from engine.subscriptions import follow_up_id, follow_ups
-from engine.trigger import TriggerService
-from examples.ecb_fx import ECB_FX
-from examples.ecb_fx_cross import ECB_FX_CROSS
+from procexec.engine.context import DataUpdates, PhaseContext
+from procexec.engine.process import Process, ProcessRegistry
+from procexec.engine.query import parse_query
+from procexec.engine.runner import PhaseRunner
+from procexec.engine.store.base import Observation, Update
+from procexec.engine.store.sqlite import SQLiteStore
+from procexec.engine.subscriptions import follow_up_id, follow_ups
+from procexec.engine.trigger import TriggerService
+from procexec.examples.ecb_fx import ECB_FX
+from procexec.examples.ecb_fx_cross import ECB_FX_CROSS
 
 ECB_CURRENCIES = [
     "AUD", "BGN", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "GBP", "HKD", "HRK", "HUF", "IDR",
@@ -286,7 +286,7 @@ def test_a_loop_between_two_followers_is_cut_and_logged(
         simple("A", follows={"B": ("success",)}),
         simple("B", follows={"A": ("success",)}),
     )
-    caplog.set_level(logging.WARNING, "engine.runner")
+    caplog.set_level(logging.WARNING, "procexec.engine.runner")
     first = rig.manual("A")
     ran = rig.run_all()
     assert [rig.doc(i)["name"] for i in ran] == ["A", "B"]

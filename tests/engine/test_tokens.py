@@ -10,9 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from engine.constants import Scope
-from engine.store.sqlite import SQLiteStore
-from engine.tokens import PREFIX, TokenCache, allows, create_token, hash_token, verify_token
+from procexec.engine.constants import Scope
+from procexec.engine.store.sqlite import SQLiteStore
+from procexec.engine.tokens import (
+    PREFIX,
+    TokenCache,
+    allows,
+    create_token,
+    hash_token,
+    verify_token,
+)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +37,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     return report
 
 
-def _run(*argv: str | Path, cwd: Path | None = None) -> str:
+def _run(*argv: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
         [str(arg) for arg in argv],
         cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=600,
@@ -107,9 +109,26 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     """The wheel of this tree, installed without extras into a new virtual environment."""
     root = tmp_path_factory.mktemp("installed")
     source = _source_copy(root / "source")
-    _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", root / "dist", source)
+    # Built from the copy; the commit it stamps (procexec/_stamp.py) is this checkout's.
+    build_env = {**os.environ, "GIT_DIR": str(ROOT / ".git")}
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "-q",
+        "--no-deps",
+        "-w",
+        root / "dist",
+        source,
+        env=build_env,
+    )
     wheels = sorted((root / "dist").glob("procexec-*.whl"))
     assert len(wheels) == 1, wheels
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        tops = {name.split("/")[0] for name in wheel.namelist()}
+    # One name in site-packages: the package and its metadata, nothing generic beside them.
+    assert {top for top in tops if not top.endswith(".dist-info")} == {"procexec"}, tops
     venv = root / "venv"
     _run(sys.executable, "-m", "venv", venv)
     product = Installed(venv)
@@ -119,15 +138,23 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     _run(product.python, "-m", "pip", "check")
     # It runs from site-packages, with none of the test extras beside it.
     probe = (
-        "import importlib.util, json, engine, api, workers;"
-        f"print(json.dumps([engine.__file__, [m for m in {TEST_ONLY!r} "
-        "if importlib.util.find_spec(m)]]))"
+        "import importlib.util, json, procexec.engine, procexec.api, procexec.workers;"
+        "found = lambda names: [m for m in names if importlib.util.find_spec(m)];"
+        f"print(json.dumps([procexec.engine.__file__, found({TEST_ONLY!r}), "
+        "found(('engine', 'api', 'workers', 'examples'))]))"
     )
-    where, extras = json.loads(_run(product.python, "-c", probe, cwd=root))
+    where, extras, generic = json.loads(_run(product.python, "-c", probe, cwd=root))
     assert Path(where).is_relative_to(venv), where
     assert extras == [], f"the fresh environment has test modules: {extras}"
+    assert generic == [], f"generic top-level names importable: {generic}"
     assert importlib.util.find_spec("pytest") is not None  # while this one does
     return product
+
+
+@pytest.fixture(scope="session")
+def commit() -> str:
+    """The commit this checkout is at (what the wheel's build stamped)."""
+    return _run("git", "rev-parse", "HEAD", cwd=ROOT).strip()
 
 
 @dataclass

@@ -103,6 +103,22 @@ def test_api_worker_and_beat_as_separate_processes(
         stop_all(api, worker, beat)
 
 
+def test_the_installed_build_is_stamped(installed: Installed, commit: str, tmp_path: Path) -> None:
+    """The wheel carries the commit it was built from; the installed API reports it without a
+    checkout to ask (its package sits in site-packages, far from any .git)."""
+    env = installed.env(tmp_path / "data")
+    port = free_port()
+    api = Service(
+        "api", [installed.procexec, "api", "--port", str(port)], env=env, log_dir=tmp_path
+    )
+    try:
+        info = wait_http(api, f"http://127.0.0.1:{port}{BASE_PATH}")
+    finally:
+        api.stop()
+    assert info["commit"] == commit
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", info["buildTime"]), info
+
+
 def test_standalone(installed: Installed, broker: Broker, tmp_path: Path) -> None:
     env = installed.env(tmp_path / "data", broker.url)
     port = free_port()

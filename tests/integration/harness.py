@@ -283,7 +283,7 @@ def start_worker(
     wait: bool = True,
 ) -> Service:
     node = f"procexec-test-{uuid.uuid4().hex[:8]}@%h"
-    argv = [sys.executable, "-m", "workers.cli", "worker", "--pool", pool]
+    argv = [sys.executable, "-m", "procexec.cli", "worker", "--pool", pool]
     argv += ["--concurrency", str(concurrency), "--hostname", node]
     worker = Service("worker", argv, env=env, log_dir=log_dir)
     if wait:

@@ -20,10 +20,11 @@ import pytest
 import redis
 from celery import Celery
 
-from engine.config import Settings, load_registry
-from engine.store import open_store
-from engine.store.base import ExecutionStore
-from engine.trigger import TriggerService
+from procexec.engine.config import Settings, load_registry
+from procexec.engine.store import open_store
+from procexec.engine.store.base import ExecutionStore
+from procexec.engine.trigger import TriggerService
+from procexec.workers.celery_app import celery_dispatch, make_celery
 from tests.integration import harness
 from tests.integration.harness import (
     PROCEXEC,
@@ -38,7 +39,6 @@ from tests.integration.harness import (
     wait_http,
     wait_worker_ready,
 )
-from workers.celery_app import celery_dispatch, make_celery
 
 #: the real Redis of this suite; its database is flushed before each test
 REDIS_URL = os.environ.get("PROCEXEC_TEST_FAULTS_REDIS_URL", "redis://127.0.0.1:6379/13")

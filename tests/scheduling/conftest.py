@@ -26,9 +26,9 @@ from typing import Any
 
 import pytest
 
-from engine.query import parse_query
-from engine.store.base import ProcessState
-from engine.store.sqlite import SQLiteStore
+from procexec.engine.query import parse_query
+from procexec.engine.store.base import ProcessState
+from procexec.engine.store.sqlite import SQLiteStore
 from tests.integration import harness
 
 PROCEXEC = str(Path(sys.executable).parent / "procexec")

@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from engine.config import Settings
-from engine.schedule import crontab_reason
-from engine.scheduler import scheduled_execution_id
-from engine.timeutil import iso_ms
+from procexec.engine.config import Settings
+from procexec.engine.schedule import crontab_reason
+from procexec.engine.scheduler import scheduled_execution_id
+from procexec.engine.timeutil import iso_ms
+from procexec.workers.beat import MAX_TICK, ProcessScheduler
+from procexec.workers.celery_app import make_celery
 from tests.scheduling.conftest import Deployment, Deployments
-from workers.beat import MAX_TICK, ProcessScheduler
-from workers.celery_app import make_celery
 
 BEAT_STARTED = r"beat: Starting\.\.\."
 WORKER_READY = r"@\S+ ready\."
@@ -40,7 +40,7 @@ def _{var}_extract(ctx, previous):
 
 def module(*definitions: tuple[str, str]) -> str:
     """A module of one-phase processes: (name, keyword arguments of `Process`)."""
-    lines = ["from engine import Process", ""]
+    lines = ["from procexec import Process", ""]
     for name, arguments in definitions:
         var = name.lower()
         lines.append(f"{var} = Process({name!r}, {arguments})")

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import uvicorn
 
-from api.app import create_app
-from engine.config import Settings, load_registry
-from engine.runner import PhaseRunner
-from engine.store import open_store
-from engine.tokens import create_token
+from procexec.api.app import create_app
+from procexec.engine.config import Settings, load_registry
+from procexec.engine.runner import PhaseRunner
+from procexec.engine.store import open_store
+from procexec.engine.tokens import create_token
 
 
 class _OfflineMSALApp:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import open_store
-from engine.tokens import verify_token
+from procexec.engine.store import open_store
+from procexec.engine.tokens import verify_token
 from tests.integration.harness import (
     PROCEXEC,
     api_client,
@@ -95,7 +95,7 @@ def test_worker_refuses_to_start_with_an_unknown_process_module(env: dict[str, s
 #: a whole process, as a user writes one: four phases in about twenty lines
 WORDS_MODULE = '''\
 """WORDS: counts the words of a text."""
-from engine import Process
+from procexec.engine import Process
 
 WORDS = Process("WORDS", service="TEXT", defaults={"text": "to be or not to be"})
 

@@ -14,14 +14,20 @@ import pytest
 from kombu import Connection
 from kombu.transport import filesystem
 
-from engine.config import Settings, load_registry
-from engine.store import open_store
-from engine.store.base import ExecutionStore
-from engine.timeutil import parse_iso
-from engine.trigger import TriggerService
+from procexec.engine.config import Settings, load_registry
+from procexec.engine.store import open_store
+from procexec.engine.store.base import ExecutionStore
+from procexec.engine.timeutil import parse_iso
+from procexec.engine.trigger import TriggerService
+from procexec.workers import celery_app
+from procexec.workers.celery_app import (
+    QUEUE,
+    RUN_TASK,
+    broker_options,
+    celery_dispatch,
+    make_celery,
+)
 from tests.integration.harness import start_worker, stop_all
-from workers import celery_app
-from workers.celery_app import QUEUE, RUN_TASK, broker_options, celery_dispatch, make_celery
 
 
 def test_embedded_broker_lives_in_the_data_folder(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from engine.config import Settings
-from engine.constants import Scope
+from procexec.engine.constants import Scope
+from procexec.service import build, settings
 
 logger = logging.getLogger("procexec")
 
@@ -19,18 +19,12 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 
 
-def _settings() -> Settings:
-    settings = Settings.from_env()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return settings
-
-
 def cmd_token_create(args: argparse.Namespace) -> int:
-    from engine.store import open_store
-    from engine.tokens import create_token
+    from procexec.engine.store import open_store
+    from procexec.engine.tokens import create_token
 
     try:
-        token = create_token(open_store(_settings().store_url), args.user, args.scope)
+        token = create_token(open_store(settings().store_url), args.user, args.scope)
     except ValueError as exc:
         print(f"procexec: {exc}", file=sys.stderr)
         return 2
@@ -42,7 +36,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     uvicorn.run(
-        "api.app:app_factory",
+        "procexec.api.app:app_factory",
         factory=True,
         host=args.host,
         port=args.port,
@@ -52,8 +46,8 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from engine.config import load_registry
-    from workers.tasks import app
+    from procexec.engine.config import load_registry
+    from procexec.workers.tasks import app
 
     try:  # fail now, not on every task (which would leave the executions `triggered`)
         load_registry(app.conf.procexec_settings)
@@ -75,15 +69,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
-    from workers.tasks import app
+    from procexec.workers.tasks import app
 
-    schedule = _settings().data_dir / "celerybeat-schedule"
+    schedule = settings().data_dir / "celerybeat-schedule"
     app.start(
         [
             "beat",
             f"--loglevel={args.log_level}",
             f"--schedule={schedule}",
-            "--scheduler=workers.beat:ProcessScheduler",
+            "--scheduler=procexec.workers.beat:ProcessScheduler",
         ]
     )
     return 0
@@ -91,7 +85,7 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
 def _command(*argv: str) -> list[str]:
     """`procexec ARGV` with this interpreter."""
-    return [sys.executable, "-m", "workers.cli", *argv]
+    return [sys.executable, "-m", "procexec.cli", *argv]
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -106,16 +100,16 @@ def cmd_standalone(args: argparse.Namespace) -> int:
     """
     import uvicorn
 
-    from api.app import create_app
-    from engine.store import open_store
-    from engine.tokens import create_token
-    from workers.supervisor import Supervisor
+    from procexec.api.app import create_app
+    from procexec.engine.store import open_store
+    from procexec.engine.tokens import create_token
+    from procexec.workers.supervisor import Supervisor
 
     # uvicorn shuts down on SIGTERM, then raises it again with the handler it found: with the
     # default handler the process would die at once and orphan the worker and beat below.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    settings = _settings()
-    store = open_store(settings.store_url)
+    config = settings()
+    store = open_store(config.store_url)
     token = create_token(store, args.user, Scope.RUN)
     server: uvicorn.Server | None = None
 
@@ -141,7 +135,7 @@ def cmd_standalone(args: argparse.Namespace) -> int:
             supervisor.stopping()  # the children get Ctrl-C too: their deaths are no crash
             super().handle_exit(sig, frame)
 
-    app = create_app(settings, store=store, children=supervisor.status)
+    app = create_app(config, store=store, children=supervisor.status)
     server = Server(
         uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level.lower())
     )
@@ -150,8 +144,8 @@ def cmd_standalone(args: argparse.Namespace) -> int:
     print(
         f"procexec standalone\n"
         f"  API:    {url}\n"
-        f"  store:  {settings.store_url}\n"
-        f"  broker: {settings.broker_url or 'embedded (filesystem) in ' + str(settings.data_dir)}\n"
+        f"  store:  {config.store_url}\n"
+        f"  broker: {config.broker_url or 'embedded (filesystem) in ' + str(config.data_dir)}\n"
         f"  token:  {token}  (user {args.user}, scope run)\n\n"
         f"Try:\n"
         f"  curl -X POST -H 'Authorization: Bearer {token}' -d '{{\"name\":\"ECB_FX\"}}' {url}/v1\n"
@@ -173,13 +167,11 @@ def cmd_process(args: argparse.Namespace) -> int:
     """List, enable, disable or reschedule processes (a running beat sees it within seconds)."""
     import json
 
-    from engine.config import load_registry
-    from engine.errors import ProcexecError
-    from engine.scheduler import change_process, describe, effective
-    from engine.store import open_store
+    from procexec.engine.errors import ProcexecError
+    from procexec.engine.scheduler import change_process, describe, effective
 
-    settings = _settings()
-    store, registry = open_store(settings.store_url), load_registry(settings)
+    service = build()
+    store, registry = service.store, service.registry
     try:
         if args.process_command == "list":
             states = store.process_states()
@@ -217,18 +209,13 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Cancel a triggered or running execution; its worker stops within a heartbeat."""
-    from engine.cancellation import cancel_execution
-    from engine.errors import ProcexecError
-    from engine.store import open_store
-    from workers.celery_app import celery_revoke
+    from procexec.engine.cancellation import cancel_execution
+    from procexec.engine.errors import ProcexecError
 
-    settings = _settings()
+    service = build()
     try:
         doc = cancel_execution(
-            open_store(settings.store_url),
-            args.execution_id,
-            user=args.user,
-            revoke=celery_revoke(settings),
+            service.store, args.execution_id, user=args.user, revoke=service.revoke
         )
     except ProcexecError as exc:
         print(f"procexec: {exc}", file=sys.stderr)

@@ -1,0 +1,77 @@
+"""The composition root: procexec built from its settings, in one place.
+
+The API (`procexec.api.app`), the worker's tasks (`procexec.workers.tasks`), the beat
+(`procexec.workers.beat`) and the command (`procexec.cli`) each ask `build()` for the same
+parts: the store the settings name, the processes of the installed plugins and configured
+modules, the trigger service, and how a trigger reaches the workers (Celery, unless a caller
+hands its own dispatch, as the API's tests do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from procexec.engine.cancellation import Revoke
+from procexec.engine.config import Settings, load_registry
+from procexec.engine.process import ProcessRegistry
+from procexec.engine.store import ExecutionStore, open_store
+from procexec.engine.trigger import Dispatch, TriggerService
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from celery import Celery
+
+
+@dataclass(frozen=True)
+class Service:
+    """procexec's parts, wired."""
+
+    settings: Settings
+    store: ExecutionStore
+    registry: ProcessRegistry
+    triggers: TriggerService
+    #: tells every worker to drop an execution's task (None where nothing dispatches to Celery)
+    revoke: Revoke | None
+    #: asks the broker to answer (`/readyz`); None where nothing dispatches to Celery
+    broker_ping: Callable[[], None] | None
+
+
+def settings() -> Settings:
+    """The environment's settings, their data folder made."""
+    found = Settings.from_env()
+    found.data_dir.mkdir(parents=True, exist_ok=True)
+    return found
+
+
+def build(
+    config: Settings | None = None,
+    *,
+    store: ExecutionStore | None = None,
+    registry: ProcessRegistry | None = None,
+    dispatch: Dispatch | None = None,
+    revoke: Revoke | None = None,
+    celery: Celery | None = None,
+) -> Service:
+    """procexec from `config` (the environment's settings by default); any part given is used
+    as it is. Without `dispatch`, triggers go through Celery (`celery`, or the app the settings
+    describe)."""
+    config = config or settings()
+    store = store or open_store(config.store_url)
+    registry = registry or load_registry(config)
+    broker_ping = None
+    if dispatch is None:
+        from procexec.workers.celery_app import celery_dispatch, celery_ping, celery_revoke
+
+        dispatch = celery_dispatch(config, celery)
+        revoke = revoke or celery_revoke(config, celery)
+        broker_ping = celery_ping(config, celery)
+    return Service(
+        settings=config,
+        store=store,
+        registry=registry,
+        triggers=TriggerService(store, registry, dispatch),
+        revoke=revoke,
+        broker_ping=broker_ping,
+    )
