@@ -232,13 +232,15 @@ def test_restarted_beats_apply_the_missed_run_policy_once(deployments: Deploymen
     assert (listed["SKIPPER"]["missed"], listed["LATEST"]["missed"]) == (3, 2)
     assert listed["SKIPPER"]["lastFire"] == listed["LATEST"]["lastFire"] == iso_ms(fires[-1])
     outputs = "\n".join(restarted.output() for restarted in beats)
-    skipped_lines = re.findall(r"WARNING engine\.scheduler: process \w+: skipped .*", outputs)
+    skipped_lines = re.findall(
+        r"WARNING procexec\.engine\.scheduler: process \w+: skipped .*", outputs
+    )
     assert sorted(skipped_lines) == sorted(
         [
-            f"WARNING engine.scheduler: process SKIPPER: skipped 3 missed fire time(s) from "
-            f"{iso_ms(fires[0])} to {iso_ms(fires[2])} (policy skip)",
-            f"WARNING engine.scheduler: process LATEST: skipped 2 missed fire time(s) from "
-            f"{iso_ms(fires[0])} to {iso_ms(fires[1])} (policy latest)",
+            f"WARNING procexec.engine.scheduler: process SKIPPER: skipped 3 missed fire time(s) "
+            f"from {iso_ms(fires[0])} to {iso_ms(fires[2])} (policy skip)",
+            f"WARNING procexec.engine.scheduler: process LATEST: skipped 2 missed fire time(s) "
+            f"from {iso_ms(fires[0])} to {iso_ms(fires[1])} (policy latest)",
         ]
     )
     assert all(restarted.alive() for restarted in beats)
