@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from procexec.engine import PhaseContext, Process
+from procexec import PhaseContext, Process
 from procexec.engine.constants import PHASES
 from procexec.engine.system import pid_alive
 

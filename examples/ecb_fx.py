@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from procexec.engine import PhaseContext, Process
+from procexec import PhaseContext, Process
 from procexec.engine.store import Observation
 
 SAMPLE = Path(__file__).parent / "data" / "eurofxref-2021-07-01.xml"

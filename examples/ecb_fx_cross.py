@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from procexec.engine import PhaseContext, Process
+from procexec import PhaseContext, Process
 from procexec.engine.store import Observation
 
 #: cross pairs (base, quote): base/quote = EUR<quote> / EUR<base>

@@ -18,7 +18,7 @@ from procexec.engine.store.base import ExecutionStore
 from procexec.engine.trigger import TriggerService
 
 MODULE_SOURCE = """
-from procexec.engine import Process
+from procexec import Process
 
 HELLO = Process("{name}", service="OPS", schedule="0 6 * * *", defaults={{"who": "world"}})
 

@@ -95,7 +95,7 @@ def test_worker_refuses_to_start_with_an_unknown_process_module(env: dict[str, s
 #: a whole process, as a user writes one: four phases in about twenty lines
 WORDS_MODULE = '''\
 """WORDS: counts the words of a text."""
-from procexec.engine import Process
+from procexec import Process
 
 WORDS = Process("WORDS", service="TEXT", defaults={"text": "to be or not to be"})
 
