@@ -15,13 +15,13 @@ from procexec.api.health import Check, Children, Readiness
 from procexec.api.routes import read_routes, router
 from procexec.buildinfo import build_stamp
 from procexec.engine.cancellation import Revoke
-from procexec.engine.config import Settings
-from procexec.engine.constants import SERVICE_NAME
+from procexec.engine.domain import SERVICE_NAME
 from procexec.engine.process import ProcessRegistry
+from procexec.engine.settings import Settings
 from procexec.engine.store import ExecutionStore
 from procexec.engine.timeutil import iso_ms
 from procexec.engine.tokens import TokenCache
-from procexec.engine.trigger import Dispatch
+from procexec.engine.trigger_service import Dispatch
 from procexec.service import build
 
 #: where the API is mounted: the seed page's path, and the platform SDK's

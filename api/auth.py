@@ -8,7 +8,7 @@ import binascii
 from fastapi import Request
 
 from procexec.api.errors import ApiError
-from procexec.engine.constants import Scope
+from procexec.engine.domain import Scope
 from procexec.engine.store.base import TokenRecord
 from procexec.engine.tokens import TokenCache, allows
 

@@ -12,12 +12,12 @@ from procexec.api.auth import authenticate
 from procexec.api.errors import ApiError
 from procexec.api.health import Readiness
 from procexec.engine.cancellation import Revoke
-from procexec.engine.config import Settings
-from procexec.engine.constants import DEFAULT_ENVIRONMENT, Scope
+from procexec.engine.domain import DEFAULT_ENVIRONMENT, Scope
 from procexec.engine.process import ProcessRegistry
+from procexec.engine.settings import Settings
 from procexec.engine.store.base import ExecutionStore, TokenRecord
 from procexec.engine.tokens import TokenCache
-from procexec.engine.trigger import TriggerService
+from procexec.engine.trigger_service import TriggerService
 
 _ENVIRONMENT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: the `x-odsl-environment` header in the OpenAPI description (`openapi_extra=` of the routes

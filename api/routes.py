@@ -29,7 +29,7 @@ from procexec.api.deps import (
 )
 from procexec.api.errors import ApiError, error_responses
 from procexec.engine.cancellation import cancel_execution
-from procexec.engine.constants import Scope
+from procexec.engine.domain import Scope
 from procexec.engine.errors import NotFound
 from procexec.engine.query import Query, parse_query
 from procexec.engine.store.base import InlineBudgetExceeded

@@ -184,7 +184,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
 
-    from procexec.engine.config import Settings
+    from procexec.engine.settings import Settings
     from procexec.engine.store import open_store
     from procexec.engine.tokens import create_token
 

@@ -55,7 +55,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from procexec.engine.constants import Scope  # noqa: E402
+from procexec.engine.domain import Scope  # noqa: E402
 from procexec.engine.query import parse_query  # noqa: E402
 from procexec.engine.store import sqlite_query  # noqa: E402
 from procexec.engine.store.sqlite import SQLiteStore, compact_json  # noqa: E402
@@ -384,7 +384,7 @@ def serve(db: str, port: int, data_dir: str) -> None:
     from starlette.routing import Route
 
     from procexec.api.app import create_app
-    from procexec.engine.config import Settings
+    from procexec.engine.settings import Settings
 
     settings = Settings.from_env({"PROCEXEC_DATA_DIR": data_dir})
     app = create_app(settings, store=SQLiteStore(db), dispatch=lambda *_: None)

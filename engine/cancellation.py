@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from procexec.engine.constants import ACTIVE_STATUSES, TERMINAL_STATUSES, Status
+from procexec.engine.domain import ACTIVE_STATUSES, TERMINAL_STATUSES, Status
 from procexec.engine.errors import Conflict, NotFound
 from procexec.engine.store.base import ExecutionStore, Update
 from procexec.engine.timeutil import iso_ms

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from procexec.engine.constants import ENV_READ_TIMEOUT
+from procexec.engine.settings import ENV_READ_TIMEOUT
 
 
 class ProcexecError(Exception):

@@ -10,11 +10,11 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from procexec.engine.constants import ACTIVE_STATUSES, Status
+from procexec.engine.domain import ACTIVE_STATUSES, Status
 from procexec.engine.process import ProcessRegistry
 from procexec.engine.store.base import ExecutionStore, Update
 from procexec.engine.timeutil import iso_ms
-from procexec.engine.trigger import TriggerService
+from procexec.engine.trigger_service import TriggerService
 
 logger = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from procexec.engine.constants import MAX_DISTINCT
 from procexec.engine.errors import BadRequest
+from procexec.engine.limits import MAX_DISTINCT
 from procexec.engine.query import (
     MAX_INTEGER,
     SORT_FIELDS,

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from procexec.engine.constants import DEFAULT_ENVIRONMENT, Status
+from procexec.engine.domain import DEFAULT_ENVIRONMENT, Status
 
 if TYPE_CHECKING:
     from procexec.engine.context import PhaseContext
@@ -104,7 +104,7 @@ class Process:
                     f"process {self.name}: follows {upstream} on unknown outcomes {sorted(unknown)}"
                 )
         if self.schedule is not None:
-            from procexec.engine.schedule import Crontab
+            from procexec.engine.crontab import Crontab
 
             Crontab(self.schedule, self.timezone)  # raises ScheduleError, naming the problem
 

@@ -28,8 +28,9 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, Literal
 
 from procexec.engine import relaxed_json
-from procexec.engine.constants import DEFAULT_ENVIRONMENT, DEFAULT_LIMIT, MAX_DISTINCT, MAX_LIMIT
+from procexec.engine.domain import DEFAULT_ENVIRONMENT
 from procexec.engine.errors import BadRequest
+from procexec.engine.limits import DEFAULT_LIMIT, MAX_DISTINCT, MAX_LIMIT
 from procexec.engine.search import AllOf, SearchNode, parse_search
 from procexec.engine.timeutil import iso_ms, parse_iso
 

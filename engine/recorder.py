@@ -22,8 +22,8 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from procexec.engine.constants import ACTIVE_STATUSES, PhaseStatus
 from procexec.engine.control import RunControl
+from procexec.engine.domain import ACTIVE_STATUSES, PhaseStatus
 from procexec.engine.store.base import ExecutionStore, Update
 from procexec.engine.timeutil import iso_ms, log_line
 

@@ -9,16 +9,16 @@ import traceback
 import uuid
 from typing import Any
 
-from procexec.engine.constants import PhaseStatus, Status, Trigger
 from procexec.engine.context import DataUpdates, PhaseContext
 from procexec.engine.control import RunAborted, RunControl
+from procexec.engine.domain import PhaseStatus, Status, Trigger
 from procexec.engine.errors import DuplicateExecution
 from procexec.engine.process import PhaseDefinition, Process, ProcessRegistry
 from procexec.engine.recorder import ExecutionRecorder
 from procexec.engine.store.base import ExecutionStore, Update
 from procexec.engine.subscriptions import follow_ups
 from procexec.engine.timeutil import iso_ms, log_line
-from procexec.engine.trigger import TriggerService
+from procexec.engine.trigger_service import TriggerService
 
 logger = logging.getLogger(__name__)
 

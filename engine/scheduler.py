@@ -13,13 +13,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from procexec.engine.constants import Trigger
+from procexec.engine.crontab import Crontab, ScheduleError, crontab_reason
+from procexec.engine.domain import Trigger
 from procexec.engine.errors import DuplicateExecution
 from procexec.engine.process import Process, ProcessRegistry
-from procexec.engine.schedule import Crontab, ScheduleError, crontab_reason
 from procexec.engine.store.base import ExecutionStore, ProcessState
 from procexec.engine.timeutil import iso_ms, parse_iso
-from procexec.engine.trigger import TriggerService
+from procexec.engine.trigger_service import TriggerService
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import secrets
 import time
 from collections.abc import Callable
 
-from procexec.engine.constants import Scope
+from procexec.engine.domain import Scope
 from procexec.engine.store.base import ExecutionStore, TokenRecord
 from procexec.engine.timeutil import iso_ms
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from procexec import PhaseContext, Process
-from procexec.engine.constants import PHASES
-from procexec.engine.system import pid_alive
+from procexec.engine.domain import PHASES
+from procexec.engine.pids import pid_alive
 
 DEMO = Process(
     "DEMO",

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from procexec.engine.constants import Scope
+from procexec.engine.domain import Scope
 from procexec.service import build, settings
 
 logger = logging.getLogger("procexec")
@@ -46,7 +46,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from procexec.engine.config import load_registry
+    from procexec.engine.plugins import load_registry
     from procexec.workers.tasks import app
 
     try:  # fail now, not on every task (which would leave the executions `triggered`)

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from procexec.engine.cancellation import Revoke
-from procexec.engine.config import Settings, load_registry
+from procexec.engine.plugins import load_registry
 from procexec.engine.process import ProcessRegistry
+from procexec.engine.settings import Settings
 from procexec.engine.store import ExecutionStore, open_store
-from procexec.engine.trigger import Dispatch, TriggerService
+from procexec.engine.trigger_service import Dispatch, TriggerService
 
 if TYPE_CHECKING:
     from collections.abc import Callable

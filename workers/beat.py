@@ -15,9 +15,9 @@ from celery import Celery
 from celery.beat import ScheduleEntry, Scheduler
 from celery.schedules import schedule as every
 
-from procexec.engine.config import Settings
 from procexec.engine.housekeeping import Housekeeper
 from procexec.engine.scheduler import SchedulerService
+from procexec.engine.settings import Settings
 from procexec.service import build
 
 logger = logging.getLogger(__name__)

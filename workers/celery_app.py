@@ -15,8 +15,8 @@ from typing import Any
 from celery import Celery
 
 from procexec.engine.cancellation import Revoke
-from procexec.engine.config import Settings
-from procexec.engine.trigger import Dispatch
+from procexec.engine.settings import Settings
+from procexec.engine.trigger_service import Dispatch
 from procexec.workers.fs_transport import SCHEME
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
 from kombu.utils.objects import cached_property
 
-from procexec.engine.system import pid_alive
+from procexec.engine.pids import pid_alive
 
 #: the broker URL scheme of this transport
 SCHEME = "procexecfs"

@@ -9,8 +9,8 @@ import socket
 
 from celery import Task
 
-from procexec.engine.config import Settings
 from procexec.engine.runner import PhaseRunner
+from procexec.engine.settings import Settings
 from procexec.service import build
 from procexec.workers.celery_app import RUN_TASK, make_celery
 

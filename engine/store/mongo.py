@@ -17,8 +17,8 @@ from urllib.parse import urlparse
 import pymongo
 from pymongo.errors import DuplicateKeyError, ExecutionTimeout, OperationFailure, PyMongoError
 
-from procexec.engine.constants import MAX_DISTINCT
 from procexec.engine.errors import BadRequest, DuplicateExecution, QueryTimeout, StoreUnavailable
+from procexec.engine.limits import MAX_DISTINCT
 from procexec.engine.pipeline import too_many_results
 from procexec.engine.query import Query, field_buckets, sorted_distinct, too_many_values, values_at
 from procexec.engine.store.base import (

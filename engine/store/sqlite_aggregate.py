@@ -21,7 +21,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from procexec.engine.constants import MAX_DISTINCT
+from procexec.engine.limits import MAX_DISTINCT
 from procexec.engine.pipeline import (
     Accumulator,
     After,

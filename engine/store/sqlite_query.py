@@ -27,7 +27,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from procexec.engine.constants import MAX_DISTINCT
+from procexec.engine.limits import MAX_DISTINCT
 from procexec.engine.query import (
     And,
     Condition,

@@ -12,9 +12,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from procexec.api.app import create_app
-from procexec.engine.config import Settings
-from procexec.engine.constants import Scope
+from procexec.engine.domain import Scope
 from procexec.engine.process import ProcessRegistry
+from procexec.engine.settings import Settings
 from procexec.engine.store.sqlite import SQLiteStore
 from procexec.engine.tokens import create_token
 

@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from procexec.engine.config import Settings
+from procexec.engine.settings import Settings
 from tests.api.api_helpers import Dispatcher, Service, start_service
 
 

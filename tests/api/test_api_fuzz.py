@@ -32,7 +32,7 @@ from schemathesis import Case, CheckContext, Response
 from schemathesis.core.result import Ok
 
 from procexec.api.app import create_app
-from procexec.engine.config import Settings
+from procexec.engine.settings import Settings
 from procexec.engine.store.sqlite import SQLiteStore
 from tests.api.api_helpers import BASES, Service
 from tests.documents import execution

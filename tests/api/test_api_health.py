@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from procexec.api.app import create_app
 from procexec.api.health import Readiness
-from procexec.engine.config import Settings
+from procexec.engine.settings import Settings
 from procexec.workers.celery_app import celery_ping
 from tests.integration.harness import free_port
 

@@ -14,7 +14,7 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from procexec.engine.schedule import Crontab
+from procexec.engine.crontab import Crontab
 from procexec.engine.timeutil import iso_ms
 from tests.api.api_helpers import Service
 

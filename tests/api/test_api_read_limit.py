@@ -20,7 +20,7 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from procexec.engine.config import Settings
+from procexec.engine.settings import Settings
 from tests.api.api_helpers import BASES, Dispatcher, Service, start_service
 from tests.volume import EXECUTIONS, SLOW_AGGREGATE, SLOW_FIELDINFO, SLOW_FILTER, write_store
 

@@ -10,8 +10,9 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 
-from procexec.engine.config import Settings, load_registry
+from procexec.engine.plugins import load_registry
 from procexec.engine.process import ProcessRegistry
+from procexec.engine.settings import Settings
 from procexec.engine.store import open_store
 from procexec.engine.store.base import ExecutionStore
 from procexec.engine.store.mongo import MongoStore

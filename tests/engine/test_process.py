@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from procexec.engine.config import Settings, load_registry
+from procexec.engine.plugins import load_registry
 from procexec.engine.process import Process, ProcessRegistry
 from procexec.engine.runner import PhaseRunner
+from procexec.engine.settings import Settings
 from procexec.engine.store.base import ExecutionStore
-from procexec.engine.trigger import TriggerService
+from procexec.engine.trigger_service import TriggerService
 
 MODULE_SOURCE = """
 from procexec import Process

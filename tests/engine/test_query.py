@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from procexec.engine.constants import DEFAULT_LIMIT, MAX_LIMIT
 from procexec.engine.errors import BadRequest
+from procexec.engine.limits import DEFAULT_LIMIT, MAX_LIMIT
 from procexec.engine.query import And, Condition, Not, Or, Query, parse_query
 
 

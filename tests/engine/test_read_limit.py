@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from pymongo.errors import ExecutionTimeout
 
-from procexec.engine.config import Settings
 from procexec.engine.errors import QueryTimeout, StoreUnavailable
 from procexec.engine.query import Query, parse_query
+from procexec.engine.settings import Settings
 from procexec.engine.store.base import InlineBudgetExceeded, Observation, Update
 from procexec.engine.store.mongo import MongoStore
 from procexec.engine.store.sqlite import SQLiteStore

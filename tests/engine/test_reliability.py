@@ -27,19 +27,19 @@ from fastapi.testclient import TestClient
 
 from procexec.api.app import create_app
 from procexec.engine.cancellation import cancel_execution as engine_cancel
-from procexec.engine.config import Settings
-from procexec.engine.constants import PhaseStatus, Scope
 from procexec.engine.context import PhaseContext
 from procexec.engine.control import RunAborted, RunControl
+from procexec.engine.domain import PhaseStatus, Scope
 from procexec.engine.errors import Conflict, NotFound, StoreUnavailable
 from procexec.engine.housekeeping import Housekeeper
 from procexec.engine.process import Process, ProcessRegistry
 from procexec.engine.recorder import ExecutionRecorder
 from procexec.engine.runner import PhaseRunner
+from procexec.engine.settings import Settings
 from procexec.engine.store.base import ExecutionStore
 from procexec.engine.store.sqlite import SQLiteStore
 from procexec.engine.tokens import create_token
-from procexec.engine.trigger import TriggerService
+from procexec.engine.trigger_service import TriggerService
 from procexec.examples.demo import DEMO
 
 T = TypeVar("T")

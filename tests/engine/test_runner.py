@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from procexec.engine.constants import Trigger
+from procexec.engine.domain import Trigger
 from procexec.engine.errors import BadRequest, NotFound
 from procexec.engine.process import Process, ProcessRegistry
 from procexec.engine.query import parse_query
 from procexec.engine.runner import PhaseRunner
 from procexec.engine.store.base import ExecutionStore
 from procexec.engine.store.sqlite import SQLiteStore
-from procexec.engine.trigger import TriggerService
+from procexec.engine.trigger_service import TriggerService
 from procexec.examples.ecb_fx import SAMPLE
 from tests.seed import seed_example
 

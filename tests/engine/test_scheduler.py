@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from procexec.engine.constants import Trigger
+from procexec.engine.crontab import crontab_reason
+from procexec.engine.domain import Trigger
 from procexec.engine.errors import BadRequest, NotFound
 from procexec.engine.process import Process, ProcessRegistry
 from procexec.engine.query import parse_query
-from procexec.engine.schedule import crontab_reason
 from procexec.engine.scheduler import (
     SchedulerService,
     change_process,
@@ -31,7 +31,7 @@ from procexec.engine.store.base import ExecutionStore, ProcessState
 from procexec.engine.store.mongo import MongoStore
 from procexec.engine.store.sqlite import SQLiteStore
 from procexec.engine.timeutil import iso_ms
-from procexec.engine.trigger import TriggerService
+from procexec.engine.trigger_service import TriggerService
 
 SCHEDULER_LOG = "procexec.engine.scheduler"
 

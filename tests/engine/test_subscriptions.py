@@ -21,7 +21,7 @@ from procexec.engine.runner import PhaseRunner
 from procexec.engine.store.base import Observation, Update
 from procexec.engine.store.sqlite import SQLiteStore
 from procexec.engine.subscriptions import follow_up_id, follow_ups
-from procexec.engine.trigger import TriggerService
+from procexec.engine.trigger_service import TriggerService
 from procexec.examples.ecb_fx import ECB_FX
 from procexec.examples.ecb_fx_cross import ECB_FX_CROSS
 

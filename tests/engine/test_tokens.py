@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from procexec.engine.constants import Scope
+from procexec.engine.domain import Scope
 from procexec.engine.store.sqlite import SQLiteStore
 from procexec.engine.tokens import (
     PREFIX,

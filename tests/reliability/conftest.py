@@ -20,10 +20,11 @@ import pytest
 import redis
 from celery import Celery
 
-from procexec.engine.config import Settings, load_registry
+from procexec.engine.plugins import load_registry
+from procexec.engine.settings import Settings
 from procexec.engine.store import open_store
 from procexec.engine.store.base import ExecutionStore
-from procexec.engine.trigger import TriggerService
+from procexec.engine.trigger_service import TriggerService
 from procexec.workers.celery_app import celery_dispatch, make_celery
 from tests.integration import harness
 from tests.integration.harness import (

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from procexec.engine.config import Settings
-from procexec.engine.schedule import crontab_reason
+from procexec.engine.crontab import crontab_reason
 from procexec.engine.scheduler import scheduled_execution_id
+from procexec.engine.settings import Settings
 from procexec.engine.timeutil import iso_ms
 from procexec.workers.beat import MAX_TICK, ProcessScheduler
 from procexec.workers.celery_app import make_celery

@@ -14,8 +14,9 @@ import pytest
 import uvicorn
 
 from procexec.api.app import create_app
-from procexec.engine.config import Settings, load_registry
+from procexec.engine.plugins import load_registry
 from procexec.engine.runner import PhaseRunner
+from procexec.engine.settings import Settings
 from procexec.engine.store import open_store
 from procexec.engine.tokens import create_token
 

@@ -42,8 +42,8 @@ def test_update_triggers_a_run_list_and_get_read_it(
 
 
 def test_list_with_the_seed_filters(odsl: Any, service: LiveService, token: str) -> None:
-    from procexec.engine.constants import Trigger
-    from procexec.engine.trigger import new_execution
+    from procexec.engine.domain import Trigger
+    from procexec.engine.trigger_service import new_execution
 
     def seed(name: str, status: str, start: str) -> str:
         doc = new_execution(

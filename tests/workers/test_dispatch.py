@@ -14,11 +14,12 @@ import pytest
 from kombu import Connection
 from kombu.transport import filesystem
 
-from procexec.engine.config import Settings, load_registry
+from procexec.engine.plugins import load_registry
+from procexec.engine.settings import Settings
 from procexec.engine.store import open_store
 from procexec.engine.store.base import ExecutionStore
 from procexec.engine.timeutil import parse_iso
-from procexec.engine.trigger import TriggerService
+from procexec.engine.trigger_service import TriggerService
 from procexec.workers import celery_app
 from procexec.workers.celery_app import (
     QUEUE,

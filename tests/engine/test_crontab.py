@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from procexec.engine.crontab import Crontab, ScheduleError, crontab_reason, js_date
 from procexec.engine.process import Process
-from procexec.engine.schedule import Crontab, ScheduleError, crontab_reason, js_date
 
 LONDON = "Europe/London"
 NEW_YORK = "America/New_York"

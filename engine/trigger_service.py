@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from procexec.engine.constants import Status, Trigger
+from procexec.engine.domain import Status, Trigger
 from procexec.engine.errors import BadRequest, NotFound
 from procexec.engine.process import ProcessRegistry
 from procexec.engine.store.base import ExecutionStore, Update
