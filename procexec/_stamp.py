@@ -11,7 +11,9 @@ from pathlib import Path
 
 from setuptools.command.build_py import build_py
 
-from procexec.buildinfo import STAMP
+#: the stamp's name inside the package; `procexec.buildinfo.STAMP` reads it (this module
+#: imports nothing of procexec: the build loads it before procexec can be imported)
+STAMP = "_build.json"
 
 
 def _git(*args: str) -> str | None:

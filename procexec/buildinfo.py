@@ -10,6 +10,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 #: the stamp's name inside the package, written by `procexec._stamp` when the wheel is built
+#: (the same name there: that module needs setuptools, which an installed procexec may lack)
 STAMP = "_build.json"
 
 
