@@ -300,9 +300,9 @@ def test_field_buckets() -> None:
 
 
 def test_field_buckets_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    import procexec.engine.query
+    import procexec.engine.query.documents
 
-    monkeypatch.setattr(procexec.engine.query, "MAX_DISTINCT", 3)
+    monkeypatch.setattr(procexec.engine.query.documents, "MAX_DISTINCT", 3)
     assert len(field_buckets("x", [("a", 1), ("b", 1), ("c", 1)])) == 3
     with pytest.raises(BadRequest, match=r"^_fieldinfo: more than 3 distinct values of 'x'; "):
         field_buckets("x", [("a", 1), ("b", 1), (["c", "d"], 1)])
