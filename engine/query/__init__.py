@@ -10,7 +10,7 @@ conventions, `/work/shared/DESIGN.md`):
   status=running) and not name=DEMO`) or a MongoDB-style JSON filter restricted to
   `SAFE_OPERATORS`, strict or relaxed (`{_id:/AB/i}`: `engine.relaxed_json`);
 - `_search`: free text (`engine.search`); `_sort`, `_project`, `_limit`, `_skip`, `_distinct`;
-- `_fieldinfo` (`field_buckets`) and `_aggregate` (a safe pipeline: `engine.pipeline`), which
+- `_fieldinfo` (`field_buckets`) and `_aggregate` (a safe pipeline: `pipeline`), which
   answer with counts instead of documents.
 
 Every malformed parameter raises `BadRequest` with a message that starts with its name.
@@ -23,6 +23,7 @@ One module for each part, each importing only those listed before it:
 - `expression`: `_filter` as a boolean expression;
 - `json_input`: reading a parameter's JSON, strict or relaxed;
 - `json_filter`: `_filter` as a MongoDB-style JSON filter;
+- `pipeline`: `_aggregate`, a safe subset of MongoDB's aggregation pipeline;
 - `params`: the URL parameters read into a `Query` (`parse_query`);
 - `documents`: how documents' values compare, count and project, for the stores that work in
   Python.

@@ -2,7 +2,7 @@
 (`engine.query.values`), `_filter` (`engine.query.expression` or `engine.query.json_filter`),
 `_search` (`engine.search`), `_sort`, `_project`, `_limit`, `_skip`, and the parameters that
 answer with something else than documents, one at a time: `_distinct`, `_fieldinfo` and
-`_aggregate`.
+`_aggregate` (`engine.query.pipeline`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from procexec.engine.constants import DEFAULT_ENVIRONMENT, DEFAULT_LIMIT, MAX_LIMIT
 from procexec.engine.errors import BadRequest
@@ -24,12 +24,10 @@ from procexec.engine.query.fields import (
 )
 from procexec.engine.query.json_filter import json_filter
 from procexec.engine.query.json_input import load_json, load_relaxed_json
+from procexec.engine.query.pipeline import Pipeline, parse_pipeline
 from procexec.engine.query.tree import And, Node
 from procexec.engine.query.values import parse_condition, split_args
 from procexec.engine.search import AllOf, SearchNode, parse_search
-
-if TYPE_CHECKING:
-    from procexec.engine.pipeline import Pipeline
 
 
 @dataclass(frozen=True)
@@ -190,8 +188,6 @@ def parse_query(
         elif name == "_fieldinfo":
             fieldinfo = check_document_field(raw.strip(), name)
         elif name == "_aggregate":
-            from procexec.engine.pipeline import parse_pipeline  # which builds on this module
-
             pipeline = parse_pipeline(raw)
         elif name.startswith("_") and name != "_id":
             raise BadRequest(f"{name}: unknown query parameter")

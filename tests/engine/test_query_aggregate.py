@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from procexec.engine.errors import BadRequest
-from procexec.engine.pipeline import (
+from procexec.engine.query import And, Condition, distinct_key, field_buckets, parse_query
+from procexec.engine.query.pipeline import (
     Accumulator,
     Count,
     Group,
@@ -21,7 +22,6 @@ from procexec.engine.pipeline import (
     Skip,
     Sort,
 )
-from procexec.engine.query import And, Condition, distinct_key, field_buckets, parse_query
 
 
 def pipeline(stages: Any, *params: tuple[str, str]) -> Pipeline:
