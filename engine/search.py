@@ -174,12 +174,3 @@ def parse_search(text: str, param: str = "_search") -> SearchNode | None:
     if not text.strip():
         return None
     return _SearchParser(text, param).parse()
-
-
-def search_terms(node: SearchNode) -> list[Term]:
-    """Every term of a search, in order."""
-    if isinstance(node, Term):
-        return [node]
-    if isinstance(node, NoneOf):
-        return search_terms(node.item)
-    return [term for item in node.items for term in search_terms(item)]

@@ -19,8 +19,8 @@ from pymongo.errors import DuplicateKeyError, ExecutionTimeout, OperationFailure
 
 from procexec.engine.errors import BadRequest, DuplicateExecution, QueryTimeout, StoreUnavailable
 from procexec.engine.limits import MAX_DISTINCT
-from procexec.engine.pipeline import too_many_results
 from procexec.engine.query import Query, field_buckets, sorted_distinct, too_many_values, values_at
+from procexec.engine.query.pipeline import too_many_results
 from procexec.engine.store.base import (
     META_KEYS,
     PROCESS_OVERRIDES,

@@ -21,8 +21,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from procexec.engine.pipeline import Count, Group, Limit, Match, Pipeline, Project, Skip, Sort
 from procexec.engine.query import And, Condition, Node, Not, Or
+from procexec.engine.query.pipeline import Count, Group, Limit, Match, Pipeline, Project, Skip, Sort
 from procexec.engine.search import AllOf, AnyOf, NoneOf, SearchNode, Term, normalized
 
 _MONGO_OPS = {"gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte", "ne": "$ne", "in": "$in"}

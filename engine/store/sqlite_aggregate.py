@@ -1,5 +1,5 @@
-"""`_aggregate` on SQLite: a pipeline (`engine.pipeline`) compiled to one SQL statement, a chain
-of common table expressions, one (or two) per stage.
+"""`_aggregate` on SQLite: a pipeline (`engine.query.pipeline`) compiled to one SQL statement, a
+chain of common table expressions, one (or two) per stage.
 
 - Before the grouping stage the rows are executions: a `$match` joins the WHERE clause (compiled
   as the list compiles its filters, indexes and all), a `$sort` sets the order, a `$skip` or a
@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from procexec.engine.limits import MAX_DISTINCT
-from procexec.engine.pipeline import (
+from procexec.engine.query import Condition, Not, Query, distinct_key
+from procexec.engine.query.pipeline import (
     Accumulator,
     After,
     Before,
@@ -35,7 +36,6 @@ from procexec.engine.pipeline import (
     Sort,
     too_many_results,
 )
-from procexec.engine.query import Condition, Not, Query, distinct_key
 from procexec.engine.store.sqlite_query import (
     Clause,
     Compiler,

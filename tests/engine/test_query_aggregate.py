@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from procexec.engine.errors import BadRequest
-from procexec.engine.pipeline import (
+from procexec.engine.query import And, Condition, distinct_key, field_buckets, parse_query
+from procexec.engine.query.pipeline import (
     Accumulator,
     Count,
     Group,
@@ -21,7 +22,6 @@ from procexec.engine.pipeline import (
     Skip,
     Sort,
 )
-from procexec.engine.query import And, Condition, distinct_key, field_buckets, parse_query
 
 
 def pipeline(stages: Any, *params: tuple[str, str]) -> Pipeline:
@@ -300,9 +300,9 @@ def test_field_buckets() -> None:
 
 
 def test_field_buckets_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    import procexec.engine.query
+    import procexec.engine.query.documents
 
-    monkeypatch.setattr(procexec.engine.query, "MAX_DISTINCT", 3)
+    monkeypatch.setattr(procexec.engine.query.documents, "MAX_DISTINCT", 3)
     assert len(field_buckets("x", [("a", 1), ("b", 1), ("c", 1)])) == 3
     with pytest.raises(BadRequest, match=r"^_fieldinfo: more than 3 distinct values of 'x'; "):
         field_buckets("x", [("a", 1), ("b", 1), (["c", "d"], 1)])

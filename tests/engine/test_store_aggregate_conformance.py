@@ -191,8 +191,8 @@ def test_nothing_to_group_gives_nothing(loaded: ExecutionStore, stages: list[Any
 
 def test_results_are_bounded(loaded: ExecutionStore, monkeypatch: pytest.MonkeyPatch) -> None:
     for module in (
-        "query",
-        "pipeline",
+        "query.documents",
+        "query.pipeline",
         "store.mongo",
         "store.sqlite_query",
         "store.sqlite_aggregate",

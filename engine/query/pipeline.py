@@ -7,7 +7,8 @@ before   := $match | $sort | $skip | $limit                     (over executions
 after    := $match | $sort | $skip | $limit | $project | $count  (over the groups)
 ```
 
-- `$match` takes the JSON `_filter`'s operators (`engine.query.SAFE_OPERATORS`), nothing else.
+- `$match` takes the JSON `_filter`'s operators (`engine.query.json_filter.SAFE_OPERATORS`),
+  nothing else.
 - `$group`: `_id` is null, a field reference `"$status"` (dotted paths reach into `data`:
   `"$data.count"`), or an object of them (`{"name": "$name", "status": "$status"}`, where a
   missing field is left out, as MongoDB does). Accumulators: `{"$sum": 1}` (any whole
@@ -35,17 +36,15 @@ from typing import Any
 
 from procexec.engine.errors import BadRequest
 from procexec.engine.limits import MAX_DISTINCT
-from procexec.engine.query import (
-    MAX_INTEGER,
+from procexec.engine.query.fields import (
     SORT_FIELDS,
-    Node,
-    _json_type,
-    _load_json,
     check_document_field,
     check_sortable,
-    json_filter,
     sort_keys,
 )
+from procexec.engine.query.json_filter import MAX_INTEGER, json_filter
+from procexec.engine.query.json_input import json_type, load_json
+from procexec.engine.query.tree import Node
 
 PARAM = "_aggregate"
 #: the stages a pipeline may use, and its accumulators
@@ -172,11 +171,11 @@ def _fail(message: str) -> BadRequest:
 
 def parse_pipeline(raw: str) -> Pipeline:
     """An `_aggregate` value: a JSON array of stages, or a `BadRequest` saying what is wrong."""
-    spec = _load_json(PARAM, raw)
+    spec = load_json(PARAM, raw)
     if not isinstance(spec, list):
         raise _fail(
             'expected a JSON array of stages such as [{"$group": {"_id": "$status", '
-            f'"count": {{"$sum": 1}}}}}}], not {_json_type(spec)}'
+            f'"count": {{"$sum": 1}}}}}}], not {json_type(spec)}'
         )
     if not spec:
         raise _fail("empty pipeline (it needs a $group or a $count stage)")

@@ -1,0 +1,56 @@
+"""Reading a parameter's JSON: strictly (`load_json`: `_sort`, `_project`, `_aggregate`), or
+also in the platform's relaxed form (`load_relaxed_json`, for a JSON `_filter`:
+`engine.relaxed_json`). Text that is not JSON is a `BadRequest` naming the parameter;
+`json_type` names a value's JSON type in such messages.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from procexec.engine import relaxed_json
+from procexec.engine.errors import BadRequest
+
+
+def json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, str):
+        return "a string"
+    return "a number"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json(param: str, raw: str) -> Any:
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"{param}: malformed JSON: {exc.msg} at position {exc.pos}") from None
+    except ValueError as exc:
+        raise BadRequest(f"{param}: malformed JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest(f"{param}: malformed JSON: nested too deeply") from None
+
+
+def load_relaxed_json(param: str, raw: str) -> Any:
+    """A JSON filter, strict or in the platform's relaxed form (`{_id:/AB/i}`, bare keys)."""
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except json.JSONDecodeError:
+        pass  # not strict JSON: the relaxed form, or malformed (said by the relaxed reader)
+    except (ValueError, RecursionError):
+        return load_json(param, raw)  # NaN, Infinity, or too deep: refused as JSON is
+    try:
+        return relaxed_json.loads(raw)
+    except relaxed_json.RelaxedJsonError as exc:
+        raise BadRequest(f"{param}: malformed JSON: {exc.msg} at position {exc.pos}") from None

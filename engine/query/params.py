@@ -1,0 +1,227 @@
+"""The list call's URL parameters read into one `Query`, what to list: `field=value`
+(`engine.query.values`), `_filter` (`engine.query.expression` or `engine.query.json_filter`),
+`_search` (`engine.search`), `_sort`, `_project`, `_limit`, `_skip`, and the parameters that
+answer with something else than documents, one at a time: `_distinct`, `_fieldinfo` and
+`_aggregate` (`engine.query.pipeline`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from procexec.engine.domain import DEFAULT_ENVIRONMENT
+from procexec.engine.errors import BadRequest
+from procexec.engine.limits import DEFAULT_LIMIT, MAX_LIMIT
+from procexec.engine.query.expression import ExpressionParser
+from procexec.engine.query.fields import (
+    SORT_FIELDS,
+    check_document_field,
+    check_field,
+    check_sortable,
+    sort_keys,
+)
+from procexec.engine.query.json_filter import json_filter
+from procexec.engine.query.json_input import load_json, load_relaxed_json
+from procexec.engine.query.pipeline import Pipeline, parse_pipeline
+from procexec.engine.query.tree import And, Node
+from procexec.engine.query.values import parse_condition, split_args
+from procexec.engine.search import AllOf, SearchNode, parse_search
+
+
+@dataclass(frozen=True)
+class Query:
+    """What to list: a filter tree, a search, an order, a page and a projection, in one environment.
+
+    `project` keeps `_id` and the named fields; `exclude` drops the named fields (never `_id`);
+    `distinct` asks for the distinct values of one field instead of documents, `fieldinfo` for
+    its values and how many executions hold each, `aggregate` for a pipeline's results.
+    """
+
+    environment: str = DEFAULT_ENVIRONMENT
+    where: Node | None = None
+    sort: tuple[tuple[str, int], ...] = (("start", -1),)
+    limit: int = DEFAULT_LIMIT
+    skip: int = 0
+    project: tuple[str, ...] | None = None
+    search: SearchNode | None = None
+    exclude: tuple[str, ...] | None = None
+    distinct: str | None = None
+    fieldinfo: str | None = None
+    aggregate: Pipeline | None = None
+
+    @functools.cached_property
+    def compiled(self) -> dict[Any, Any]:
+        """Room for a store's compiled forms of this query (SQL clauses), kept with it: a query
+        is immutable, and the API hands out one object per distinct query string."""
+        return {}
+
+
+#: the parameters that answer with something else than documents: one at a time
+ANSWERS = ("_distinct", "_fieldinfo", "_aggregate")
+
+
+def parse_filter(raw: str, param: str = "_filter") -> Node:
+    """A `_filter` value: a JSON filter when it starts with `{`, else a boolean expression.
+
+    The JSON may be the platform's relaxed form (`engine.relaxed_json`): bare keys and
+    `/regex/flags` literals, read as `{"$regex": …, "$options": …}`."""
+    if raw.lstrip().startswith(("{", "[")):
+        return json_filter(load_relaxed_json(param, raw), param)
+    return ExpressionParser(raw, param).parse()
+
+
+def _parse_int(param: str, raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{param}: '{raw}' is not a whole number") from None
+    if not low <= value <= high:
+        raise BadRequest(f"{param}: {value} is out of range ({low} to {high})")
+    return value
+
+
+def _parse_sort(raw: str) -> tuple[tuple[str, int], ...]:
+    raw = raw.strip()
+    keys: list[tuple[str, int]] = []
+    if raw.startswith("{"):
+        spec = load_json("_sort", raw)
+        if not isinstance(spec, dict):
+            raise BadRequest('_sort: JSON form must be an object such as {"start":-1}')
+        keys = sort_keys(spec, "_sort")
+    else:
+        for part in split_args(raw):
+            direction = -1 if part.startswith("-") else 1
+            name = part[1:] if part[:1] in "+-" else part
+            keys.append((check_field(name, "_sort"), direction))
+    if not keys:
+        raise BadRequest("_sort: no sort key given")
+    return tuple(check_sortable(keys, "_sort", SORT_FIELDS))
+
+
+def _outermost(fields: list[str]) -> tuple[str, ...]:
+    """The paths, once each, without those inside another (MongoDB refuses such pairs)."""
+    return tuple(
+        dict.fromkeys(
+            name
+            for name in fields
+            if not any(name.startswith(other + ".") for other in fields if other != name)
+        )
+    )
+
+
+def _parse_project(raw: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+    """`(kept, dropped)`: an inclusion projection, or an exclusion one (`-phases`, `{"data":0}`)."""
+    raw = raw.strip()
+    kept: list[str] = []
+    dropped: list[str] = []
+    if raw.startswith("{"):
+        spec = load_json("_project", raw)
+        if not isinstance(spec, dict):
+            raise BadRequest('_project: JSON form must be an object such as {"name":1}')
+        for name, keep in spec.items():
+            if keep not in (0, 1) or (isinstance(keep, float)):
+                raise BadRequest(f"_project: value of '{name}' must be 1 or 0")
+            (kept if keep else dropped).append(name)
+        if kept:
+            dropped = []  # an inclusion keeps what it names: a 0 beside it changes nothing
+    else:
+        for part in split_args(raw):
+            (dropped if part.startswith("-") else kept).append(part.removeprefix("-"))
+        if kept and dropped:
+            raise BadRequest("_project: list either fields to keep or fields to drop (-name)")
+    for name in (*kept, *dropped):
+        check_field(name, "_project")
+    if dropped:
+        dropped = [name for name in dropped if name != "_id"]  # _id always comes back
+        return None, _outermost(dropped) if dropped else None
+    return _outermost(kept), None
+
+
+def parse_query(
+    params: Iterable[tuple[str, str]],
+    environment: str = DEFAULT_ENVIRONMENT,
+    *,
+    ignore: Iterable[str] = (),
+) -> Query:
+    """Turn the list call's query parameters into a `Query`; a bad one raises `BadRequest`."""
+    conditions: list[Node] = []
+    searches: list[SearchNode] = []
+    limit, skip = DEFAULT_LIMIT, 0
+    sort: tuple[tuple[str, int], ...] = (("start", -1),)
+    project: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] | None = None
+    distinct: str | None = None
+    fieldinfo: str | None = None
+    pipeline: Pipeline | None = None
+    given: list[str] = []  # the parameters met, in order
+    skipped = set(ignore)
+    for name, raw in params:
+        if name in skipped:
+            continue
+        answer = next((other for other in given if other in ANSWERS), None)
+        given.append(name)
+        if name in ANSWERS and answer is not None:
+            if answer == name:
+                what = "pipeline" if name == "_aggregate" else "field"
+                raise BadRequest(f"{name}: given twice (one {what} at a time)")
+            raise BadRequest(
+                f"{name}: cannot be combined with {answer} (one of {', '.join(ANSWERS)} at a time)"
+            )
+        if name == "_limit":
+            limit = MAX_LIMIT if raw.strip() == "-1" else _parse_int(name, raw, 0, MAX_LIMIT)
+        elif name == "_skip":
+            skip = _parse_int(name, raw, 0, 10**9)
+        elif name == "_sort":
+            sort = _parse_sort(raw)
+        elif name == "_project":
+            project, exclude = _parse_project(raw)
+        elif name == "_filter":
+            conditions.append(parse_filter(raw))
+        elif name == "_search":
+            found = parse_search(raw)
+            if found is not None:
+                searches.append(found)
+        elif name == "_distinct":
+            distinct = check_document_field(raw.strip(), name)
+        elif name == "_fieldinfo":
+            fieldinfo = check_document_field(raw.strip(), name)
+        elif name == "_aggregate":
+            pipeline = parse_pipeline(raw)
+        elif name.startswith("_") and name != "_id":
+            raise BadRequest(f"{name}: unknown query parameter")
+        else:
+            conditions.append(parse_condition(name, raw))
+    where: Node | None = None
+    if len(conditions) == 1:
+        where = conditions[0]
+    elif conditions:
+        where = And(tuple(conditions))
+    search: SearchNode | None = None
+    if searches:
+        search = searches[0] if len(searches) == 1 else AllOf(tuple(searches))
+    if pipeline is not None or fieldinfo is not None:
+        answer, why = (
+            ("_aggregate", "use a $project stage")
+            if pipeline is not None
+            else ("_fieldinfo", "its buckets have one shape")
+        )
+        if "_project" in given:
+            raise BadRequest(f"_project: cannot be combined with {answer} ({why})")
+        if "_sort" in given and fieldinfo is not None:
+            raise BadRequest("_sort: cannot be combined with _fieldinfo (buckets come by count)")
+    return Query(
+        environment=environment,
+        where=where,
+        sort=sort,
+        limit=limit,
+        skip=skip,
+        project=project,
+        search=search,
+        exclude=exclude,
+        distinct=distinct,
+        fieldinfo=fieldinfo,
+        aggregate=None if pipeline is None else pipeline.with_input_order(sort),
+    )

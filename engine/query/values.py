@@ -1,0 +1,134 @@
+"""Value functions: the value of a `field=value` parameter (`range(…)`, `gt(…)`, `gte(…)`,
+`lt(…)`, `lte(…)`, `in(…)`, `ne(…)`, `regex(…)`, a plain value, `null`) as a condition on the
+field. On a date field (`DATE_FIELDS`) a bare date stands for its whole day. The comparisons of
+a `_filter` expression take the same values.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from procexec.engine.errors import BadRequest
+from procexec.engine.query.fields import check_field
+from procexec.engine.query.tree import And, Condition, Node, Not, Or
+from procexec.engine.timeutil import iso_ms, parse_iso
+
+#: fields that hold timestamps; their filter values are dates or datetimes
+DATE_FIELDS = frozenset({"start", "end", "phases.start", "phases.end"})
+#: longest regular expression accepted
+MAX_REGEX = 500
+
+#: a value function applied to its arguments: `name(arguments)`
+FUNCTION_CALL = re.compile(r"^([A-Za-z]+)\((.*)\)$", re.DOTALL)
+_BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_FUNCTIONS = ("range", "gt", "gte", "lt", "lte", "in", "ne", "regex")
+
+
+def split_args(text: str) -> list[str]:
+    """A comma-separated list, each item stripped; none in a blank text."""
+    return [part.strip() for part in text.split(",")] if text.strip() else []
+
+
+def _date_bound(field_name: str, text: str, *, upper: bool) -> str:
+    """A date filter value as a stored timestamp; a bare date is its first or last instant."""
+    try:
+        if _BARE_DATE.match(text):
+            date.fromisoformat(text)  # a real day
+            return text + ("T23:59:59.999Z" if upper else "T00:00:00.000Z")
+        return iso_ms(parse_iso(text))
+    except (ValueError, OverflowError):
+        raise BadRequest(f"{field_name}: '{text}' is not a date or an ISO 8601 datetime") from None
+
+
+def _scalar(text: str) -> str | None:
+    return None if text == "null" else text
+
+
+def _date_equals(field_name: str, raw: str) -> Node:
+    """`field = raw` on a date field: a bare date is its whole day, `null` is a missing value."""
+    if raw == "null":
+        return Condition(field_name, "eq", None)
+    lower = _date_bound(field_name, raw, upper=False)
+    if _BARE_DATE.match(raw):
+        upper = _date_bound(field_name, raw, upper=True)
+        return And((Condition(field_name, "gte", lower), Condition(field_name, "lte", upper)))
+    return Condition(field_name, "eq", lower)
+
+
+def check_regex(field_name: str, pattern: str) -> str:
+    if len(pattern) > MAX_REGEX:
+        raise BadRequest(f"{field_name}: regular expression longer than {MAX_REGEX} characters")
+    try:
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise BadRequest(f"{field_name}: bad regular expression '{pattern}': {exc}") from None
+    return pattern
+
+
+def _refuse_operators(field_name: str, raw: str) -> None:
+    if raw.startswith("{") or raw.startswith("$"):
+        raise BadRequest(f"{field_name}: operators are not allowed in a value ('{raw}')")
+
+
+def equals_condition(field_name: str, raw: str) -> Node:
+    """`field = raw`, `raw` taken as a plain value (a value function is not applied)."""
+    _refuse_operators(field_name, raw)
+    if field_name in DATE_FIELDS:
+        return _date_equals(field_name, raw)
+    return Condition(field_name, "eq", _scalar(raw))
+
+
+def apply_function(field_name: str, function: str, args: list[str], body: str) -> Node:
+    """A value function applied to its (already split) arguments."""
+    is_date = field_name in DATE_FIELDS
+    if function == "regex":
+        return Condition(field_name, "regex", check_regex(field_name, body))
+    if function == "in":
+        if not args:
+            raise BadRequest(f"{field_name}: in() needs at least one value")
+        for arg in args:
+            _refuse_operators(field_name, arg)
+        if is_date:
+            # Each value as `field=value` would take it: a bare date is its whole day.
+            return Or(tuple(_date_equals(field_name, a) for a in args))
+        return Condition(field_name, "in", tuple(_scalar(a) for a in args))
+    if function == "range":
+        if len(args) != 2:
+            raise BadRequest(f"{field_name}: range() takes two values, got {len(args)}")
+        low, high = args
+        for arg in args:
+            _refuse_operators(field_name, arg)
+        if is_date:
+            low = _date_bound(field_name, low, upper=False)
+            high = _date_bound(field_name, high, upper=True)
+        return And((Condition(field_name, "gte", low), Condition(field_name, "lte", high)))
+    if len(args) != 1:
+        raise BadRequest(f"{field_name}: {function}() takes one value, got {len(args)}")
+    _refuse_operators(field_name, args[0])
+    value: str | None = args[0]
+    if function == "ne":
+        if is_date and args[0] != "null":
+            equals = _date_equals(field_name, args[0])
+            if isinstance(equals, Condition):
+                return Condition(field_name, "ne", equals.value)
+            return Not(equals)  # a bare date: not on that day
+        return Condition(field_name, "ne", _scalar(args[0]))
+    if is_date:
+        # A bare date is a whole day: gt(d) is after it, lt(d) before it.
+        value = _date_bound(field_name, args[0], upper=function in ("gt", "lte"))
+    return Condition(field_name, function, value)  # type: ignore[arg-type]
+
+
+def parse_condition(field_name: str, raw: str) -> Node:
+    """One `field=value` pair, value functions included."""
+    check_field(field_name, field_name)
+    match = FUNCTION_CALL.match(raw)
+    if not match:
+        return equals_condition(field_name, raw)
+    function, body = match.group(1), match.group(2)
+    if function not in _FUNCTIONS:
+        raise BadRequest(
+            f"{field_name}: unknown function '{function}' (known: {', '.join(_FUNCTIONS)})"
+        )
+    return apply_function(field_name, function, split_args(body), body)
