@@ -240,7 +240,7 @@ def test_malformed_queries_are_400_naming_the_parameter(
 def test_too_many_results_is_a_400(
     client: TestClient, service: Service, corpus: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for module in ("query", "pipeline", "store.sqlite_query", "store.sqlite_aggregate"):
+    for module in ("query", "pipeline", "store.sqlite.fields", "store.sqlite.aggregate"):
         monkeypatch.setattr(f"procexec.engine.{module}.MAX_DISTINCT", 3)
     response = get(client, service, {"_aggregate": '[{"$group": {"_id": "$_id"}}]'})
     assert response.status_code == 400

@@ -36,7 +36,7 @@ from procexec.engine.pipeline import (
     too_many_results,
 )
 from procexec.engine.query import Condition, Not, Query, distinct_key
-from procexec.engine.store.sqlite_query import (
+from procexec.engine.store.sqlite.compiler import (
     Clause,
     Compiler,
     _counter_where,
