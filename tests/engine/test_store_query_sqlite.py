@@ -489,11 +489,11 @@ def test_compiled_filters_are_remembered_without_mixing_values_up(store: SQLiteS
     ]:
         assert sorted(ids(store, ("_filter", spec))) == expected, spec
     query = parse_query([("status", "success"), ("_search", "f1")])
-    sql, params = compiler._where(query)
+    sql, params = compiler.where_clause(query)
     params.append("poison")
-    assert compiler._where(query) == (sql, params[:-1])
+    assert compiler.where_clause(query) == (sql, params[:-1])
     assert query.compiled  # remembered there
-    assert compiler._where(parse_query([("status", "success"), ("_search", "f1")])) == (
+    assert compiler.where_clause(parse_query([("status", "success"), ("_search", "f1")])) == (
         sql,
         params[:-1],
     )

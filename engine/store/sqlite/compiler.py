@@ -18,14 +18,14 @@ from typing import Any
 
 from procexec.engine.query import And, Condition, Node, Not, Or, Query
 from procexec.engine.store.sqlite.schema import COLUMNS
-from procexec.engine.store.sqlite.search import _FTS_SOURCE, search_sql
+from procexec.engine.store.sqlite.search import FTS_SOURCE, search_sql
 
 
 class NeedsDocument(Exception):
     """A filter that a counter table cannot answer: it reads more than `name` and `status`."""
 
 
-def _json_path(parts: Sequence[str]) -> str:
+def json_path(parts: Sequence[str]) -> str:
     return "$" + "".join(f'."{part}"' for part in parts)
 
 
@@ -35,7 +35,7 @@ def expression(field: str) -> str:
         return "id"
     if field in COLUMNS:
         return COLUMNS[field]
-    return f"json_extract(doc, '{_json_path(field.split('.'))}')"
+    return f"json_extract(doc, '{json_path(field.split('.'))}')"
 
 
 def _is_plain(value: Any) -> bool:
@@ -86,7 +86,7 @@ class Compiler:
         if column is not None and cond.op != "exists" and _is_plain(cond.value):
             return self._column(column, cond)
         parts = cond.field.split(".")
-        return self._path("executions.doc", _json_path(parts[:1]), parts[1:], cond)
+        return self._path("executions.doc", json_path(parts[:1]), parts[1:], cond)
 
     def _column(self, column: str, cond: Condition) -> str:
         """A condition on a column that holds a string (or null): served by the indexes."""
@@ -130,7 +130,7 @@ class Compiler:
             first = self._path(source, f"{path}[{part}]", deeper, cond)
         else:
             alias = self._alias()
-            inner = self._path(f"{alias}.value", _json_path([part]), deeper, cond)
+            inner = self._path(f"{alias}.value", json_path([part]), deeper, cond)
             first = (
                 f"EXISTS (SELECT 1 FROM json_each({source}, '{path}') AS {alias} "
                 f"WHERE {alias}.type = 'object' AND {inner})"
@@ -211,7 +211,7 @@ def _remembered(
     return call
 
 
-def _where(query: Query) -> Clause:
+def where_clause(query: Query) -> Clause:
     """The WHERE clause of a query."""
     clause = _where_remembered(query, False)
     assert clause is not None
@@ -231,7 +231,7 @@ def _compile_where(query: Query, driven: bool) -> Clause:
     return " AND ".join(clauses), compiler.params
 
 
-def _counter_where(query: Query, columns: frozenset[str]) -> Clause | None:
+def counter_where(query: Query, columns: frozenset[str]) -> Clause | None:
     """The filter over a counter table, or None when it cannot answer it."""
     return _counter_where_remembered(query, columns)
 
@@ -254,22 +254,22 @@ _where_remembered = _remembered(_compile_where)
 _counter_where_remembered = _remembered(_compile_counter_where)
 
 
-def _order_sql(keys: Iterable[tuple[str, int]]) -> str:
+def order_sql(keys: Iterable[tuple[str, int]]) -> str:
     return ", ".join(
         f"{expression(name)} {'DESC' if direction < 0 else 'ASC'}" for name, direction in keys
     )
 
 
-#: a selective search's matches, listed (`_where_of`)
+#: a selective search's matches, listed (`listed_where_clause`)
 _LISTED_SOURCE = "SELECT value FROM json_each(?)"
 
 
-def _where_of(query: Query, listed: str | None) -> Clause:
-    """The WHERE clause of a query (`_where`); with `listed`, a JSON array of the rowids its
+def listed_where_clause(query: Query, listed: str | None) -> Clause:
+    """The WHERE clause of a query (`where_clause`); with `listed`, a JSON array of the rowids its
     search matches, read from the index once, in place of the search (the matches then drive
     the plan)."""
     if listed is None:
-        return _where(query)
+        return where_clause(query)
     clause = _listed_where_remembered(query, None)
     assert clause is not None
     sql, params = clause
@@ -280,7 +280,7 @@ def _where_of(query: Query, listed: str | None) -> Clause:
 def _compile_listed_where(query: Query, _: Any) -> Clause:
     sql, params = _compile_where(query, driven=True)
     # a search the index answers alone is one MATCH, the last clause and parameter
-    searched = f"executions.rowid IN ({_FTS_SOURCE})"
+    searched = f"executions.rowid IN ({FTS_SOURCE})"
     assert sql.endswith(searched), sql
     return sql[: -len(searched)] + f"executions.rowid IN ({_LISTED_SOURCE})", params
 

@@ -2,11 +2,11 @@
 machine steps, and a handler past its deadline stops the statement it is running
 (`sqlite3.OperationalError: interrupted`).
 
-- `SQLiteStore.limited` (the API's reads): a `_Deadline` on the thread's own connection, looked
+- `SQLiteStore.limited` (the API's reads): a `Deadline` on the thread's own connection, looked
   at every `LIMIT_STEP` steps.
 - `SQLiteStore.inline` (a call tried on the event loop): gives up after `INLINE_SECONDS`,
   looked at every `INLINE_STEP` steps, on a connection of its own that waits for no lock
-  (`_Budget`). The store reads both when a call starts.
+  (`Budget`). The store reads both when a call starts.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ INLINE_STEP = 1000
 LIMIT_STEP = 1000
 
 
-class _Deadline:
+class Deadline:
     """A progress handler that gives up once past a deadline: SQLite then stops the statement
     it is running, which fails with `sqlite3.OperationalError: interrupted`."""
 
@@ -41,7 +41,7 @@ class _Deadline:
         return 1 if self.gave_up else 0
 
 
-class _Budget(_Deadline):
+class Budget(Deadline):
     """A connection for calls under a budget (`SQLiteStore.inline`): it waits for no lock
     (busy timeout 0), and its statements give up once past the deadline of the current call.
 

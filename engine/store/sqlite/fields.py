@@ -11,7 +11,7 @@ from typing import Any
 
 from procexec.engine.constants import MAX_DISTINCT
 from procexec.engine.query import Query, field_buckets, sorted_distinct, too_many_values, values_at
-from procexec.engine.store.sqlite.compiler import _counter_where, _json_path, _where, expression
+from procexec.engine.store.sqlite.compiler import counter_where, expression, json_path, where_clause
 from procexec.engine.store.sqlite.schema import COLUMNS
 
 
@@ -42,11 +42,11 @@ def distinct(conn: sqlite3.Connection, query: Query) -> list[Any]:
     conn.execute("BEGIN")
     try:
         if field in ("name", "status"):
-            counted = _counter_where(query, frozenset({"name", "status"}))
+            counted = counter_where(query, frozenset({"name", "status"}))
             if counted is not None:
                 sql, params = counted
                 return _distinct_column(conn, field, "execution_counts", f"{sql} AND n > 0", params)
-        where, params = _where(query)
+        where, params = where_clause(query)
         if field == "_id" or field in COLUMNS:
             return _distinct_column(conn, field, "executions", where, params)
         found = _path_values(conn, field, where, params)
@@ -63,7 +63,7 @@ def _path_values(
 ) -> Iterator[list[Any]]:
     """For each execution the WHERE clause selects, the values at `field` (`values_at`)."""
     parts = field.split(".")
-    first = _json_path(parts[:1])
+    first = json_path(parts[:1])
     for kind, value in conn.execute(
         f"SELECT json_type(doc, '{first}'), json_extract(doc, '{first}') FROM executions "
         f"WHERE {where} AND json_type(doc, '{first}') IS NOT NULL",
@@ -92,7 +92,7 @@ def fieldinfo(conn: sqlite3.Connection, query: Query) -> list[dict[str, Any]]:
     conn.execute("BEGIN")
     try:
         counters = (
-            _counter_where(query, frozenset({"name", "status"}))
+            counter_where(query, frozenset({"name", "status"}))
             if field in ("name", "status")
             else None
         )
@@ -101,7 +101,7 @@ def fieldinfo(conn: sqlite3.Connection, query: Query) -> list[dict[str, Any]]:
             return field_buckets(
                 field, _column_counts(conn, field, "execution_counts", sql, params, "sum(n)")
             )
-        where, params = _where(query)
+        where, params = where_clause(query)
         if field == "_id" or field in COLUMNS:
             return field_buckets(
                 field,

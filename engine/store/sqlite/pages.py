@@ -15,8 +15,13 @@ import sqlite3
 from typing import Any
 
 from procexec.engine.query import Query
-from procexec.engine.store.sqlite.compiler import _counter_where, _order_sql, _where_of, expression
-from procexec.engine.store.sqlite.search import _FTS_SOURCE, search_match
+from procexec.engine.store.sqlite.compiler import (
+    counter_where,
+    expression,
+    listed_where_clause,
+    order_sql,
+)
+from procexec.engine.store.sqlite.search import FTS_SOURCE, search_match
 
 #: a `_skip` at least this deep in `start` order first jumps to its day
 DEEP_SKIP = 1000
@@ -34,17 +39,17 @@ def _order(query: Query) -> list[tuple[str, int]]:
 
 def count(conn: sqlite3.Connection, query: Query, listed: str | None = None) -> int:
     """How many executions the query selects: from the counters when they can say it.
-    `listed`: as for `_where_of`."""
+    `listed`: as for `listed_where_clause`."""
     for table, columns in (
         ("execution_totals", frozenset({"status"})),
         ("execution_counts", frozenset({"name", "status"})),
     ):
-        counted = _counter_where(query, columns)
+        counted = counter_where(query, columns)
         if counted is not None:
             sql, params = counted
             row = conn.execute(f"SELECT coalesce(sum(n), 0) FROM {table} WHERE {sql}", params)
             return int(row.fetchone()[0])
-    sql, params = _where_of(query, listed)
+    sql, params = listed_where_clause(query, listed)
     source = _source(listed is not None)
     return int(conn.execute(f"SELECT count(*) FROM {source} WHERE {sql}", params).fetchone()[0])
 
@@ -62,7 +67,7 @@ def _deep_skip(conn: sqlite3.Connection, query: Query) -> tuple[str, list[Any], 
         return None
     if keys[1][1] != direction:
         return None
-    counted = _counter_where(query, frozenset({"status"}))
+    counted = counter_where(query, frozenset({"status"}))
     if counted is None:
         return None
     sql, params = counted
@@ -116,7 +121,7 @@ def page(conn: sqlite3.Connection, query: Query, listed: str | None = None) -> l
 
     Rows skipped by `OFFSET` cost an index step each, not a document read (SQLite defers the
     table lookup); a deep skip in `start` order first jumps to its day (`_deep_skip`).
-    `listed`: as for `_where_of`.
+    `listed`: as for `listed_where_clause`.
     """
     if query.limit == 0:
         return []
@@ -125,10 +130,10 @@ def page(conn: sqlite3.Connection, query: Query, listed: str | None = None) -> l
         sql, params = _page_statement(query, listed)
     else:
         bound, bound_params, skip = jump
-        where, where_params = _where_of(query, listed)
+        where, where_params = listed_where_clause(query, listed)
         sql = (
             f"SELECT CAST(executions.doc AS BLOB) FROM {_source(listed is not None)} "
-            f"WHERE {where} AND {bound} ORDER BY {_order_sql(_order(query))} LIMIT ? OFFSET ?"
+            f"WHERE {where} AND {bound} ORDER BY {order_sql(_order(query))} LIMIT ? OFFSET ?"
         )
         params = (*where_params, *bound_params, query.limit, skip)
     return [row[0] for row in conn.execute(sql, params).fetchall()]
@@ -144,12 +149,12 @@ def _page_statement(query: Query, listed: str | None) -> tuple[str, tuple[Any, .
     key = ("page", listed is not None)
     statement: tuple[str, tuple[Any, ...]] | None = query.compiled.get(key)
     if statement is None:
-        where, params = _where_of(query, listed)
+        where, params = listed_where_clause(query, listed)
         keys = _order(query)
         if listed is None:
             sql = (
                 f"SELECT CAST(executions.doc AS BLOB) FROM executions WHERE {where} "
-                f"ORDER BY {_order_sql(keys)} LIMIT ? OFFSET ?"
+                f"ORDER BY {order_sql(keys)} LIMIT ? OFFSET ?"
             )
         else:
             columns = ", ".join(f"{expression(name)} AS k{n}" for n, (name, _) in enumerate(keys))
@@ -160,7 +165,7 @@ def _page_statement(query: Query, listed: str | None) -> tuple[str, tuple[Any, .
             sql = (
                 f"SELECT CAST(e.doc AS BLOB) FROM (SELECT executions.rowid AS r, {columns} "
                 f"FROM {_source(listed is not None)} WHERE {where} "
-                f"ORDER BY {_order_sql(keys)} LIMIT ? OFFSET ?) "
+                f"ORDER BY {order_sql(keys)} LIMIT ? OFFSET ?) "
                 f"AS p CROSS JOIN executions AS e ON e.rowid = p.r ORDER BY {order}"
             )
         statement = query.compiled[key] = (sql, (*params, query.limit, query.skip))
@@ -190,13 +195,13 @@ def list_page(conn: sqlite3.Connection, query: Query) -> tuple[list[bytes], int]
         match = None if query.search is None else search_match(conn, query)
         if match is not None:
             found, rowids = conn.execute(
-                f"SELECT count(*), json_group_array(rowid) FROM ({_FTS_SOURCE} LIMIT ?)",
+                f"SELECT count(*), json_group_array(rowid) FROM ({FTS_SOURCE} LIMIT ?)",
                 [match, SMALL_SEARCH + 1],
             ).fetchone()
             if found <= SMALL_SEARCH:
                 matches, listed = found, rowids
             else:
-                sql = f"SELECT count(*) FROM ({_FTS_SOURCE})"
+                sql = f"SELECT count(*) FROM ({FTS_SOURCE})"
                 matches = int(conn.execute(sql, [match]).fetchone()[0])
         if matches is not None and query.where is None:
             total = matches

@@ -10,7 +10,7 @@ from typing import Any
 from procexec.engine.query import Query
 from procexec.engine.search import AllOf, AnyOf, NoneOf, SearchNode, Term
 
-_FTS_SOURCE = "SELECT rowid FROM executions_fts WHERE executions_fts MATCH ?"
+FTS_SOURCE = "SELECT rowid FROM executions_fts WHERE executions_fts MATCH ?"
 #: the FTS columns a search looks through (`env` only restricts)
 _SEARCHED = "{id name message reason log}"
 
@@ -52,7 +52,7 @@ def search_sql(node: SearchNode, params: list[Any]) -> str:
     query = _match(node)
     if query is not None:
         params.append(query)
-        return f"executions.rowid IN ({_FTS_SOURCE})"
+        return f"executions.rowid IN ({FTS_SOURCE})"
     if isinstance(node, NoneOf):
         return f"NOT ({search_sql(node.item, params)})"
     joiner = " AND " if isinstance(node, AllOf) else " OR "

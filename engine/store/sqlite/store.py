@@ -32,7 +32,7 @@ from procexec.engine.store.base import (
     translate_errors,
 )
 from procexec.engine.store.sqlite import aggregate, deadlines, fields, pages, schema
-from procexec.engine.store.sqlite.deadlines import LIMIT_STEP, _Budget, _Deadline
+from procexec.engine.store.sqlite.deadlines import LIMIT_STEP, Budget, Deadline
 
 __all__ = ["SQLiteStore"]
 
@@ -182,9 +182,9 @@ class SQLiteStore(ExecutionStore):
     @contextlib.contextmanager
     def _bounded(self) -> Iterator[None]:
         """This thread's calls, until the block ends, on its budgeted connection."""
-        budget: _Budget | None = getattr(self._local, "budget", None)
+        budget: Budget | None = getattr(self._local, "budget", None)
         if budget is None:
-            budget = self._local.budget = _Budget(self._open(busy_seconds=0))
+            budget = self._local.budget = Budget(self._open(busy_seconds=0))
         budget.start(deadlines.INLINE_SECONDS, deadlines.INLINE_STEP)
         outer = getattr(self._local, "conn", None)
         self._local.conn = budget.conn
@@ -208,7 +208,7 @@ class SQLiteStore(ExecutionStore):
     def _limited(self, seconds: float) -> contextlib.AbstractContextManager[None]:
         if getattr(self._local, "limit", None) is not None:
             return contextlib.nullcontext()  # nested: the outer limit holds
-        budget: _Budget | None = getattr(self._local, "budget", None)
+        budget: Budget | None = getattr(self._local, "budget", None)
         if budget is not None and getattr(self._local, "conn", None) is budget.conn:
             return contextlib.nullcontext()  # under `inline()`, whose budget is far tighter
         return self._deadline_block(seconds)
@@ -221,7 +221,7 @@ class SQLiteStore(ExecutionStore):
         when it was stopped is rolled back, and the connection serves the next call as usual."""
         conn = self._connect()
         outside = conn.in_transaction  # a transaction of the caller's, not the block's
-        limit = self._local.limit = _Deadline(seconds)
+        limit = self._local.limit = Deadline(seconds)
         conn.set_progress_handler(limit.progress, LIMIT_STEP)
         try:
             yield
