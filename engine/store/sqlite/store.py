@@ -36,8 +36,6 @@ from procexec.engine.store.sqlite.deadlines import LIMIT_STEP, Budget, Deadline
 
 __all__ = ["SQLiteStore"]
 
-_SQL_OPS = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-
 
 def _regexp(pattern: str, value: Any) -> bool:
     return value is not None and re.search(pattern, str(value)) is not None
