@@ -13,7 +13,11 @@
   update and delete, in the writer's transaction.
 
 `ensure_schema` makes what is missing when a store opens; the search index and the counters
-are filled from the rows already stored.
+are filled from the rows already stored. A store made by an earlier version gains the
+bookkeeping columns added since (`ALTER TABLE`), the list indexes that replace its three older
+ones, its search index built again when it lacks the environment column, and the month
+counters, made from the day counters (tests/engine/test_store_query_sqlite.py opens such
+stores).
 """
 
 from __future__ import annotations
@@ -211,8 +215,6 @@ COUNT_INDEXES = (
     "CREATE INDEX IF NOT EXISTS ix_counts_cover ON execution_counts(environment, name, status, n)",
     "CREATE INDEX IF NOT EXISTS ix_days_cover ON execution_days(environment, day, status, n)",
     "CREATE INDEX IF NOT EXISTS ix_months_cover ON execution_months(environment, month, status, n)",
-    "DROP INDEX IF EXISTS ix_execution_counts",
-    "DROP INDEX IF EXISTS ix_execution_days",
 )
 
 
@@ -242,11 +244,7 @@ def ensure_list_schema(conn: sqlite3.Connection) -> None:
                 f"INSERT INTO executions_fts ({_FTS_COLUMNS}) "
                 f"SELECT executions.rowid, {_texts('executions')} FROM executions"
             )
-        if "execution_totals" not in present:  # counters of an earlier version: made again
-            for table in ("execution_counts", "execution_days", "execution_months"):
-                conn.execute(f"DROP TABLE IF EXISTS {table}")
-            present.discard("execution_months")
-            _drop_counter_triggers(conn)
+        if "execution_totals" not in present:  # a new store, or one made before the counters
             for statement in COUNT_TABLES:
                 conn.execute(statement)
             conn.execute(
