@@ -57,8 +57,8 @@ sys.path.insert(0, str(ROOT))
 
 from procexec.engine.domain import Scope  # noqa: E402
 from procexec.engine.query import parse_query  # noqa: E402
-from procexec.engine.store import sqlite_query  # noqa: E402
-from procexec.engine.store.sqlite import SQLiteStore, compact_json  # noqa: E402
+from procexec.engine.store.sqlite import SQLiteStore, schema  # noqa: E402
+from procexec.engine.store.sqlite.store import compact_json  # noqa: E402
 from procexec.engine.tokens import create_token  # noqa: E402
 
 #: bump when the generated documents change, so that cached stores are rebuilt
@@ -240,7 +240,7 @@ def build(path: Path, size: int) -> None:
         print(f"\r  {path.name}: {chunk + len(docs):>9,} documents", end="", flush=True)
     conn.execute("COMMIT")
     loaded = time.perf_counter()
-    sqlite_query.ensure_schema(conn)
+    schema.ensure_list_schema(conn)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
     partial.rename(path)

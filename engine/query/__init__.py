@@ -1,6 +1,6 @@
 """The list call's query language, parsed into one backend-neutral `Query`.
 
-Each store compiles a `Query` itself (`engine.store.sqlite_query`, `engine.store.mongo_query`),
+Each store compiles a `Query` itself (`engine.store.sqlite`, `engine.store.mongo_query`),
 so the same request gives the same rows on both. The language (the platform's REST
 conventions, `/work/shared/DESIGN.md`):
 

@@ -1,5 +1,5 @@
 """`_aggregate`: a safe subset of MongoDB's aggregation pipeline, parsed into stages that each
-store compiles (`engine.store.sqlite_aggregate`, `engine.store.mongo_query.compile_pipeline`).
+store compiles (`engine.store.sqlite.aggregate`, `engine.store.mongo_query.compile_pipeline`).
 
 ```
 pipeline := before* ($group | $count) after*

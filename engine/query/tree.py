@@ -3,7 +3,7 @@
 
 A `field=value` parameter (`engine.query.values`), a `_filter` expression
 (`engine.query.expression`) and a JSON filter (`engine.query.json_filter`) all become a `Node`;
-`engine.store.sqlite_query` and `engine.store.mongo_query` compile it.
+`engine.store.sqlite` and `engine.store.mongo_query` compile it.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ import contextlib
 import functools
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from procexec.engine.errors import StoreUnavailable
@@ -167,46 +167,23 @@ class ExecutionStore(abc.ABC):
         """`limited`, for a limit of `seconds` (positive, finite)."""
         return contextlib.nullcontext()
 
+    @abc.abstractmethod
     def distinct(self, query: Query) -> builtins.list[Any]:
         """The distinct values of the field `query.distinct` among the documents `query` selects.
 
         As MongoDB's distinct: arrays on the path are unwound; null and missing values are left
         out; the values come sorted (null, numbers, strings, the rest).
         """
-        from procexec.engine.query import sorted_distinct
 
-        assert query.distinct is not None
-        return sorted_distinct(
-            value for values in self._field_values(query, query.distinct) for value in values
-        )
-
+    @abc.abstractmethod
     def fieldinfo(self, query: Query) -> builtins.list[dict[str, Any]]:
         """The values of the field `query.fieldinfo` among the documents `query` selects, each
         with how many of them hold it and the filter that selects those (`field_buckets`)."""
-        from procexec.engine.query import field_buckets
-
-        assert query.fieldinfo is not None
-        counted = ((values, 1) for values in self._field_values(query, query.fieldinfo))
-        return field_buckets(query.fieldinfo, counted)
 
     @abc.abstractmethod
     def aggregate(self, query: Query) -> builtins.list[dict[str, Any]]:
         """The results of the pipeline `query.aggregate` over the documents `query` selects
         (all of them: `limit` and `skip` do not apply), at most `MAX_DISTINCT` of them."""
-
-    def _field_values(self, query: Query, field: str) -> Iterator[builtins.list[Any]]:
-        """For each document `query` selects, the values at `field` (`values_at`), page by page."""
-        from procexec.engine.query import values_at
-
-        skip = 0
-        while True:
-            page = replace(query, limit=1000, skip=skip, project=(field,), exclude=None)
-            rows, total = self.list(page)
-            for row in rows:
-                yield values_at(row, field.split("."))
-            skip += len(rows)
-            if not rows or skip >= total:
-                return
 
     @abc.abstractmethod
     def add_token(self, record: TokenRecord) -> None:

@@ -243,8 +243,8 @@ def test_too_many_results_is_a_400(
     for module in (
         "query.documents",
         "query.pipeline",
-        "store.sqlite_query",
-        "store.sqlite_aggregate",
+        "store.sqlite.fields",
+        "store.sqlite.aggregate",
     ):
         monkeypatch.setattr(f"procexec.engine.{module}.MAX_DISTINCT", 3)
     response = get(client, service, {"_aggregate": '[{"$group": {"_id": "$_id"}}]'})

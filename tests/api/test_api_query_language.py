@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 import procexec.api.routes as routes
 from procexec.api.formats import negotiate
 from procexec.api.listing import csv_text
-from procexec.engine.store import sqlite_query
+from procexec.engine.store.sqlite import deadlines
 from tests.api.api_helpers import BASES, Service, assert_bad_query
 from tests.engine.query_strategies import DOCS, PROD
 
@@ -205,8 +205,8 @@ def test_the_loop_and_the_worker_threads_answer_alike(
         return await original(function, *args)
 
     monkeypatch.setattr(routes, "run_in_threadpool", spy)
-    monkeypatch.setattr(sqlite_query, "INLINE_SECONDS", budget)
-    monkeypatch.setattr(sqlite_query, "INLINE_STEP", 1)
+    monkeypatch.setattr(deadlines, "INLINE_SECONDS", budget)
+    monkeypatch.setattr(deadlines, "INLINE_STEP", 1)
     queries: list[dict[str, str]] = [
         {"_limit": "-1"},
         {"_search": "timeout|refused", "_sort": "name,-start"},
@@ -243,8 +243,8 @@ def test_a_query_that_overran_the_budget_goes_straight_to_a_thread(
 
     monkeypatch.setattr(service.store, "inline", counted_inline)
     monkeypatch.setattr(routes, "run_in_threadpool", spy)
-    monkeypatch.setattr(sqlite_query, "INLINE_SECONDS", 0.0)
-    monkeypatch.setattr(sqlite_query, "INLINE_STEP", 1)
+    monkeypatch.setattr(deadlines, "INLINE_SECONDS", 0.0)
+    monkeypatch.setattr(deadlines, "INLINE_STEP", 1)
     monkeypatch.setattr(routes, "QUICK_SECONDS", 0.0)  # no threaded run is quick enough
     broad = {"_search": "timeout|refused"}
     first = get(client, service, broad)
@@ -273,8 +273,8 @@ def test_a_query_that_overran_by_a_hiccup_is_forgotten_at_once(
         return inline()
 
     monkeypatch.setattr(service.store, "inline", counted_inline)
-    monkeypatch.setattr(sqlite_query, "INLINE_SECONDS", 0.0)
-    monkeypatch.setattr(sqlite_query, "INLINE_STEP", 1)
+    monkeypatch.setattr(deadlines, "INLINE_SECONDS", 0.0)
+    monkeypatch.setattr(deadlines, "INLINE_STEP", 1)
     monkeypatch.setattr(routes, "QUICK_SECONDS", 60.0)  # every threaded run is quick
     for expected_tries in (1, 2, 3):
         assert ids(get(client, service, {"name": "ECB_FX"}))

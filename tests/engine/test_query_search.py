@@ -18,7 +18,7 @@ from procexec.engine.search import (
     parse_search,
     words,
 )
-from procexec.engine.store.sqlite_query import FTS_TABLE
+from procexec.engine.store.sqlite.schema import FTS_TABLE
 
 
 def t(*found: str) -> Term:

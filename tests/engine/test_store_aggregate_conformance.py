@@ -194,8 +194,8 @@ def test_results_are_bounded(loaded: ExecutionStore, monkeypatch: pytest.MonkeyP
         "query.documents",
         "query.pipeline",
         "store.mongo",
-        "store.sqlite_query",
-        "store.sqlite_aggregate",
+        "store.sqlite.fields",
+        "store.sqlite.aggregate",
     ):
         monkeypatch.setattr(f"procexec.engine.{module}.MAX_DISTINCT", 3)
     assert len(aggregate(loaded, [{"$group": {"_id": "$name"}}, {"$limit": 3}])) == 3

@@ -14,10 +14,9 @@ import pytest
 
 from procexec.engine.errors import StoreUnavailable
 from procexec.engine.query import parse_query
-from procexec.engine.store import sqlite_query
 from procexec.engine.store.base import InlineBudgetExceeded, Update
-from procexec.engine.store.sqlite import SQLiteStore
-from procexec.engine.store.sqlite_query import DEEP_SKIP, SMALL_SEARCH
+from procexec.engine.store.sqlite import SQLiteStore, compiler
+from procexec.engine.store.sqlite.pages import DEEP_SKIP, SMALL_SEARCH
 from tests.engine.test_store_conformance import DOCS, PROD
 
 
@@ -490,11 +489,11 @@ def test_compiled_filters_are_remembered_without_mixing_values_up(store: SQLiteS
     ]:
         assert sorted(ids(store, ("_filter", spec))) == expected, spec
     query = parse_query([("status", "success"), ("_search", "f1")])
-    sql, params = sqlite_query._where(query)
+    sql, params = compiler.where_clause(query)
     params.append("poison")
-    assert sqlite_query._where(query) == (sql, params[:-1])
+    assert compiler.where_clause(query) == (sql, params[:-1])
     assert query.compiled  # remembered there
-    assert sqlite_query._where(parse_query([("status", "success"), ("_search", "f1")])) == (
+    assert compiler.where_clause(parse_query([("status", "success"), ("_search", "f1")])) == (
         sql,
         params[:-1],
     )

@@ -12,14 +12,12 @@ import json
 import re
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from procexec.engine.errors import DuplicateExecution, QueryTimeout, StoreUnavailable
 from procexec.engine.query import Query, project_document
-from procexec.engine.store import sqlite_aggregate, sqlite_query
 from procexec.engine.store.base import (
     JSON_META_KEYS,
     META_KEYS,
@@ -33,56 +31,10 @@ from procexec.engine.store.base import (
     apply_update,
     translate_errors,
 )
-from procexec.engine.store.sqlite_query import COLUMNS
+from procexec.engine.store.sqlite import aggregate, deadlines, fields, pages, schema
+from procexec.engine.store.sqlite.deadlines import LIMIT_STEP, Budget, Deadline
 
-__all__ = ["COLUMNS", "SQLiteStore"]
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS executions (
-    id TEXT PRIMARY KEY,
-    doc TEXT NOT NULL,
-    worker TEXT,
-    heartbeat TEXT,
-    input TEXT,
-    chain TEXT,
-    environment TEXT GENERATED ALWAYS AS (json_extract(doc, '$.environment')) VIRTUAL,
-    name TEXT GENERATED ALWAYS AS (json_extract(doc, '$.name')) VIRTUAL,
-    status TEXT GENERATED ALWAYS AS (json_extract(doc, '$.status')) VIRTUAL,
-    start TEXT GENERATED ALWAYS AS (json_extract(doc, '$.start')) VIRTUAL,
-    end_ TEXT GENERATED ALWAYS AS (json_extract(doc, '$.end')) VIRTUAL,
-    service TEXT GENERATED ALWAYS AS (json_extract(doc, '$.service')) VIRTUAL,
-    trigger_ TEXT GENERATED ALWAYS AS (json_extract(doc, '$.trigger')) VIRTUAL,
-    run_as TEXT GENERATED ALWAYS AS (json_extract(doc, '$.runAs')) VIRTUAL
-);
-CREATE TABLE IF NOT EXISTS tokens (
-    token_hash TEXT PRIMARY KEY,
-    user TEXT NOT NULL,
-    scope TEXT NOT NULL,
-    created TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS observations (
-    environment TEXT NOT NULL,
-    series_id TEXT NOT NULL,
-    date TEXT NOT NULL,
-    value REAL NOT NULL,
-    PRIMARY KEY (environment, series_id, date)
-);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    id TEXT PRIMARY KEY,
-    phase INTEGER NOT NULL,
-    blob BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS processes (
-    name TEXT PRIMARY KEY,
-    enabled INTEGER,
-    schedule TEXT,
-    timezone TEXT,
-    last_fire TEXT,
-    missed INTEGER NOT NULL DEFAULT 0
-);
-"""
-
-_SQL_OPS = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+__all__ = ["SQLiteStore"]
 
 
 def _regexp(pattern: str, value: Any) -> bool:
@@ -102,47 +54,6 @@ def _meta_columns(meta: Mapping[str, Any] | None) -> dict[str, Any]:
     return columns
 
 
-#: a read under `SQLiteStore.limited` looks at the clock every LIMIT_STEP virtual machine steps
-#: (a few microseconds of work; the look costs well under 1% of it)
-LIMIT_STEP = 1000
-
-
-class _Deadline:
-    """A progress handler that gives up once past a deadline: SQLite then stops the statement
-    it is running, which fails with `sqlite3.OperationalError: interrupted`."""
-
-    def __init__(self, seconds: float = 0.0) -> None:
-        self.restart(seconds)
-
-    def restart(self, seconds: float) -> None:
-        """Give up `seconds` from now (and not before)."""
-        self.deadline = time.perf_counter() + seconds
-        self.gave_up = False
-
-    def progress(self) -> int:
-        self.gave_up = self.gave_up or time.perf_counter() > self.deadline
-        return 1 if self.gave_up else 0
-
-
-class _Budget(_Deadline):
-    """A connection for calls under a budget (`SQLiteStore.inline`): it waits for no lock
-    (busy timeout 0), and its statements give up once past the deadline of the current call.
-
-    Kept apart from the thread's own connection, so that a call under a budget costs no
-    settings switched on and off."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        super().__init__()
-        self.conn = conn
-        self.step = 0
-
-    def start(self, seconds: float, step: int) -> None:
-        self.restart(seconds)
-        if step != self.step:
-            self.conn.set_progress_handler(self.progress, step)
-            self.step = step
-
-
 @translate_errors((sqlite3.OperationalError, sqlite3.DatabaseError), "SQLite")
 class SQLiteStore(ExecutionStore):
     kind = "sqlite"
@@ -153,21 +64,7 @@ class SQLiteStore(ExecutionStore):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         conn = self._connect()
-        conn.executescript(SCHEMA)
-        # Stores made by an earlier version lack the newer bookkeeping columns.
-        present = {row[1] for row in conn.execute("PRAGMA table_info(executions)")}
-        for key in META_KEYS:
-            if key not in present:
-                conn.execute(f"ALTER TABLE executions ADD COLUMN {key} TEXT")
-        # Housekeeping looks for active runs with an old heartbeat and for undispatched triggers.
-        conn.execute(
-            "CREATE INDEX IF NOT EXISTS ix_exec_status_heartbeat ON executions(status, heartbeat)"
-        )
-        conn.execute(
-            "CREATE INDEX IF NOT EXISTS ix_exec_status_dispatched ON executions(status, dispatched)"
-        )
-        # The list call's full-text index and counters (engine.store.sqlite_query).
-        sqlite_query.ensure_schema(conn)
+        schema.ensure_schema(conn)
 
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -183,7 +80,7 @@ class SQLiteStore(ExecutionStore):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.create_function("regexp", 2, _regexp, deterministic=True)
-        conn.create_collation(sqlite_aggregate.COLLATION, sqlite_aggregate.compare_json)
+        conn.create_collation(aggregate.COLLATION, aggregate.compare_json)
         return conn
 
     def insert(self, doc: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> None:
@@ -258,7 +155,7 @@ class SQLiteStore(ExecutionStore):
             raise
 
     def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
-        docs, total = sqlite_query.list_page(self._connect(), query)
+        docs, total = pages.list_page(self._connect(), query)
         return [
             project_document(json.loads(doc), query.project, query.exclude) for doc in docs
         ], total
@@ -266,16 +163,16 @@ class SQLiteStore(ExecutionStore):
     def list_json(self, query: Query) -> tuple[builtins.list[bytes], int]:
         if query.project or query.exclude:
             return super().list_json(query)
-        return sqlite_query.list_page(self._connect(), query)  # the stored JSON, as it is
+        return pages.list_page(self._connect(), query)  # the stored JSON, as it is
 
     def distinct(self, query: Query) -> builtins.list[Any]:
-        return sqlite_query.distinct(self._connect(), query)
+        return fields.distinct(self._connect(), query)
 
     def fieldinfo(self, query: Query) -> builtins.list[dict[str, Any]]:
-        return sqlite_query.fieldinfo(self._connect(), query)
+        return fields.fieldinfo(self._connect(), query)
 
     def aggregate(self, query: Query) -> builtins.list[dict[str, Any]]:
-        return sqlite_aggregate.aggregate(self._connect(), query)
+        return aggregate.aggregate(self._connect(), query)
 
     def inline(self) -> contextlib.AbstractContextManager[None]:
         return self._bounded()
@@ -283,10 +180,10 @@ class SQLiteStore(ExecutionStore):
     @contextlib.contextmanager
     def _bounded(self) -> Iterator[None]:
         """This thread's calls, until the block ends, on its budgeted connection."""
-        budget: _Budget | None = getattr(self._local, "budget", None)
+        budget: Budget | None = getattr(self._local, "budget", None)
         if budget is None:
-            budget = self._local.budget = _Budget(self._open(busy_seconds=0))
-        budget.start(sqlite_query.INLINE_SECONDS, sqlite_query.INLINE_STEP)
+            budget = self._local.budget = Budget(self._open(busy_seconds=0))
+        budget.start(deadlines.INLINE_SECONDS, deadlines.INLINE_STEP)
         outer = getattr(self._local, "conn", None)
         self._local.conn = budget.conn
         try:
@@ -309,7 +206,7 @@ class SQLiteStore(ExecutionStore):
     def _limited(self, seconds: float) -> contextlib.AbstractContextManager[None]:
         if getattr(self._local, "limit", None) is not None:
             return contextlib.nullcontext()  # nested: the outer limit holds
-        budget: _Budget | None = getattr(self._local, "budget", None)
+        budget: Budget | None = getattr(self._local, "budget", None)
         if budget is not None and getattr(self._local, "conn", None) is budget.conn:
             return contextlib.nullcontext()  # under `inline()`, whose budget is far tighter
         return self._deadline_block(seconds)
@@ -322,7 +219,7 @@ class SQLiteStore(ExecutionStore):
         when it was stopped is rolled back, and the connection serves the next call as usual."""
         conn = self._connect()
         outside = conn.in_transaction  # a transaction of the caller's, not the block's
-        limit = self._local.limit = _Deadline(seconds)
+        limit = self._local.limit = Deadline(seconds)
         conn.set_progress_handler(limit.progress, LIMIT_STEP)
         try:
             yield

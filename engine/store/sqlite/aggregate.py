@@ -1,5 +1,5 @@
-"""`_aggregate` on SQLite: a pipeline (`engine.query.pipeline`) compiled to one SQL statement, a
-chain of common table expressions, one (or two) per stage.
+"""`_aggregate` on SQLite: a pipeline (`engine.query.pipeline`) compiled to one SQL statement, a chain
+of common table expressions, one (or two) per stage.
 
 - Before the grouping stage the rows are executions: a `$match` joins the WHERE clause (compiled
   as the list compiles its filters, indexes and all), a `$sort` sets the order, a `$skip` or a
@@ -36,13 +36,13 @@ from procexec.engine.query.pipeline import (
     Sort,
     too_many_results,
 )
-from procexec.engine.store.sqlite_query import (
+from procexec.engine.store.sqlite.compiler import (
     Clause,
     Compiler,
-    _counter_where,
-    _json_path,
-    _order_sql,
-    _where,
+    counter_where,
+    json_path,
+    order_sql,
+    where_clause,
 )
 
 #: the name of the collation that orders JSON texts as MongoDB orders their values
@@ -68,7 +68,7 @@ def value(source: str, path: str) -> str:
 
 
 def _value(source: str, parts: Sequence[str], depth: int) -> str:
-    step = _json_path(parts[:1])
+    step = json_path(parts[:1])
     if len(parts) == 1:
         return f"({source} -> '{step}')"
     item = f"a{depth}"
@@ -130,7 +130,7 @@ def _object(fields: Sequence[tuple[str, str]]) -> str:
     """A JSON object of named JSON texts; a NULL one (missing) is left out, as MongoDB does."""
     pairs = ", ".join(f"'{name}', json(coalesce({text}, 'null'))" for name, text in fields)
     missing = ", ".join(
-        f"CASE WHEN {text} IS NULL THEN '{_json_path([name])}' ELSE '$.\"$\"' END"
+        f"CASE WHEN {text} IS NULL THEN '{json_path([name])}' ELSE '$.\"$\"' END"
         for name, text in fields
     )
     return f"json_remove(json_object({pairs}), {missing})"
@@ -143,14 +143,14 @@ class _DocumentCompiler(Compiler):
         if cond.op == "ne":
             return self.node(Not(Condition(cond.field, "eq", cond.value)))
         parts = cond.field.split(".")
-        return self._path("doc", _json_path(parts[:1]), parts[1:], cond)
+        return self._path("doc", json_path(parts[:1]), parts[1:], cond)
 
 
 class _Statement:
     """The pipeline's statement, table by table; parameters in the order of the SQL text."""
 
     def __init__(self, query: Query, counted: Clause | None = None) -> None:
-        where, self.params = _where(query)
+        where, self.params = where_clause(query)
         #: the filter over the counters (`execution_counts`), when the group may come from them
         self.counted = counted
         self.tables: list[str] = []
@@ -188,7 +188,7 @@ class _Statement:
             self.where.append(compiler.node(stage.where))
             self.params.extend(compiler.params)
         elif isinstance(stage, Sort):
-            self.order = _order_sql(stage.keys)
+            self.order = order_sql(stage.keys)
         else:
             assert self.order, "a pipeline is fed in order (Pipeline.with_input_order)"
             self.add(f"SELECT * {self.executions()} ORDER BY {self.order} {_cut(stage)}")
@@ -332,7 +332,7 @@ def countable(query: Query) -> Clause | None:
         or any(acc.field is not None for acc in group.accumulators)
     ):
         return None
-    return _counter_where(query, frozenset({"name", "status"}))
+    return counter_where(query, frozenset({"name", "status"}))
 
 
 def aggregate(conn: sqlite3.Connection, query: Query) -> list[dict[str, Any]]:
