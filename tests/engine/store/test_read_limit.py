@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,8 @@ from procexec.engine.query import Query, parse_query
 from procexec.engine.store.base import InlineBudgetExceeded, Observation, Update
 from procexec.engine.store.mongo import MongoStore
 from procexec.engine.store.sqlite import SQLiteStore
-from tests.engine.conftest import MONGO_URI, _mongo_store
-from tests.engine.test_store_conformance import DOCS
+from tests.engine.conftest import MONGO_URI
+from tests.engine.store.documents import DOCS
 from tests.volume import EXECUTIONS, SLOW_AGGREGATE, SLOW_FIELDINFO, SLOW_FILTER, write_store
 
 #: far below what a read of every execution takes, far above what a read of a few does
@@ -238,16 +237,11 @@ class Recording:
 
 
 @pytest.fixture
-def mongo() -> Iterator[MongoStore]:
-    database = f"procexec_test_{uuid.uuid4().hex[:12]}"
-    opened = _mongo_store(database)
-    try:
-        for doc in DOCS:
-            opened.insert(doc)
-        yield opened
-    finally:
-        opened.client.drop_database(database)
-        opened.close()
+def mongo(mongo: MongoStore) -> MongoStore:
+    """The empty store of the conftest, holding `DOCS`."""
+    for doc in DOCS:
+        mongo.insert(doc)
+    return mongo
 
 
 MONGO_READS = [

@@ -15,7 +15,7 @@ from procexec.engine.query import parse_query
 from procexec.engine.store.base import ExecutionStore
 from procexec.engine.store.sqlite import SQLiteStore
 from tests.engine.conftest import MONGO_URI
-from tests.engine.test_store_query_conformance import ALL, PROD
+from tests.engine.store.documents import ALL, PROD
 
 Params = tuple[tuple[str, str], ...]
 

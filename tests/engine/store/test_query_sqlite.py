@@ -18,7 +18,7 @@ from procexec.engine.store import sqlite_query
 from procexec.engine.store.base import InlineBudgetExceeded, Update
 from procexec.engine.store.sqlite import SQLiteStore
 from procexec.engine.store.sqlite_query import DEEP_SKIP, SMALL_SEARCH
-from tests.engine.test_store_conformance import DOCS, PROD
+from tests.engine.store.documents import DOCS, PROD
 
 
 @pytest.fixture
