@@ -11,14 +11,7 @@ import pytest
 
 from procexec.engine.query import Query, parse_query
 from procexec.engine.store.base import ExecutionStore, Update
-from tests.engine.store.documents import ALL, ALL_BY_ID, BY_ID, NEWEST_FIRST, ORDER, PROD
-
-
-@pytest.fixture
-def loaded(store: ExecutionStore) -> ExecutionStore:
-    for doc in ALL:
-        store.insert(copy.deepcopy(doc))
-    return store
+from tests.engine.store.documents import ALL_BY_ID, BY_ID, NEWEST_FIRST, ORDER, PROD
 
 
 def ids(store: ExecutionStore, *params: tuple[str, str], environment: str = PROD) -> list[str]:

@@ -28,7 +28,7 @@ from procexec.engine.store.mongo import MongoStore
 from procexec.engine.store.sqlite import SQLiteStore
 from tests.engine.conftest import MONGO_URI
 from tests.engine.store.documents import DOCS
-from tests.volume import EXECUTIONS, SLOW_AGGREGATE, SLOW_FIELDINFO, SLOW_FILTER, write_store
+from tests.volume import EXECUTIONS, SLOW_AGGREGATE, SLOW_FIELDINFO, SLOW_FILTER
 
 #: far below what a read of every execution takes, far above what a read of a few does
 LIMIT = 0.01
@@ -77,11 +77,6 @@ def test_the_message_names_the_limit_and_how_to_narrow_the_query() -> None:
 
 
 # --- SQLite --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_store(tmp_path_factory.mktemp("volume") / "x.db")
 
 
 @pytest.fixture
