@@ -173,3 +173,11 @@ def test_nothing_links_outside_the_repository() -> None:
         if ".venv" not in path.parts and outside.search(path.read_text(errors="replace"))
     ]
     assert sorted(set(offenders)) == []
+
+
+def test_every_package_folder_is_installed() -> None:
+    """pyproject.toml lists the packages by hand (package-dir maps them): a folder missing from
+    the list would be missing from the wheel."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = {name for name in MODULES if MODULES[name].name == "__init__.py"}
+    assert packages == set(config["packages"]) - {"procexec.examples.data"}

@@ -7,11 +7,13 @@ engine's `PhaseRunner`.
 
 from __future__ import annotations
 
+import copy
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -19,6 +21,7 @@ from fastapi.testclient import TestClient
 
 from procexec.engine.settings import Settings
 from tests.api.api_helpers import Dispatcher, Service, start_service
+from tests.engine.query_strategies import DOCS, PROD
 
 
 @pytest.fixture
@@ -39,6 +42,15 @@ def service(tmp_path: Path, dispatcher: Dispatcher) -> Iterator[Service]:
 def client(service: Service) -> Iterator[TestClient]:
     with TestClient(service.app) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def corpus(service: Service) -> list[dict[str, Any]]:
+    """The query tests' documents (`tests.engine.query_strategies.DOCS`) in the service's store;
+    returns those of the production environment, the one the API's calls read by default."""
+    for doc in DOCS:
+        service.store.insert(copy.deepcopy(doc))
+    return [doc for doc in DOCS if doc["environment"] == PROD]
 
 
 def _free_socket() -> socket.socket:

@@ -3,7 +3,6 @@ parameters beside them, and a 400 naming the parameter for everything malformed.
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
@@ -16,18 +15,10 @@ from fastapi.testclient import TestClient
 
 from tests.api.api_helpers import BASES, Service, assert_bad_query
 from tests.api.test_api_formats import object_of, parse
-from tests.engine.query_strategies import DOCS, PROD
 
 URL = f"{BASES[0]}/v1"
 #: the platform's example: process executions grouped by status
 BY_STATUS = [{"$group": {"_id": "$status", "count": {"$sum": 1}}}]
-
-
-@pytest.fixture
-def corpus(service: Service) -> list[dict[str, Any]]:
-    for doc in DOCS:
-        service.store.insert(copy.deepcopy(doc))
-    return [doc for doc in DOCS if doc["environment"] == PROD]
 
 
 def get(client: TestClient, service: Service, params: Any, url: str = URL, **headers: str) -> Any:

@@ -3,7 +3,6 @@ way around URLs longer than 2,048 characters)."""
 
 from __future__ import annotations
 
-import copy
 import urllib.parse
 from typing import Any
 
@@ -12,16 +11,8 @@ from fastapi.testclient import TestClient
 
 from procexec.api.routes import MAX_FORM_BYTES
 from tests.api.api_helpers import BASES, Service
-from tests.engine.query_strategies import DOCS, PROD
 
 FORM = "application/x-www-form-urlencoded"
-
-
-@pytest.fixture
-def corpus(service: Service) -> list[dict[str, Any]]:
-    for doc in DOCS:
-        service.store.insert(copy.deepcopy(doc))
-    return [doc for doc in DOCS if doc["environment"] == PROD]
 
 
 def form_get(

@@ -4,7 +4,6 @@ names no format offered."""
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -16,7 +15,6 @@ from fastapi.testclient import TestClient
 from procexec.api.formats import OFFERED_TEXT, document_xml, negotiate
 from tests.api.api_helpers import BASES, Service
 from tests.documents import execution
-from tests.engine.query_strategies import DOCS, PROD
 
 URL = f"{BASES[0]}/v1"
 XML = "application/xml"
@@ -49,10 +47,10 @@ def odd_execution() -> dict[str, Any]:
 
 
 @pytest.fixture
-def corpus(service: Service) -> list[dict[str, Any]]:
-    for doc in [*DOCS, odd_execution()]:
-        service.store.insert(copy.deepcopy(doc))
-    return [doc for doc in DOCS if doc["environment"] == PROD]
+def corpus(corpus: list[dict[str, Any]], service: Service) -> list[dict[str, Any]]:
+    """The conftest's corpus, with `odd_execution()` stored beside it (not in the list)."""
+    service.store.insert(odd_execution())
+    return corpus
 
 
 # --- reading the documented XML shape back into JSON values --------------------------------------

@@ -3,7 +3,6 @@ exclusion projections, and a 400 naming the parameter for every malformed query.
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
@@ -17,16 +16,9 @@ from procexec.api.formats import negotiate
 from procexec.api.listing import csv_text
 from procexec.engine.store.sqlite import deadlines
 from tests.api.api_helpers import BASES, Service, assert_bad_query
-from tests.engine.query_strategies import DOCS, PROD
+from tests.engine.query_strategies import DOCS
 
 URL = f"{BASES[0]}/v1"
-
-
-@pytest.fixture
-def corpus(service: Service) -> list[dict[str, Any]]:
-    for doc in DOCS:
-        service.store.insert(copy.deepcopy(doc))
-    return [doc for doc in DOCS if doc["environment"] == PROD]
 
 
 def newest_first(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:

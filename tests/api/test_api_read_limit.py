@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from procexec.engine.settings import Settings
 from tests.api.api_helpers import BASES, Dispatcher, Service, start_service
-from tests.volume import EXECUTIONS, SLOW_AGGREGATE, SLOW_FIELDINFO, SLOW_FILTER, write_store
+from tests.volume import EXECUTIONS, SLOW_AGGREGATE, SLOW_FIELDINFO, SLOW_FILTER
 
 #: far below what a read of every execution takes, far above what a read of a few does
 LIMIT = "0.01"
@@ -37,11 +37,6 @@ SLOW = [
     pytest.param(dict([SLOW_FILTER]), "application/json", id="filter"),
     pytest.param(dict([SLOW_FILTER]), "text/csv", id="filter-csv"),
 ]
-
-
-@pytest.fixture(scope="module")
-def volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_store(tmp_path_factory.mktemp("volume") / "procexec.db")
 
 
 @pytest.fixture

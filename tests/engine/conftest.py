@@ -17,6 +17,7 @@ from procexec.engine.store import open_store
 from procexec.engine.store.base import ExecutionStore
 from procexec.engine.store.mongo import MongoStore
 from procexec.engine.store.sqlite import SQLiteStore
+from tests.engine.runs import Bench, open_bench
 
 #: a real MongoDB server to hold the Mongo backend to; without it, mongomock stands in
 MONGO_URI = os.environ.get("PROCEXEC_TEST_MONGODB_URI")
@@ -68,3 +69,10 @@ def sqlite_store(settings: Settings) -> Iterator[ExecutionStore]:
     assert Path(opened.path).parent == settings.data_dir
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> Iterator[Bench]:
+    """A real SQLite store with DEMO, a broker stand-in and a housekeeper (tests.engine.runs)."""
+    with open_bench(tmp_path) as opened:
+        yield opened

@@ -1,7 +1,8 @@
 """A corpus of executions and hypothesis strategies for list queries, valid and garbage.
 
-Shared by the property tests of the stores (`test_store_query_properties.py`) and of the API
-(`tests/api/test_api_query_properties.py`).
+Shared by the property tests of the stores (`tests/engine/store/test_query_properties.py`) and
+of the API (`tests/api/test_api_query_properties.py`); its `DOCS` are also the API tests'
+`corpus` (tests/api/conftest.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""`_aggregate` on SQLite: a pipeline (`engine.query.pipeline`) compiled to one SQL statement, a chain
-of common table expressions, one (or two) per stage.
+"""`_aggregate` on SQLite: a pipeline (`engine.query.pipeline`) compiled to one SQL statement,
+a chain of common table expressions, one (or two) per stage.
 
 - Before the grouping stage the rows are executions: a `$match` joins the WHERE clause (compiled
   as the list compiles its filters, indexes and all), a `$sort` sets the order, a `$skip` or a

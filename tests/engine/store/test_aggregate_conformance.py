@@ -4,7 +4,6 @@ to MongoDB's documented behaviour where mongomock departs from it."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -15,16 +14,9 @@ from procexec.engine.query import parse_query
 from procexec.engine.store.base import ExecutionStore
 from procexec.engine.store.sqlite import SQLiteStore
 from tests.engine.conftest import MONGO_URI
-from tests.engine.test_store_query_conformance import ALL, PROD
+from tests.engine.store.documents import PROD
 
 Params = tuple[tuple[str, str], ...]
-
-
-@pytest.fixture
-def loaded(store: ExecutionStore) -> ExecutionStore:
-    for doc in ALL:
-        store.insert(copy.deepcopy(doc))
-    return store
 
 
 def fieldinfo(store: ExecutionStore, *params: tuple[str, str], env: str = PROD) -> list[Any]:

@@ -11,63 +11,7 @@ import pytest
 
 from procexec.engine.query import Query, parse_query
 from procexec.engine.store.base import ExecutionStore, Update
-from tests.engine.test_store_conformance import BY_ID, DOCS, NEWEST_FIRST, PROD
-
-#: documents with what DOCS lacks: accents, numbers, nested arrays, odd shapes
-EXTRA: list[dict[str, Any]] = [
-    {
-        "_id": "x01",
-        "service": "ETL",
-        "name": "BOE_RATES",
-        "environment": PROD,
-        "trigger": "manual",
-        "status": "warning",
-        "message": "Café closed: Ünïcödé naïve",
-        "reason": "Manually triggered by alice",
-        "start": "2021-06-01T08:00:00.000Z",
-        "end": "2021-06-01T08:00:02.000Z",
-        "runAs": "alice",
-        "phases": [
-            {
-                "name": "EXTRACT",
-                "start": "2021-06-01T08:00:00.000Z",
-                "status": "success",
-                "message": "Completed EXTRACT",
-                "log": [
-                    "2021-06-01T08:00:00.000000000Z[UTC] info Connection refused by host",
-                    "2021-06-01T08:00:01.000000000Z[UTC] warning retrying after timeout",
-                ],
-                "end": "2021-06-01T08:00:01.000Z",
-            }
-        ],
-        "data": {"series": {"2021-06-01": ["#BOE.A", "#BOE.B"]}, "count": 7, "ratio": 0.5},
-    },
-    {
-        "_id": "x02",
-        "service": "ETL",
-        "name": "BOE_RATES",
-        "environment": PROD,
-        "trigger": "subscription",
-        "status": "success",
-        "message": "Completed Successfully",
-        "reason": "Subscription: ECB_FX updated",
-        "start": "2021-06-02T08:00:00.000Z",
-        "runAs": "bob",
-        "phases": [],
-        "data": {"series": {"2021-06-02": []}, "count": "7"},
-    },
-]
-ALL = [*DOCS, *EXTRA]
-ALL_BY_ID = {doc["_id"]: doc for doc in ALL}
-#: production documents, newest start first
-ORDER = [*NEWEST_FIRST, "x02", "x01"]
-
-
-@pytest.fixture
-def loaded(store: ExecutionStore) -> ExecutionStore:
-    for doc in ALL:
-        store.insert(copy.deepcopy(doc))
-    return store
+from tests.engine.store.documents import ALL_BY_ID, BY_ID, NEWEST_FIRST, ORDER, PROD
 
 
 def ids(store: ExecutionStore, *params: tuple[str, str], environment: str = PROD) -> list[str]:

@@ -7,8 +7,6 @@ These run on mongomock, or on a real server when `PROCEXEC_TEST_MONGODB_URI` is 
 from __future__ import annotations
 
 import copy
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,19 +18,7 @@ from procexec.engine.search import parse_search
 from procexec.engine.store.base import Update
 from procexec.engine.store.mongo import MongoStore
 from procexec.engine.store.mongo_query import TEXT_INDEX, mirror, mirror_update, text_cover
-from tests.engine.conftest import _mongo_store
-from tests.engine.test_store_conformance import BY_ID
-
-
-@pytest.fixture
-def mongo() -> Iterator[MongoStore]:
-    database = f"procexec_test_{uuid.uuid4().hex[:12]}"
-    store = _mongo_store(database)
-    try:
-        yield store
-    finally:
-        store.client.drop_database(database)
-        store.close()
+from tests.engine.store.documents import BY_ID
 
 
 def text_of(store: MongoStore, execution_id: str) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,9 @@ from procexec.engine.settings import Settings
 from procexec.engine.store.base import InlineBudgetExceeded, Observation, Update
 from procexec.engine.store.mongo import MongoStore
 from procexec.engine.store.sqlite import SQLiteStore
-from tests.engine.conftest import MONGO_URI, _mongo_store
-from tests.engine.test_store_conformance import DOCS
-from tests.volume import EXECUTIONS, SLOW_AGGREGATE, SLOW_FIELDINFO, SLOW_FILTER, write_store
+from tests.engine.conftest import MONGO_URI
+from tests.engine.store.documents import DOCS
+from tests.volume import EXECUTIONS, SLOW_AGGREGATE, SLOW_FIELDINFO, SLOW_FILTER
 
 #: far below what a read of every execution takes, far above what a read of a few does
 LIMIT = 0.01
@@ -78,11 +77,6 @@ def test_the_message_names_the_limit_and_how_to_narrow_the_query() -> None:
 
 
 # --- SQLite --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_store(tmp_path_factory.mktemp("volume") / "x.db")
 
 
 @pytest.fixture
@@ -238,16 +232,11 @@ class Recording:
 
 
 @pytest.fixture
-def mongo() -> Iterator[MongoStore]:
-    database = f"procexec_test_{uuid.uuid4().hex[:12]}"
-    opened = _mongo_store(database)
-    try:
-        for doc in DOCS:
-            opened.insert(doc)
-        yield opened
-    finally:
-        opened.client.drop_database(database)
-        opened.close()
+def mongo(mongo: MongoStore) -> MongoStore:
+    """The empty store of the conftest, holding `DOCS`."""
+    for doc in DOCS:
+        mongo.insert(doc)
+    return mongo
 
 
 MONGO_READS = [

@@ -17,7 +17,7 @@ from procexec.engine.query import parse_query
 from procexec.engine.store.base import InlineBudgetExceeded, Update
 from procexec.engine.store.sqlite import SQLiteStore, compiler
 from procexec.engine.store.sqlite.pages import DEEP_SKIP, SMALL_SEARCH
-from tests.engine.test_store_conformance import DOCS, PROD
+from tests.engine.store.documents import DOCS, PROD
 
 
 @pytest.fixture

@@ -13,151 +13,7 @@ import pytest
 
 from procexec.engine.query import And, Condition, Not, Or, Query, parse_query
 from procexec.engine.store.base import META_KEYS, ExecutionStore, Observation, TokenRecord, Update
-
-PROD = "production"
-
-ALL_PHASES = ("EXTRACT", "TRANSFORM", "SEND", "LOAD")
-
-
-def _phase(name: str, status: str, start: str, end: str | None = None) -> dict[str, Any]:
-    phase: dict[str, Any] = {
-        "name": name,
-        "start": start,
-        "status": status,
-        "message": f"Completed {name}" if status == "success" else f"{status} {name}",
-        "log": [f"{start[:-1]}000000Z[UTC] info {name} {status}"],
-    }
-    if end is not None:
-        phase["end"] = end
-    return phase
-
-
-def _execution(
-    _id: str,
-    name: str,
-    status: str,
-    start: str,
-    *,
-    end: str | None = None,
-    phases: tuple[tuple[str, str], ...] = (),
-    environment: str = PROD,
-    loader: str | None = None,
-) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "_id": _id,
-        "service": "ETL",
-        "name": name,
-        "environment": environment,
-        "trigger": "scheduled",
-        "status": status,
-        "message": f"{name} {status}",
-        "reason": f"crontab({name})",
-        "start": start,
-        "runAs": "com_walkfares",
-        "phases": [
-            _phase(phase_name, phase_status, start, None if phase_status == "running" else start)
-            for phase_name, phase_status in phases
-        ],
-    }
-    if end is not None:
-        doc["end"] = end
-    if loader is not None:
-        doc["loaderMessage"] = loader
-        doc["data"] = {"curves": {}, "series": {start[:10]: [f"#{name}.X"]}}
-    return doc
-
-
-ALL_SUCCESS = tuple((name, "success") for name in ALL_PHASES)
-
-#: the fixture documents; starts sit on and just beside the day bounds of the seed's range
-DOCS = [
-    _execution(
-        "e01",
-        "ECB_FX",
-        "success",
-        "2021-07-19T00:00:00.000Z",
-        end="2021-07-19T00:01:00.000Z",
-        phases=ALL_SUCCESS,
-        loader="Updated 32 series for 2021-07-19",
-    ),
-    _execution(
-        "e02",
-        "ECB_FX",
-        "failed",
-        "2021-07-20T10:00:00.000Z",
-        end="2021-07-20T10:00:05.000Z",
-        phases=(("EXTRACT", "success"), ("TRANSFORM", "failed")),
-    ),
-    _execution(
-        "e03",
-        "ECB_FX",
-        "success",
-        "2021-07-23T23:59:59.999Z",
-        end="2021-07-24T00:00:30.000Z",
-        phases=ALL_SUCCESS,
-        loader="Updated 32 series for 2021-07-23",
-    ),
-    _execution(
-        "e04",
-        "ECB_FX",
-        "failed",
-        "2021-07-24T00:00:00.000Z",
-        end="2021-07-24T00:00:05.000Z",
-        phases=(("EXTRACT", "failed"),),
-    ),
-    _execution(
-        "e05",
-        "ECB_FX",
-        "success",
-        "2021-07-18T23:59:59.999Z",
-        end="2021-07-19T00:00:10.000Z",
-        phases=ALL_SUCCESS,
-        loader="Updated 32 series for 2021-07-18",
-    ),
-    _execution(
-        "e06",
-        "DEMO",
-        "failed",
-        "2021-07-21T08:00:00.000Z",
-        end="2021-07-21T08:00:09.000Z",
-        phases=(
-            ("EXTRACT", "success"),
-            ("TRANSFORM", "success"),
-            ("SEND", "success"),
-            ("LOAD", "failed"),
-        ),
-    ),
-    _execution(
-        "e07",
-        "DEMO",
-        "running",
-        "2021-07-22T12:00:00.000Z",
-        phases=(("EXTRACT", "running"),),
-    ),
-    # same start as e07: the order among equals is by id
-    _execution("e08", "DEMO", "triggered", "2021-07-22T12:00:00.000Z"),
-    _execution(
-        "e09",
-        "ECB_FX",
-        "failed",
-        "2021-07-20T11:00:00.000Z",
-        end="2021-07-20T11:00:01.000Z",
-        phases=(("EXTRACT", "failed"),),
-        environment="staging",
-    ),
-    _execution(
-        "e10",
-        "FX_ECB",
-        "success",
-        "2021-07-10T09:00:00.000Z",
-        end="2021-07-10T09:00:01.000Z",
-        phases=(("LOAD", "success"),),
-        loader="Updated 1 series for 2021-07-10",
-    ),
-]
-BY_ID = {doc["_id"]: doc for doc in DOCS}
-#: production documents, newest start first, ties by id descending
-NEWEST_FIRST = ["e04", "e03", "e08", "e07", "e06", "e02", "e01", "e05", "e10"]
+from tests.engine.store.documents import BY_ID, DOCS, NEWEST_FIRST, PROD, execution
 
 
 @pytest.fixture
@@ -221,7 +77,7 @@ def test_meta_is_kept_beside_the_document_and_never_served(loaded: ExecutionStor
 
 
 def test_insert_without_meta_has_empty_meta(store: ExecutionStore) -> None:
-    doc = _execution("solo", "DEMO", "triggered", "2021-07-01T00:00:00.000Z")
+    doc = execution("solo", "DEMO", "triggered", "2021-07-01T00:00:00.000Z")
     store.insert(copy.deepcopy(doc))
     assert store.get_meta("solo") == {
         "worker": None,
@@ -247,7 +103,7 @@ def test_projection_never_reveals_meta(loaded: ExecutionStore) -> None:
 
 
 def test_update_set_push_and_meta(store: ExecutionStore) -> None:
-    doc = _execution("u1", "DEMO", "triggered", "2021-07-01T16:30:07.858Z")
+    doc = execution("u1", "DEMO", "triggered", "2021-07-01T16:30:07.858Z")
     store.insert(copy.deepcopy(doc), meta={"input": {"sleep": 0}})
 
     assert store.update(
