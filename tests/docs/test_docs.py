@@ -242,6 +242,11 @@ def test_the_pages_have_blocks() -> None:
     assert FILES, "the README's first process is saved as a file"
 
 
+def test_the_readme_stays_short() -> None:
+    """A newcomer's five minutes: the rest belongs in docs/."""
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 200
+
+
 def test_every_fence_names_its_language() -> None:
     assert [block.id for block in BLOCKS if not block.lang] == []
 
