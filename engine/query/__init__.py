@@ -2,7 +2,7 @@
 
 Each store compiles a `Query` itself (`engine.store.sqlite`, `engine.store.mongo_query`),
 so the same request gives the same rows on both. The language (the platform's REST
-conventions, `/work/shared/DESIGN.md`):
+conventions, described for users in docs/api.md):
 
 - `field=value` filters, with the value functions `range`, `gt`, `gte`, `lt`, `lte`, `in`,
   `ne`, `regex`; several filters are ANDed;
