@@ -183,3 +183,17 @@ def test_every_package_folder_is_installed() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     packages = {name for name in MODULES if MODULES[name].name == "__init__.py"}
     assert packages == set(config["packages"]) - {"procexec.examples.data"}
+
+
+def test_no_private_name_is_imported_across_modules() -> None:
+    """A name two modules need is public in the one that owns it."""
+    found = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("procexec"):
+                found += [
+                    f"{module}: {node.module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    assert found == []
