@@ -19,4 +19,5 @@ def test_a_source_checkout_asks_git() -> None:
         ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
     assert not (buildinfo.PACKAGE / buildinfo.STAMP).exists()  # no stamp in the work tree
+    buildinfo.build_stamp.cache_clear()  # asked once a process: an earlier test may have asked
     assert buildinfo.build_stamp()["commit"] == head

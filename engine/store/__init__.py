@@ -15,7 +15,7 @@ def open_store(url: str) -> ExecutionStore:
         path = url.removeprefix("sqlite://")
         # sqlite:///relative/file and sqlite:////absolute/file, as SQLAlchemy writes them
         return SQLiteStore(path[1:] if path.startswith("/") else path)
-    if url.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
+    if url.startswith(("mongodb://", "mongodb+srv://")):
         from procexec.engine.store.mongo import MongoStore
 
         return MongoStore(url)

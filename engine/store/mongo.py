@@ -1,7 +1,8 @@
 """The production store: MongoDB through pymongo, with atomic `$set`/`$push` updates.
 
-`mongomock://` opens the in-memory stand-in from the `mongomock` package (tests only: it is
-not a server and proves nothing about one).
+A caller may hand it a client of its own (`client=`): the tests hand it the in-memory
+stand-in of the `mongomock` package when no server is at hand, which lacks a few of a
+server's features (below); the store does without them on such a client.
 """
 
 from __future__ import annotations
@@ -55,12 +56,7 @@ class MongoStore(ExecutionStore):
 
     def __init__(self, url: str, client: Any | None = None) -> None:
         if client is None:
-            if url.startswith("mongomock://"):
-                import mongomock
-
-                client = mongomock.MongoClient()
-            else:
-                client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000, tz_aware=False)
+            client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000, tz_aware=False)
         database = urlparse(url).path.lstrip("/") or "procexec"
         #: mongomock's bulk_write cannot take the write models of pymongo 4.9 and later
         self._bulk_writes = not type(client).__module__.startswith("mongomock")

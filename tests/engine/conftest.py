@@ -24,11 +24,12 @@ MONGO_URI = os.environ.get("PROCEXEC_TEST_MONGODB_URI")
 
 
 def _mongo_store(database: str) -> MongoStore:
+    """The Mongo store on the real server, or on mongomock's in-memory client standing in."""
     if MONGO_URI:
-        url = urlunparse(urlparse(MONGO_URI)._replace(path="/" + database))
-    else:
-        url = f"mongomock://localhost/{database}"
-    return MongoStore(url)
+        return MongoStore(urlunparse(urlparse(MONGO_URI)._replace(path="/" + database)))
+    import mongomock
+
+    return MongoStore(f"mongodb://mongomock/{database}", client=mongomock.MongoClient())
 
 
 @pytest.fixture(
