@@ -16,8 +16,9 @@ from procexec.engine.timeutil import iso_ms
 
 logger = logging.getLogger(__name__)
 
-#: hands an execution id to the workers, after an optional delay in seconds
-Dispatch = Callable[[str, float], None]
+#: hands an execution to the workers: its id, a delay in seconds, and its process's name (for
+#: the operators' view of the task; None where it could not be read)
+Dispatch = Callable[[str, float, str | None], None]
 
 
 def new_execution(
@@ -99,10 +100,15 @@ class TriggerService:
         self.store.insert(doc, meta=meta)
         return doc
 
-    def send(self, execution_id: str, delay: float = 0.0) -> bool:
-        """Hand a recorded execution to the workers; False (logged) if the broker failed."""
+    def send(self, execution_id: str, delay: float = 0.0, process: str | None = None) -> bool:
+        """Hand a recorded execution to the workers; False (logged) if the broker failed.
+
+        `process` is its process's name; read from the store when not given.
+        """
+        if process is None:
+            process = self._process_of(execution_id)
         try:
-            self.dispatch(execution_id, delay)
+            self.dispatch(execution_id, delay, process)
         except Exception:
             logger.exception(
                 "dispatching %s failed; it stays triggered for redelivery", execution_id
@@ -110,6 +116,14 @@ class TriggerService:
             self._undispatched(execution_id)
             return False
         return True
+
+    def _process_of(self, execution_id: str) -> str | None:
+        try:
+            doc = self.store.get(execution_id)
+        except Exception:  # the name only labels the task: the run is sent all the same
+            logger.warning("reading the process of %s failed", execution_id, exc_info=True)
+            return None
+        return None if doc is None else str(doc["name"])
 
     def _undispatched(self, execution_id: str) -> None:
         """Clear the dispatch mark, so that the next housekeeping pass sends the run again."""
@@ -153,5 +167,5 @@ class TriggerService:
             chain=chain,
             delay=delay,
         )
-        self.send(doc["_id"], delay)
+        self.send(doc["_id"], delay, process=doc["name"])
         return doc

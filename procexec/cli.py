@@ -40,12 +40,42 @@ def cmd_api(args: argparse.Namespace) -> int:
         factory=True,
         host=args.host,
         port=args.port,
+        workers=args.workers,
         log_level=args.log_level.lower(),
     )
     return 0
 
 
+#: the commands whose other options go to Celery's (or Flower's) own command as they are
+PASS_THROUGH = ("worker", "beat", "flower")
+
+
+def given(options: Sequence[str], *names: str) -> bool:
+    """Whether `options` sets any of `names` (`-c 4`, `-c4`, `--concurrency=4` …)."""
+    return any(
+        option == name or option.startswith(name + "=" if name.startswith("--") else name)
+        for option in options
+        for name in names
+    )
+
+
+def worker_argv(log_level: str, options: Sequence[str]) -> list[str]:
+    """`celery worker`'s arguments: procexec's defaults for what `options` leaves unset (the
+    prefork pool, 2 processes, the run queue), then `options` as they are."""
+    from procexec.workers.celery_app import QUEUE
+
+    argv = ["worker", f"--loglevel={log_level}", "--without-mingle", "--without-gossip"]
+    if not given(options, "-P", "--pool"):
+        argv.append("--pool=prefork")
+    if not given(options, "-c", "--concurrency", "--autoscale"):
+        argv.append("--concurrency=2")
+    if not given(options, "-Q", "--queues"):
+        argv.append(f"--queues={QUEUE}")
+    return [*argv, *options]
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
+    """A Celery worker: every `celery worker` option passes through (-n, -Q, -c, -P …)."""
     from procexec.engine.plugins import load_registry
     from procexec.workers.tasks import app
 
@@ -54,32 +84,29 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         print(f"procexec: {exc}", file=sys.stderr)
         return 2
-    argv = [
-        "worker",
-        f"--loglevel={args.log_level}",
-        f"--pool={args.pool}",
-        f"--concurrency={args.concurrency}",
-        "--without-mingle",
-        "--without-gossip",
-    ]
-    if args.hostname:
-        argv.append(f"--hostname={args.hostname}")
-    app.worker_main(argv)
+    app.worker_main(worker_argv(args.log_level, args.celery_options))
     return 0
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
+    """The beat: every `celery beat` option passes through."""
     from procexec.workers.tasks import app
 
-    schedule = settings().data_dir / "celerybeat-schedule"
-    app.start(
-        [
-            "beat",
-            f"--loglevel={args.log_level}",
-            f"--schedule={schedule}",
-            "--scheduler=procexec.workers.beat:ProcessScheduler",
-        ]
-    )
+    argv = ["beat", f"--loglevel={args.log_level}"]
+    if not given(args.celery_options, "-s", "--schedule"):
+        argv.append(f"--schedule={settings().data_dir / 'celerybeat-schedule'}")
+    if not given(args.celery_options, "-S", "--scheduler"):
+        argv.append("--scheduler=procexec.workers.beat:ProcessScheduler")
+    app.start([*argv, *args.celery_options])
+    return 0
+
+
+def cmd_flower(args: argparse.Namespace) -> int:
+    """Flower on procexec's Celery app: every Flower option passes through (--port,
+    --basic-auth …)."""
+    from procexec.workers.tasks import app
+
+    app.start(["flower", f"--loglevel={args.log_level}", *args.celery_options])
     return 0
 
 
@@ -229,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub = commands.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         sub.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
         return sub
 
@@ -251,15 +278,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     api = add("api", "the REST API (uvicorn)")
     serve_options(api)
+    api.add_argument(
+        "--workers", type=int, default=None, help="API processes (uvicorn's; default 1)"
+    )
     api.set_defaults(handler=cmd_api)
 
-    worker = add("worker", "a Celery worker that runs executions")
-    worker_options(worker)
-    worker.add_argument("--hostname", help="Celery node name")
+    worker = add(
+        "worker",
+        "a Celery worker that runs executions; every `celery worker` option passes through "
+        "(-n NAME, -Q QUEUES, -c N, -P POOL, --autoscale, --max-tasks-per-child …); by "
+        "default the prefork pool, 2 processes and the run queue",
+    )
     worker.set_defaults(handler=cmd_worker)
 
-    beat = add("beat", "the Celery beat scheduler")
+    beat = add(
+        "beat",
+        "the Celery beat scheduler (schedules and housekeeping); `celery beat` options pass "
+        "through",
+    )
     beat.set_defaults(handler=cmd_beat)
+
+    flower = add(
+        "flower",
+        "Flower, the Celery monitor, on procexec's app; Flower's options pass through "
+        "(--port=5555, --basic-auth=user:password …)",
+    )
+    flower.set_defaults(handler=cmd_flower)
 
     process = commands.add_parser("process", help="list, enable, disable, reschedule processes")
     process_commands = process.add_subparsers(dest="process_command", required=True)
@@ -293,7 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command not in PASS_THROUGH:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.celery_options = extra
     logging.basicConfig(
         level=getattr(args, "log_level", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

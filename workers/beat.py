@@ -19,6 +19,7 @@ from procexec.engine.housekeeping import Housekeeper
 from procexec.engine.scheduler import SchedulerService
 from procexec.engine.settings import Settings
 from procexec.service import build
+from procexec.workers.celery_app import TRIGGER_TASK
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class ProcessScheduler(Scheduler):
         self.data = {
             f"procexec:{item.process.name}": ScheduleEntry(
                 name=f"procexec:{item.process.name}",
-                task="procexec.scheduled",
+                task=TRIGGER_TASK,
                 schedule=every(60),
                 args=(item.process.name,),
                 app=self.app,

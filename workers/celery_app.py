@@ -22,6 +22,8 @@ from procexec.workers.fs_transport import SCHEME
 logger = logging.getLogger(__name__)
 
 RUN_TASK = "procexec.run"
+#: the task that triggers a process by name (the beat's entries name it)
+TRIGGER_TASK = "procexec.trigger"
 QUEUE = "procexec"
 #: seconds a readiness check waits for the broker
 PING_TIMEOUT = 2.0
@@ -92,11 +94,12 @@ def celery_dispatch(settings: Settings, app: Celery | None = None) -> Dispatch:
     """A `Dispatch` that sends the run task through Celery (`app`, or one for `settings`)."""
     app = app or _shared_app(settings)
 
-    def dispatch(execution_id: str, delay: float) -> None:
-        # The task id is the execution id, so that cancelling can revoke it by name.
+    def dispatch(execution_id: str, delay: float, process: str | None) -> None:
+        # The task id is the execution id, so that cancelling can revoke it by name; its
+        # keyword arguments name the process, for Flower and `celery inspect`.
         app.send_task(
             RUN_TASK,
-            args=[execution_id],
+            kwargs={"execution_id": execution_id, "process": process},
             task_id=execution_id,
             countdown=delay or None,
             queue=QUEUE,

@@ -9,10 +9,11 @@ import socket
 
 from celery import Task
 
+from procexec.engine.domain import DEFAULT_ENVIRONMENT, Status
 from procexec.engine.runner import PhaseRunner
 from procexec.engine.settings import Settings
-from procexec.service import build
-from procexec.workers.celery_app import RUN_TASK, make_celery
+from procexec.service import Service, build
+from procexec.workers.celery_app import RUN_TASK, TRIGGER_TASK, make_celery
 
 logger = logging.getLogger(__name__)
 
@@ -20,10 +21,16 @@ app = make_celery(Settings.from_env())
 
 
 @functools.cache
+def _service(pid: int) -> Service:
+    """One service per worker process: its store connection, its processes, its triggers."""
+    return build(app.conf.procexec_settings, celery=app)
+
+
+@functools.cache
 def _runner(pid: int) -> PhaseRunner:
-    """One runner per worker process: its store connection and its processes."""
+    """One runner per worker process."""
     settings: Settings = app.conf.procexec_settings
-    service = build(settings, celery=app)
+    service = _service(pid)
     return PhaseRunner(
         service.store,
         service.registry,
@@ -35,9 +42,40 @@ def _runner(pid: int) -> PhaseRunner:
     )
 
 
-@app.task(name=RUN_TASK, bind=True, ignore_result=True)
-def run_execution(self: Task, execution_id: str) -> str | None:
-    """Run one execution by id; a copy of an execution already claimed does nothing."""
-    status = _runner(os.getpid()).run(execution_id)
-    logger.info("execution %s finished: %s", execution_id, status)
+class RunFailed(Exception):
+    """A run that ended `failed`: its task ends as FAILURE with the run's message, so that
+    Flower's failed tasks are the failed runs. An expected outcome, logged without traceback."""
+
+
+@app.task(name=RUN_TASK, bind=True, ignore_result=True, throws=(RunFailed,))
+def run_execution(self: Task, execution_id: str, process: str | None = None) -> str | None:
+    """Run one execution by id; a copy of an execution already claimed does nothing.
+
+    Sent as keywords (`execution_id`, `process`: the name, for the operators' view); a
+    message of the earlier form, the id alone as an argument, runs the same.
+    """
+    runner = _runner(os.getpid())
+    label = f"{process or 'execution'} {execution_id}"
+    logger.info("%s: started", label)
+    status = runner.run(execution_id)
+    if status is None:
+        logger.info("%s: claimed elsewhere or finished already; nothing to do", label)
+        return None
+    logger.info("%s: finished %s", label, status)
+    if status == Status.FAILED.value:
+        doc = runner.store.get(execution_id) or {}
+        raise RunFailed(f"{label}: {doc.get('message') or 'failed'}")
     return status
+
+
+@app.task(name=TRIGGER_TASK, ignore_result=True)
+def trigger_process(process: str, environment: str = DEFAULT_ENVIRONMENT) -> str:
+    """Trigger a run of `process` (as the beat's entries name it; `celery call` works too)."""
+    doc = _service(os.getpid()).triggers.trigger(
+        process,
+        run_as="celery",
+        environment=environment,
+        reason=f"Triggered by the Celery task {TRIGGER_TASK}",
+    )
+    logger.info("%s %s: triggered", process, doc["_id"])
+    return str(doc["_id"])

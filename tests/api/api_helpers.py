@@ -30,9 +30,12 @@ class Dispatcher:
     """Stands in for the broker: records every `(execution_id, delay)` handed to it."""
 
     calls: list[tuple[str, float]] = field(default_factory=list)
+    #: the process name each execution was sent with
+    processes: dict[str, str | None] = field(default_factory=dict)
 
-    def __call__(self, execution_id: str, delay: float) -> None:
+    def __call__(self, execution_id: str, delay: float, process: str | None = None) -> None:
         self.calls.append((execution_id, delay))
+        self.processes[execution_id] = process
 
 
 @dataclass

@@ -67,6 +67,7 @@ def test_trigger_answers_202_with_the_new_document(
     }
     assert response.headers["location"] == f"{base}/v1/{doc['_id']}"
     assert service.dispatcher.calls == [(doc["_id"], 0.0)]
+    assert service.dispatcher.processes == {doc["_id"]: "ECB_FX"}  # the task names its process
     # what was answered is what was stored
     assert service.store.get(doc["_id"]) == doc
     assert service.count() == 1

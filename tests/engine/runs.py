@@ -54,14 +54,17 @@ class Broker:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, float]] = []
+        #: the process name each execution was last sent with
+        self.processes: dict[str, str | None] = {}
         self.failures = 0
         self.down = False
 
-    def __call__(self, execution_id: str, delay: float) -> None:
+    def __call__(self, execution_id: str, delay: float, process: str | None = None) -> None:
         if self.down:
             self.failures += 1
             raise ConnectionError("Error 111 connecting to the broker: Connection refused")
         self.calls.append((execution_id, delay))
+        self.processes[execution_id] = process
 
     @property
     def ids(self) -> list[str]:

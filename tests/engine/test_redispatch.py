@@ -26,6 +26,7 @@ def test_a_trigger_whose_dispatch_failed_is_accepted_and_sent_later(bench: Bench
     bench.broker.down = False
     assert bench.housekeeper.run_once().redispatched == [execution_id]
     assert bench.broker.calls == [(execution_id, 0.0)]
+    assert bench.broker.processes == {execution_id: "DEMO"}  # its name read from the store
     # Sent: not again until `redispatch_after` has passed without a worker taking it.
     assert bench.housekeeper.run_once().redispatched == []
     assert bench.housekeeper.run_once(later(REDISPATCH_AFTER + 1)).redispatched == [execution_id]

@@ -59,7 +59,7 @@ class Dispatched:
         self.calls: list[tuple[str, float]] = []
         self._lock = threading.Lock()
 
-    def __call__(self, execution_id: str, delay: float) -> None:
+    def __call__(self, execution_id: str, delay: float, process: str | None = None) -> None:
         with self._lock:
             self.calls.append((execution_id, delay))
 

@@ -50,7 +50,7 @@ class Dispatched:
     def __init__(self) -> None:
         self.calls: list[tuple[str, float]] = []
 
-    def __call__(self, execution_id: str, delay: float) -> None:
+    def __call__(self, execution_id: str, delay: float, process: str | None = None) -> None:
         self.calls.append((execution_id, delay))
 
     @property

@@ -23,7 +23,7 @@ from procexec.engine.scheduler import scheduled_execution_id
 from procexec.engine.settings import Settings
 from procexec.engine.timeutil import iso_ms
 from procexec.workers.beat import MAX_TICK, ProcessScheduler
-from procexec.workers.celery_app import make_celery
+from procexec.workers.celery_app import TRIGGER_TASK, make_celery
 from tests.scheduling.conftest import Deployment, Deployments
 
 BEAT_STARTED = r"beat: Starting\.\.\."
@@ -260,5 +260,21 @@ def test_the_beat_ticks_at_least_every_few_seconds_when_celery_passes_no_max_int
     try:
         assert scheduler.max_interval == MAX_TICK <= 5
         assert "procexec: 1 scheduled process(es)" in scheduler.info  # ECB_FX
+    finally:
+        scheduler.service.store.close()
+
+
+def test_the_beat_s_entries_name_a_task_the_workers_have(tmp_path: Path) -> None:
+    """Its entries (what `celery beat` shows) name a task that exists (the workers' test of
+    it running: tests/integration/test_flower.py)."""
+    from procexec.workers.tasks import app as workers_app
+
+    app = make_celery(Settings.from_env({"PROCEXEC_DATA_DIR": str(tmp_path)}))
+    scheduler = ProcessScheduler(app, max_interval=None, lazy=True)
+    try:
+        scheduler.setup_schedule()
+        [entry] = scheduler.data.values()  # ECB_FX, the one example with a crontab
+        assert (entry.task, entry.args) == (TRIGGER_TASK, ("ECB_FX",))
+        assert entry.task in workers_app.tasks
     finally:
         scheduler.service.store.close()

@@ -56,7 +56,7 @@ class LiveService:
         )
         self.base = f"http://127.0.0.1:{self.port}/api/"
 
-    def _dispatch(self, execution_id: str, delay: float) -> None:
+    def _dispatch(self, execution_id: str, delay: float, process: str | None = None) -> None:
         # The broker is covered by the end-to-end tests; here a run starts in a thread.
         thread = threading.Thread(target=self.runner.run, args=(execution_id,), daemon=True)
         self.threads.append(thread)

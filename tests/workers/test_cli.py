@@ -166,3 +166,30 @@ def test_a_process_module_named_by_configuration_runs_end_to_end(
 def test_the_console_script_is_this_interpreters() -> None:
     assert Path(PROCEXEC).exists(), PROCEXEC
     assert Path(PROCEXEC).parent == Path(sys.executable).parent
+
+
+def test_worker_options_pass_through_to_celery_with_procexec_defaults_for_the_rest() -> None:
+    from procexec.cli import worker_argv
+
+    defaults = worker_argv("INFO", [])
+    assert defaults == [
+        "worker",
+        "--loglevel=INFO",
+        "--without-mingle",
+        "--without-gossip",
+        "--pool=prefork",
+        "--concurrency=2",
+        "--queues=procexec",
+    ]
+    given = ["-n", "w1@%h", "-Qprocexec,other", "-c", "8", "--pool=threads"]
+    assert worker_argv("INFO", given) == [*defaults[:4], *given]
+    autoscaled = worker_argv("DEBUG", ["--autoscale=10,2", "--max-tasks-per-child", "50"])
+    assert "--concurrency=2" not in autoscaled
+    assert autoscaled[-3:] == ["--autoscale=10,2", "--max-tasks-per-child", "50"]
+
+
+def test_only_the_celery_commands_take_options_of_their_own(env: dict[str, str]) -> None:
+    result = run_cli("token", "create", "--user", "alice", "--concurrency", "3", env=env)
+    assert result.returncode == 2
+    assert "unrecognized arguments: --concurrency 3" in result.stderr
+    assert result.stdout == ""
