@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from procexec.engine.domain import Scope
-from procexec.service import build, settings
+from procexec.engine.settings import Settings
+from procexec.service import Service, build, existing_store, settings
 
 logger = logging.getLogger("procexec")
 
@@ -19,13 +20,20 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 
 
+def _existing_service() -> Service:
+    """The service of the environment's settings, on a store a service has made (or
+    `StoreMissing`)."""
+    config = Settings.from_env()
+    return build(config, store=existing_store(config))
+
+
 def cmd_token_create(args: argparse.Namespace) -> int:
-    from procexec.engine.store import open_store
+    from procexec.engine.errors import ProcexecError
     from procexec.engine.tokens import create_token
 
     try:
-        token = create_token(open_store(settings().store_url), args.user, args.scope)
-    except ValueError as exc:
+        token = create_token(existing_store(Settings.from_env()), args.user, args.scope)
+    except (ValueError, ProcexecError) as exc:
         print(f"procexec: {exc}", file=sys.stderr)
         return 2
     print(token)
@@ -197,9 +205,9 @@ def cmd_process(args: argparse.Namespace) -> int:
     from procexec.engine.errors import ProcexecError
     from procexec.engine.scheduler import change_process, describe, effective
 
-    service = build()
-    store, registry = service.store, service.registry
     try:
+        service = _existing_service()
+        store, registry = service.store, service.registry
         if args.process_command == "list":
             states = store.process_states()
             items = [describe(effective(p, states.get(p.name))) for p in registry]
@@ -239,8 +247,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from procexec.engine.cancellation import cancel_execution
     from procexec.engine.errors import ProcexecError
 
-    service = build()
     try:
+        service = _existing_service()
         doc = cancel_execution(
             service.store, args.execution_id, user=args.user, revoke=service.revoke
         )

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from procexec.engine.cancellation import Revoke
+from procexec.engine.errors import ProcexecError
 from procexec.engine.plugins import load_registry
 from procexec.engine.process import ProcessRegistry
 from procexec.engine.settings import Settings
-from procexec.engine.store import ExecutionStore, open_store
+from procexec.engine.store import ExecutionStore, open_store, sqlite_path, store_exists
 from procexec.engine.trigger_service import Dispatch, TriggerService
 
 if TYPE_CHECKING:
@@ -44,6 +45,23 @@ def settings() -> Settings:
     found = Settings.from_env()
     found.data_dir.mkdir(parents=True, exist_ok=True)
     return found
+
+
+class StoreMissing(ProcexecError):
+    """A command that works on a running service's store found none where the settings say."""
+
+
+def existing_store(config: Settings) -> ExecutionStore:
+    """The store of `config`, which a service must have made: a command run with other
+    settings than the service's (another folder, say) must not make an empty one of its own."""
+    if not store_exists(config.store_url):
+        where = sqlite_path(config.store_url) or "the MongoDB database of PROCEXEC_STORE_URL"
+        raise StoreMissing(
+            f"no store at {where}: the service makes it when it starts (procexec standalone, "
+            f"api or worker); run this with the service's PROCEXEC_DATA_DIR or "
+            f"PROCEXEC_STORE_URL"
+        )
+    return open_store(config.store_url)
 
 
 def build(

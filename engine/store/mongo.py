@@ -50,6 +50,23 @@ __all__ = ["MongoStore", "compile_filter"]
 _BAD_QUERY_CODES = frozenset({2, 51091})
 
 
+def database_of(url: str) -> str:
+    """The database a `mongodb://` URL names (`procexec` when it names none)."""
+    return urlparse(url).path.lstrip("/") or "procexec"
+
+
+def database_exists(url: str) -> bool:
+    """Whether the server holds the store's database (a service has started on it); asked of
+    a bare client, since opening the store makes its indexes, and so the database."""
+    client: Any = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000)
+    try:
+        return database_of(url) in client.list_database_names()
+    except PyMongoError as exc:
+        raise StoreUnavailable(f"the MongoDB store is unavailable: {exc}") from exc
+    finally:
+        client.close()
+
+
 @translate_errors((PyMongoError,), "MongoDB")
 class MongoStore(ExecutionStore):
     kind = "mongodb"
@@ -57,7 +74,7 @@ class MongoStore(ExecutionStore):
     def __init__(self, url: str, client: Any | None = None) -> None:
         if client is None:
             client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000, tz_aware=False)
-        database = urlparse(url).path.lstrip("/") or "procexec"
+        database = database_of(url)
         #: mongomock's bulk_write cannot take the write models of pymongo 4.9 and later
         self._bulk_writes = not type(client).__module__.startswith("mongomock")
         #: mongomock has no `$text`: there `_search` answers from its exact part alone
@@ -417,6 +434,7 @@ class MongoStore(ExecutionStore):
 
     def ping(self) -> None:
         self.client.admin.command("ping")
+
 
     def close(self) -> None:
         self.client.close()

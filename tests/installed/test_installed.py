@@ -71,7 +71,6 @@ def test_api_worker_and_beat_as_separate_processes(
     installed: Installed, broker: Broker, tmp_path: Path
 ) -> None:
     env = installed.env(tmp_path / "data", broker.url)
-    token = _token(installed, env)
     port = free_port()
     procexec = installed.procexec
     api = Service("api", [procexec, "api", "--port", str(port)], env=env, log_dir=tmp_path)
@@ -81,6 +80,7 @@ def test_api_worker_and_beat_as_separate_processes(
     try:
         wait_worker_ready(worker)
         assert wait_http(api, url)["broker"] == broker.kind
+        token = _token(installed, env)  # the API has made the store
         beat.wait_for_output(r"beat: Starting\.\.\.", timeout=60)
         ready = _wait_readyz(url, 200)
         assert ready["checks"]["broker"] == {"ready": True}

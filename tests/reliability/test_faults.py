@@ -112,8 +112,8 @@ def test_a_trigger_during_a_broker_outage_runs_when_the_broker_is_back(
     beat = cluster.beat(wait=False)
     worker = cluster.worker(wait=False)
     api, url = cluster.api(wait=False)
-    token = create_token(cluster.env, "alice")
     wait_http(api, url)
+    token = create_token(cluster.env, "alice")  # once the API has made the store
     wait_worker_ready(worker)
     wait_beat_ready(beat)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from procexec.engine.store.sqlite import SQLiteStore
 from tests.integration.harness import attach_service_output, service_env
 
 
@@ -24,5 +25,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def env(data_dir: Path) -> dict[str, str]:
-    """The environment of a procexec subprocess: this data folder, the embedded broker."""
+    """The environment of a procexec subprocess: this data folder, the embedded broker, and a
+    store in it, as a service makes when it starts."""
+    SQLiteStore(data_dir / "procexec.db").close()
     return service_env(data_dir)

@@ -16,6 +16,7 @@ from tests.integration.harness import (
     api_client,
     create_token,
     run_cli,
+    service_env,
     start_api,
     start_worker,
     stop_all,
@@ -193,3 +194,23 @@ def test_only_the_celery_commands_take_options_of_their_own(env: dict[str, str])
     assert result.returncode == 2
     assert "unrecognized arguments: --concurrency 3" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("token", "create", "--user", "alice"),
+        ("process", "list"),
+        ("cancel", "0d6e0b3c-1c1e-4c4e-9d51-6f1f8b7a2a11"),
+    ],
+)
+def test_a_command_refuses_a_store_no_service_made(tmp_path: Path, command: tuple[str]) -> None:
+    """Run from another folder than the service's, it would make an empty store of its own (and
+    print a token the running API refuses): it names the store it did not find instead."""
+    elsewhere = tmp_path / "elsewhere"
+    result = run_cli(*command, env=service_env(elsewhere))
+    assert result.returncode == 2, result.stdout
+    assert result.stdout == ""
+    assert f"no store at {elsewhere / 'procexec.db'}: the service makes it" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (elsewhere / "procexec.db").exists()
