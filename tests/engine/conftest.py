@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -32,6 +33,18 @@ def _mongo_store(database: str) -> MongoStore:
     return MongoStore(f"mongodb://mongomock/{database}", client=mongomock.MongoClient())
 
 
+@contextlib.contextmanager
+def mongo_database() -> Iterator[MongoStore]:
+    """An empty Mongo store in a database of its own, dropped afterwards."""
+    database = f"procexec_test_{uuid.uuid4().hex[:12]}"
+    mongo = _mongo_store(database)
+    try:
+        yield mongo
+    finally:
+        mongo.client.drop_database(database)
+        mongo.close()
+
+
 @pytest.fixture(
     params=["sqlite", "mongo"],
     ids=["sqlite", "mongodb" if MONGO_URI else "mongomock"],
@@ -43,13 +56,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ExecutionS
         yield sqlite
         sqlite.close()
         return
-    database = f"procexec_test_{uuid.uuid4().hex[:12]}"
-    mongo = _mongo_store(database)
-    try:
+    with mongo_database() as mongo:
         yield mongo
-    finally:
-        mongo.client.drop_database(database)
-        mongo.close()
 
 
 @pytest.fixture

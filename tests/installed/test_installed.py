@@ -18,6 +18,7 @@ from tests.integration.harness import (
     Service,
     api_client,
     free_port,
+    start_standalone,
     stop_all,
     trigger,
     wait_http,
@@ -121,16 +122,8 @@ def test_the_installed_build_is_stamped(installed: Installed, commit: str, tmp_p
 
 def test_standalone(installed: Installed, broker: Broker, tmp_path: Path) -> None:
     env = installed.env(tmp_path / "data", broker.url)
-    port = free_port()
-    standalone = Service(
-        "standalone",
-        [installed.procexec, "standalone", "--port", str(port)],
-        env=env,
-        log_dir=tmp_path,
-    )
+    standalone, url, token = start_standalone(env, tmp_path, installed.procexec)
     try:
-        url = standalone.wait_for_output(r"^  API:\s+(http://\S+)$", timeout=60)[1]
-        token = standalone.wait_for_output(r"^  token:\s+(pe_[A-Za-z0-9_-]+)\s", timeout=5)[1]
         assert wait_http(standalone, url)["broker"] == broker.kind
         ready = _wait_readyz(url, 200, timeout=60)
         assert set(ready["checks"]["children"]) == {"worker", "beat"}

@@ -305,6 +305,22 @@ def start_api(env: Mapping[str, str], log_dir: Path, *, wait: bool = True) -> tu
     return api, url
 
 
+def start_standalone(
+    env: Mapping[str, str], log_dir: Path, procexec: str = PROCEXEC
+) -> tuple[Service, str, str]:
+    """`procexec standalone` on a free port; returns it, its base URL (as printed, once it
+    answers) and the token it printed."""
+    port = free_port()
+    standalone = Service(
+        "standalone", [procexec, "standalone", "--port", str(port)], env=env, log_dir=log_dir
+    )
+    url = standalone.wait_for_output(r"^  API:\s+(http://\S+)$", timeout=60)[1]
+    token = standalone.wait_for_output(r"^  token:\s+(pe_[A-Za-z0-9_-]+)\s", timeout=5)[1]
+    assert url == f"http://127.0.0.1:{port}{BASE_PATH}"
+    wait_http(standalone, url)
+    return standalone, url, token
+
+
 def wait_http(service: Service, url: str, timeout: float = 60) -> dict[str, Any]:
     """Wait until `url` (the build information, no auth) answers 200; returns its JSON."""
     deadline = time.monotonic() + timeout

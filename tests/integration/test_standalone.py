@@ -21,6 +21,7 @@ from tests.integration.harness import (
     free_port,
     processes_with_env,
     service_env,
+    start_standalone,
     trigger,
     wait_http,
     wait_terminal,
@@ -35,14 +36,8 @@ pytestmark = [
 def test_standalone_runs_a_process_and_stops_with_its_children(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     env = service_env(data_dir)  # no PROCEXEC_BROKER_URL: the embedded broker
-    port = free_port()
-    standalone = Service(
-        "standalone", [PROCEXEC, "standalone", "--port", str(port)], env=env, log_dir=tmp_path
-    )
+    standalone, url, token = start_standalone(env, tmp_path)
     try:
-        url = standalone.wait_for_output(r"^  API:\s+(http://\S+)$", timeout=60)[1]
-        token = standalone.wait_for_output(r"^  token:\s+(pe_[A-Za-z0-9_-]+)\s", timeout=5)[1]
-        assert url == f"http://127.0.0.1:{port}/service/process-exec"
         build = wait_http(standalone, url)
         assert (build["store"], build["broker"]) == ("sqlite", "embedded")
         assert (data_dir / "procexec.db").exists()
@@ -96,15 +91,8 @@ def _children(url: str, timeout: float = 30, **want: object) -> dict[str, dict[s
 
 
 def test_standalone_restarts_a_worker_or_beat_that_dies(tmp_path: Path) -> None:
-    env = service_env(tmp_path / "data")
-    port = free_port()
-    standalone = Service(
-        "standalone", [PROCEXEC, "standalone", "--port", str(port)], env=env, log_dir=tmp_path
-    )
+    standalone, url, token = start_standalone(service_env(tmp_path / "data"), tmp_path)
     try:
-        url = standalone.wait_for_output(r"^  API:\s+(http://\S+)$", timeout=60)[1]
-        token = standalone.wait_for_output(r"^  token:\s+(pe_[A-Za-z0-9_-]+)\s", timeout=5)[1]
-        wait_http(standalone, url)
         standalone.wait_for_output(r"celery@\S+ ready\.", timeout=60)
         first = _children(url, worker=0, beat=0)
 

@@ -7,14 +7,13 @@ backend in turn, which the scheduler's tests use too).
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from procexec.engine.store.base import ExecutionStore
 from procexec.engine.store.mongo import MongoStore
-from tests.engine.conftest import _mongo_store
+from tests.engine.conftest import mongo_database
 from tests.engine.store.documents import ALL
 
 
@@ -22,13 +21,8 @@ from tests.engine.store.documents import ALL
 def mongo() -> Iterator[MongoStore]:
     """An empty MongoDB store (mongomock, or the server of `PROCEXEC_TEST_MONGODB_URI`) in a
     database of its own, dropped afterwards."""
-    database = f"procexec_test_{uuid.uuid4().hex[:12]}"
-    store = _mongo_store(database)
-    try:
+    with mongo_database() as store:
         yield store
-    finally:
-        store.client.drop_database(database)
-        store.close()
 
 
 @pytest.fixture
