@@ -435,6 +435,5 @@ class MongoStore(ExecutionStore):
     def ping(self) -> None:
         self.client.admin.command("ping")
 
-
     def close(self) -> None:
         self.client.close()
