@@ -249,7 +249,7 @@ def main() -> int:
                     candidates = accepted[-40:]
                 if candidates:
                     try:
-                        dispatch(rng.choice(candidates), 0)
+                        dispatch(rng.choice(candidates), 0, "DEMO")
                         duplicates += 1
                     except Exception:  # Redis is down at this moment: try another later
                         pass

@@ -160,7 +160,8 @@ class Cluster:
 
     def dispatch(self, execution_id: str) -> None:
         """Send the run task of an execution, as the API and the housekeeper do."""
-        celery_dispatch(self.settings, self.app)(execution_id, 0)
+        process = self.doc(execution_id)["name"]
+        celery_dispatch(self.settings, self.app)(execution_id, 0, process)
 
     def doc(self, execution_id: str) -> dict[str, Any]:
         doc = self.store.get(execution_id)

@@ -135,8 +135,9 @@ def test_a_dispatched_execution_is_run_by_a_worker(
     for message in _messages(settings):
         assert message["headers"]["task"] == RUN_TASK
         args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
-        assert kwargs == {} and len(args) == 1
-        messages[args[0]] = message
+        # keywords, for Flower: the execution and its process's name
+        assert args == [] and kwargs == {"execution_id": kwargs["execution_id"], "process": "DEMO"}
+        messages[kwargs["execution_id"]] = message
     assert set(messages) == {now["_id"], later["_id"]}
     assert messages[now["_id"]]["headers"]["eta"] is None
     eta = datetime.fromisoformat(messages[later["_id"]]["headers"]["eta"])
