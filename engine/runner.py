@@ -292,8 +292,8 @@ class PhaseRunner:
             fields["data"] = updates.as_document()
         recorder.set(**fields)
         if self.triggers is not None:
-            for execution_id in recorded:
-                self.triggers.send(execution_id)
+            for execution_id, process in recorded:
+                self.triggers.send(execution_id, process=process)
 
     def _record_follow_ups(
         self,
@@ -302,7 +302,8 @@ class PhaseRunner:
         updates: DataUpdates,
         chain: list[str],
         status: Status,
-    ) -> list[str]:
+    ) -> list[tuple[str, str]]:
+        """Record the runs that follow this one; their ids and process names, to send."""
         if self.triggers is None:
             return []
         plan = follow_ups(self.registry, doc, status.value, updates, chain)
@@ -327,5 +328,5 @@ class PhaseRunner:
                 )
             except DuplicateExecution:
                 continue  # recorded by an earlier attempt of this run
-            recorded.append(run.execution_id)
+            recorded.append((run.execution_id, run.process.name))
         return recorded
