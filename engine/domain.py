@@ -57,3 +57,8 @@ class Scope(StrEnum):
 SERVICE_NAME = "process-exec"
 DEFAULT_ENVIRONMENT = "production"
 PHASES = ("EXTRACT", "TRANSFORM", "SEND", "LOAD")
+#: the phase that runs on the loader queue's workers, when SEND hands the batch over
+LOAD_PHASE = "LOAD"
+#: how the worker claim of a run whose batch waits for a loader begins: SEND's worker hands
+#: its claim to a ticket, which the loader's task (and only it) exchanges for a claim of its own
+LOADER_TICKET = "loader-queue#"

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from procexec.engine.domain import ACTIVE_STATUSES, Status
+from procexec.engine.domain import ACTIVE_STATUSES, LOADER_TICKET, Status
 from procexec.engine.process import ProcessRegistry
 from procexec.engine.store.base import ExecutionStore, Update
 from procexec.engine.timeutil import iso_ms
@@ -26,6 +26,8 @@ class Report:
     resumed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     redispatched: list[str] = field(default_factory=list)
+    #: runs whose batch waits for a loader, their LOAD sent to the loader queue again
+    handed_again: list[str] = field(default_factory=list)
 
 
 class Housekeeper:
@@ -62,9 +64,12 @@ class Housekeeper:
             doc = self.store.get(execution_id)
             if doc is None:
                 continue
+            worker = meta.get("worker")
+            if isinstance(worker, str) and worker.startswith(LOADER_TICKET):
+                self._hand_again(execution_id, str(doc["name"]), worker, now, report)
+                continue
             process = self.registry.get(doc["name"])
             recoveries = int(meta.get("recoveries") or 0)
-            worker = meta.get("worker")
             lost = f"Worker lost: no heartbeat from {worker} for {self.lost_timeout:g} s"
             if process is not None and process.on_lost == "resume":
                 if recoveries < process.max_recoveries:
@@ -105,6 +110,35 @@ class Housekeeper:
             if failed:
                 logger.warning("execution %s: %s; failed", execution_id, lost)
                 report.failed.append(execution_id)
+
+    def _hand_again(
+        self, execution_id: str, process: str, ticket: str, now: datetime, report: Report
+    ) -> None:
+        """A batch that waited `lost_timeout` for a loader: its LOAD is sent to the loader
+        queue again under the same ticket (the loader that takes one message changes the claim,
+        so a second copy finds nothing to do). Where nothing hands off to a loader any more,
+        the run goes back to the run queue, and LOAD runs on the worker that takes it."""
+        stamp = iso_ms(now)
+        if self.triggers.hand_off is not None:
+            marked = self.store.update(
+                execution_id,
+                Update(meta={"heartbeat": stamp}, expect_status=_ACTIVE, expect_worker=ticket),
+            )
+            if marked and self.triggers.send_load(execution_id, ticket, process):
+                logger.info("execution %s: LOAD sent to the loader queue again", execution_id)
+                report.handed_again.append(execution_id)
+            return
+        back = self.store.update(
+            execution_id,
+            Update(
+                set={"status": Status.TRIGGERED.value, "message": "Triggered (for LOAD)"},
+                meta={"worker": None, "heartbeat": None, "dispatched": stamp},
+                expect_status=_ACTIVE,
+                expect_worker=ticket,
+            ),
+        )
+        if back and self.triggers.send(execution_id, process=process):
+            report.redispatched.append(execution_id)
 
     def redispatch(self, now: datetime, report: Report) -> None:
         """Triggered runs that no worker took within `redispatch_after`: send them again.

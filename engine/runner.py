@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import logging
-import pickle
 import time
 import traceback
 import uuid
 from typing import Any
 
+from procexec.engine.checkpoints import MAX_CHECKPOINT_BYTES, Carried, keep, resume_point
 from procexec.engine.context import DataUpdates, PhaseContext
 from procexec.engine.control import RunAborted, RunControl
-from procexec.engine.domain import PhaseStatus, Status, Trigger
+from procexec.engine.domain import (
+    ACTIVE_STATUSES,
+    LOAD_PHASE,
+    LOADER_TICKET,
+    PhaseStatus,
+    Status,
+    Trigger,
+)
 from procexec.engine.errors import DuplicateExecution
 from procexec.engine.process import PhaseDefinition, Process, ProcessRegistry
 from procexec.engine.recorder import ExecutionRecorder
@@ -26,8 +33,15 @@ COMPLETED = "Completed Successfully"
 COMPLETED_WITH_WARNINGS = "Completed with warnings"
 
 
-#: the largest phase result kept as a checkpoint for resuming a recovered run
-MAX_CHECKPOINT_BYTES = 4 * 1024 * 1024
+#: the message of a run whose batch waits on the loader queue
+WAITING_FOR_LOADER = "Waiting for a loader"
+
+_ACTIVE = frozenset(status.value for status in ACTIVE_STATUSES)
+
+
+class _HandOff(Exception):
+    """Raised before LOAD where the batch goes to the loader queue: the run's recorder closes,
+    then its claim passes to a ticket."""
 
 
 class PhaseRunner:
@@ -58,25 +72,64 @@ class PhaseRunner:
         self.heartbeat_interval = heartbeat_interval
         self.max_log_lines = max_log_lines
 
-    def claim(self, execution_id: str) -> str | None:
-        """Take a triggered execution; returns this claim's fencing token, or None."""
+    def claim(self, execution_id: str, ticket: str | None = None) -> str | None:
+        """Take a triggered execution, or with `ticket` a run whose batch waits for a loader
+        under that ticket; returns this claim's fencing token, or None."""
         token = f"{self.worker_id}#{uuid.uuid4().hex[:12]}"
+        expected = Status.RUNNING if ticket is not None else Status.TRIGGERED
         claimed = self.store.update(
             execution_id,
             Update(
                 set={"status": Status.RUNNING.value, "message": "Running"},
-                expect_status=frozenset({Status.TRIGGERED.value}),
+                expect_status=frozenset({expected.value}),
+                expect_worker=ticket,
                 meta={"worker": token, "heartbeat": iso_ms()},
             ),
         )
         return token if claimed else None
 
-    def run(self, execution_id: str) -> str | None:
-        """Run the execution if it is still `triggered`; returns its final status, or None."""
-        token = self.claim(execution_id)
+    @property
+    def hands_off(self) -> bool:
+        """Whether this runner sends LOAD phases to the loader queue."""
+        return self.triggers is not None and self.triggers.hand_off is not None
+
+    def run(self, execution_id: str, ticket: str | None = None) -> str | None:
+        """Run the execution if it is still `triggered`; returns its final status, or None.
+
+        With `ticket` (a loader's task): run what is left, LOAD, of a run whose batch was
+        handed over under that ticket. A run handed to the loader queue returns `running`.
+        """
+        token = self.claim(execution_id, ticket)
         if token is None:
-            logger.info("execution %s is not waiting to run; skipped", execution_id)
+            waiting = "waiting for this loader" if ticket else "waiting to run"
+            logger.info("execution %s is not %s; skipped", execution_id, waiting)
             return None
+        try:
+            return self._run_claimed(execution_id, token, hand_off=ticket is None)
+        except _HandOff:
+            return self._hand_off(execution_id, token)
+
+    def _hand_off(self, execution_id: str, token: str) -> str | None:
+        """Pass this run's claim to a ticket, then send its LOAD to the loader queue. The
+        document is the outbox: a message the broker loses is sent again by the housekeeper."""
+        ticket = f"{LOADER_TICKET}{uuid.uuid4().hex[:12]}"
+        handed = self.store.update(
+            execution_id,
+            Update(
+                set={"status": Status.RUNNING.value, "message": WAITING_FOR_LOADER},
+                meta={"worker": ticket, "heartbeat": iso_ms()},
+                expect_status=_ACTIVE,
+                expect_worker=token,
+            ),
+        )
+        doc = self.store.get(execution_id)
+        if not handed or doc is None:  # cancelled, or taken away, meanwhile
+            return None if doc is None else str(doc["status"])
+        assert self.triggers is not None  # hands_off
+        self.triggers.send_load(execution_id, ticket, str(doc["name"]))
+        return Status.RUNNING.value
+
+    def _run_claimed(self, execution_id: str, token: str, *, hand_off: bool) -> str | None:
         doc = self.store.get(execution_id)
         meta = self.store.get_meta(execution_id)
         assert doc is not None  # claimed a moment ago
@@ -107,34 +160,12 @@ class PhaseRunner:
                     recorder,
                     meta.get("chain") or [],
                     control,
+                    hand_off=hand_off and self.hands_off,
                 )
             except RunAborted as aborted:
                 logger.info("execution %s stopped: %s", execution_id, aborted.reason)
                 final = self.store.get(execution_id)
                 return None if final is None else str(final["status"])
-
-    def _resume_point(self, doc: dict[str, Any], process: Process) -> tuple[int, Any]:
-        """The first phase to run and the result it takes: after the last checkpoint."""
-        phases = doc.get("phases") or []
-        done = 0
-        for phase in phases:
-            if phase.get("status") != PhaseStatus.SUCCESS.value:
-                break
-            done += 1
-        if done == 0:
-            return 0, None
-        checkpoint = self.store.load_checkpoint(doc["_id"])
-        if checkpoint is None or checkpoint[0] != done - 1 or done > len(process.phases):
-            return 0, None
-        return done, pickle.loads(checkpoint[1])
-
-    def _checkpoint(self, execution_id: str, index: int, result: Any) -> None:
-        try:
-            blob = pickle.dumps(result)
-        except Exception:  # not picklable: a recovered run starts again from the first phase
-            return
-        if len(blob) <= MAX_CHECKPOINT_BYTES:
-            self.store.save_checkpoint(execution_id, index, blob)
 
     def _run_phases(
         self,
@@ -144,18 +175,32 @@ class PhaseRunner:
         recorder: ExecutionRecorder,
         chain: list[str],
         control: RunControl,
+        *,
+        hand_off: bool = False,
     ) -> str:
-        updates = DataUpdates()
-        first, previous = self._resume_point(doc, process)
-        warnings = 0
+        first, carried = resume_point(self.store, doc, len(process.phases))
+        previous, updates, warnings = carried.result, carried.updates(), carried.warnings
+        kept = True  # the result LOAD would take is kept (a checkpoint), or there is none
         run_started = time.monotonic()
         for phase in process.phases[first:]:
+            if hand_off and phase.name == LOAD_PHASE and kept:
+                raise _HandOff
             resumed = phase.name in recorder.phase_names
             index = recorder.start_phase(
                 phase.name, f"{'Resuming' if resumed else 'Running'} {phase.name}"
             )
             if resumed:
                 recorder.log(index, log_line("info", f"Resuming {phase.name} on {self.worker_id}"))
+            if hand_off and phase.name == LOAD_PHASE:
+                recorder.log(
+                    index,
+                    log_line(
+                        "warning",
+                        f"{phase.name} runs on {self.worker_id}, not on the loader queue: the "
+                        "previous phase's result could not be kept (not picklable, or over "
+                        f"{MAX_CHECKPOINT_BYTES // (1024 * 1024)} MB)",
+                    ),
+                )
             retries = phase.retries if phase.retries is not None else process.retries
             delay = phase.retry_delay if phase.retry_delay is not None else process.retry_delay
             loader_before = updates.loader_message
@@ -213,7 +258,7 @@ class PhaseRunner:
                 recorder.log(index, log_line("info", f"Completed {phase.name}"))
             recorder.end_phase(index, PhaseStatus.SUCCESS, f"Completed {phase.name}")
             control.check()
-            self._checkpoint(doc["_id"], index, previous)
+            kept = keep(self.store, doc["_id"], index, Carried.of(previous, updates, warnings))
         status = Status.WARNING if warnings else Status.SUCCESS
         message = COMPLETED_WITH_WARNINGS if warnings else COMPLETED
         self._finish(doc, recorder, updates, chain, status=status, message=message)

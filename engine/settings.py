@@ -19,6 +19,7 @@ ENV_LOST_RUN_TIMEOUT = "PROCEXEC_LOST_RUN_TIMEOUT"
 ENV_REDISPATCH_AFTER = "PROCEXEC_REDISPATCH_AFTER"
 ENV_MAX_LOG_LINES = "PROCEXEC_MAX_LOG_LINES"
 ENV_READ_TIMEOUT = "PROCEXEC_READ_TIMEOUT_SECONDS"
+ENV_LOADER_QUEUE = "PROCEXEC_LOADER_QUEUE"
 
 DEFAULT_DATA_DIR = ".procexec"
 #: seconds between two flushes of buffered log lines to the store
@@ -31,6 +32,8 @@ DEFAULT_REDISPATCH_AFTER = 60.0
 DEFAULT_MAX_LOG_LINES = 1000
 #: seconds an API read (a list call, one execution) may run before it is stopped with a 503
 DEFAULT_READ_TIMEOUT = 10.0
+#: the Celery queue SEND hands a run's batch to, where LOAD runs
+DEFAULT_LOADER_QUEUE = "loader"
 
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -49,6 +52,8 @@ class Settings:
     max_log_lines: int = DEFAULT_MAX_LOG_LINES
     #: seconds an API read may run before it is stopped (a 503); None: no limit
     read_timeout: float | None = DEFAULT_READ_TIMEOUT
+    #: the queue LOAD phases run on; empty: LOAD runs where the run's other phases ran
+    loader_queue: str = DEFAULT_LOADER_QUEUE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +74,7 @@ class Settings:
             redispatch_after=_number(env, ENV_REDISPATCH_AFTER, DEFAULT_REDISPATCH_AFTER),
             max_log_lines=int(_number(env, ENV_MAX_LOG_LINES, DEFAULT_MAX_LOG_LINES, 10)),
             read_timeout=_limit(env, ENV_READ_TIMEOUT, DEFAULT_READ_TIMEOUT),
+            loader_queue=env.get(ENV_LOADER_QUEUE, DEFAULT_LOADER_QUEUE).strip(),
         )
 
     @property

@@ -19,6 +19,9 @@ logger = logging.getLogger(__name__)
 #: hands an execution to the workers: its id, a delay in seconds, and its process's name (for
 #: the operators' view of the task; None where it could not be read)
 Dispatch = Callable[[str, float, str | None], None]
+#: hands a run's LOAD to the loader queue: its id, the ticket the loader claims it with, and its
+#: process's name
+HandOff = Callable[[str, str, str | None], None]
 
 
 def new_execution(
@@ -48,11 +51,17 @@ def new_execution(
 
 class TriggerService:
     def __init__(
-        self, store: ExecutionStore, registry: ProcessRegistry, dispatch: Dispatch
+        self,
+        store: ExecutionStore,
+        registry: ProcessRegistry,
+        dispatch: Dispatch,
+        hand_off: HandOff | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.dispatch = dispatch
+        #: sends LOAD phases to the loader queue; None: LOAD runs where the other phases ran
+        self.hand_off = hand_off
 
     def record(
         self,
@@ -114,6 +123,23 @@ class TriggerService:
                 "dispatching %s failed; it stays triggered for redelivery", execution_id
             )
             self._undispatched(execution_id)
+            return False
+        return True
+
+    def send_load(self, execution_id: str, ticket: str, process: str | None = None) -> bool:
+        """Hand a run's LOAD to the loader queue; False (logged) if the broker failed: the
+        housekeeper sends it again once the ticket is `lost_run_timeout` old."""
+        if self.hand_off is None:
+            return False
+        if process is None:
+            process = self._process_of(execution_id)
+        try:
+            self.hand_off(execution_id, ticket, process)
+        except Exception:
+            logger.exception(
+                "handing %s to the loader queue failed; the housekeeper sends it again",
+                execution_id,
+            )
             return False
         return True
 

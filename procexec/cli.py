@@ -67,9 +67,10 @@ def given(options: Sequence[str], *names: str) -> bool:
     )
 
 
-def worker_argv(log_level: str, options: Sequence[str]) -> list[str]:
+def worker_argv(log_level: str, options: Sequence[str], loader_queue: str) -> list[str]:
     """`celery worker`'s arguments: procexec's defaults for what `options` leaves unset (the
-    prefork pool, 2 processes, the run queue), then `options` as they are."""
+    prefork pool, 2 processes, the run queue and the loader queue), then `options` as they
+    are."""
     from procexec.workers.celery_app import QUEUE
 
     argv = ["worker", f"--loglevel={log_level}", "--without-mingle", "--without-gossip"]
@@ -78,7 +79,7 @@ def worker_argv(log_level: str, options: Sequence[str]) -> list[str]:
     if not given(options, "-c", "--concurrency", "--autoscale"):
         argv.append("--concurrency=2")
     if not given(options, "-Q", "--queues"):
-        argv.append(f"--queues={QUEUE}")
+        argv.append(f"--queues={QUEUE},{loader_queue}" if loader_queue else f"--queues={QUEUE}")
     return [*argv, *options]
 
 
@@ -92,7 +93,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         print(f"procexec: {exc}", file=sys.stderr)
         return 2
-    app.worker_main(worker_argv(args.log_level, args.celery_options))
+    settings = app.conf.procexec_settings
+    app.worker_main(worker_argv(args.log_level, args.celery_options, settings.loader_queue))
     return 0
 
 

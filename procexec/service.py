@@ -18,7 +18,7 @@ from procexec.engine.plugins import load_registry
 from procexec.engine.process import ProcessRegistry
 from procexec.engine.settings import Settings
 from procexec.engine.store import ExecutionStore, open_store, sqlite_path, store_exists
-from procexec.engine.trigger_service import Dispatch, TriggerService
+from procexec.engine.trigger_service import Dispatch, HandOff, TriggerService
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -72,25 +72,33 @@ def build(
     dispatch: Dispatch | None = None,
     revoke: Revoke | None = None,
     celery: Celery | None = None,
+    hand_off: HandOff | None = None,
 ) -> Service:
     """procexec from `config` (the environment's settings by default); any part given is used
     as it is. Without `dispatch`, triggers go through Celery (`celery`, or the app the settings
-    describe)."""
+    describe), and LOAD phases to the loader queue of the settings; with a `dispatch` of
+    the caller's, LOAD is handed off only through a `hand_off` of the caller's too."""
     config = config or settings()
     store = store or open_store(config.store_url)
     registry = registry or load_registry(config)
     broker_ping = None
     if dispatch is None:
-        from procexec.workers.celery_app import celery_dispatch, celery_ping, celery_revoke
+        from procexec.workers.celery_app import (
+            celery_dispatch,
+            celery_hand_off,
+            celery_ping,
+            celery_revoke,
+        )
 
         dispatch = celery_dispatch(config, celery)
+        hand_off = hand_off or celery_hand_off(config, celery)
         revoke = revoke or celery_revoke(config, celery)
         broker_ping = celery_ping(config, celery)
     return Service(
         settings=config,
         store=store,
         registry=registry,
-        triggers=TriggerService(store, registry, dispatch),
+        triggers=TriggerService(store, registry, dispatch, hand_off),
         revoke=revoke,
         broker_ping=broker_ping,
     )

@@ -83,12 +83,14 @@ class ProcessScheduler(Scheduler):
             return
         self._last_housekeeping = time.monotonic()
         report = self.housekeeper.run_once()
-        if report.resumed or report.failed or report.redispatched:
+        if report.resumed or report.failed or report.redispatched or report.handed_again:
             logger.warning(
-                "housekeeping: %d lost run(s) resumed, %d failed, %d trigger(s) sent again",
+                "housekeeping: %d lost run(s) resumed, %d failed, %d trigger(s) sent again, "
+                "%d LOAD(s) sent to the loader queue again",
                 len(report.resumed),
                 len(report.failed),
                 len(report.redispatched),
+                len(report.handed_again),
             )
 
     @property

@@ -16,12 +16,14 @@ from celery import Celery
 
 from procexec.engine.cancellation import Revoke
 from procexec.engine.settings import Settings
-from procexec.engine.trigger_service import Dispatch
+from procexec.engine.trigger_service import Dispatch, HandOff
 from procexec.workers.fs_transport import SCHEME
 
 logger = logging.getLogger(__name__)
 
 RUN_TASK = "procexec.run"
+#: the task that runs a run's LOAD on the loader queue (`Settings.loader_queue`)
+LOAD_TASK = "procexec.load"
 #: the task that triggers a process by name (the beat's entries name it)
 TRIGGER_TASK = "procexec.trigger"
 QUEUE = "procexec"
@@ -108,6 +110,29 @@ def celery_dispatch(settings: Settings, app: Celery | None = None) -> Dispatch:
     return dispatch
 
 
+def load_task_id(execution_id: str) -> str:
+    """The id of the task that runs an execution's LOAD (cancelling revokes it too)."""
+    return f"{execution_id}:load"
+
+
+def celery_hand_off(settings: Settings, app: Celery | None = None) -> HandOff | None:
+    """A `HandOff` that sends LOAD tasks to the loader queue; None where there is none."""
+    if not settings.loader_queue:
+        return None
+    app = app or _shared_app(settings)
+    queue = settings.loader_queue
+
+    def hand_off(execution_id: str, ticket: str, process: str | None) -> None:
+        app.send_task(
+            LOAD_TASK,
+            kwargs={"execution_id": execution_id, "process": process, "ticket": ticket},
+            task_id=load_task_id(execution_id),
+            queue=queue,
+        )
+
+    return hand_off
+
+
 def celery_ping(settings: Settings, app: Celery | None = None) -> Callable[[], None]:
     """A readiness check (`api.health`): connects to the broker afresh, raises if it cannot."""
     app = app or _shared_app(settings)
@@ -122,12 +147,13 @@ def celery_ping(settings: Settings, app: Celery | None = None) -> Callable[[], N
 
 
 def celery_revoke(settings: Settings, app: Celery | None = None) -> Revoke:
-    """A `Revoke` that tells every worker to drop the task of an execution."""
+    """A `Revoke` that tells every worker to drop the tasks of an execution (its run, and its
+    LOAD where that waits on the loader queue)."""
     app = app or _shared_app(settings)
 
     def revoke(execution_id: str) -> None:
         try:
-            app.control.revoke(execution_id)
+            app.control.revoke([execution_id, load_task_id(execution_id)])
         except Exception as exc:  # the run is failed in the store already; it will not start
             logger.warning("revoking %s failed: %s", execution_id, exc)
 

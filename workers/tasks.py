@@ -13,7 +13,7 @@ from procexec.engine.domain import DEFAULT_ENVIRONMENT, Status
 from procexec.engine.runner import PhaseRunner
 from procexec.engine.settings import Settings
 from procexec.service import Service, build
-from procexec.workers.celery_app import RUN_TASK, TRIGGER_TASK, make_celery
+from procexec.workers.celery_app import LOAD_TASK, RUN_TASK, TRIGGER_TASK, make_celery
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +54,29 @@ def run_execution(self: Task, execution_id: str, process: str | None = None) -> 
     Sent as keywords (`execution_id`, `process`: the name, for the operators' view); a
     message of the earlier form, the id alone as an argument, runs the same.
     """
+    return _run(execution_id, process)
+
+
+@app.task(name=LOAD_TASK, bind=True, ignore_result=True, throws=(RunFailed,))
+def load_execution(
+    self: Task, execution_id: str, ticket: str, process: str | None = None
+) -> str | None:
+    """Run the LOAD of a run whose batch SEND handed to the loader queue under `ticket`; a
+    copy of a message already taken, or of a cancelled run, does nothing."""
+    return _run(execution_id, process, ticket)
+
+
+def _run(execution_id: str, process: str | None, ticket: str | None = None) -> str | None:
     runner = _runner(os.getpid())
     label = f"{process or 'execution'} {execution_id}"
-    logger.info("%s: started", label)
-    status = runner.run(execution_id)
+    logger.info("%s: %s", label, "LOAD started" if ticket else "started")
+    status = runner.run(execution_id, ticket)
     if status is None:
         logger.info("%s: claimed elsewhere or finished already; nothing to do", label)
         return None
+    if status == Status.RUNNING.value:
+        logger.info("%s: batch handed to the loader queue", label)
+        return status
     logger.info("%s: finished %s", label, status)
     if status == Status.FAILED.value:
         doc = runner.store.get(execution_id) or {}

@@ -1,6 +1,7 @@
-"""Ops' view, on each broker: Celery's own worker options reach the worker, and Flower (with
-basic authentication) lists every run by process name and execution id, failed runs as
-FAILURE with the run's message; a message of the earlier form (the id as an argument) runs."""
+"""Ops' view, on each broker: Celery's own worker options reach the workers, LOAD runs on the
+worker of the loader queue, and Flower (with basic authentication) lists every run by process
+name and execution id, failed runs as FAILURE with the run's message; a message of the earlier
+form (the id as an argument) runs."""
 
 from __future__ import annotations
 
@@ -17,7 +18,13 @@ from procexec.engine.settings import Settings
 from procexec.engine.store import open_store
 from procexec.engine.trigger_service import TriggerService
 from procexec.service import build
-from procexec.workers.celery_app import RUN_TASK, TRIGGER_TASK, make_celery
+from procexec.workers.celery_app import (
+    LOAD_TASK,
+    RUN_TASK,
+    TRIGGER_TASK,
+    load_task_id,
+    make_celery,
+)
 from tests.integration.harness import (
     PROCEXEC,
     Service,
@@ -51,12 +58,19 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def services(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str, Service]]:
-    """A worker started with Celery's own options, Flower with basic auth, and the API."""
+    """A worker of the run queue started with Celery's own options, a loader worker, Flower
+    with basic auth, and the API."""
     node = f"ops-{free_port()}@%h"
     celery_options = ["-n", node, "-Q", "procexec", "-c", "3", "-P", "threads"]
     worker = Service(
         "worker",
         [sys.executable, "-m", "procexec.cli", "worker", *celery_options],
+        env=env,
+        log_dir=tmp_path,
+    )
+    loader = Service(
+        "loader",
+        [PROCEXEC, "worker", "-n", f"loader-{free_port()}@%h", "-Q", "loader", "-P", "threads"],
         env=env,
         log_dir=tmp_path,
     )
@@ -72,11 +86,12 @@ def services(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, str, Se
     url = f"http://127.0.0.1:{api_port}/service/process-exec"
     try:
         wait_worker_ready(worker)
+        wait_worker_ready(loader)
         wait_http(api, url)
         flower.wait_for_output(r"Visit me at http", timeout=60)
         yield url, f"http://127.0.0.1:{flower_port}", worker
     finally:
-        stop_all(api, worker, flower)
+        stop_all(api, worker, loader, flower)
 
 
 def _flower_tasks(flower: str, want: set[str], timeout: float = 30) -> dict[str, Any]:
@@ -104,10 +119,12 @@ def test_flower_shows_each_run_by_name_and_failed_runs_as_failures(
     # Celery's own options reached the worker.
     stats = app.control.inspect(timeout=5).stats() or {}
     [(node, stat)] = [(name, s) for name, s in stats.items() if name.startswith("ops-")]
+    [loader] = [name for name in stats if name.startswith("loader-")]
     assert stat["pool"]["max-concurrency"] == 3
     assert stat["pool"]["implementation"].endswith("thread:TaskPool")
-    queues = app.control.inspect(destination=[node], timeout=5).active_queues() or {}
+    queues = app.control.inspect(destination=[node, loader], timeout=5).active_queues() or {}
     assert [queue["name"] for queue in queues[node]] == ["procexec"]
+    assert [queue["name"] for queue in queues[loader]] == ["loader"]
 
     token = create_token(env, "ops")
     with api_client(url, token) as client:
@@ -117,17 +134,25 @@ def test_flower_shows_each_run_by_name_and_failed_runs_as_failures(
         failed = wait_terminal(client, bad)
     assert failed["status"] == "failed"
 
-    tasks = _flower_tasks(flower, {ok, bad})
+    ok_load, bad_load = load_task_id(ok), load_task_id(bad)
+    tasks = _flower_tasks(flower, {ok, bad, ok_load, bad_load})
     assert tasks[ok]["state"] == "SUCCESS"
     assert tasks[ok]["name"] == RUN_TASK
     assert tasks[ok]["worker"] == node
     assert "'process': 'ECB_FX'" in tasks[ok]["kwargs"]
     assert f"'execution_id': '{ok}'" in tasks[ok]["kwargs"]
-    assert tasks[bad]["state"] == "FAILURE"
-    assert "'process': 'DEMO'" in tasks[bad]["kwargs"]
-    assert failed["message"] in tasks[bad]["exception"]  # the run's own message
+    # SEND handed the batch over: LOAD ran on the loader's worker
+    assert (tasks[ok_load]["name"], tasks[ok_load]["state"]) == (LOAD_TASK, "SUCCESS")
+    assert tasks[ok_load]["worker"] == loader
+    assert "'process': 'ECB_FX'" in tasks[ok_load]["kwargs"]
+    # DEMO failed in LOAD, on the loader: that task is the FAILURE, with the run's message
+    assert tasks[bad]["state"] == "SUCCESS"
+    assert tasks[bad_load]["state"] == "FAILURE"
+    assert tasks[bad_load]["worker"] == loader
+    assert "'process': 'DEMO'" in tasks[bad_load]["kwargs"]
+    assert failed["message"] in tasks[bad_load]["exception"]  # the run's own message
     # Worker log lines name the process and the run.
-    worker.wait_for_output(rf"DEMO {bad}: finished failed", timeout=10)
+    worker.wait_for_output(rf"DEMO {bad}: batch handed to the loader queue", timeout=10)
 
     with httpx2.Client(timeout=10, trust_env=False) as client:
         assert client.get(f"{flower}/api/tasks").status_code == 401  # no credentials

@@ -186,14 +186,22 @@ def test_a_worker_stopped_with_sigterm_finishes_its_run(cluster: Cluster, pool: 
     )
 
     worker.terminate()
-    final = cluster.wait_terminal(execution_id, timeout=30)
+    assert worker.proc.wait(30) == 0  # it finished its task, then exited
+    assert "Warm shutdown" in worker.output()
+    # Its task ended where SEND handed the batch to the loader queue; LOAD waits for a loader.
+    waiting = cluster.doc(execution_id)
+    assert (waiting["status"], waiting["message"]) == ("running", "Waiting for a loader")
+    assert [(p["name"], p["status"]) for p in waiting["phases"]] == [
+        (p, "success") for p in PHASES[:3]
+    ]
 
+    cluster.worker(pool=pool)  # the next worker of the loader queue loads it
+    final = cluster.wait_terminal(execution_id, timeout=30)
     assert (final["status"], final["message"]) == ("success", "Completed Successfully"), final
     assert [(p["name"], p["status"]) for p in final["phases"]] == [(p, "success") for p in PHASES]
-    assert worker.proc.wait(30) == 0  # and then it exits
+    assert final["phases"][:3] == waiting["phases"]  # nothing ran twice
     meta = cluster.store.get_meta(execution_id)
-    assert meta["recoveries"] is None  # finished by its own worker, not recovered
-    assert "Warm shutdown" in worker.output()
+    assert meta["recoveries"] is None  # handed over, not recovered
 
 
 def test_cancel_from_the_cli_stops_a_running_run_and_frees_the_worker(cluster: Cluster) -> None:

@@ -172,7 +172,7 @@ def test_the_console_script_is_this_interpreters() -> None:
 def test_worker_options_pass_through_to_celery_with_procexec_defaults_for_the_rest() -> None:
     from procexec.cli import worker_argv
 
-    defaults = worker_argv("INFO", [])
+    defaults = worker_argv("INFO", [], "loader")
     assert defaults == [
         "worker",
         "--loglevel=INFO",
@@ -180,11 +180,13 @@ def test_worker_options_pass_through_to_celery_with_procexec_defaults_for_the_re
         "--without-gossip",
         "--pool=prefork",
         "--concurrency=2",
-        "--queues=procexec",
+        "--queues=procexec,loader",
     ]
+    # without a loader queue (PROCEXEC_LOADER_QUEUE empty), the run queue alone
+    assert worker_argv("INFO", [], "")[-1] == "--queues=procexec"
     given = ["-n", "w1@%h", "-Qprocexec,other", "-c", "8", "--pool=threads"]
-    assert worker_argv("INFO", given) == [*defaults[:4], *given]
-    autoscaled = worker_argv("DEBUG", ["--autoscale=10,2", "--max-tasks-per-child", "50"])
+    assert worker_argv("INFO", given, "loader") == [*defaults[:4], *given]
+    autoscaled = worker_argv("DEBUG", ["--autoscale=10,2", "--max-tasks-per-child", "50"], "loader")
     assert "--concurrency=2" not in autoscaled
     assert autoscaled[-3:] == ["--autoscale=10,2", "--max-tasks-per-child", "50"]
 
