@@ -82,6 +82,14 @@ class Settings(BaseSettings):
         description="seconds an API read (a list call, one execution) may run before it is "
         "stopped with a 503; None (0 or less, or inf, in the variable): no limit",
     )
+    loader_queue: str = Field(
+        "loader",
+        description="the Celery queue SEND hands a batch to, where LOAD runs; empty: no hand-off",
+    )
+    retention_days: float = Field(
+        0.0,
+        description="finished runs older than this many days are deleted; 0: kept for ever",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -166,6 +174,11 @@ class Settings(BaseSettings):
     def _lines(cls, value: Any, info: ValidationInfo) -> Any:
         return int(_number(cls, info, value, minimum=10))
 
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _days(cls, value: Any, info: ValidationInfo) -> Any:
+        return _number(cls, info, value, minimum=0)
+
     @field_validator("read_timeout", mode="before")
     @classmethod
     def _limit(cls, value: Any, info: ValidationInfo) -> Any:
@@ -184,6 +197,11 @@ class Settings(BaseSettings):
                 f"{cls.env_name(name)}: '{value}' is not a number of seconds (0 or less: no limit)"
             )
         return seconds if 0 < seconds < math.inf else None
+
+    @field_validator("loader_queue", mode="before")
+    @classmethod
+    def _stripped(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
 
     # -- what the settings imply ----------------------------------------------------------------
 

@@ -80,6 +80,7 @@ def test_the_package_reads_no_variable_that_is_no_setting() -> None:
         ("store_url", "`sqlite:///$PROCEXEC_DATA_DIR/other.db`"),  # another file
         ("store_url", ""),  # a default left out
         ("examples", ""),  # empty is a value of its own here: no examples
+        ("loader_queue", ""),  # empty is a value of its own here: no hand-off
         ("broker_url", "embedded"),  # a word, not a value
         ("max_log_lines", "`lots`"),  # no value of the variable at all
     ],
@@ -94,6 +95,7 @@ def test_a_wrong_default_is_found(field: str, column: str) -> None:
         ("lost_run_timeout", "`60`"),
         ("log_flush_interval", "`0.25`"),
         ("read_timeout", "`10`"),
+        ("retention_days", "`0`"),
         ("data_dir", "`./.procexec`"),
         ("store_url", "`sqlite:///$PROCEXEC_DATA_DIR/procexec.db`"),
         ("broker_url", ""),

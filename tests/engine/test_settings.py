@@ -18,8 +18,9 @@ from procexec.engine.settings import Settings, SettingsError
 
 def test_a_mapping_given_is_read_alone(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PROCEXEC_MAX_LOG_LINES", "20")
+    monkeypatch.setenv("PROCEXEC_LOADER_QUEUE", "elsewhere")
     given = Settings.from_env({"PROCEXEC_DATA_DIR": str(tmp_path)})
-    assert given.max_log_lines == 1000
+    assert (given.max_log_lines, given.loader_queue) == (1000, "loader")
     assert Settings().max_log_lines == 1000  # built in code: its defaults, not the environment
 
 
@@ -27,12 +28,25 @@ def test_without_a_mapping_the_environment_is_read(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("PROCEXEC_MAX_LOG_LINES", "20")
     monkeypatch.setenv("PROCEXEC_PROCESSES", "one, two")
     monkeypatch.setenv("PROCEXEC_READ_TIMEOUT_SECONDS", "2.5")
-    monkeypatch.setenv("procexec_redispatch_after", "5")  # not its variable
+    monkeypatch.setenv("PROCEXEC_RETENTION_DAYS", "30")
+    monkeypatch.setenv("procexec_loader_queue", "lower-case")  # not its variable
     found = Settings.from_env()
     assert found.max_log_lines == 20
     assert found.process_modules == ("one", "two")
     assert found.read_timeout == 2.5
-    assert found.redispatch_after == 60
+    assert found.retention_days == 30
+    assert found.loader_queue == "loader"
+
+
+def test_the_new_settings_defaults_and_values(tmp_path: Path) -> None:
+    base = {"PROCEXEC_DATA_DIR": str(tmp_path)}
+    unset = Settings.from_env(base)
+    assert (unset.loader_queue, unset.retention_days) == ("loader", 0)
+    assert Settings.from_env({**base, "PROCEXEC_LOADER_QUEUE": " load "}).loader_queue == "load"
+    for blank in ("", "  "):  # empty turns the hand-off off; it is not the default
+        assert Settings.from_env({**base, "PROCEXEC_LOADER_QUEUE": blank}).loader_queue == ""
+    assert Settings.from_env({**base, "PROCEXEC_RETENTION_DAYS": "0.5"}).retention_days == 0.5
+    assert Settings.from_env({**base, "PROCEXEC_RETENTION_DAYS": ""}).retention_days == 0
 
 
 def test_blank_is_the_default(tmp_path: Path) -> None:
@@ -60,6 +74,8 @@ def test_blank_is_the_default(tmp_path: Path) -> None:
         ("PROCEXEC_REDISPATCH_AFTER", "-5", "PROCEXEC_REDISPATCH_AFTER: '-5' must be at least"),
         ("PROCEXEC_MAX_LOG_LINES", "9", "PROCEXEC_MAX_LOG_LINES: '9' must be at least 10"),
         ("PROCEXEC_MAX_LOG_LINES", "many", "PROCEXEC_MAX_LOG_LINES: 'many' is not a number"),
+        ("PROCEXEC_RETENTION_DAYS", "-1", "PROCEXEC_RETENTION_DAYS: '-1' must be at least 0"),
+        ("PROCEXEC_RETENTION_DAYS", "a week", "PROCEXEC_RETENTION_DAYS: 'a week' is not a number"),
         ("PROCEXEC_READ_TIMEOUT_SECONDS", "soon", "PROCEXEC_READ_TIMEOUT_SECONDS: 'soon' is not"),
     ],
 )
@@ -76,10 +92,10 @@ def test_a_bad_value_is_one_line_naming_the_variable_and_the_value(
 
 def test_every_bad_value_is_named() -> None:
     with pytest.raises(SettingsError) as caught:
-        Settings.from_env({"PROCEXEC_MAX_LOG_LINES": "x", "PROCEXEC_LOST_RUN_TIMEOUT": "-2"})
+        Settings.from_env({"PROCEXEC_MAX_LOG_LINES": "x", "PROCEXEC_RETENTION_DAYS": "-2"})
     assert str(caught.value) == (
-        "PROCEXEC_LOST_RUN_TIMEOUT: '-2' must be at least 0.01; "
-        "PROCEXEC_MAX_LOG_LINES: 'x' is not a number"
+        "PROCEXEC_MAX_LOG_LINES: 'x' is not a number; "
+        "PROCEXEC_RETENTION_DAYS: '-2' must be at least 0"
     )
 
 
@@ -137,6 +153,7 @@ def test_each_variable_is_named_once() -> None:
     assert len(set(names)) == len(names)
     assert Settings.env_name("process_modules") == "PROCEXEC_PROCESSES"
     assert Settings.env_name("read_timeout") == "PROCEXEC_READ_TIMEOUT_SECONDS"
+    assert Settings.env_name("retention_days") == "PROCEXEC_RETENTION_DAYS"
     assert all(Settings.model_fields[field].description for field in Settings.model_fields)
 
 
