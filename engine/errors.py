@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from procexec.engine.settings import ENV_READ_TIMEOUT
-
 
 class ProcexecError(Exception):
     """Base of every error the engine raises on purpose."""
@@ -30,7 +28,7 @@ class StoreUnavailable(ProcexecError):
 
 
 class QueryTimeout(ProcexecError):
-    """A read served by the API ran past its time limit (`ENV_READ_TIMEOUT`) and was stopped.
+    """A read served by the API ran past its time limit (`Settings.read_timeout`) and was stopped.
 
     A 503 as `StoreUnavailable`, but its own class and message: the store is fine, and the same
     query would be stopped again; the caller narrows it."""
@@ -38,8 +36,13 @@ class QueryTimeout(ProcexecError):
     status_code = 503
 
     def __init__(self, seconds: float) -> None:
+        # here, not at the top: every engine module imports this one, and a process module
+        # (`from procexec import Process`) needs no settings
+        from procexec.engine.settings import Settings
+
+        variable = Settings.env_name("read_timeout")
         super().__init__(
-            f"query took longer than {seconds:g} s ({ENV_READ_TIMEOUT}); "
+            f"query took longer than {seconds:g} s ({variable}); "
             "narrow the filters or add start=range(...)"
         )
         self.seconds = seconds

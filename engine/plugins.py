@@ -7,7 +7,7 @@ import importlib
 import importlib.metadata
 
 from procexec.engine.process import ProcessRegistry
-from procexec.engine.settings import ENV_PROCESSES, Settings
+from procexec.engine.settings import Settings
 
 #: the entry-point group through which installed packages offer processes: each entry names a
 #: module whose top level defines them
@@ -32,11 +32,12 @@ def load_registry(settings: Settings) -> ProcessRegistry:
             ) from exc
         if registry.add_module(module) == 0:
             raise RuntimeError(f"processes plugin {entry.name!r} ({entry.value}) defines none")
+    variable = Settings.env_name("process_modules")
     for name in settings.process_modules:
         try:
             module = importlib.import_module(name)
         except ImportError as exc:
-            raise RuntimeError(f"{ENV_PROCESSES}: cannot import module {name!r}: {exc}") from exc
+            raise RuntimeError(f"{variable}: cannot import module {name!r}: {exc}") from exc
         if registry.add_module(module) == 0:
-            raise RuntimeError(f"{ENV_PROCESSES}: module {name!r} defines no Process")
+            raise RuntimeError(f"{variable}: module {name!r} defines no Process")
     return registry

@@ -1,81 +1,209 @@
-"""procexec's settings, read from the environment: their variables, defaults and checks."""
+"""procexec's settings, in one place: each a field of `Settings`, read from its `PROCEXEC_*`
+environment variable, with its default, its description and its checks.
+
+`Settings.from_env()` reads them from the environment (or, given one, from a mapping alone);
+a value procexec cannot use is a `SettingsError` whose one line names the variable and the
+value. docs/operations.md's settings table documents every field with its default
+(tests/test_settings_documented.py walks the fields to hold it so).
+"""
 
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-#: the environment variables of the settings
-ENV_DATA_DIR = "PROCEXEC_DATA_DIR"
-ENV_STORE_URL = "PROCEXEC_STORE_URL"
-ENV_BROKER_URL = "PROCEXEC_BROKER_URL"
-ENV_PROCESSES = "PROCEXEC_PROCESSES"
-ENV_EXAMPLES = "PROCEXEC_EXAMPLES"
-ENV_LOG_FLUSH_INTERVAL = "PROCEXEC_LOG_FLUSH_INTERVAL"
-ENV_LOST_RUN_TIMEOUT = "PROCEXEC_LOST_RUN_TIMEOUT"
-ENV_REDISPATCH_AFTER = "PROCEXEC_REDISPATCH_AFTER"
-ENV_MAX_LOG_LINES = "PROCEXEC_MAX_LOG_LINES"
-ENV_READ_TIMEOUT = "PROCEXEC_READ_TIMEOUT_SECONDS"
-ENV_LOADER_QUEUE = "PROCEXEC_LOADER_QUEUE"
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-DEFAULT_DATA_DIR = ".procexec"
-#: seconds between two flushes of buffered log lines to the store
-DEFAULT_LOG_FLUSH_INTERVAL = 0.25
-#: seconds without a heartbeat after which a run's worker is taken for dead
-DEFAULT_LOST_RUN_TIMEOUT = 60.0
-#: seconds after which a run still `triggered` is sent to the workers again
-DEFAULT_REDISPATCH_AFTER = 60.0
-#: log lines kept per phase (first half and latest lines, with a marker between)
-DEFAULT_MAX_LOG_LINES = 1000
-#: seconds an API read (a list call, one execution) may run before it is stopped with a 503
-DEFAULT_READ_TIMEOUT = 10.0
-#: the Celery queue SEND hands a run's batch to, where LOAD runs
-DEFAULT_LOADER_QUEUE = "loader"
+#: what every setting's variable starts with
+ENV_PREFIX = "PROCEXEC_"
 
+#: the values of a yes/no setting that mean no (case and blanks around ignored)
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-@dataclass(frozen=True)
-class Settings:
-    data_dir: Path
-    store_url: str
-    #: None means the embedded transport (kombu's filesystem transport under `data_dir`)
-    broker_url: str | None
-    process_modules: tuple[str, ...] = ()
-    examples: bool = True
-    log_flush_interval: float = DEFAULT_LOG_FLUSH_INTERVAL
-    lost_run_timeout: float = DEFAULT_LOST_RUN_TIMEOUT
-    redispatch_after: float = DEFAULT_REDISPATCH_AFTER
-    max_log_lines: int = DEFAULT_MAX_LOG_LINES
-    #: seconds an API read may run before it is stopped (a 503); None: no limit
-    read_timeout: float | None = DEFAULT_READ_TIMEOUT
-    #: the queue LOAD phases run on; empty: LOAD runs where the run's other phases ran
-    loader_queue: str = DEFAULT_LOADER_QUEUE
+class SettingsError(ValueError):
+    """A setting's variable holds a value procexec cannot use; the message, one line, names
+    the variable and the value."""
+
+
+class Settings(BaseSettings):
+    """procexec's settings. Immutable and hashable (a cache key); `from_env()` reads them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        # a field read from a variable of its own name (`validation_alias`) is still built by
+        # its field name in code: `Settings(read_timeout=None)`
+        populate_by_name=True,
+    )
+
+    data_dir: Path = Field(
+        Path(".procexec"),
+        description="the embedded store's file and the embedded broker's folders",
+        validate_default=True,
+    )
+    store_url: str = Field(
+        "",
+        description="`sqlite:///path` or `mongodb://host/db`; unset: SQLite in the data folder",
+        validate_default=True,
+    )
+    broker_url: str | None = Field(
+        None,
+        description="the Celery broker; unset (None): the embedded one, kombu's filesystem "
+        "transport under the data folder",
+    )
+    process_modules: tuple[str, ...] = Field(
+        (),
+        validation_alias="PROCEXEC_PROCESSES",
+        description="modules that define processes, comma separated",
+    )
+    examples: bool = Field(True, description="whether the bundled example processes are loaded")
+    log_flush_interval: float = Field(
+        0.25, description="seconds between two flushes of buffered log lines to the store"
+    )
+    lost_run_timeout: float = Field(
+        60.0, description="seconds without a heartbeat after which a run's worker is taken for dead"
+    )
+    redispatch_after: float = Field(
+        60.0, description="seconds after which a run still `triggered` is sent to the workers again"
+    )
+    max_log_lines: int = Field(
+        1000,
+        description="log lines kept per phase (first half and latest lines, with a marker "
+        "between); at least 10",
+    )
+    read_timeout: float | None = Field(
+        10.0,
+        validation_alias="PROCEXEC_READ_TIMEOUT_SECONDS",
+        description="seconds an API read (a list call, one execution) may run before it is "
+        "stopped with a 503; None (0 or less, or inf, in the variable): no limit",
+    )
+    loader_queue: str = Field(
+        "loader",
+        description="the Celery queue SEND hands a batch to, where LOAD runs; empty: no hand-off",
+    )
+    retention_days: float = Field(
+        0.0,
+        description="finished runs older than this many days are deleted; 0: kept for ever",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only what the caller gives: `from_env` hands over the variables of its mapping (the
+        environment's, or a test's), so that a mapping given is read alone, through the same
+        checks as the environment; `Settings(...)` built in code is the defaults and its
+        arguments, whatever the environment holds."""
+        return (init_settings,)
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable of a field: its own name (`validation_alias`) or the
+        prefix and the field's name in capitals."""
+        alias = cls.model_fields[field].validation_alias
+        return alias if isinstance(alias, str) else ENV_PREFIX + field.upper()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings of `env`'s variables (the environment's by default; a mapping given is
+        read alone). A value that cannot be used is a `SettingsError`."""
         env = os.environ if env is None else env
-        data_dir = Path(env.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR).absolute()
-        store_url = env.get(ENV_STORE_URL) or f"sqlite:///{data_dir / 'procexec.db'}"
-        modules = tuple(
-            name.strip() for name in env.get(ENV_PROCESSES, "").split(",") if name.strip()
-        )
-        return cls(
-            data_dir=data_dir,
-            store_url=store_url,
-            broker_url=env.get(ENV_BROKER_URL) or None,
-            process_modules=modules,
-            examples=env.get(ENV_EXAMPLES, "true").strip().lower() not in _FALSE,
-            log_flush_interval=_number(env, ENV_LOG_FLUSH_INTERVAL, DEFAULT_LOG_FLUSH_INTERVAL),
-            lost_run_timeout=_number(env, ENV_LOST_RUN_TIMEOUT, DEFAULT_LOST_RUN_TIMEOUT),
-            redispatch_after=_number(env, ENV_REDISPATCH_AFTER, DEFAULT_REDISPATCH_AFTER),
-            max_log_lines=int(_number(env, ENV_MAX_LOG_LINES, DEFAULT_MAX_LOG_LINES, 10)),
-            read_timeout=_limit(env, ENV_READ_TIMEOUT, DEFAULT_READ_TIMEOUT),
-            loader_queue=env.get(ENV_LOADER_QUEUE, DEFAULT_LOADER_QUEUE).strip(),
-        )
+        given: dict[str, Any] = {}
+        for name in cls.model_fields:
+            variable = cls.env_name(name)
+            if variable in env:
+                given[name] = env[variable]
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            raise SettingsError(_message(cls, exc)) from None
+
+    # -- the checks, each given the variable's text or a value built in code ------------------
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            value = cls.model_fields["data_dir"].default
+        return Path(value).absolute() if isinstance(value, str | Path) else value
+
+    @field_validator("store_url", mode="before")
+    @classmethod
+    def _store_url(cls, value: Any, info: ValidationInfo) -> Any:
+        blank = isinstance(value, str) and not value.strip()
+        if blank and isinstance(data_dir := info.data.get("data_dir"), Path):
+            return f"sqlite:///{data_dir / 'procexec.db'}"
+        return value
+
+    @field_validator("broker_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("process_modules", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("examples", mode="before")
+    @classmethod
+    def _yes_or_no(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.strip().lower() not in _FALSE
+        return value
+
+    @field_validator("log_flush_interval", "lost_run_timeout", "redispatch_after", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any, info: ValidationInfo) -> Any:
+        return _number(cls, info, value, minimum=0.01)
+
+    @field_validator("max_log_lines", mode="before")
+    @classmethod
+    def _lines(cls, value: Any, info: ValidationInfo) -> Any:
+        return int(_number(cls, info, value, minimum=10))
+
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _days(cls, value: Any, info: ValidationInfo) -> Any:
+        return _number(cls, info, value, minimum=0)
+
+    @field_validator("read_timeout", mode="before")
+    @classmethod
+    def _limit(cls, value: Any, info: ValidationInfo) -> Any:
+        """A time limit in seconds: blank is the default; zero or less, or `inf`, no limit."""
+        if value is None:
+            return None
+        name = _field(info)
+        if isinstance(value, str) and not value.strip():
+            return cls.model_fields[name].default
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if math.isnan(seconds):
+            raise ValueError(
+                f"{cls.env_name(name)}: '{value}' is not a number of seconds (0 or less: no limit)"
+            )
+        return seconds if 0 < seconds < math.inf else None
+
+    @field_validator("loader_queue", mode="before")
+    @classmethod
+    def _stripped(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    # -- what the settings imply ----------------------------------------------------------------
 
     @property
     def heartbeat_interval(self) -> float:
@@ -93,28 +221,37 @@ class Settings:
         return "sqlite" if self.store_url.startswith("sqlite") else "mongodb"
 
 
-def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 0.01) -> float:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}: '{raw}' is not a number") from None
-    if value < minimum:
-        raise ValueError(f"{name}: must be at least {minimum:g}")
-    return value
+def _field(info: ValidationInfo) -> str:
+    assert info.field_name is not None  # a field validator's
+    return info.field_name
 
 
-def _limit(env: Mapping[str, str], name: str, default: float) -> float | None:
-    """A time limit in seconds: unset or blank is `default`, zero or less (or `inf`) none."""
-    raw = env.get(name)
-    if raw is None or not raw.strip():
-        return default
+def _number(cls: type[Settings], info: ValidationInfo, value: Any, minimum: float) -> float:
+    """A number of at least `minimum`; blank text is the field's default."""
+    name = _field(info)
+    if isinstance(value, str) and not value.strip():
+        return float(cls.model_fields[name].default)
     try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if math.isnan(value):
-        raise ValueError(f"{name}: '{raw}' is not a number of seconds (0 or less: no limit)")
-    return value if 0 < value < math.inf else None
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if math.isnan(number):
+        raise ValueError(f"{cls.env_name(name)}: '{value}' is not a number")
+    if number < minimum:
+        raise ValueError(f"{cls.env_name(name)}: '{value}' must be at least {minimum:g}")
+    return number
+
+
+def _message(cls: type[Settings], error: ValidationError) -> str:
+    """One line for the errors of a validation: a check's own message (which names the
+    variable and the value), or pydantic's, after the variable and the value."""
+    lines = []
+    for found in error.errors(include_url=False):
+        cause = found.get("ctx", {}).get("error")
+        if isinstance(cause, ValueError):
+            lines.append(str(cause))
+            continue
+        field = str(found["loc"][0]) if found["loc"] else ""
+        variable = cls.env_name(field) if field in cls.model_fields else field
+        lines.append(f"{variable}: '{found['input']}': {found['msg']}")
+    return "; ".join(lines)

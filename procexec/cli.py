@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from procexec.engine.domain import Scope
-from procexec.engine.settings import Settings
+from procexec.engine.settings import Settings, SettingsError
 from procexec.service import Service, build, existing_store, settings
 
 logger = logging.getLogger("procexec")
@@ -356,6 +356,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(args, "log_level", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:  # a setting procexec cannot use stops every command here, in one line
+        Settings.from_env()
+    except SettingsError as exc:
+        print(f"procexec: {exc}", file=sys.stderr)
+        return 2
     return int(args.handler(args) or 0)
 
 

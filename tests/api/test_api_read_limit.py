@@ -9,7 +9,6 @@ over every log line).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import sqlite3
@@ -146,7 +145,7 @@ def test_after_a_stopped_read_the_store_answers_as_usual(
     assert no_read_left_open(limited)
     # and the slow reads themselves, once the limit is lifted
     state = limited.app.state.procexec
-    state.settings = dataclasses.replace(state.settings, read_timeout=None)
+    state.settings = state.settings.model_copy(update={"read_timeout": None})
     grouped = client.get(url, params={"_aggregate": SLOW_AGGREGATE}, headers=headers)
     assert grouped.status_code == 200
     assert sum(row["n"] for row in grouped.json()) == EXECUTIONS

@@ -216,3 +216,27 @@ def test_a_command_refuses_a_store_no_service_made(tmp_path: Path, command: tupl
     assert f"no store at {elsewhere / 'procexec.db'}: the service makes it" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (elsewhere / "procexec.db").exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("token", "create", "--user", "alice"),
+        ("process", "list"),
+        ("worker", "--pool", "solo"),
+        ("beat",),
+        ("api", "--port", "1"),
+        ("standalone", "--port", "1"),
+    ],
+)
+def test_a_bad_setting_stops_a_command_in_one_line(
+    env: dict[str, str], data_dir: Path, command: tuple[str]
+) -> None:
+    """Every command reads the settings first: a value it cannot use is one line naming the
+    variable and the value, before anything starts."""
+    env = {**env, "PROCEXEC_MAX_LOG_LINES": "5"}
+    result = run_cli(*command, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr == "procexec: PROCEXEC_MAX_LOG_LINES: '5' must be at least 10\n"
+    assert not (data_dir / "broker").exists()  # nothing started
