@@ -19,6 +19,7 @@ ENV_LOST_RUN_TIMEOUT = "PROCEXEC_LOST_RUN_TIMEOUT"
 ENV_REDISPATCH_AFTER = "PROCEXEC_REDISPATCH_AFTER"
 ENV_MAX_LOG_LINES = "PROCEXEC_MAX_LOG_LINES"
 ENV_READ_TIMEOUT = "PROCEXEC_READ_TIMEOUT_SECONDS"
+ENV_RETENTION_DAYS = "PROCEXEC_RETENTION_DAYS"
 
 DEFAULT_DATA_DIR = ".procexec"
 #: seconds between two flushes of buffered log lines to the store
@@ -31,6 +32,8 @@ DEFAULT_REDISPATCH_AFTER = 60.0
 DEFAULT_MAX_LOG_LINES = 1000
 #: seconds an API read (a list call, one execution) may run before it is stopped with a 503
 DEFAULT_READ_TIMEOUT = 10.0
+#: days a finished run is kept after it ended (0: for ever)
+DEFAULT_RETENTION_DAYS = 0.0
 
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -49,6 +52,8 @@ class Settings:
     max_log_lines: int = DEFAULT_MAX_LOG_LINES
     #: seconds an API read may run before it is stopped (a 503); None: no limit
     read_timeout: float | None = DEFAULT_READ_TIMEOUT
+    #: days a finished run is kept after it ended; 0: for ever
+    retention_days: float = DEFAULT_RETENTION_DAYS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +74,7 @@ class Settings:
             redispatch_after=_number(env, ENV_REDISPATCH_AFTER, DEFAULT_REDISPATCH_AFTER),
             max_log_lines=int(_number(env, ENV_MAX_LOG_LINES, DEFAULT_MAX_LOG_LINES, 10)),
             read_timeout=_limit(env, ENV_READ_TIMEOUT, DEFAULT_READ_TIMEOUT),
+            retention_days=_number(env, ENV_RETENTION_DAYS, DEFAULT_RETENTION_DAYS, 0),
         )
 
     @property
