@@ -17,24 +17,36 @@ INDEX = f"CREATE INDEX IF NOT EXISTS ix_exec_finished ON executions(status, {FIN
 
 
 def purge(conn: sqlite3.Connection, before: str, limit: int) -> int:
-    """Delete up to `limit` finished runs that finished before `before`, in one transaction."""
+    """Delete up to `limit` finished runs that finished before `before`, in one transaction.
+
+    They are looked for first without taking the write lock, so that a pass with nothing to
+    delete (the usual case) holds up no writer."""
+    if limit <= 0:
+        return 0
     statuses = sorted(TERMINAL)
-    marks = ", ".join("?" * len(statuses))
+    expired = f"status IN ({', '.join('?' * len(statuses))}) AND {FINISHED} < ?"
+    ids = [
+        row[0]
+        for row in conn.execute(
+            f"SELECT id FROM executions WHERE {expired} LIMIT ?", (*statuses, before, limit)
+        )
+    ]
+    if not ids:
+        return 0
+    chosen = ", ".join("?" * len(ids))
     conn.execute("BEGIN IMMEDIATE")
     try:
-        ids = [
-            row[0]
-            for row in conn.execute(
-                f"SELECT id FROM executions WHERE status IN ({marks}) AND {FINISHED} < ? LIMIT ?",
-                (*statuses, before, max(0, limit)),
-            )
-        ]
-        if ids:
-            chosen = ", ".join("?" * len(ids))
-            conn.execute(f"DELETE FROM checkpoints WHERE id IN ({chosen})", ids)
-            conn.execute(f"DELETE FROM executions WHERE id IN ({chosen})", ids)
+        deleted = conn.execute(
+            f"DELETE FROM executions WHERE id IN ({chosen}) AND {expired}",
+            (*ids, *statuses, before),
+        ).rowcount
+        conn.execute(
+            f"DELETE FROM checkpoints WHERE id IN ({chosen}) AND NOT EXISTS "
+            "(SELECT 1 FROM executions WHERE executions.id = checkpoints.id)",
+            ids,
+        )
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return len(ids)
+    return int(deleted)

@@ -7,6 +7,7 @@ they read are in tests/engine/store/test_retention_mongo.py."""
 from __future__ import annotations
 
 import copy
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -175,6 +176,21 @@ def test_the_purge_of_sqlite_uses_its_index(tmp_path: Any) -> None:
         plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {select}"))
         assert "USING INDEX ix_exec_finished" in plan, plan
     finally:
+        store.close()
+
+
+def test_a_sqlite_purge_with_nothing_to_delete_takes_no_write_lock(tmp_path: Any) -> None:
+    """Every housekeeping pass purges; one that finds nothing must not wait on a writer."""
+    store = SQLiteStore(tmp_path / "x.db")
+    load(store)
+    store.purge(CUTOFF, 100)
+    writer = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+        assert store.purge(CUTOFF, 100) == 0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
         store.close()
 
 
