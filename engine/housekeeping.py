@@ -1,4 +1,5 @@
-"""Periodic housekeeping: runs whose worker died, and triggers that never reached a worker.
+"""Periodic housekeeping: runs whose worker died, triggers that never reached a worker, and
+finished runs past their retention.
 
 Safe to run from several places at once: every change is a conditional update that expects
 the state it saw (status and the worker's claim token).
@@ -7,6 +8,7 @@ the state it saw (status and the worker's claim token).
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -28,6 +30,8 @@ class Report:
     redispatched: list[str] = field(default_factory=list)
     #: runs whose batch waits for a loader, their LOAD sent to the loader queue again
     handed_again: list[str] = field(default_factory=list)
+    #: how many finished runs past their retention were deleted
+    purged: int = 0
 
 
 class Housekeeper:
@@ -39,21 +43,39 @@ class Housekeeper:
         *,
         lost_timeout: float,
         redispatch_after: float,
+        retention_days: float = 0.0,
         batch: int = 200,
+        purge_batches: int = 10,
     ) -> None:
         self.store = store
         self.registry = registry
         self.triggers = triggers
         self.lost_timeout = lost_timeout
         self.redispatch_after = redispatch_after
+        self.retention_days = retention_days
         self.batch = batch
+        #: the most batches of `batch` runs one pass deletes: a large backlog takes a few passes
+        self.purge_batches = purge_batches
 
     def run_once(self, now: datetime | None = None) -> Report:
         now = now or datetime.now(UTC)
         report = Report()
         self.reap_lost_runs(now, report)
         self.redispatch(now, report)
+        self.purge(now, report)
         return report
+
+    def purge(self, now: datetime, report: Report) -> None:
+        """Finished runs that ended more than `retention_days` ago: delete them, a batch at a
+        time (each batch its own transaction). 0 (or not finite): keep them for ever."""
+        if not 0 < self.retention_days < math.inf:
+            return
+        before = iso_ms(now - timedelta(days=self.retention_days))
+        for _ in range(self.purge_batches):
+            deleted = self.store.purge(before, self.batch)
+            report.purged += deleted
+            if deleted < self.batch:
+                break
 
     def reap_lost_runs(self, now: datetime, report: Report) -> None:
         """Active runs without a heartbeat for `lost_timeout`: resume or fail them."""

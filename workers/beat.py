@@ -40,7 +40,11 @@ class ProcessScheduler(Scheduler):
             service.triggers,
             lost_timeout=settings.lost_run_timeout,
             redispatch_after=settings.redispatch_after,
+            retention_days=settings.retention_days,
         )
+        # the housekeeping deletes finished runs past their retention; a store that can
+        # delete them by itself (MongoDB's TTL indexes) is told the retention too
+        service.store.keep_for(settings.retention_days)
         self.housekeeping_interval = min(5.0, settings.lost_run_timeout / 4)
         self._last_housekeeping = 0.0
         # celery's beat passes `max_interval=None` when not configured: keep ours then
@@ -78,7 +82,8 @@ class ProcessScheduler(Scheduler):
             return 1.0
 
     def _housekeeping(self) -> None:
-        """Recover runs whose worker died and resend triggers no worker took."""
+        """Recover runs whose worker died, resend triggers no worker took, and delete finished
+        runs past their retention."""
         if time.monotonic() - self._last_housekeeping < self.housekeeping_interval:
             return
         self._last_housekeeping = time.monotonic()
@@ -92,6 +97,8 @@ class ProcessScheduler(Scheduler):
                 len(report.redispatched),
                 len(report.handed_again),
             )
+        if report.purged:
+            logger.info("housekeeping: %d finished run(s) past retention deleted", report.purged)
 
     @property
     def info(self) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from procexec.engine.domain import TERMINAL_STATUSES
 from procexec.engine.errors import StoreUnavailable
 from procexec.engine.query import Query
 
@@ -21,6 +22,8 @@ StoreT = TypeVar("StoreT", bound="ExecutionStore")
 META_KEYS = ("worker", "heartbeat", "input", "chain", "dispatched", "due", "recoveries")
 #: meta values that are JSON (the others are strings)
 JSON_META_KEYS = frozenset({"input", "chain", "recoveries"})
+#: the statuses of finished executions, which retention deletes (an active run never)
+TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 
 
 #: the execution document's fields in the seed page's order
@@ -215,6 +218,18 @@ class ExecutionStore(abc.ABC):
     @abc.abstractmethod
     def load_checkpoint(self, execution_id: str) -> tuple[int, bytes] | None:
         """The latest checkpoint of a run: (phase index, result blob), or None."""
+
+    @abc.abstractmethod
+    def purge(self, before: str, limit: int = 100) -> int:
+        """Delete up to `limit` finished executions (`TERMINAL`) that ended before `before` (ISO
+        UTC; a document without `end` by its `start`), with their checkpoints and whatever else
+        is kept of them; returns how many were deleted. Active runs are never deleted. The
+        housekeeping calls it in batches until it deletes fewer than `limit`."""
+
+    def keep_for(self, days: float) -> None:  # noqa: B027 - optional hook
+        """Start-up: the retention of finished runs, in days (0, or not finite: for ever), for
+        a store that deletes expired runs by itself (MongoDB's TTL index); `purge` does it on
+        every store."""
 
     @abc.abstractmethod
     def process_states(self) -> dict[str, ProcessState]:

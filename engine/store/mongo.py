@@ -22,6 +22,7 @@ from procexec.engine.errors import BadRequest, DuplicateExecution, QueryTimeout,
 from procexec.engine.limits import MAX_DISTINCT
 from procexec.engine.query import Query, field_buckets, sorted_distinct, too_many_values, values_at
 from procexec.engine.query.pipeline import too_many_results
+from procexec.engine.store import mongo_retention as retention
 from procexec.engine.store.base import (
     META_KEYS,
     PROCESS_OVERRIDES,
@@ -128,7 +129,8 @@ class MongoStore(ExecutionStore):
         if unknown:
             raise KeyError(f"unknown meta keys {sorted(unknown)}")
         try:
-            self.executions.insert_one({**doc, "_meta": {**(meta or {}), "text": mirror(doc)}})
+            hidden = {**(meta or {}), "text": mirror(doc), **retention.dated(doc)}
+            self.executions.insert_one({**doc, "_meta": hidden})
         except DuplicateKeyError:
             raise DuplicateExecution(f"execution {doc['_id']} exists already") from None
 
@@ -179,9 +181,17 @@ class MongoStore(ExecutionStore):
             operations.setdefault("$set", {}).update(text_sets)
         if text_pushes:
             operations.setdefault("$push", {}).update(text_pushes)
+        # a finished run is dated for retention in the update that finishes it
+        ended, undated = retention.status_change(change)
+        if ended:
+            operations.setdefault("$set", {}).update(ended)
+        if undated:
+            operations["$unset"] = undated
         if not operations:
             return self.executions.count_documents(selector, limit=1) == 1
         result = self.executions.update_one(selector, operations, array_filters=array_filters)
+        if result.matched_count and ended:
+            retention.mark_checkpoint(self.checkpoints, execution_id, ended[retention.ENDED])
         return bool(result.matched_count)
 
     def _limited(self, seconds: float) -> contextlib.AbstractContextManager[None]:
@@ -393,13 +403,20 @@ class MongoStore(ExecutionStore):
         ]
 
     def save_checkpoint(self, execution_id: str, phase: int, blob: bytes) -> None:
-        self.checkpoints.replace_one(
-            {"_id": execution_id}, {"_id": execution_id, "phase": phase, "blob": blob}, upsert=True
+        # `$set`, not a replacement: a checkpoint saved late keeps its run's `ended` date
+        self.checkpoints.update_one(
+            {"_id": execution_id}, {"$set": {"phase": phase, "blob": blob}}, upsert=True
         )
 
     def load_checkpoint(self, execution_id: str) -> tuple[int, bytes] | None:
         row = self.checkpoints.find_one({"_id": execution_id})
         return (int(row["phase"]), bytes(row["blob"])) if row else None
+
+    def purge(self, before: str, limit: int = 100) -> int:
+        return retention.purge(self.executions, self.checkpoints, before, limit)
+
+    def keep_for(self, days: float) -> None:
+        retention.keep_for(self.executions, self.checkpoints, self.db["migrations"], days)
 
     def process_states(self) -> dict[str, ProcessState]:
         return {

@@ -278,3 +278,23 @@ def test_the_beat_s_entries_name_a_task_the_workers_have(tmp_path: Path) -> None
         assert entry.task in workers_app.tasks
     finally:
         scheduler.service.store.close()
+
+
+def test_the_beat_s_housekeeping_keeps_finished_runs_as_long_as_the_setting_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PROCEXEC_RETENTION_DAYS reaches the housekeeper, and the store is told it at the beat's
+    start (MongoDB makes or changes its TTL indexes then; SQLite needs nothing)."""
+    from procexec.engine.store.sqlite import SQLiteStore
+
+    told: list[float] = []
+    monkeypatch.setattr(SQLiteStore, "keep_for", lambda self, days: told.append(days))
+    settings = Settings.from_env(
+        {"PROCEXEC_DATA_DIR": str(tmp_path), "PROCEXEC_RETENTION_DAYS": "30"}
+    )
+    scheduler = ProcessScheduler(make_celery(settings), max_interval=None, lazy=True)
+    try:
+        assert scheduler.housekeeper.retention_days == 30
+        assert told == [30]
+    finally:
+        scheduler.service.store.close()

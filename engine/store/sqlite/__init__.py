@@ -9,6 +9,7 @@
 - `fields`: `_distinct` and `_fieldinfo`
 - `aggregate`: `_aggregate`, a pipeline as one SQL statement
 - `deadlines`: statements bounded in time (the API's read limit, the event loop's budget)
+- `retention`: finished runs past their time deleted in batches (`purge`)
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ import sqlite3
 from collections.abc import Iterable
 
 from procexec.engine.store.base import META_KEYS
+from procexec.engine.store.sqlite import retention
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -295,5 +296,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     conn.execute(
         "CREATE INDEX IF NOT EXISTS ix_exec_status_dispatched ON executions(status, dispatched)"
     )
+    # Retention looks for finished runs by when they finished.
+    conn.execute(retention.INDEX)
     # The list call's indexes, full-text index and counters.
     ensure_list_schema(conn)

@@ -31,7 +31,7 @@ from procexec.engine.store.base import (
     apply_update,
     translate_errors,
 )
-from procexec.engine.store.sqlite import aggregate, deadlines, fields, pages, schema
+from procexec.engine.store.sqlite import aggregate, deadlines, fields, pages, retention, schema
 from procexec.engine.store.sqlite.deadlines import LIMIT_STEP, Budget, Deadline
 
 __all__ = ["SQLiteStore"]
@@ -308,6 +308,9 @@ class SQLiteStore(ExecutionStore):
             .fetchone()
         )
         return (int(row[0]), bytes(row[1])) if row else None
+
+    def purge(self, before: str, limit: int = 100) -> int:
+        return retention.purge(self._connect(), before, limit)
 
     def process_states(self) -> dict[str, ProcessState]:
         rows = self._connect().execute(

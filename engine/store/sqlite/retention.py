@@ -1,0 +1,52 @@
+"""Retention on the SQLite store: finished runs past their time deleted in bounded batches.
+
+The triggers on `executions` (`schema.TRIGGERS`) take each deleted row out of the search index
+and the counters in the same transaction; the run's checkpoint goes with it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from procexec.engine.store.base import TERMINAL
+
+#: when a run finished: its end, or its start when it has none
+FINISHED = "coalesce(end_, start)"
+#: the index of `purge`: finished runs by when they finished
+INDEX = f"CREATE INDEX IF NOT EXISTS ix_exec_finished ON executions(status, {FINISHED})"
+
+
+def purge(conn: sqlite3.Connection, before: str, limit: int) -> int:
+    """Delete up to `limit` finished runs that finished before `before`, in one transaction.
+
+    They are looked for first without taking the write lock, so that a pass with nothing to
+    delete (the usual case) holds up no writer."""
+    if limit <= 0:
+        return 0
+    statuses = sorted(TERMINAL)
+    expired = f"status IN ({', '.join('?' * len(statuses))}) AND {FINISHED} < ?"
+    ids = [
+        row[0]
+        for row in conn.execute(
+            f"SELECT id FROM executions WHERE {expired} LIMIT ?", (*statuses, before, limit)
+        )
+    ]
+    if not ids:
+        return 0
+    chosen = ", ".join("?" * len(ids))
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        deleted = conn.execute(
+            f"DELETE FROM executions WHERE id IN ({chosen}) AND {expired}",
+            (*ids, *statuses, before),
+        ).rowcount
+        conn.execute(
+            f"DELETE FROM checkpoints WHERE id IN ({chosen}) AND NOT EXISTS "
+            "(SELECT 1 FROM executions WHERE executions.id = checkpoints.id)",
+            ids,
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return int(deleted)
