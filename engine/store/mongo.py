@@ -1,8 +1,7 @@
 """The production store: MongoDB through pymongo, with atomic `$set`/`$push` updates.
 
-A caller may hand it a client of its own (`client=`): the tests hand it the in-memory
-stand-in of the `mongomock` package when no server is at hand, which lacks a few of a
-server's features (below); the store does without them on such a client.
+A caller may hand it a client of its own (`client=`); the store uses a real server's features
+on whatever it is given (the tests adapt their in-memory stand-in to them).
 """
 
 from __future__ import annotations
@@ -75,12 +74,6 @@ class MongoStore(ExecutionStore):
         if client is None:
             client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000, tz_aware=False)
         database = database_of(url)
-        #: mongomock's bulk_write cannot take the write models of pymongo 4.9 and later
-        self._bulk_writes = not type(client).__module__.startswith("mongomock")
-        #: mongomock has no `$text`: there `_search` answers from its exact part alone
-        self._text_search = self._bulk_writes
-        #: mongomock's distinct takes no options: there a limited `_distinct` has no maxTimeMS
-        self._distinct_options = self._bulk_writes
         #: the limit of this thread's reads (`limited`), in milliseconds
         self._local = threading.local()
         self.client = client
@@ -220,7 +213,7 @@ class MongoStore(ExecutionStore):
         if query.where is not None:
             parts.append(compile_filter(query.where))
         if query.search is not None:
-            cover = text_cover(query.search) if self._text_search else None
+            cover = text_cover(query.search)
             if cover:
                 parts.append({"$text": {"$search": " ".join(cover), "$language": "none"}})
             parts.append(search_filter(query.search))
@@ -264,8 +257,7 @@ class MongoStore(ExecutionStore):
         selector = self._selector(query)
         try:
             if query.search is None:
-                options = self._limit_options() if self._distinct_options else {}
-                found = self.executions.distinct(field, selector, **options)
+                found = self.executions.distinct(field, selector, **self._limit_options())
             else:  # `$text` is certain to work in a find
                 parts = field.split(".")
                 found = [
@@ -347,21 +339,17 @@ class MongoStore(ExecutionStore):
     def upsert_observations(self, environment: str, rows: Sequence[Observation]) -> int:
         if not rows:
             return 0
-        changes = [
-            (
-                {"environment": environment, "series_id": row.series_id, "date": row.date},
-                {"$set": {"value": row.value}},
-            )
-            for row in rows
-        ]
-        if self._bulk_writes:
-            self.observations.bulk_write(
-                [pymongo.UpdateOne(selector, change, upsert=True) for selector, change in changes],
-                ordered=False,
-            )
-        else:
-            for selector, change in changes:
-                self.observations.update_one(selector, change, upsert=True)
+        self.observations.bulk_write(
+            [
+                pymongo.UpdateOne(
+                    {"environment": environment, "series_id": row.series_id, "date": row.date},
+                    {"$set": {"value": row.value}},
+                    upsert=True,
+                )
+                for row in rows
+            ],
+            ordered=False,
+        )
         return len(rows)
 
     def get_series(self, environment: str, series_id: str) -> dict[str, float]:
