@@ -9,7 +9,7 @@ import functools
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from procexec.engine.errors import StoreUnavailable
@@ -110,6 +110,50 @@ class Update:
     expect_worker: str | None = None
     meta: Mapping[str, Any] | None = None
     fail_running_phases: str | None = None
+
+
+def masked_url(url: str) -> str:
+    """`url` with the password of its `user:password@` hidden (`user:***@`), to be shown."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or "@" not in rest:
+        return url
+    userinfo, _, hosts = rest.rpartition("@")  # a password may hold an unescaped `@`
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{colon and ':***'}@{hosts}"
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """One index a store makes when it opens, and whether its database holds it."""
+
+    collection: str
+    name: str
+    present: bool
+
+
+@dataclass(frozen=True)
+class StoreReport:
+    """What `ExecutionStore.check` found: whether the store answers, its indexes, its counts.
+
+    `error` names what failed: the store not answering (`reachable` false), or a step after it.
+    """
+
+    kind: str
+    reachable: bool
+    error: str | None = None
+    indexes: tuple[IndexState, ...] = ()
+    #: executions in all, and by status (the statuses that have some)
+    executions: int | None = None
+    by_status: Mapping[str, int] = field(default_factory=dict)
+    checkpoints: int | None = None
+
+    @property
+    def missing(self) -> list[IndexState]:
+        return [index for index in self.indexes if not index.present]
+
+    @property
+    def healthy(self) -> bool:
+        return self.reachable and self.error is None and not self.missing
 
 
 class InlineBudgetExceeded(Exception):
@@ -235,6 +279,12 @@ class ExecutionStore(abc.ABC):
     @abc.abstractmethod
     def ping(self) -> None:
         """Ask the store to answer, cheaply; raises `StoreUnavailable` when it cannot."""
+
+    @abc.abstractmethod
+    def check(self, timeout: float = 5.0) -> StoreReport:
+        """Whether the store answers within `timeout` seconds, which of its indexes it holds,
+        and how many executions and checkpoints; changes nothing, and raises nothing when the
+        store is down (the report says so)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

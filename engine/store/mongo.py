@@ -27,21 +27,22 @@ from procexec.engine.store.base import (
     ExecutionStore,
     Observation,
     ProcessState,
+    StoreReport,
     TokenRecord,
     Update,
     canonical,
+    masked_url,
     translate_errors,
 )
+from procexec.engine.store.mongo_admin import check, ensure_indexes
 from procexec.engine.store.mongo_query import (
     TEXT,
-    TEXT_INDEX,
     compile_filter,
     compile_pipeline,
     mirror,
     mirror_update,
     search_filter,
     text_cover,
-    text_index_keys,
 )
 
 __all__ = ["MongoStore", "compile_filter"]
@@ -54,10 +55,11 @@ def database_of(url: str) -> str:
     return urlparse(url).path.lstrip("/") or "procexec"
 
 
-def database_exists(url: str) -> bool:
-    """Whether the server holds the store's database (a service has started on it); asked of
-    a bare client, since opening the store makes its indexes, and so the database."""
-    client: Any = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000)
+def database_exists(url: str, timeout: float = 5.0) -> bool:
+    """Whether the server holds the store's database (a service has started on it), asked
+    within `timeout` seconds of a bare client, since opening the store makes its indexes, and
+    so the database."""
+    client: Any = pymongo.MongoClient(url, serverSelectionTimeoutMS=max(1, int(timeout * 1000)))
     try:
         return database_of(url) in client.list_database_names()
     except PyMongoError as exc:
@@ -70,7 +72,10 @@ def database_exists(url: str) -> bool:
 class MongoStore(ExecutionStore):
     kind = "mongodb"
 
-    def __init__(self, url: str, client: Any | None = None) -> None:
+    def __init__(self, url: str, client: Any | None = None, *, prepare: bool = True) -> None:
+        """The store of `url` (on `client` when given). With `prepare` (as a service opens it),
+        its indexes are made and documents stored by an earlier version brought up to date;
+        without (`procexec store check`), nothing is written."""
         if client is None:
             client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000, tz_aware=False)
         database = database_of(url)
@@ -83,33 +88,21 @@ class MongoStore(ExecutionStore):
         self.observations = self.db["observations"]
         self.processes = self.db["processes"]
         self.checkpoints = self.db["checkpoints"]
+        if not prepare:
+            return
         try:
-            self._ensure_indexes()
+            ensure_indexes(self.db)
+            self._add_search_words()
         except PyMongoError as exc:
-            raise StoreUnavailable(f"cannot reach MongoDB at {url}: {exc}") from exc
+            raise StoreUnavailable(f"cannot open MongoDB at {masked_url(url)}: {exc}") from exc
 
-    def _ensure_indexes(self) -> None:
-        for keys in (
-            [("environment", 1), ("start", -1), ("_id", -1)],
-            [("environment", 1), ("name", 1), ("start", -1), ("_id", -1)],
-            [("environment", 1), ("status", 1), ("start", -1), ("_id", -1)],
-            [("status", 1), ("_meta.heartbeat", 1)],
-            [("status", 1), ("_meta.dispatched", 1)],
-        ):
-            self.executions.create_index(keys)
-        self.observations.create_index(
-            [("environment", 1), ("series_id", 1), ("date", 1)], unique=True
-        )
-        self._ensure_search_index()
+    def ensure_indexes(self) -> builtins.list[str]:
+        """Make the indexes of `mongo_admin.INDEXES` that the database lacks (those it holds
+        stay as they are); the names of all of them."""
+        return ensure_indexes(self.db)
 
-    def _ensure_search_index(self) -> None:
-        """The text index of `_search`, and the searched words of documents stored without."""
-        self.executions.create_index(
-            text_index_keys(),
-            name=TEXT_INDEX,
-            default_language="none",
-            language_override="_textLanguage",
-        )
+    def _add_search_words(self) -> None:
+        """The searched words of documents stored without them (by an earlier version)."""
         migrations = self.db["migrations"]
         if migrations.find_one({"_id": "search-text"}) is None:
             for doc in self.executions.find({TEXT: {"$exists": False}}, {"_meta": 0}):
@@ -422,6 +415,9 @@ class MongoStore(ExecutionStore):
 
     def ping(self) -> None:
         self.client.admin.command("ping")
+
+    def check(self, timeout: float = 5.0) -> StoreReport:
+        return check(self.client, self.db, timeout)
 
     def close(self) -> None:
         self.client.close()
