@@ -98,14 +98,18 @@ class Update:
     """A change to one document, as MongoDB expresses it.
 
     `set` maps dotted paths (`phases.2.status`) to values; `push` maps dotted paths of arrays
-    to values appended in order. `expect_status` and `expect_worker`, when given, make the
-    update conditional: it applies only while the document has one of those statuses and is
-    held by that worker claim (its fencing token), atomically. `fail_running_phases` marks every
-    phase still `running` as `failed` with that message (cancellation, a lost worker, a timeout).
+    to values appended in order, and `push_limit` some of those paths to the most items their
+    array keeps after the push: its first ones (MongoDB's `$slice`), a backstop that keeps an
+    array bounded in the store whatever its writer does. `expect_status` and `expect_worker`,
+    when given, make the update conditional: it applies only while the document has one of
+    those statuses and is held by that worker claim (its fencing token), atomically.
+    `fail_running_phases` marks every phase still `running` as `failed` with that message
+    (cancellation, a lost worker, a timeout).
     """
 
     set: Mapping[str, Any] | None = None
     push: Mapping[str, Sequence[Any]] | None = None
+    push_limit: Mapping[str, int] | None = None
     expect_status: frozenset[str] | None = None
     expect_worker: str | None = None
     meta: Mapping[str, Any] | None = None
@@ -342,6 +346,9 @@ def apply_update(doc: dict[str, Any], change: Update) -> None:
         if not isinstance(target, list):
             raise TypeError(f"cannot push to non-array field {path!r}")
         target.extend(values)
+        limit = (change.push_limit or {}).get(path)
+        if limit is not None:
+            del target[limit:]
 
 
 def _walk(doc: dict[str, Any], path: str, *, create: bool) -> tuple[Any, str]:

@@ -68,6 +68,11 @@ def database_exists(url: str, timeout: float = 5.0) -> bool:
         client.close()
 
 
+def _sliced(limit: int | None) -> dict[str, int]:
+    """The `$slice` of a `$push` that keeps an array's first `limit` items (none: all)."""
+    return {} if limit is None else {"$slice": limit}
+
+
 @translate_errors((PyMongoError,), "MongoDB")
 class MongoStore(ExecutionStore):
     kind = "mongodb"
@@ -155,12 +160,17 @@ class MongoStore(ExecutionStore):
                 failed["phases.$[running].end"] = change.set["end"]  # type: ignore[index]
             operations.setdefault("$set", {}).update(failed)
             array_filters = [{"running.status": "running"}]
+        limits = change.push_limit or {}
         if change.push:
             operations["$push"] = {
-                path: {"$each": list(values)} for path, values in change.push.items()
+                path: {"$each": list(values), **_sliced(limits.get(path))}
+                for path, values in change.push.items()
             }
-        # the searched words (`_meta.text`) follow the texts they come from
+        # the searched words (`_meta.text`) follow the texts they come from, bounded alike
         text_sets, text_pushes = mirror_update(change.set, change.push)
+        for path, limit in limits.items():
+            if f"{TEXT}.{path}" in text_pushes:
+                text_pushes[f"{TEXT}.{path}"].update(_sliced(limit))
         if text_sets:
             operations.setdefault("$set", {}).update(text_sets)
         if text_pushes:

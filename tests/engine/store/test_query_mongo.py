@@ -82,7 +82,10 @@ def test_the_words_follow_the_document_through_updates(mongo: MongoStore) -> Non
     mongo.update("e08", Update(push={"phases": [{"name": "EXTRACT", "log": ["one"]}]}))
     mongo.update("e08", Update(push={"phases.0.log": ["two"]}, set={"message": "Running"}))
     mongo.update("e08", Update(set={"status": "failed", "phases.0.log": ["three"]}))
+    limited = Update(push={"phases.0.log": ["four", "five"]}, push_limit={"phases.0.log": 2})
+    mongo.update("e08", limited)  # the words are bounded as the lines are
     stored = mongo.get("e08")
+    assert stored is not None and stored["phases"][0]["log"] == ["three", "four"]
     assert stored is not None
     assert text_of(mongo, "e08") == mirror(stored)
 
