@@ -336,7 +336,8 @@ def apply_update(doc: dict[str, Any], change: Update) -> None:
             if phase.get("status") == "running":
                 phase["status"] = "failed"
                 phase["message"] = change.fail_running_phases
-                phase["end"] = (change.set or {}).get("end", phase.get("end"))
+                if "end" in (change.set or {}):
+                    phase["end"] = change.set["end"]  # type: ignore[index]
     for path, value in (change.set or {}).items():
         parent, key = _walk(doc, path, create=True)
         _assign(parent, key, value)

@@ -10,6 +10,8 @@ lacks one, this adapter supplies it, each as MongoDB documents it:
   the collection's text index and turns `$text` into the match MongoDB makes through it (any of
   the words, whole, in any of the indexed fields, case-insensitive). Only the plain word lists
   the store sends are taken: a phrase or a negated word in `$search` is refused;
+- `array_filters` of an update (`phases.$[running].status` with `running.status: running`):
+  the update is applied to the elements the filters select, named by their index;
 - options mongomock's calls do not take (`maxTimeMS` on `distinct`), dropped: mongomock never
   stops a read;
 - `list_indexes`: a text index listed in the server's shape (keys `_fts` and `_ftsx`, the
@@ -26,7 +28,34 @@ from typing import Any
 
 import mongomock
 import pymongo
-from pymongo.results import BulkWriteResult
+from mongomock.filtering import filter_applies
+from pymongo.results import BulkWriteResult, UpdateResult
+
+
+def _filtered_paths(
+    doc: Mapping[str, Any], path: str, array_filters: list[Mapping[str, Any]]
+) -> list[str]:
+    """The paths that `path` names in `doc`: itself, or for `a.$[x].b` one `a.<i>.b` for each
+    element `i` of `a` that the filter of `x` in `array_filters` selects."""
+    parts = path.split(".")
+    at = next((i for i, part in enumerate(parts) if part.startswith("$[")), None)
+    if at is None:
+        return [path]
+    name = parts[at][2:-1]
+    conditions = {
+        key.removeprefix(f"{name}."): condition
+        for array_filter in array_filters
+        for key, condition in array_filter.items()
+        if key.split(".")[0] == name
+    }
+    array: Any = doc
+    for part in parts[:at]:
+        array = array[int(part)] if isinstance(array, list) else array.get(part, [])
+    return [
+        ".".join([*parts[:at], str(index), *parts[at + 1 :]])
+        for index, element in enumerate(array)
+        if isinstance(element, Mapping) and filter_applies(conditions, element)
+    ]
 
 
 def adapted_client() -> AdaptedClient:
@@ -151,6 +180,31 @@ class AdaptedCollection:
             {"nMatched": matched, "nModified": modified, "nUpserted": upserted, "upserted": []},
             acknowledged=True,
         )
+
+    def update_one(
+        self,
+        filter: Any,
+        update: Mapping[str, Any],
+        upsert: bool = False,
+        array_filters: list[Mapping[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if array_filters is None:
+            return self.standin.update_one(filter, update, upsert=upsert, **kwargs)
+        if upsert:
+            raise NotImplementedError("the stand-in's array_filters take no upsert")
+        doc = self.standin.find_one(filter)
+        if doc is None:
+            return UpdateResult({"n": 0, "nModified": 0}, acknowledged=True)
+        expanded = {
+            operator: {
+                path: value
+                for given, value in fields.items()
+                for path in _filtered_paths(doc, given, array_filters)
+            }
+            for operator, fields in update.items()
+        }
+        return self.standin.update_one({"_id": doc["_id"]}, expanded, **kwargs)
 
     # --- indexes -----------------------------------------------------------------------------
 
