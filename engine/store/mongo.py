@@ -21,6 +21,7 @@ from procexec.engine.errors import BadRequest, DuplicateExecution, QueryTimeout,
 from procexec.engine.limits import MAX_DISTINCT
 from procexec.engine.query import Query, field_buckets, sorted_distinct, too_many_values, values_at
 from procexec.engine.query.pipeline import too_many_results
+from procexec.engine.store import mongo_admin
 from procexec.engine.store.base import (
     META_KEYS,
     PROCESS_OVERRIDES,
@@ -34,7 +35,6 @@ from procexec.engine.store.base import (
     masked_url,
     translate_errors,
 )
-from procexec.engine.store.mongo_admin import check, ensure_indexes
 from procexec.engine.store.mongo_query import (
     TEXT,
     compile_filter,
@@ -96,7 +96,7 @@ class MongoStore(ExecutionStore):
         if not prepare:
             return
         try:
-            ensure_indexes(self.db)
+            mongo_admin.ensure_indexes(self.db)
             self._add_search_words()
         except PyMongoError as exc:
             raise StoreUnavailable(f"cannot open MongoDB at {masked_url(url)}: {exc}") from exc
@@ -104,7 +104,7 @@ class MongoStore(ExecutionStore):
     def ensure_indexes(self) -> builtins.list[str]:
         """Make the indexes of `mongo_admin.INDEXES` that the database lacks (those it holds
         stay as they are); the names of all of them."""
-        return ensure_indexes(self.db)
+        return mongo_admin.ensure_indexes(self.db)
 
     def _add_search_words(self) -> None:
         """The searched words of documents stored without them (by an earlier version)."""
@@ -427,7 +427,7 @@ class MongoStore(ExecutionStore):
         self.client.admin.command("ping")
 
     def check(self, timeout: float = 5.0) -> StoreReport:
-        return check(self.client, self.db, timeout)
+        return mongo_admin.check(self.client, self.db, timeout)
 
     def close(self) -> None:
         self.client.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from procexec.engine.errors import StoreUnavailable
 from procexec.engine.store import open_store
 from procexec.engine.store.base import ExecutionStore, masked_url
 from procexec.engine.store.mongo import MongoStore
@@ -102,6 +103,18 @@ def test_an_index_of_other_keys_under_a_wanted_name_is_missing(mongo: MongoStore
     mongo.executions.drop_index("environment_1_start_-1__id_-1")
     mongo.executions.create_index([("environment", 1), ("start", -1), ("_id", -1)], name="list")
     assert "environment_1_start_-1__id_-1" not in [i.name for i in mongo.check().missing]
+
+
+def test_an_index_that_conflicts_stops_the_store_from_opening(mongo: MongoStore) -> None:
+    """Same name, other keys: MongoDB refuses to make procexec's, and the store says so
+    (without the URL's password) rather than run without it."""
+    mongo.executions.drop_index(TEXT_INDEX)
+    mongo.executions.create_index([("name", 1)], name=TEXT_INDEX)
+    with pytest.raises(StoreUnavailable, match=TEXT_INDEX) as refused:
+        MongoStore(f"mongodb://bob:secret@unused/{mongo.db.name}", client=mongo.client)
+    assert str(refused.value).startswith("cannot open MongoDB at mongodb://bob:***@unused/")
+    assert "secret" not in str(refused.value)
+    assert [index.name for index in mongo.check().missing] == [TEXT_INDEX]
 
 
 def test_opening_without_prepare_writes_nothing(mongo: MongoStore) -> None:
