@@ -10,10 +10,14 @@ away as lost, and the recorder aborts the run's `RunControl`.
 
 Each phase keeps at most `max_log_lines` lines: its first half and its latest lines, with one
 marker line between them that counts what was dropped, so no document nears MongoDB's 16 MB.
+Lines are appended (`push`, one atomic update with the run's other changes) while the first
+half fills, each push limited to `max_log_lines` in the store as a backstop; past it, the log
+is written whole (head, marker, tail) in one `set`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -160,14 +164,7 @@ class ExecutionRecorder:
         return self._apply(Update(meta={"heartbeat": iso_ms()}))
 
     def _apply(self, change: Update) -> bool:
-        change = Update(
-            set=change.set,
-            push=change.push,
-            meta=change.meta,
-            fail_running_phases=change.fail_running_phases,
-            expect_status=_WRITABLE,
-            expect_worker=self.token,
-        )
+        change = dataclasses.replace(change, expect_status=_WRITABLE, expect_worker=self.token)
         if self.store.update(self.execution_id, change):
             return True
         self._taken_away()
@@ -214,9 +211,17 @@ class ExecutionRecorder:
             fields = {**log_sets, **(set or {})}
             if not pushes and not fields and fail_running is None:
                 return True
+            # a backstop: the log arrays stay bounded in the store even if lines are pushed
+            # twice (a write that was applied, then reported failed, and is sent again)
+            limits = dict.fromkeys(pushes, self.max_log_lines)
             try:
                 return self._apply(
-                    Update(set=fields, push=pushes, fail_running_phases=fail_running)
+                    Update(
+                        set=fields,
+                        push=pushes,
+                        push_limit=limits,
+                        fail_running_phases=fail_running,
+                    )
                 )
             except Exception:
                 self._restore(pushes)

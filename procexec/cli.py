@@ -1,4 +1,5 @@
-"""The `procexec` command: standalone, api, worker, beat, token create."""
+"""The `procexec` command: standalone, api, worker, beat, flower, process, cancel, store check,
+token create."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from procexec.celery_argv import given, worker_argv
 from procexec.engine.domain import Scope
 from procexec.engine.settings import Settings, SettingsError
 from procexec.service import Service, build, existing_store, settings
@@ -56,31 +58,6 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 #: the commands whose other options go to Celery's (or Flower's) own command as they are
 PASS_THROUGH = ("worker", "beat", "flower")
-
-
-def given(options: Sequence[str], *names: str) -> bool:
-    """Whether `options` sets any of `names` (`-c 4`, `-c4`, `--concurrency=4` …)."""
-    return any(
-        option == name or option.startswith(name + "=" if name.startswith("--") else name)
-        for option in options
-        for name in names
-    )
-
-
-def worker_argv(log_level: str, options: Sequence[str], loader_queue: str) -> list[str]:
-    """`celery worker`'s arguments: procexec's defaults for what `options` leaves unset (the
-    prefork pool, 2 processes, the run queue and the loader queue), then `options` as they
-    are."""
-    from procexec.workers.celery_app import QUEUE
-
-    argv = ["worker", f"--loglevel={log_level}", "--without-mingle", "--without-gossip"]
-    if not given(options, "-P", "--pool"):
-        argv.append("--pool=prefork")
-    if not given(options, "-c", "--concurrency", "--autoscale"):
-        argv.append("--concurrency=2")
-    if not given(options, "-Q", "--queues"):
-        argv.append(f"--queues={QUEUE},{loader_queue}" if loader_queue else f"--queues={QUEUE}")
-    return [*argv, *options]
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -261,6 +238,30 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store_check(args: argparse.Namespace) -> int:
+    """The configured store's health: 0 healthy, 1 not answering or missing indexes, 2 no
+    store there (a service makes it) or a URL procexec does not take."""
+    from procexec.engine.errors import ProcexecError, StoreUnavailable
+    from procexec.engine.store import StoreReport, masked_url
+    from procexec.storecheck import as_json, as_text, kind_of
+
+    config = Settings.from_env()
+    url = config.store_url
+    try:
+        store = existing_store(config, prepare=False, timeout=args.timeout)
+        try:
+            report = store.check(args.timeout)
+        finally:
+            store.close()
+    except StoreUnavailable as exc:  # asked whether the database is there, it did not answer
+        report = StoreReport(kind_of(url), reachable=False, error=str(exc))
+    except (ValueError, ProcexecError) as exc:
+        print(f"procexec: {str(exc).replace(url, masked_url(url))}", file=sys.stderr)
+        return 2
+    print(as_json(url, report) if args.json else as_text(url, report))
+    return 0 if report.healthy else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="procexec", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -334,6 +335,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--user", default=os.environ.get("USER") or "operator", help="who cancels (shown in it)"
     )
     cancel.set_defaults(handler=cmd_cancel)
+
+    store = commands.add_parser("store", help="the store of PROCEXEC_STORE_URL")
+    store_commands = store.add_subparsers(dest="store_command", required=True)
+    check = store_commands.add_parser(
+        "check",
+        help="whether the store answers, its indexes (present or missing) and its counts; "
+        "exit 0 healthy, 1 not answering or indexes missing, 2 no store there",
+    )
+    check.add_argument("--json", action="store_true", help="as JSON")
+    check.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds the store has to answer (default 5)"
+    )
+    check.set_defaults(handler=cmd_store_check)
 
     token = commands.add_parser("token", help="API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)

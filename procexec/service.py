@@ -51,17 +51,22 @@ class StoreMissing(ProcexecError):
     """A command that works on a running service's store found none where the settings say."""
 
 
-def existing_store(config: Settings) -> ExecutionStore:
+def existing_store(
+    config: Settings, *, prepare: bool = True, timeout: float = 5.0
+) -> ExecutionStore:
     """The store of `config`, which a service must have made: a command run with other
-    settings than the service's (another folder, say) must not make an empty one of its own."""
-    if not store_exists(config.store_url):
+    settings than the service's (another folder, say) must not make an empty one of its own.
+
+    Without `prepare`, it is opened as it is (`open_store`), for `procexec store check`; a
+    MongoDB server has `timeout` seconds to say whether it holds the database."""
+    if not store_exists(config.store_url, timeout):
         where = sqlite_path(config.store_url) or "the MongoDB database of PROCEXEC_STORE_URL"
         raise StoreMissing(
             f"no store at {where}: the service makes it when it starts (procexec standalone, "
             f"api or worker); run this with the service's PROCEXEC_DATA_DIR or "
             f"PROCEXEC_STORE_URL"
         )
-    return open_store(config.store_url)
+    return open_store(config.store_url, prepare=prepare)
 
 
 def build(

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from procexec.engine.store.base import ExecutionStore, Observation, TokenRecord, Update
+from procexec.engine.store.base import (
+    ExecutionStore,
+    IndexState,
+    Observation,
+    StoreReport,
+    TokenRecord,
+    Update,
+    masked_url,
+)
 
 __all__ = [
     "ExecutionStore",
+    "IndexState",
     "Observation",
+    "StoreReport",
     "TokenRecord",
     "Update",
+    "masked_url",
     "open_store",
     "sqlite_path",
     "store_exists",
@@ -26,25 +37,37 @@ def sqlite_path(url: str) -> str | None:
     return path[1:] if path.startswith("/") else path
 
 
-def open_store(url: str) -> ExecutionStore:
-    """Open the store that `url` names, making it if it is not there yet."""
+def _unsupported(url: str) -> ValueError:
+    return ValueError(f"unsupported store URL {masked_url(url)!r}: use sqlite:///… or mongodb://…")
+
+
+def _is_mongodb(url: str) -> bool:
+    return url.startswith(("mongodb://", "mongodb+srv://"))
+
+
+def open_store(url: str, *, prepare: bool = True) -> ExecutionStore:
+    """Open the store that `url` names, making it (its file, tables, indexes) if it is not
+    there yet; without `prepare`, as it is, making and changing nothing (`check` reports)."""
     path = sqlite_path(url)
     if path is not None:
         from procexec.engine.store.sqlite import SQLiteStore
 
-        return SQLiteStore(path)
-    if url.startswith(("mongodb://", "mongodb+srv://")):
+        return SQLiteStore(path, prepare=prepare)
+    if _is_mongodb(url):
         from procexec.engine.store.mongo import MongoStore
 
-        return MongoStore(url)
-    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///… or mongodb://…")
+        return MongoStore(url, prepare=prepare)
+    raise _unsupported(url)
 
 
-def store_exists(url: str) -> bool:
-    """Whether the store that `url` names is there already (its file; its database)."""
+def store_exists(url: str, timeout: float = 5.0) -> bool:
+    """Whether the store that `url` names is there already (its file; its database, asked of
+    the server within `timeout` seconds)."""
     path = sqlite_path(url)
     if path is not None:
         return path == ":memory:" or Path(path).is_file()
+    if not _is_mongodb(url):
+        raise _unsupported(url)
     from procexec.engine.store.mongo import database_exists
 
-    return database_exists(url)
+    return database_exists(url, timeout)

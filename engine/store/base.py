@@ -9,7 +9,7 @@ import functools
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from procexec.engine.domain import TERMINAL_STATUSES
@@ -101,18 +101,66 @@ class Update:
     """A change to one document, as MongoDB expresses it.
 
     `set` maps dotted paths (`phases.2.status`) to values; `push` maps dotted paths of arrays
-    to values appended in order. `expect_status` and `expect_worker`, when given, make the
-    update conditional: it applies only while the document has one of those statuses and is
-    held by that worker claim (its fencing token), atomically. `fail_running_phases` marks every
-    phase still `running` as `failed` with that message (cancellation, a lost worker, a timeout).
+    to values appended in order, and `push_limit` some of those paths to the most items their
+    array keeps after the push: its first ones (MongoDB's `$slice`), a backstop that keeps an
+    array bounded in the store whatever its writer does. `expect_status` and `expect_worker`,
+    when given, make the update conditional: it applies only while the document has one of
+    those statuses and is held by that worker claim (its fencing token), atomically.
+    `fail_running_phases` marks every phase still `running` as `failed` with that message
+    (cancellation, a lost worker, a timeout).
     """
 
     set: Mapping[str, Any] | None = None
     push: Mapping[str, Sequence[Any]] | None = None
+    push_limit: Mapping[str, int] | None = None
     expect_status: frozenset[str] | None = None
     expect_worker: str | None = None
     meta: Mapping[str, Any] | None = None
     fail_running_phases: str | None = None
+
+
+def masked_url(url: str) -> str:
+    """`url` with the password of its `user:password@` hidden (`user:***@`), to be shown."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or "@" not in rest:
+        return url
+    userinfo, _, hosts = rest.rpartition("@")  # a password may hold an unescaped `@`
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{colon and ':***'}@{hosts}"
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """One index a store makes when it opens, and whether its database holds it."""
+
+    collection: str
+    name: str
+    present: bool
+
+
+@dataclass(frozen=True)
+class StoreReport:
+    """What `ExecutionStore.check` found: whether the store answers, its indexes, its counts.
+
+    `error` names what failed: the store not answering (`reachable` false), or a step after it.
+    """
+
+    kind: str
+    reachable: bool
+    error: str | None = None
+    indexes: tuple[IndexState, ...] = ()
+    #: executions in all, and by status (the statuses that have some)
+    executions: int | None = None
+    by_status: Mapping[str, int] = field(default_factory=dict)
+    checkpoints: int | None = None
+
+    @property
+    def missing(self) -> list[IndexState]:
+        return [index for index in self.indexes if not index.present]
+
+    @property
+    def healthy(self) -> bool:
+        return self.reachable and self.error is None and not self.missing
 
 
 class InlineBudgetExceeded(Exception):
@@ -251,6 +299,12 @@ class ExecutionStore(abc.ABC):
     def ping(self) -> None:
         """Ask the store to answer, cheaply; raises `StoreUnavailable` when it cannot."""
 
+    @abc.abstractmethod
+    def check(self, timeout: float = 5.0) -> StoreReport:
+        """Whether the store answers within `timeout` seconds, which of its indexes it holds,
+        and how many executions and checkpoints; changes nothing, and raises nothing when the
+        store is down (the report says so)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
@@ -297,7 +351,8 @@ def apply_update(doc: dict[str, Any], change: Update) -> None:
             if phase.get("status") == "running":
                 phase["status"] = "failed"
                 phase["message"] = change.fail_running_phases
-                phase["end"] = (change.set or {}).get("end", phase.get("end"))
+                if "end" in (change.set or {}):
+                    phase["end"] = change.set["end"]  # type: ignore[index]
     for path, value in (change.set or {}).items():
         parent, key = _walk(doc, path, create=True)
         _assign(parent, key, value)
@@ -307,6 +362,9 @@ def apply_update(doc: dict[str, Any], change: Update) -> None:
         if not isinstance(target, list):
             raise TypeError(f"cannot push to non-array field {path!r}")
         target.extend(values)
+        limit = (change.push_limit or {}).get(path)
+        if limit is not None:
+            del target[limit:]
 
 
 def _walk(doc: dict[str, Any], path: str, *, create: bool) -> tuple[Any, str]:

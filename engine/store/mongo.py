@@ -1,8 +1,7 @@
 """The production store: MongoDB through pymongo, with atomic `$set`/`$push` updates.
 
-A caller may hand it a client of its own (`client=`): the tests hand it the in-memory
-stand-in of the `mongomock` package when no server is at hand, which lacks a few of a
-server's features (below); the store does without them on such a client.
+A caller may hand it a client of its own (`client=`); the store uses a real server's features
+on whatever it is given (the tests adapt their in-memory stand-in to them).
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from procexec.engine.errors import BadRequest, DuplicateExecution, QueryTimeout,
 from procexec.engine.limits import MAX_DISTINCT
 from procexec.engine.query import Query, field_buckets, sorted_distinct, too_many_values, values_at
 from procexec.engine.query.pipeline import too_many_results
+from procexec.engine.store import mongo_admin
 from procexec.engine.store import mongo_retention as retention
 from procexec.engine.store.base import (
     META_KEYS,
@@ -29,21 +29,21 @@ from procexec.engine.store.base import (
     ExecutionStore,
     Observation,
     ProcessState,
+    StoreReport,
     TokenRecord,
     Update,
     canonical,
+    masked_url,
     translate_errors,
 )
 from procexec.engine.store.mongo_query import (
     TEXT,
-    TEXT_INDEX,
     compile_filter,
     compile_pipeline,
     mirror,
     mirror_update,
     search_filter,
     text_cover,
-    text_index_keys,
 )
 
 __all__ = ["MongoStore", "compile_filter"]
@@ -56,10 +56,11 @@ def database_of(url: str) -> str:
     return urlparse(url).path.lstrip("/") or "procexec"
 
 
-def database_exists(url: str) -> bool:
-    """Whether the server holds the store's database (a service has started on it); asked of
-    a bare client, since opening the store makes its indexes, and so the database."""
-    client: Any = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000)
+def database_exists(url: str, timeout: float = 5.0) -> bool:
+    """Whether the server holds the store's database (a service has started on it), asked
+    within `timeout` seconds of a bare client, since opening the store makes its indexes, and
+    so the database."""
+    client: Any = pymongo.MongoClient(url, serverSelectionTimeoutMS=max(1, int(timeout * 1000)))
     try:
         return database_of(url) in client.list_database_names()
     except PyMongoError as exc:
@@ -68,20 +69,22 @@ def database_exists(url: str) -> bool:
         client.close()
 
 
+def _sliced(limit: int | None) -> dict[str, int]:
+    """The `$slice` of a `$push` that keeps an array's first `limit` items (none: all)."""
+    return {} if limit is None else {"$slice": limit}
+
+
 @translate_errors((PyMongoError,), "MongoDB")
 class MongoStore(ExecutionStore):
     kind = "mongodb"
 
-    def __init__(self, url: str, client: Any | None = None) -> None:
+    def __init__(self, url: str, client: Any | None = None, *, prepare: bool = True) -> None:
+        """The store of `url` (on `client` when given). With `prepare` (as a service opens it),
+        its indexes are made and documents stored by an earlier version brought up to date;
+        without (`procexec store check`), nothing is written."""
         if client is None:
             client = pymongo.MongoClient(url, serverSelectionTimeoutMS=5000, tz_aware=False)
         database = database_of(url)
-        #: mongomock's bulk_write cannot take the write models of pymongo 4.9 and later
-        self._bulk_writes = not type(client).__module__.startswith("mongomock")
-        #: mongomock has no `$text`: there `_search` answers from its exact part alone
-        self._text_search = self._bulk_writes
-        #: mongomock's distinct takes no options: there a limited `_distinct` has no maxTimeMS
-        self._distinct_options = self._bulk_writes
         #: the limit of this thread's reads (`limited`), in milliseconds
         self._local = threading.local()
         self.client = client
@@ -91,33 +94,21 @@ class MongoStore(ExecutionStore):
         self.observations = self.db["observations"]
         self.processes = self.db["processes"]
         self.checkpoints = self.db["checkpoints"]
+        if not prepare:
+            return
         try:
-            self._ensure_indexes()
+            mongo_admin.ensure_indexes(self.db)
+            self._add_search_words()
         except PyMongoError as exc:
-            raise StoreUnavailable(f"cannot reach MongoDB at {url}: {exc}") from exc
+            raise StoreUnavailable(f"cannot open MongoDB at {masked_url(url)}: {exc}") from exc
 
-    def _ensure_indexes(self) -> None:
-        for keys in (
-            [("environment", 1), ("start", -1), ("_id", -1)],
-            [("environment", 1), ("name", 1), ("start", -1), ("_id", -1)],
-            [("environment", 1), ("status", 1), ("start", -1), ("_id", -1)],
-            [("status", 1), ("_meta.heartbeat", 1)],
-            [("status", 1), ("_meta.dispatched", 1)],
-        ):
-            self.executions.create_index(keys)
-        self.observations.create_index(
-            [("environment", 1), ("series_id", 1), ("date", 1)], unique=True
-        )
-        self._ensure_search_index()
+    def ensure_indexes(self) -> builtins.list[str]:
+        """Make the indexes of `mongo_admin.INDEXES` that the database lacks (those it holds
+        stay as they are); the names of all of them."""
+        return mongo_admin.ensure_indexes(self.db)
 
-    def _ensure_search_index(self) -> None:
-        """The text index of `_search`, and the searched words of documents stored without."""
-        self.executions.create_index(
-            text_index_keys(),
-            name=TEXT_INDEX,
-            default_language="none",
-            language_override="_textLanguage",
-        )
+    def _add_search_words(self) -> None:
+        """The searched words of documents stored without them (by an earlier version)."""
         migrations = self.db["migrations"]
         if migrations.find_one({"_id": "search-text"}) is None:
             for doc in self.executions.find({TEXT: {"$exists": False}}, {"_meta": 0}):
@@ -171,12 +162,17 @@ class MongoStore(ExecutionStore):
                 failed["phases.$[running].end"] = change.set["end"]  # type: ignore[index]
             operations.setdefault("$set", {}).update(failed)
             array_filters = [{"running.status": "running"}]
+        limits = change.push_limit or {}
         if change.push:
             operations["$push"] = {
-                path: {"$each": list(values)} for path, values in change.push.items()
+                path: {"$each": list(values), **_sliced(limits.get(path))}
+                for path, values in change.push.items()
             }
-        # the searched words (`_meta.text`) follow the texts they come from
+        # the searched words (`_meta.text`) follow the texts they come from, bounded alike
         text_sets, text_pushes = mirror_update(change.set, change.push)
+        for path, limit in limits.items():
+            if f"{TEXT}.{path}" in text_pushes:
+                text_pushes[f"{TEXT}.{path}"].update(_sliced(limit))
         if text_sets:
             operations.setdefault("$set", {}).update(text_sets)
         if text_pushes:
@@ -230,7 +226,7 @@ class MongoStore(ExecutionStore):
         if query.where is not None:
             parts.append(compile_filter(query.where))
         if query.search is not None:
-            cover = text_cover(query.search) if self._text_search else None
+            cover = text_cover(query.search)
             if cover:
                 parts.append({"$text": {"$search": " ".join(cover), "$language": "none"}})
             parts.append(search_filter(query.search))
@@ -274,8 +270,7 @@ class MongoStore(ExecutionStore):
         selector = self._selector(query)
         try:
             if query.search is None:
-                options = self._limit_options() if self._distinct_options else {}
-                found = self.executions.distinct(field, selector, **options)
+                found = self.executions.distinct(field, selector, **self._limit_options())
             else:  # `$text` is certain to work in a find
                 parts = field.split(".")
                 found = [
@@ -357,21 +352,17 @@ class MongoStore(ExecutionStore):
     def upsert_observations(self, environment: str, rows: Sequence[Observation]) -> int:
         if not rows:
             return 0
-        changes = [
-            (
-                {"environment": environment, "series_id": row.series_id, "date": row.date},
-                {"$set": {"value": row.value}},
-            )
-            for row in rows
-        ]
-        if self._bulk_writes:
-            self.observations.bulk_write(
-                [pymongo.UpdateOne(selector, change, upsert=True) for selector, change in changes],
-                ordered=False,
-            )
-        else:
-            for selector, change in changes:
-                self.observations.update_one(selector, change, upsert=True)
+        self.observations.bulk_write(
+            [
+                pymongo.UpdateOne(
+                    {"environment": environment, "series_id": row.series_id, "date": row.date},
+                    {"$set": {"value": row.value}},
+                    upsert=True,
+                )
+                for row in rows
+            ],
+            ordered=False,
+        )
         return len(rows)
 
     def get_series(self, environment: str, series_id: str) -> dict[str, float]:
@@ -451,6 +442,9 @@ class MongoStore(ExecutionStore):
 
     def ping(self) -> None:
         self.client.admin.command("ping")
+
+    def check(self, timeout: float = 5.0) -> StoreReport:
+        return mongo_admin.check(self.client, self.db, timeout)
 
     def close(self) -> None:
         self.client.close()

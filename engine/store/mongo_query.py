@@ -10,8 +10,8 @@ runs as two parts of one filter:
   candidates;
 - the exact search over `_meta.text` (`search_filter`): a phrase is a run of whole words.
 
-The in-memory stand-in (mongomock) has no `$text`: there the exact part alone answers,
-scanning; that fallback exists for tests only.
+A search with no word every match must hold (a lone NOT: `-failed`) has no `$text` part: it
+runs as the exact part alone.
 """
 
 from __future__ import annotations

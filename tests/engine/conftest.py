@@ -25,12 +25,13 @@ MONGO_URI = os.environ.get("PROCEXEC_TEST_MONGODB_URI")
 
 
 def _mongo_store(database: str) -> MongoStore:
-    """The Mongo store on the real server, or on mongomock's in-memory client standing in."""
+    """The Mongo store on the real server, or on mongomock's in-memory client standing in
+    (through its adapter, `tests.engine.mongomock_adapter`)."""
     if MONGO_URI:
         return MongoStore(urlunparse(urlparse(MONGO_URI)._replace(path="/" + database)))
-    import mongomock
+    from tests.engine.mongomock_adapter import adapted_client
 
-    return MongoStore(f"mongodb://mongomock/{database}", client=mongomock.MongoClient())
+    return MongoStore(f"mongodb://mongomock/{database}", client=adapted_client())
 
 
 @contextlib.contextmanager

@@ -7,13 +7,18 @@ from __future__ import annotations
 import json
 import re
 import threading
-from typing import Any
+from typing import Any, cast
+
+import pytest
 
 from procexec.engine.context import PhaseContext
+from procexec.engine.errors import StoreUnavailable
 from procexec.engine.process import Process
 from procexec.engine.recorder import ExecutionRecorder
 from procexec.engine.settings import Settings
+from procexec.engine.store.base import ExecutionStore, Update
 from tests.engine.runs import DEADLINE, FLUSH, Background, Bench, past_lost_timeout, texts, wait_for
+from tests.engine.store.documents import execution
 
 MARKER = re.compile(
     r"^warning \.\.\. (\d+) log lines dropped: a phase keeps its first 50 and its last 49 lines"
@@ -121,3 +126,71 @@ def test_a_resumed_phase_keeps_one_marker_that_counts_every_dropped_line(bench: 
     assert log[:5] == [f"info line {n}" for n in range(1, 6)]
     assert [line for line in log if "dropped" in line] == [f"warning ... 31 {DROPPED_5_4}"]
     assert log[6:] == [f"info line {n}" for n in range(37, 41)]
+
+
+class AppliedThenLost:
+    """A store whose writes of log lines are applied, then reported failed, as when the
+    connection drops before the server's answer arrives: the recorder keeps the lines and
+    sends them again."""
+
+    def __init__(self, store: ExecutionStore, failures: int) -> None:
+        self.store = store
+        self.failures = failures
+
+    def update(self, execution_id: str, change: Update) -> bool:
+        applied = self.store.update(execution_id, change)
+        if change.push and self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("the connection dropped before the answer")
+        return applied
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def test_log_lines_pushed_again_never_grow_past_the_cap_in_the_store(
+    store: ExecutionStore,
+) -> None:
+    """On each store: the cap holds in the store itself (the push's limit), not only in the
+    recorder's memory."""
+    doc = execution("r1", "DEMO", "running", "2021-07-01T16:30:07.858Z")
+    store.insert(doc, meta={"worker": "token-1"})
+    flaky = AppliedThenLost(store, failures=0)
+    recorder = ExecutionRecorder(
+        cast(ExecutionStore, flaky),
+        "r1",
+        flush_interval=FLUSH,
+        token="token-1",
+        max_log_lines=10,
+    )
+    index = recorder.start_phase("EXTRACT", "Running EXTRACT")
+    flaky.failures = 3
+    lines = [f"2021-07-01T16:30:13.000000000Z[UTC] info line {n}" for n in range(1, 5)]
+    for line in lines:
+        recorder.log(index, line)
+    for _ in range(3):
+        with pytest.raises(StoreUnavailable):
+            recorder.flush()
+    assert recorder.flush()  # the fourth time, answered: the same four lines once more
+    stored = store.get("r1")
+    assert stored is not None
+    log = stored["phases"][index]["log"]
+    assert len(log) == 10  # 16 lines pushed in all
+    assert log == [*lines, *lines, *lines[:2]]
+
+
+def test_a_push_keeps_at_most_its_limit_of_first_items(store: ExecutionStore) -> None:
+    store.insert(execution("p1", "DEMO", "running", "2021-07-01T16:30:07.858Z"))
+    phase = {"name": "EXTRACT", "status": "running", "log": []}
+    assert store.update("p1", Update(push={"phases": [phase]}, push_limit={"phases": 3}))
+    limited = {"phases.0.log": 5}
+    assert store.update("p1", Update(push={"phases.0.log": ["a", "b", "c"]}, push_limit=limited))
+    assert store.update("p1", Update(push={"phases.0.log": ["d", "e", "f"]}, push_limit=limited))
+    assert store.update("p1", Update(push={"phases.0.log": ["g"]}, push_limit=limited))
+    stored = store.get("p1")
+    assert stored is not None
+    assert stored["phases"] == [{**phase, "log": ["a", "b", "c", "d", "e"]}]
+    assert store.update("p1", Update(push={"phases.0.log": ["g", "h"]}))  # no limit: all kept
+    stored = store.get("p1")
+    assert stored is not None
+    assert stored["phases"][0]["log"] == ["a", "b", "c", "d", "e", "g", "h"]

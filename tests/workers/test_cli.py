@@ -170,7 +170,7 @@ def test_the_console_script_is_this_interpreters() -> None:
 
 
 def test_worker_options_pass_through_to_celery_with_procexec_defaults_for_the_rest() -> None:
-    from procexec.cli import worker_argv
+    from procexec.celery_argv import worker_argv
 
     defaults = worker_argv("INFO", [], "loader")
     assert defaults == [
@@ -204,6 +204,7 @@ def test_only_the_celery_commands_take_options_of_their_own(env: dict[str, str])
         ("token", "create", "--user", "alice"),
         ("process", "list"),
         ("cancel", "0d6e0b3c-1c1e-4c4e-9d51-6f1f8b7a2a11"),
+        ("store", "check"),
     ],
 )
 def test_a_command_refuses_a_store_no_service_made(tmp_path: Path, command: tuple[str]) -> None:

@@ -22,6 +22,7 @@ stores).
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterable
 
@@ -202,6 +203,11 @@ LIST_INDEXES = (
     "DROP INDEX IF EXISTS ix_exec_env_name_start",
     "DROP INDEX IF EXISTS ix_exec_env_status_start",
 )
+#: the indexes of the housekeeping: active runs with an old heartbeat, undispatched triggers
+HOUSEKEEPING_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS ix_exec_status_heartbeat ON executions(status, heartbeat)",
+    "CREATE INDEX IF NOT EXISTS ix_exec_status_dispatched ON executions(status, dispatched)",
+)
 COUNT_TABLES = (
     "CREATE TABLE execution_totals (environment TEXT, status TEXT, n INTEGER NOT NULL)",
     "CREATE TABLE execution_counts (environment TEXT, name TEXT, status TEXT, n INTEGER NOT NULL)",
@@ -217,6 +223,14 @@ COUNT_INDEXES = (
     "CREATE INDEX IF NOT EXISTS ix_days_cover ON execution_days(environment, day, status, n)",
     "CREATE INDEX IF NOT EXISTS ix_months_cover ON execution_months(environment, month, status, n)",
 )
+
+
+def wanted_indexes() -> list[tuple[str, str]]:
+    """(table, index) of every index `ensure_schema` makes, and the search index (the FTS
+    table, of `executions`)."""
+    statements = (*HOUSEKEEPING_INDEXES, retention.INDEX, *LIST_INDEXES, *COUNT_INDEXES)
+    made = [re.match(r"CREATE INDEX IF NOT EXISTS (\w+) ON (\w+)", s) for s in statements]
+    return [(match[2], match[1]) for match in made if match] + [("executions", "executions_fts")]
 
 
 def _drop_counter_triggers(conn: sqlite3.Connection) -> None:
@@ -289,13 +303,8 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     for key in META_KEYS:
         if key not in present:
             conn.execute(f"ALTER TABLE executions ADD COLUMN {key} TEXT")
-    # Housekeeping looks for active runs with an old heartbeat and for undispatched triggers.
-    conn.execute(
-        "CREATE INDEX IF NOT EXISTS ix_exec_status_heartbeat ON executions(status, heartbeat)"
-    )
-    conn.execute(
-        "CREATE INDEX IF NOT EXISTS ix_exec_status_dispatched ON executions(status, dispatched)"
-    )
+    for statement in HOUSEKEEPING_INDEXES:
+        conn.execute(statement)
     # Retention looks for finished runs by when they finished.
     conn.execute(retention.INDEX)
     # The list call's indexes, full-text index and counters.

@@ -26,12 +26,21 @@ from procexec.engine.store.base import (
     InlineBudgetExceeded,
     Observation,
     ProcessState,
+    StoreReport,
     TokenRecord,
     Update,
     apply_update,
     translate_errors,
 )
-from procexec.engine.store.sqlite import aggregate, deadlines, fields, pages, retention, schema
+from procexec.engine.store.sqlite import (
+    aggregate,
+    deadlines,
+    fields,
+    health,
+    pages,
+    retention,
+    schema,
+)
 from procexec.engine.store.sqlite.deadlines import LIMIT_STEP, Budget, Deadline
 
 __all__ = ["SQLiteStore"]
@@ -58,11 +67,16 @@ def _meta_columns(meta: Mapping[str, Any] | None) -> dict[str, Any]:
 class SQLiteStore(ExecutionStore):
     kind = "sqlite"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, prepare: bool = True) -> None:
+        """The store in the file `path`. With `prepare` (as a service opens it), the file, its
+        tables and indexes are made when missing; without (`procexec store check`), the store
+        is only read."""
         self.path = str(path)
+        self._local = threading.local()
+        if not prepare:
+            return
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
         conn = self._connect()
         schema.ensure_schema(conn)
 
@@ -348,6 +362,19 @@ class SQLiteStore(ExecutionStore):
 
     def ping(self) -> None:
         self._connect().execute("SELECT 1 FROM executions LIMIT 1").fetchall()
+
+    def check(self, timeout: float = 5.0) -> StoreReport:
+        if self.path == ":memory:":  # a database of this thread's connection alone
+            return health.check(self._connect())
+        try:  # a connection of its own, which can write nothing
+            uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, timeout=timeout)
+        except sqlite3.Error as exc:
+            return StoreReport("sqlite", reachable=False, error=str(exc))
+        try:
+            return health.check(conn)
+        finally:
+            conn.close()
 
     def release_thread(self) -> None:
         self.close()

@@ -82,7 +82,10 @@ def test_the_words_follow_the_document_through_updates(mongo: MongoStore) -> Non
     mongo.update("e08", Update(push={"phases": [{"name": "EXTRACT", "log": ["one"]}]}))
     mongo.update("e08", Update(push={"phases.0.log": ["two"]}, set={"message": "Running"}))
     mongo.update("e08", Update(set={"status": "failed", "phases.0.log": ["three"]}))
+    limited = Update(push={"phases.0.log": ["four", "five"]}, push_limit={"phases.0.log": 2})
+    mongo.update("e08", limited)  # the words are bounded as the lines are
     stored = mongo.get("e08")
+    assert stored is not None and stored["phases"][0]["log"] == ["three", "four"]
     assert stored is not None
     assert text_of(mongo, "e08") == mirror(stored)
 
@@ -103,17 +106,34 @@ def test_text_cover() -> None:
     assert cover("-boe ecb") == ["ecb"]
 
 
-def test_a_search_runs_on_the_text_index_on_a_server(mongo: MongoStore) -> None:
+def test_a_search_runs_on_the_text_index(mongo: MongoStore) -> None:
     assert TEXT_INDEX in mongo.executions.index_information()
     query = parse_query([("_search", "ecb -failed"), ("name", "ECB_FX")])
-    mongo._text_search = True
     selector = mongo._selector(query)
     assert selector["$and"][2] == {"$text": {"$search": "ecb", "$language": "none"}}
-    mongo._text_search = False  # mongomock has no $text: the exact part alone answers
-    assert all("$text" not in part for part in mongo._selector(query)["$and"])
     lone_not = parse_query([("_search", "-ecb")])
-    mongo._text_search = True
     assert all("$text" not in part for part in mongo._selector(lone_not)["$and"])
+
+
+def test_a_search_asks_the_text_index_then_the_exact_words(mongo: MongoStore) -> None:
+    """`$text` (the index) finds the candidates, the exact search over the words narrows them:
+    phrases, negations and alternatives give the documented answers."""
+    for doc in (BY_ID["e01"], BY_ID["e02"], BY_ID["e08"]):
+        mongo.insert(copy.deepcopy(doc))
+
+    def found(search: str) -> list[str]:
+        return sorted(row["_id"] for row in mongo.list(parse_query([("_search", search)]))[0])
+
+    assert found("ecb") == ["e01", "e02"]
+    assert found("ecb -failed") == ["e01"]
+    assert found('"transform failed"') == ["e02"]
+    assert found("e08|e01") == ["e01", "e08"]
+    # the candidates come from the text index: without it, MongoDB refuses the search (but
+    # for a lone NOT, which has no `$text` part)
+    mongo.executions.drop_index(TEXT_INDEX)
+    with pytest.raises(StoreUnavailable, match="text index required"):
+        found("ecb")
+    assert found("-ecb") == ["e08"]
 
 
 def test_documents_stored_without_words_get_them_when_the_store_opens(mongo: MongoStore) -> None:
