@@ -46,11 +46,17 @@ AUTH = ("ops", "flower-pass")
 WORKERS = ("w1", "w2")
 
 
-def _celery_inspect(installed: Installed, env: dict[str, str], command: str) -> dict[str, Any]:
-    """`celery inspect COMMAND --json` with the installed package's app: replies by node."""
+def _celery_inspect(
+    installed: Installed, env: dict[str, str], command: str, cwd: Path
+) -> dict[str, Any]:
+    """`celery inspect COMMAND --json` with the installed package's app: replies by node.
+
+    Run from `cwd`, not this checkout: Celery imports its app from the working directory first,
+    where the checkout's `procexec/` folder would hide the installed package."""
     celery = Path(installed.procexec).with_name("celery")
     result = subprocess.run(
         [str(celery), "-A", "procexec.workers.tasks", "inspect", command, "-j", "-t", "10"],
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
@@ -123,8 +129,8 @@ def test_200_runs_across_workers_a_loader_beat_and_flower(
             assert client.get(f"{flower_url}/api/tasks").status_code == 401
 
         # Celery's own options reached each worker.
-        stats = _celery_inspect(installed, env, "stats")
-        queues = _celery_inspect(installed, env, "active_queues")
+        stats = _celery_inspect(installed, env, "stats", tmp_path)
+        queues = _celery_inspect(installed, env, "active_queues", tmp_path)
         nodes = {node.split("@")[0]: node for node in stats}
         assert set(nodes) == {*WORKERS, "loader"}, sorted(stats)
         for name in WORKERS:
