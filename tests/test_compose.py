@@ -515,3 +515,10 @@ def test_the_image_s_command_is_procexec_s() -> None:
     assert commands
     args, _ = parsed(load(commands[-1]))
     assert args.command == "api"
+
+
+def test_the_operators_guide_describes_each_service() -> None:
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    section = guide[guide.index("## Deploying with compose") :]
+    section = section[: section.index("\n## ", 1)]
+    assert {name for name in SERVICES if f"| `{name}` |" not in section} == set()
