@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import importlib.metadata
+import inspect
 import re
 import shlex
 import tomllib
@@ -118,7 +119,15 @@ def celery_worker_options(options: list[str]) -> dict[str, Any]:
 
     from procexec.workers.tasks import app
 
-    argv = cli.worker_argv("INFO", options)
+    # what `procexec worker` adds: its defaults for what `options` leaves unset (those that
+    # depend on a setting, the loader queue say, are given the environment's)
+    config = settings_module.Settings.from_env({})
+    extra = {
+        name: getattr(config, name)
+        for name in inspect.signature(cli.worker_argv).parameters
+        if name not in ("log_level", "options")
+    }
+    argv = cli.worker_argv("INFO", options, **extra)
     assert argv[0] == "worker"
     parent = click.Context(celery, obj=CLIContext(app=app, no_color=True, workdir=None))
     worker = celery.commands["worker"]
@@ -218,6 +227,12 @@ def test_the_run_queue_is_procexec_s() -> None:
     assert QUEUE == RUN_QUEUE
 
 
+def test_the_loader_reads_the_queue_send_hands_the_batches_to() -> None:
+    """The loader queue is a setting (once there is one): as the services' environment sets it."""
+    config = settings_module.Settings.from_env(_environment("loader"))
+    assert getattr(config, "loader_queue", LOADER_QUEUE) == LOADER_QUEUE
+
+
 def test_flower_s_options_are_flower_s_and_ask_for_a_login() -> None:
     _, options = parsed(command("flower"))
     parsed_options = flower_options(options)
@@ -243,6 +258,10 @@ def _settings_read() -> set[str]:
         for name, value in vars(settings_module).items()
         if name.startswith("ENV_") and isinstance(value, str)
     }
+    fields = getattr(settings_module.Settings, "model_fields", {})
+    env_name = getattr(settings_module.Settings, "env_name", None)
+    if env_name is not None:  # settings as fields, each read from its variable
+        named |= {env_name(field) for field in fields}
     read = {
         found
         for path in MODULES.values()
