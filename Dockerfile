@@ -1,12 +1,39 @@
-FROM python:3.11-slim
-WORKDIR /app
+# procexec's image: the API, the workers, the beat and Flower all run it (docker-compose.yml).
+#
+#   docker build -t procexec:latest .
+#
+# Your own processes go in processes/ (copied to /opt/processes, which is on PYTHONPATH; a
+# processes/requirements.txt is installed too): name their modules in PROCEXEC_PROCESSES.
+# docs/operations.md#deploying-with-compose has the worked example.
+
+# The wheel, built from the sources alone (the image keeps no source tree: `python -c` and
+# `celery -A` import the installed procexec, never a folder of the working directory).
+FROM python:3.11-slim AS build
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY procexec procexec
 COPY engine engine
 COPY api api
 COPY workers workers
 COPY examples examples
-RUN pip install --no-cache-dir .
-ENV PROCEXEC_DATA_DIR=/data
-EXPOSE 8080
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+FROM python:3.11-slim
+# A fixed uid, so that volumes and host folders can be given to it.
+ARG PROCEXEC_UID=10001
+RUN useradd --uid "${PROCEXEC_UID}" --user-group --home-dir /data --no-create-home \
+        --shell /usr/sbin/nologin procexec \
+    && mkdir /data && chown procexec:procexec /data
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+COPY processes/ /opt/processes/
+RUN if [ -f /opt/processes/requirements.txt ]; then \
+        pip install --no-cache-dir -r /opt/processes/requirements.txt; \
+    fi
+ENV PROCEXEC_DATA_DIR=/data \
+    PYTHONPATH=/opt/processes \
+    PYTHONUNBUFFERED=1
+WORKDIR /data
+USER procexec
+EXPOSE 8080 5555
 CMD ["procexec", "api", "--host", "0.0.0.0", "--port", "8080"]
