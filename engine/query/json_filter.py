@@ -23,7 +23,7 @@ from procexec.engine.query.tree import (
     Or,
     Scalar,
 )
-from procexec.engine.query.values import check_regex
+from procexec.engine.query.regex import with_flags
 
 #: the operators a JSON `_filter` may use; anything else is refused by name
 SAFE_OPERATORS = (
@@ -127,9 +127,8 @@ class _JsonFilter:
                     not isinstance(options, str) or not _REGEX_OPTIONS.match(options)
                 ):
                     raise self.fail(f"'$options' of '{name}' takes some of the letters i, m, s, x")
-                pattern = f"(?{options}){value}" if options else value
                 try:
-                    check_regex(name, pattern)
+                    pattern = with_flags(name, value, options or "")
                 except BadRequest as exc:
                     raise self.fail(str(exc)) from None
                 items.append(self.condition(name, "regex", pattern))
