@@ -12,6 +12,7 @@ from typing import Any
 from procexec.engine.errors import BadRequest
 from procexec.engine.query.fields import check_document_field
 from procexec.engine.query.json_input import json_type
+from procexec.engine.query.regex import with_flags
 from procexec.engine.query.tree import (
     MAX_CONDITIONS,
     MAX_FILTER_DEPTH,
@@ -23,7 +24,6 @@ from procexec.engine.query.tree import (
     Or,
     Scalar,
 )
-from procexec.engine.query.regex import with_flags
 
 #: the operators a JSON `_filter` may use; anything else is refused by name
 SAFE_OPERATORS = (

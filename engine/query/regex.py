@@ -22,7 +22,6 @@ from typing import Any
 import re2
 
 from procexec.engine.errors import BadRequest
-from procexec.engine.query.tree import And, Condition, Node, Not, Or
 
 #: longest regular expression accepted, in characters
 MAX_REGEX = 500
@@ -146,14 +145,3 @@ def with_flags(field_name: str, pattern: str, flags: str) -> str:
         flags = flags.replace("x", "")
     unique = "".join(sorted(set(flags), key=flags.index))
     return check_regex(field_name, f"(?{unique}){pattern}" if unique else pattern)
-
-
-def uses_regex(node: Node | None) -> bool:
-    """Whether a filter tree holds a regular expression."""
-    if isinstance(node, Condition):
-        return node.op == "regex"
-    if isinstance(node, And | Or):
-        return any(uses_regex(item) for item in node.items)
-    if isinstance(node, Not):
-        return uses_regex(node.item)
-    return False

@@ -16,7 +16,6 @@ from procexec.engine.query.regex import (
     check_regex,
     excerpt,
     matches,
-    uses_regex,
     with_flags,
     without_extended,
 )
@@ -124,13 +123,6 @@ def test_flags(pattern: str, flags: str, expected: str) -> None:
 )
 def test_the_x_flag_takes_out_whitespace_and_comments(pattern: str, expected: str) -> None:
     assert without_extended(pattern) == expected
-
-
-def test_uses_regex() -> None:
-    assert uses_regex(parse_query([("name", "regex(^E)")]).where)
-    assert uses_regex(parse_query([("_filter", "status=failed or not name=regex(^E)")]).where)
-    assert not uses_regex(parse_query([("name", "ECB_FX")]).where)
-    assert not uses_regex(None)
 
 
 # --- SQLite's regexp --------------------------------------------------------------------------
