@@ -46,11 +46,12 @@ from procexec.engine.store.sqlite import SQLiteStore  # noqa: E402
 from procexec.engine.tokens import create_token  # noqa: E402
 
 BASE = "/service/process-exec"
-#: a request of the API, sent as it is (`auth`: with the read token)
 
 
 @dataclass(frozen=True)
 class Attack:
+    """A request of the API, sent as it is (`auth`: with the read token)."""
+
     name: str
     params: tuple[tuple[str, str], ...] = ()
     method: str = "GET"
