@@ -19,6 +19,7 @@ One module for each part, each importing only those listed before it:
 
 - `tree`: the filter tree (`Condition`, `And`, `Or`, `Not`) and the bounds on its size;
 - `fields`: which names are fields, and the keys a list is sorted by;
+- `regex`: regular expressions, checked and matched by RE2 (linear time);
 - `values`: the value functions of `field=value`;
 - `expression`: `_filter` as a boolean expression;
 - `json_input`: reading a parameter's JSON, strict or relaxed;

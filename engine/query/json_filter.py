@@ -12,6 +12,7 @@ from typing import Any
 from procexec.engine.errors import BadRequest
 from procexec.engine.query.fields import check_document_field
 from procexec.engine.query.json_input import json_type
+from procexec.engine.query.regex import with_flags
 from procexec.engine.query.tree import (
     MAX_CONDITIONS,
     MAX_FILTER_DEPTH,
@@ -23,7 +24,6 @@ from procexec.engine.query.tree import (
     Or,
     Scalar,
 )
-from procexec.engine.query.values import check_regex
 
 #: the operators a JSON `_filter` may use; anything else is refused by name
 SAFE_OPERATORS = (
@@ -127,9 +127,8 @@ class _JsonFilter:
                     not isinstance(options, str) or not _REGEX_OPTIONS.match(options)
                 ):
                     raise self.fail(f"'$options' of '{name}' takes some of the letters i, m, s, x")
-                pattern = f"(?{options}){value}" if options else value
                 try:
-                    check_regex(name, pattern)
+                    pattern = with_flags(name, value, options or "")
                 except BadRequest as exc:
                     raise self.fail(str(exc)) from None
                 items.append(self.condition(name, "regex", pattern))

@@ -11,14 +11,12 @@ from datetime import date
 
 from procexec.engine.errors import BadRequest
 from procexec.engine.query.fields import check_field
+from procexec.engine.query.regex import check_regex
 from procexec.engine.query.tree import And, Condition, Node, Not, Or
 from procexec.engine.timeutil import iso_ms, parse_iso
 
 #: fields that hold timestamps; their filter values are dates or datetimes
 DATE_FIELDS = frozenset({"start", "end", "phases.start", "phases.end"})
-#: longest regular expression accepted
-MAX_REGEX = 500
-
 #: a value function applied to its arguments: `name(arguments)`
 FUNCTION_CALL = re.compile(r"^([A-Za-z]+)\((.*)\)$", re.DOTALL)
 _BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -54,16 +52,6 @@ def _date_equals(field_name: str, raw: str) -> Node:
         upper = _date_bound(field_name, raw, upper=True)
         return And((Condition(field_name, "gte", lower), Condition(field_name, "lte", upper)))
     return Condition(field_name, "eq", lower)
-
-
-def check_regex(field_name: str, pattern: str) -> str:
-    if len(pattern) > MAX_REGEX:
-        raise BadRequest(f"{field_name}: regular expression longer than {MAX_REGEX} characters")
-    try:
-        re.compile(pattern)
-    except (re.error, RecursionError, OverflowError) as exc:
-        raise BadRequest(f"{field_name}: bad regular expression '{pattern}': {exc}") from None
-    return pattern
 
 
 def _refuse_operators(field_name: str, raw: str) -> None:

@@ -14,6 +14,10 @@ lacks one, this adapter supplies it, each as MongoDB documents it:
   the update is applied to the elements the filters select, named by their index;
 - options mongomock's calls do not take (`maxTimeMS` on `distinct`), dropped: mongomock never
   stops a read;
+- `$regex` of a pattern the API checked (a string, no `$options`): matched by RE2, as the
+  store's SQLite twin matches it, not by mongomock's Python `re`, which backtracks without
+  bound where the server's PCRE stops at its match limit (a hostile `(a+)+$` would hold a
+  test for hours). The rows a pattern selects stay those of the server for patterns RE2 takes;
 - `list_indexes`: a text index listed in the server's shape (keys `_fts` and `_ftsx`, the
   fields in `weights`), not in mongomock's (the fields themselves).
 
@@ -28,6 +32,8 @@ from typing import Any
 
 import mongomock
 import pymongo
+import re2
+from bson.regex import Regex
 from mongomock.filtering import filter_applies
 from pymongo.results import BulkWriteResult, UpdateResult
 
@@ -56,6 +62,13 @@ def _filtered_paths(
         for index, element in enumerate(array)
         if isinstance(element, Mapping) and filter_applies(conditions, element)
     ]
+
+
+class _Re2Regex(Regex):  # type: ignore[type-arg]
+    """A `$regex` that mongomock matches with RE2 (it compiles a BSON `Regex` by `try_compile`)."""
+
+    def try_compile(self) -> Any:
+        return re2.compile(self.pattern)
 
 
 def adapted_client() -> AdaptedClient:
@@ -139,7 +152,12 @@ class AdaptedCollection:
             return [self._without_text(item) for item in filter]
         if not isinstance(filter, Mapping):
             return filter
-        rest = {key: self._without_text(value) for key, value in filter.items() if key != "$text"}
+        rest = {
+            key: _Re2Regex(value) if key == "$regex" and isinstance(value, str) else value
+            for key, value in (
+                (key, self._without_text(value)) for key, value in filter.items() if key != "$text"
+            )
+        }
         if "$text" not in filter:
             return rest
         matched = self._text_match(filter["$text"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
-import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -44,10 +43,6 @@ from procexec.engine.store.sqlite import (
 from procexec.engine.store.sqlite.deadlines import LIMIT_STEP, Budget, Deadline
 
 __all__ = ["SQLiteStore"]
-
-
-def _regexp(pattern: str, value: Any) -> bool:
-    return value is not None and re.search(pattern, str(value)) is not None
 
 
 #: a document as stored: compact JSON (the list call serves it as it is, and updates rewrite it)
@@ -93,7 +88,8 @@ class SQLiteStore(ExecutionStore):
             raise StoreUnavailable(f"cannot open the SQLite store {self.path}: {exc}") from exc
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.create_function("regexp", 2, _regexp, deterministic=True)
+        regexp = deadlines.regexp_under(self._local)
+        conn.create_function("regexp", 2, regexp, deterministic=True)
         conn.create_collation(aggregate.COLLATION, aggregate.compare_json)
         return conn
 

@@ -107,7 +107,9 @@ def test_a_read_past_the_limit_stops_and_the_connection_serves_on(
     with pytest.raises(QueryTimeout) as stopped, store.limited(LIMIT):
         call(store, method, query)
     assert str(stopped.value) == MESSAGE
-    assert "interrupted" in str(stopped.value.__cause__)
+    # stopped by the progress handler, or by the regular expression's own look at the deadline
+    cause = str(stopped.value.__cause__)
+    assert "interrupted" in cause or "user-defined function raised exception" in cause
     assert store._connect() is conn and not conn.in_transaction
     # the same connection: a read within the limit, then the same read without one
     with store.limited(LIMIT):

@@ -1,0 +1,269 @@
+"""Hostile requests against the real API: how long each attack takes to be answered, beside an
+ordinary call, and another client's latency while it runs (issue 15).
+
+Builds a SQLite store (`--runs` ordinary executions, and a few whose values a hostile pattern
+almost matches, `--long` characters long), starts `procexec api` on it in a subprocess (real
+uvicorn, its own interpreter), then for each entry of `ATTACKS`:
+
+- sends it `--repeat` times on one keep-alive connection: its status and how long it took to be
+  answered (p50 and max, ms);
+- sends it again and again from one client for `--seconds`, while another client sends the
+  ordinary call (`ORDINARY`): that client's latency meanwhile (p50, p99, max), beside its
+  latency alone, measured first.
+
+Each attack is an entry of `ATTACKS` (an `Attack`: a name, a method, a path, parameters,
+headers, a body, whether it carries the read token): more attacks go in as more entries. It
+prints a table; nothing is asserted.
+
+    python bench/hostile.py                      # the defaults
+    python bench/hostile.py --seconds 1 --repeat 3 --runs 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from procexec.engine.domain import Scope  # noqa: E402
+from procexec.engine.store.sqlite import SQLiteStore  # noqa: E402
+from procexec.engine.tokens import create_token  # noqa: E402
+
+BASE = "/service/process-exec"
+
+
+@dataclass(frozen=True)
+class Attack:
+    """A request of the API, sent as it is (`auth`: with the read token)."""
+
+    name: str
+    params: tuple[tuple[str, str], ...] = ()
+    method: str = "GET"
+    path: str = "/v1"
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    auth: bool = True
+
+
+#: the other client's call: a page of one status, off an index
+ORDINARY = Attack("ordinary: status=success&_limit=10", (("status", "success"), ("_limit", "10")))
+
+
+def _regex_paths(label: str, key: str, pattern: str) -> list[Attack]:
+    """One attack per path that takes a pattern."""
+    group = {"$group": {"_id": "$status", "n": {"$sum": 1}}}
+    literal = pattern.replace("/", "\\/")
+    return [
+        Attack(f"{label} regex()", ((key, f"regex({pattern})"),)),
+        Attack(f"{label} $regex", (("_filter", json.dumps({key: {"$regex": pattern}})),)),
+        Attack(f"{label} /…/", (("_filter", f"{{{key}: /{literal}/}}"),)),
+        Attack(
+            f"{label} $match",
+            (("_aggregate", json.dumps([{"$match": {key: {"$regex": pattern}}}, group])),),
+        ),
+    ]
+
+
+#: every attack, in the order printed: add entries for more
+ATTACKS: list[Attack] = [
+    # regular expressions: exponential for a backtracking engine, linear for RE2
+    *_regex_paths("_id ^.{7}([0-9a-f-]+)+Z", "_id", "^.{7}([0-9a-f-]+)+Z"),
+    *_regex_paths("name (a+)+$", "name", "(a+)+$"),
+    *_regex_paths("name (a|aa)+$", "name", "(a|aa)+$"),
+    *_regex_paths("message (.*a){20}", "message", "(.*a){20}"),
+    # what only a backtracking engine can do: refused when the query is read
+    Attack("backreference (a+)\\1$", (("name", "regex((a+)\\1$)"),)),
+    Attack("lookahead ^(?=a)a+$", (("name", "regex(^(?=a)a+$)"),)),
+]
+
+
+def _doc(run_id: str, status: str, name: str, message: str, day: int) -> dict[str, object]:
+    start = f"2024-01-{1 + day % 28:02d}T00:00:00.000Z"
+    return {
+        "_id": run_id,
+        "service": "ETL",
+        "name": name,
+        "environment": "production",
+        "trigger": "manual",
+        "status": status,
+        "message": message,
+        "start": start,
+        "end": start,
+        "runAs": "bench",
+        "phases": [],
+        "data": {},
+    }
+
+
+def build(path: Path, runs: int, long: int) -> str:
+    """The store: `runs` ordinary executions and ten near matches; returns a read token."""
+    store = SQLiteStore(path)
+    hexes = "0123456789abcdef-" * (long // 17)
+    for i in range(runs):
+        status = ("success", "failed", "running")[i % 3]
+        store.insert(_doc(f"run{i:07d}", status, f"PROC_{i % 50}", "Completed", i))
+    for i in range(10):
+        near = _doc(f"h{i:06d}-{hexes}!", "failed", "a" * long + "!", "a" * 19 + "b" * long, i)
+        store.insert(copy.deepcopy(near))
+    token = create_token(store, "bench", Scope.READ)
+    store.close()
+    return token
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Api:
+    port: int
+    token: str
+
+    def connect(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+
+    def send(self, conn: http.client.HTTPConnection, attack: Attack) -> tuple[int, float]:
+        """The attack's status and how long it took to be answered, in ms."""
+        url = f"{BASE}{attack.path}"
+        if attack.params:
+            url += "?" + urllib.parse.urlencode(attack.params)
+        headers = {"Accept-Encoding": "identity", **attack.headers}
+        if attack.auth:
+            headers["Authorization"] = f"Bearer {self.token}"
+        began = time.perf_counter()
+        conn.request(attack.method, url, body=attack.body or None, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        elapsed = (time.perf_counter() - began) * 1000
+        if response.getheader("connection", "").lower() == "close":
+            conn.close()
+        return response.status, elapsed
+
+
+def start_api(data: Path) -> Iterator[int]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROCEXEC_")}
+    env["PROCEXEC_DATA_DIR"] = str(data)
+    procexec = str(Path(sys.executable).parent / "procexec")
+    api = subprocess.Popen(
+        [procexec, "api", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if api.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("procexec api did not start") from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
+
+
+def latencies(api: Api, attack: Attack, seconds: float, stop: threading.Event) -> list[float]:
+    """The ordinary call's latencies (ms) for `seconds`, or until `stop`."""
+    conn = api.connect()
+    found: list[float] = []
+    until = time.monotonic() + seconds
+    while time.monotonic() < until and not stop.is_set():
+        found.append(api.send(conn, attack)[1])
+    conn.close()
+    return found
+
+
+def under_attack(api: Api, attack: Attack, seconds: float) -> tuple[list[float], int]:
+    """The ordinary call's latencies while one client sends `attack` over and over; and how
+    many attacks were answered meanwhile."""
+    stop = threading.Event()
+    answered = 0
+
+    def attacker() -> None:
+        nonlocal answered
+        conn = api.connect()
+        while not stop.is_set():
+            api.send(conn, attack)
+            answered += 1
+        conn.close()
+
+    thread = threading.Thread(target=attacker, daemon=True)
+    thread.start()
+    time.sleep(0.05)  # the attack under way
+    found = latencies(api, ORDINARY, seconds, threading.Event())
+    stop.set()
+    thread.join()
+    return found, answered
+
+
+def p99(values: list[float]) -> float:
+    return sorted(values)[min(len(values) - 1, int(len(values) * 0.99))]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=10_000, help="ordinary executions stored")
+    parser.add_argument("--long", type=int, default=5000, help="length of near-match values")
+    parser.add_argument("--repeat", type=int, default=5, help="times each attack is timed")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time under each attack")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="procexec-hostile-") as folder:
+        data = Path(folder)
+        token = build(data / "procexec.db", args.runs, args.long)
+        for port in start_api(data):
+            api = Api(port, token)
+            conn = api.connect()
+            for _ in range(20):  # warm up
+                api.send(conn, ORDINARY)
+            alone = [api.send(conn, ORDINARY)[1] for _ in range(200)]
+            print(
+                f"{args.runs:,} executions, near matches {args.long:,} characters long; "
+                f"{ORDINARY.name}: p50 {statistics.median(alone):.2f} ms, "
+                f"p99 {p99(alone):.2f} ms alone\n"
+            )
+            print(
+                f"{'attack':38} {'status':>6} | {'answered p50':>12} {'max':>8} | "
+                f"another client's call meanwhile: {'p50':>6} {'p99':>7} {'max':>7}  attacks"
+            )
+            for attack in ATTACKS:
+                timed = [api.send(conn, attack) for _ in range(args.repeat)]
+                statuses = sorted({status for status, _ in timed})
+                took = [ms for _, ms in timed]
+                other, answered = under_attack(api, attack, args.seconds)
+                print(
+                    f"{attack.name:38} {'/'.join(map(str, statuses)):>6} | "
+                    f"{statistics.median(took):12.2f} {max(took):8.2f} | "
+                    f"{'':33} {statistics.median(other):6.2f} {p99(other):7.2f} "
+                    f"{max(other):7.2f}  {answered:7}"
+                )
+            conn.close()
+
+
+if __name__ == "__main__":
+    main()
