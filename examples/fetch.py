@@ -164,12 +164,16 @@ class _Pinned(http.client.HTTPConnection):
     ) -> None:
         super().__init__(host, port, timeout=timeout)
         self.address, self.tls = address, tls
+        #: the socket, kept for the watchdog (`sock` is None once a response that closes the
+        #: connection holds it)
+        self.raw: socket.socket | None = None
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((str(self.address), self.port), self.timeout)
-        if self.tls:  # the plain socket is `sock` meanwhile: the watchdog can cut a handshake
+        self.raw = socket.create_connection((str(self.address), self.port), self.timeout)
+        if self.tls:  # the plain socket is `raw` meanwhile: the watchdog can cut a handshake
             context = ssl.create_default_context()
-            self.sock = context.wrap_socket(self.sock, server_hostname=self.host)
+            self.raw = context.wrap_socket(self.raw, server_hostname=self.host)
+        self.sock = self.raw
 
 
 def fetch(url: object, allowed: Allowed, timeout: float = MAX_SECONDS) -> bytes:
@@ -224,9 +228,10 @@ def _get(
         finally:
             watchdog.cancel()
             connection.close()
-    if time.monotonic() >= deadline:
-        raise FetchError(f"{where}: no answer within the time limit")
-    raise FetchError(f"{where}: no HTTP answer (refused, closed, filtered or not HTTP)")
+    # one message whatever happened, so that it never tells an open port from a closed one
+    raise FetchError(
+        f"{where}: no HTTP answer within the time limit (refused, closed, filtered or not HTTP)"
+    )
 
 
 def _answer(
@@ -250,16 +255,14 @@ def _answer(
                 raise FetchError(f"{where}: the answer is larger than {MAX_BYTES} bytes")
             chunks.append(chunk)
     except (OSError, http.client.HTTPException):
-        if time.monotonic() >= deadline:
-            raise FetchError(f"{where}: no answer within the time limit") from None
-        raise FetchError(f"{where}: the answer was cut short") from None
-    if time.monotonic() >= deadline:
-        raise FetchError(f"{where}: no answer within the time limit")
+        raise FetchError(f"{where}: the answer was cut short or outlasted the time limit") from None
+    if time.monotonic() >= deadline:  # the watchdog cut it: what came is not the whole answer
+        raise FetchError(f"{where}: the answer was cut short or outlasted the time limit")
     return b"".join(chunks), None
 
 
-def _cut(connection: http.client.HTTPConnection) -> None:
-    sock = connection.sock
+def _cut(connection: _Pinned) -> None:
+    sock = connection.raw
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)
