@@ -8,6 +8,7 @@ removed). A file or folder procexec cannot change (not its user's) is logged, an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -60,10 +61,8 @@ def private_store_file(path: Path) -> None:
     """Make a SQLite store's file 0600 before SQLite makes it (SQLite gives its `-wal` and
     `-shm` files the database file's permissions), and take group and other permissions off
     the file and its companions where they exist."""
-    try:
+    with contextlib.suppress(OSError):  # SQLite says what is wrong when it opens the file
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    except OSError:
-        pass  # SQLite says what is wrong when it opens the file
     for file in (path, *(Path(f"{path}{suffix}") for suffix in SQLITE_COMPANIONS)):
         private(file)
 

@@ -12,6 +12,7 @@ timed out, not HTTP) is one message, so that an error never tells an open port f
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import socket
@@ -25,8 +26,9 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-#: the most bytes an answer may hold
-MAX_BYTES = 10 * 1024 * 1024
+#: the most bytes an answer may hold (a phase result past the largest checkpoint could not be
+#: carried to the next phase anyway: `engine.checkpoints.MAX_CHECKPOINT_BYTES`)
+MAX_BYTES = 4 * 1024 * 1024
 #: the longest a fetch may take, redirects included (seconds)
 MAX_SECONDS = 60.0
 #: redirects followed at most
@@ -147,9 +149,7 @@ def resolve(parts: SplitResult, allowed: Allowed) -> list[IPAddress]:
     for address in found:
         why = kind(address)
         if why is not None and not allowed.address(address):
-            raise FetchError(
-                f"host {host}: {address} is a {why} address, not allowed by {SETTING}"
-            )
+            raise FetchError(f"host {host}: {address} is a {why} address, not allowed by {SETTING}")
     if not found:
         raise FetchError(f"host {host}: cannot resolve the name")
     return found
@@ -159,9 +159,7 @@ class _Pinned(http.client.HTTPConnection):
     """A connection to `address`, one of the host's checked addresses; HTTPS verifies the
     certificate against the URL's host name."""
 
-    def __init__(
-        self, host: str, port: int, address: IPAddress, timeout: float, tls: bool
-    ) -> None:
+    def __init__(self, host: str, port: int, address: IPAddress, timeout: float, tls: bool) -> None:
         super().__init__(host, port, timeout=timeout)
         self.address, self.tls = address, tls
         #: the socket, kept for the watchdog (`sock` is None once a response that closes the
@@ -264,10 +262,8 @@ def _answer(
 def _cut(connection: _Pinned) -> None:
     sock = connection.raw
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):  # closed meanwhile
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def _short(text: object, limit: int = 100) -> str:

@@ -11,6 +11,7 @@ served bytes are nowhere in the store's files).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import threading
@@ -304,11 +305,8 @@ def raw_server(answer: Callable[[socket.socket], None]) -> tuple[int, Callable[[
                 conn, _ = server.accept()
             except OSError:
                 continue
-            with conn:
-                try:
-                    answer(conn)
-                except OSError:
-                    pass
+            with conn, contextlib.suppress(OSError):  # the client hung up
+                answer(conn)
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
