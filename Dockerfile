@@ -31,6 +31,7 @@ RUN if [ -f /opt/processes/requirements.txt ]; then \
         pip install --no-cache-dir -r /opt/processes/requirements.txt; \
     fi
 ENV PROCEXEC_DATA_DIR=/data \
+    PROCEXEC_EXAMPLES=false \
     PYTHONPATH=/opt/processes \
     PYTHONUNBUFFERED=1
 WORKDIR /data

@@ -190,9 +190,8 @@ def main() -> int:
 
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="procexec-faults-"))
-    guard = work / "guard"
-    guard.mkdir()
     cluster = Cluster(work, args.workers, args.concurrency, args.lost_timeout)
+    guard = work / "data" / "guards" / "faults"  # DEMO's lock files: a name under the data folder
     began = time.monotonic()
     cluster.start()
     settings = Settings.from_env(cluster.env)
@@ -205,7 +204,7 @@ def main() -> int:
 
     def trigger(_: int) -> None:
         nonlocal refused
-        body = {"sleep": round(rng.uniform(0.2, 1.2), 2), "log_lines": 3, "guard": str(guard)}
+        body = {"sleep": round(rng.uniform(0.2, 1.2), 2), "log_lines": 3, "guard": "faults"}
         execution_id = post(cluster, token, body)
         with lock:
             if execution_id:

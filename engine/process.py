@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from procexec.engine.domain import DEFAULT_ENVIRONMENT, Status
+from procexec.engine.errors import BadRequest
 
 if TYPE_CHECKING:
     from procexec.engine.context import PhaseContext
@@ -82,6 +83,9 @@ class Process:
     on_lost: LostPolicy = "resume"
     max_recoveries: int = 3
     phases: list[PhaseDefinition] = field(default_factory=list)
+    #: checks a trigger's parameters (the defaults overridden by its body); a `ValueError` or
+    #: `TypeError` it raises refuses the trigger with a 400 carrying its message
+    check: Callable[[Mapping[str, Any]], None] | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -137,8 +141,15 @@ class Process:
         return register
 
     def parameters(self, body: Mapping[str, Any] | None) -> dict[str, Any]:
-        """The defaults overridden by a trigger's `body`."""
-        return {**self.defaults, **(body or {})}
+        """The defaults overridden by a trigger's `body`, as the process's `check` accepts
+        them (a `BadRequest` naming what it refused otherwise)."""
+        parameters = {**self.defaults, **(body or {})}
+        if self.check is not None:
+            try:
+                self.check(parameters)
+            except (TypeError, ValueError) as exc:
+                raise BadRequest(f"body: {exc}") from None
+        return parameters
 
 
 def _check_limits(

@@ -9,8 +9,10 @@ value. docs/operations.md's settings table documents every field with its defaul
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,11 @@ ENV_PREFIX = "PROCEXEC_"
 
 #: the values of a yes/no setting that mean no (case and blanks around ignored)
 _FALSE = {"0", "false", "no", "off", ""}
+#: a host name entry of `fetch_allow`: `*`, `*.example.com` or `example.com` (not all digits
+#: and dots, which is an address)
+_HOST_ENTRY = re.compile(
+    r"^(\*|(\*\.)?(?![0-9.]+$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*)$"
+)
 
 
 class SettingsError(ValueError):
@@ -62,6 +69,14 @@ class Settings(BaseSettings):
         description="modules that define processes, comma separated",
     )
     examples: bool = Field(True, description="whether the bundled example processes are loaded")
+    fetch_allow: tuple[str, ...] = Field(
+        ("www.ecb.europa.eu",),
+        validation_alias="PROCEXEC_FETCH_ALLOW",
+        description="the hosts the bundled ECB_FX may fetch over http(s), comma separated: "
+        "host names (`*.example.com`: its subdomains, `*`: any name), IP addresses and CIDR "
+        "networks; loopback, private, link-local, multicast and reserved addresses are refused "
+        "unless an address or network entry holds them",
+    )
     log_flush_interval: float = Field(
         0.25, description="seconds between two flushes of buffered log lines to the store"
     )
@@ -156,6 +171,27 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
+
+    @field_validator("fetch_allow", mode="before")
+    @classmethod
+    def _hosts(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            value = [entry for entry in value.split(",") if entry.strip()]
+        if not isinstance(value, list | tuple):
+            return value
+        entries = []
+        for entry in value:
+            text = str(entry).strip().lower()
+            if not _HOST_ENTRY.match(text):
+                try:
+                    text = str(ipaddress.ip_network(text.strip("[]"), strict=False))
+                except ValueError:
+                    raise ValueError(
+                        f"{cls.env_name(_field(info))}: '{entry}' is neither a host name "
+                        "(`*.example.com`, `*`) nor an IP address or network"
+                    ) from None
+            entries.append(text)
+        return tuple(entries)
 
     @field_validator("examples", mode="before")
     @classmethod

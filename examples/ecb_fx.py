@@ -1,22 +1,39 @@
 """ECB_FX: the European Central Bank's euro reference rates, loaded as 32 daily series.
 
-EXTRACT reads the ECB's `eurofxref-daily.xml` (the bundled sample of 2021-07-01, or `body.url`,
-which may be http(s):// or a file path), TRANSFORM parses it, SEND hands the batch to the loader
-and LOAD upserts each rate as `#ECB_FX.EUR<CCY>:SPOT`.
+EXTRACT reads the ECB's `eurofxref-daily.xml`: the bundled sample of 2021-07-01, or `body.url`,
+an http(s) URL fetched only from the hosts `PROCEXEC_FETCH_ALLOW` allows (see `fetch`; by
+default the ECB's own, `www.ecb.europa.eu`), within `body.timeout` seconds (at most 60);
+TRANSFORM parses it, SEND hands the batch to the loader and LOAD upserts each rate as
+`#ECB_FX.EUR<CCY>:SPOT`.
 """
 
 from __future__ import annotations
 
-import urllib.request
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from procexec import PhaseContext, Process
+from procexec.engine.settings import Settings
 from procexec.engine.store import Observation
+from procexec.examples.checks import number
+from procexec.examples.fetch import MAX_SECONDS, Allowed, check_url, fetch
 
 SAMPLE = Path(__file__).parent / "data" / "eurofxref-2021-07-01.xml"
 ECB_NS = "{http://www.ecb.int/vocabulary/2002-08-01/eurofxref}"
+
+#: the ECB's own daily file, which the default `PROCEXEC_FETCH_ALLOW` lets ECB_FX fetch
+ECB_DAILY = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml"
+
+
+def check(params: Mapping[str, Any]) -> None:
+    """`url`: None (the bundled sample) or an http(s) URL; `timeout`: up to 60 seconds."""
+    if params.get("url") is not None:
+        check_url(params["url"])
+    if number(params, "timeout", 0, MAX_SECONDS) <= 0:
+        raise ValueError("timeout: must be more than 0 seconds")
+
 
 ECB_FX = Process(
     "ECB_FX",
@@ -24,19 +41,19 @@ ECB_FX = Process(
     description="ECB euro foreign exchange reference rates",
     defaults={"url": None, "timeout": 30},
     schedule="30 16 * * 1-5",
+    timeout=300,
+    check=check,
 )
 
 
 @ECB_FX.phase("EXTRACT")
 def extract(ctx: PhaseContext, _: Any) -> bytes:
+    check(ctx.params)
     url = ctx.params.get("url")
-    if not url:
+    if url is None:
         return SAMPLE.read_bytes()
-    if "://" not in url:
-        return Path(url).read_bytes()
-    with urllib.request.urlopen(url, timeout=float(ctx.params["timeout"])) as response:
-        body: bytes = response.read()
-        return body
+    allowed = Allowed.of(Settings.from_env().fetch_allow)
+    return fetch(url, allowed, timeout=float(ctx.params.get("timeout") or MAX_SECONDS))
 
 
 @ECB_FX.phase("TRANSFORM")

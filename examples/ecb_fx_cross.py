@@ -26,6 +26,7 @@ ECB_FX_CROSS = Process(
     service="ETL",
     description="Cross rates derived from the ECB euro reference rates",
     subscriptions=("#ECB_FX.*",),
+    timeout=300,
 )
 
 

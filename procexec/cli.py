@@ -13,6 +13,7 @@ from typing import Any
 
 from procexec.celery_argv import given, worker_argv
 from procexec.engine.domain import Scope
+from procexec.engine.private_files import private_umask
 from procexec.engine.settings import Settings, SettingsError
 from procexec.service import Service, build, existing_store, settings
 
@@ -366,6 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and args.command not in PASS_THROUGH:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.celery_options = extra
+    private_umask()  # what every command makes is its user's alone (engine.private_files)
     logging.basicConfig(
         level=getattr(args, "log_level", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from procexec.engine.cancellation import Revoke
 from procexec.engine.errors import ProcexecError
 from procexec.engine.plugins import load_registry
+from procexec.engine.private_files import private_folder
 from procexec.engine.process import ProcessRegistry
 from procexec.engine.settings import Settings
 from procexec.engine.store import ExecutionStore, open_store, sqlite_path, store_exists
@@ -41,9 +42,10 @@ class Service:
 
 
 def settings() -> Settings:
-    """The environment's settings, their data folder made."""
+    """The environment's settings, their data folder made, and private with the files in it
+    (see `engine.private_files`)."""
     found = Settings.from_env()
-    found.data_dir.mkdir(parents=True, exist_ok=True)
+    private_folder(found.data_dir, files=True)
     return found
 
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.http_files import FileServer
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -19,3 +24,16 @@ def volume(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.volume import write_store  # here: the work tree is on sys.path by now
 
     return write_store(tmp_path_factory.mktemp("volume") / "procexec.db")
+
+
+@pytest.fixture
+def file_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FileServer]:
+    """A folder served over HTTP on 127.0.0.1, which `PROCEXEC_FETCH_ALLOW` allows for the
+    test (`tests.http_files`)."""
+    from tests.http_files import FileServer
+
+    monkeypatch.setenv("PROCEXEC_FETCH_ALLOW", "127.0.0.1")
+    folder = tmp_path / "served"
+    folder.mkdir()
+    with FileServer(folder) as server:
+        yield server

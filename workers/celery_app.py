@@ -15,6 +15,7 @@ from typing import Any
 from celery import Celery
 
 from procexec.engine.cancellation import Revoke
+from procexec.engine.private_files import private_folder
 from procexec.engine.settings import Settings
 from procexec.engine.trigger_service import Dispatch, HandOff
 from procexec.workers.fs_transport import SCHEME
@@ -42,7 +43,8 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
     root = settings.data_dir / "broker"
     queue, processed, control = root / "queue", root / "processed", root / "control"
     for folder in (queue, processed, control):
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_folder(root, tree=True)  # the messages name runs: the service's user's alone
     return f"{SCHEME}://localhost//", {
         "data_folder_in": str(queue),
         "data_folder_out": str(queue),

@@ -7,7 +7,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from procexec.engine.store.base import ExecutionStore
 from procexec.engine.store.sqlite import SQLiteStore
 from procexec.engine.trigger_service import TriggerService
 from procexec.examples.ecb_fx import SAMPLE
+from tests.http_files import FileServer
 from tests.seed import seed_example
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -196,11 +196,13 @@ def test_ecb_fx_in_another_environment_writes_there(
 
 
 def test_ecb_fx_with_a_malformed_file_fails_in_transform(
-    triggers: TriggerService, runner: PhaseRunner, sqlite_store: ExecutionStore, tmp_path: Path
+    triggers: TriggerService,
+    runner: PhaseRunner,
+    sqlite_store: ExecutionStore,
+    file_server: FileServer,
 ) -> None:
-    broken = tmp_path / "broken.xml"
-    broken.write_text("<gesmes:Envelope><Cube><Cube time='2021-07-01'>")
-    execution_id = manual(triggers, "ECB_FX", {"url": str(broken)})
+    broken = file_server.serve("broken.xml", "<gesmes:Envelope><Cube><Cube time='2021-07-01'>")
+    execution_id = manual(triggers, "ECB_FX", {"url": broken})
     assert runner.run(execution_id) == "failed"
     doc = stored(sqlite_store, execution_id)
     assert doc["status"] == "failed"
@@ -217,11 +219,15 @@ def test_ecb_fx_with_a_malformed_file_fails_in_transform(
 
 
 def test_ecb_fx_with_xml_that_is_not_ecb_rates_fails_in_transform(
-    triggers: TriggerService, runner: PhaseRunner, sqlite_store: ExecutionStore, tmp_path: Path
+    triggers: TriggerService,
+    runner: PhaseRunner,
+    sqlite_store: ExecutionStore,
+    file_server: FileServer,
 ) -> None:
-    other = tmp_path / "other.xml"
-    other.write_text("<?xml version='1.0'?><rates><rate currency='USD'>1.1</rate></rates>")
-    execution_id = manual(triggers, "ECB_FX", {"url": str(other)})
+    other = file_server.serve(
+        "other.xml", "<?xml version='1.0'?><rates><rate currency='USD'>1.1</rate></rates>"
+    )
+    execution_id = manual(triggers, "ECB_FX", {"url": other})
     assert runner.run(execution_id) == "failed"
     doc = stored(sqlite_store, execution_id)
     assert doc["message"] == (
@@ -231,16 +237,19 @@ def test_ecb_fx_with_xml_that_is_not_ecb_rates_fails_in_transform(
 
 
 def test_ecb_fx_body_url_overrides_the_bundled_sample(
-    triggers: TriggerService, runner: PhaseRunner, sqlite_store: ExecutionStore, tmp_path: Path
+    triggers: TriggerService,
+    runner: PhaseRunner,
+    sqlite_store: ExecutionStore,
+    file_server: FileServer,
 ) -> None:
-    rates = tmp_path / "eurofxref-2021-07-02.xml"
-    rates.write_text(
+    rates = file_server.serve(
+        "eurofxref-2021-07-02.xml",
         SAMPLE.read_text()
         .replace("time='2021-07-01'", "time='2021-07-02'")
-        .replace("rate='1.1884'", "rate='1.1851'")
+        .replace("rate='1.1884'", "rate='1.1851'"),
     )
-    execution_id = manual(triggers, "ECB_FX", {"url": str(rates)})
-    assert sqlite_store.get_meta(execution_id)["input"] == {"url": str(rates), "timeout": 30}
+    execution_id = manual(triggers, "ECB_FX", {"url": rates})
+    assert sqlite_store.get_meta(execution_id)["input"] == {"url": rates, "timeout": 30}
     assert runner.run(execution_id) == "success"
     doc = stored(sqlite_store, execution_id)
     assert doc["loaderMessage"] == "Updated 32 series for 2021-07-02"

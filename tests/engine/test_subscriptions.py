@@ -24,6 +24,7 @@ from procexec.engine.subscriptions import follow_up_id, follow_ups
 from procexec.engine.trigger_service import TriggerService
 from procexec.examples.ecb_fx import ECB_FX
 from procexec.examples.ecb_fx_cross import ECB_FX_CROSS
+from tests.http_files import FileServer
 
 ECB_CURRENCIES = [
     "AUD", "BGN", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "GBP", "HKD", "HRK", "HUF", "IDR",
@@ -171,8 +172,8 @@ def test_ecb_fx_cross_succeeds_and_loads_its_six_cross_series(ecb: Rig) -> None:
     assert len(ecb.of("ECB_FX")) == 1
 
 
-def test_a_failed_ecb_fx_triggers_no_subscriber(ecb: Rig, tmp_path: Path) -> None:
-    upstream = ecb.manual("ECB_FX", {"url": str(tmp_path / "missing.xml")})
+def test_a_failed_ecb_fx_triggers_no_subscriber(ecb: Rig, file_server: FileServer) -> None:
+    upstream = ecb.manual("ECB_FX", {"url": f"{file_server.url}/missing.xml"})  # a 404
     assert ecb.runner.run(upstream) == "failed"
     assert ecb.of("ECB_FX_CROSS") == []
     assert ecb.dispatched.ids == [upstream]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
@@ -138,13 +137,12 @@ def test_a_trigger_during_a_broker_outage_runs_when_the_broker_is_back(
     assert "trigger(s) sent again" in beat.output()
 
 
-def test_duplicated_task_messages_run_an_execution_once(cluster: Cluster, tmp_path: Path) -> None:
-    guard = tmp_path / "guard"
-    guard.mkdir()
+def test_duplicated_task_messages_run_an_execution_once(cluster: Cluster) -> None:
+    guard = cluster.settings.data_dir / "guards" / "duplicates"  # DEMO's lock files, by name
     workers = [cluster.worker(wait=False), cluster.worker(wait=False)]
     for worker in workers:
         wait_worker_ready(worker)
-    execution_id = cluster.record("DEMO", {"sleep": 1.0, "log_lines": 3, "guard": str(guard)})
+    execution_id = cluster.record("DEMO", {"sleep": 1.0, "log_lines": 3, "guard": "duplicates"})
 
     for _ in range(3):
         cluster.dispatch(execution_id)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from procexec.engine.errors import DuplicateExecution, QueryTimeout, StoreUnavailable
+from procexec.engine.private_files import private_store_file
 from procexec.engine.query import Query, project_document
 from procexec.engine.store.base import (
     JSON_META_KEYS,
@@ -71,7 +72,8 @@ class SQLiteStore(ExecutionStore):
         if not prepare:
             return
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_store_file(Path(self.path))
         conn = self._connect()
         schema.ensure_schema(conn)
 

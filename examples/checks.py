@@ -1,0 +1,29 @@
+"""Checks of the bundled processes' parameters, shared by their `check` and their phases."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+
+def number(params: Mapping[str, Any], key: str, low: float, high: float) -> float:
+    """`params[key]` (None or absent: `low`) as a number from `low` to `high`; a `ValueError`
+    naming the parameter otherwise."""
+    value = params.get(key)
+    if value is None:
+        return low
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        found = float(value)
+    except (TypeError, ValueError):
+        found = math.nan
+    if not low <= found <= high:  # NaN and infinities too
+        raise ValueError(f"{key}: expected a number from {low:g} to {high:g}, got {_short(value)}")
+    return found
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
