@@ -51,7 +51,7 @@ from starlette.responses import JSONResponse, Response
 from procexec.api import formats
 from procexec.api.errors import ApiError
 from procexec.api.formats import Format, negotiate
-from procexec.engine.store.base import DOCUMENT_FIELDS
+from procexec.engine.schema import DOCUMENT_FIELDS
 
 CSV_TYPE = "text/csv; charset=utf-8"
 JSON_TYPE = "application/json"
