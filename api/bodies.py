@@ -11,9 +11,8 @@ from typing import Any
 
 from procexec.api.errors import ApiError
 
-#: a lone surrogate: a JSON string may escape one (`"\ud800"`); no UTF-8 text can hold it;
-#: or a NUL (`"\u0000"`), which SQLite's functions cut a text at and MongoDB's keys refuse
-_SURROGATE = re.compile("[\ud800-\udfff\x00]")
+#: a lone surrogate: a JSON string may escape one (`"\ud800"`); no UTF-8 text can hold it
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def described(schema: dict[str, Any]) -> dict[str, Any]:
@@ -24,7 +23,7 @@ def described(schema: dict[str, Any]) -> dict[str, Any]:
 
 def json_body(raw: bytes) -> Any:
     """The body's JSON value; a 400 when it is malformed, nested too deeply, holds an integer
-    of more digits than Python converts, a lone surrogate or a NUL."""
+    of more digits than Python converts, or a lone surrogate."""
     try:
         payload = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -35,12 +34,6 @@ def json_body(raw: bytes) -> Any:
     except RecursionError:
         raise ApiError(400, "request body: malformed JSON: nested too deeply") from None
     surrogate = _lone_surrogate(payload)
-    if surrogate == "\x00":
-        raise ApiError(
-            400,
-            "request body: a NUL character (\\u0000) is not allowed in a string or a key "
-            "(the stores cannot hold it alike)",
-        )
     if surrogate is not None:
         raise ApiError(
             400, f"request body: '\\u{ord(surrogate):04x}' is a lone surrogate, not a character"
