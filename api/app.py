@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 
 import procexec
-from procexec.api import errors, health, processes
+from procexec.api import errors, health, processes, security_headers
 from procexec.api.deps import ServiceState
 from procexec.api.health import Check, Children, Readiness
 from procexec.api.routes import read_routes, router
@@ -80,6 +80,7 @@ def create_app(
         readiness=Readiness(default_checks if checks is None else checks, children),
     )
     errors.install(app)
+    security_headers.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.include_router(health.router)
     for base in BASE_PATHS:

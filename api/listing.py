@@ -7,7 +7,10 @@ the document's order (`_id`, `service`, `name`, `environment`, `trigger`, `statu
 `message`, `reason`, `start`, `runAs`, `end`, `loaderMessage`, `phases`, `data`), or the
 projected fields (`_id` first) when `_project` is given. `phases` is summarised as
 `NAME:status` per phase, joined by `;` (`EXTRACT:success;LOAD:failed`); any other nested
-value (`data`) is its compact JSON; a missing value is an empty cell.
+value (`data`) is its compact JSON; a missing value is an empty cell. A text cell that a
+spreadsheet would read as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage
+return) is written with a leading `'` (OWASP's advice against formula injection); numbers, and
+texts that are plain numbers (`-5`), stay as they are.
 
 XML (`Accept: application/xml` or `text/xml`, answered as `application/xml`) is the JSON
 value element by element (the rules in `api.formats`)::
@@ -42,6 +45,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -51,9 +55,12 @@ from starlette.responses import JSONResponse, Response
 from procexec.api import formats
 from procexec.api.errors import ApiError
 from procexec.api.formats import Format, negotiate
-from procexec.engine.store.base import DOCUMENT_FIELDS
+from procexec.engine.schema import DOCUMENT_FIELDS
 
 CSV_TYPE = "text/csv; charset=utf-8"
+#: what a text cell a spreadsheet would read as a formula starts with (OWASP's list)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z")
 JSON_TYPE = "application/json"
 
 
@@ -105,14 +112,24 @@ def _phases(value: Any) -> str:
             continue
         parts = [str(phase[key]) for key in ("name", "status") if phase.get(key) is not None]
         summary.append(":".join(parts))
-    return ";".join(summary)
+    return _text(";".join(summary))
+
+
+def _text(text: str) -> str:
+    """A text cell, neutralised against formula injection as OWASP recommends: one that a
+    spreadsheet would read as a formula (starting with `=`, `+`, `-`, `@`, a tab or a carriage
+    return) gets a leading `'`, unless it is a plain number (`-5`, `+1.5e3`), which no
+    spreadsheet reads as a formula."""
+    if text.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.match(text):
+        return "'" + text
+    return text
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return _text(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict | list):
@@ -129,7 +146,7 @@ def csv_text(
     columns = _columns(rows, project, exclude)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(columns)
+    writer.writerow([_text(column) for column in columns])
     for row in rows:
         writer.writerow(
             [_phases(row.get(c)) if c == "phases" else _cell(row.get(c)) for c in columns]
@@ -201,7 +218,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Response:
     """A CSV of a header and rows, their number in `x-total-count`."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(header)
+    writer.writerow([_text(column) for column in header])
     writer.writerows([_cell(value) for value in row] for row in rows)
     headers = {"x-total-count": str(len(rows))}
     return Response(out.getvalue().encode(), media_type=CSV_TYPE, headers=headers)

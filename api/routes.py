@@ -109,7 +109,7 @@ TRIGGER_BODY = described(
             "name": {"type": "string", "pattern": r"\S", "description": "a process"},
             "body": {"type": "object", "description": "its parameters"},
             "input": {"type": "object", "description": "an alias of `body`"},
-            "_reason": {"type": "string"},
+            "_reason": {"type": "string", "pattern": "^[^\\u0000]*$", "description": "no NUL"},
             "_delay": {
                 "type": "number",
                 "minimum": 0,

@@ -87,6 +87,8 @@ class TriggerService:
             raise NotFound(f"unknown process '{name}'")
         if body is not None and not isinstance(body, Mapping):
             raise BadRequest("body: must be a JSON object of parameters")
+        if reason is not None and "\x00" in reason:  # SQLite's functions would cut it there
+            raise BadRequest("_reason: a NUL character (\\x00) is not allowed")
         doc = new_execution(
             service=process.service,
             name=process.name,

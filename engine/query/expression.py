@@ -173,6 +173,12 @@ class ExpressionParser:
         if start >= len(self.text) or self.text[start] == ")":
             raise self.fail(f"'{name}' has no value at position {start}")
         quote = self.text[start]
+        if quote in "=<>":
+            raise self.fail(
+                f"unexpected '{quote}' at position {start}: after '{name}' and its operator "
+                f"comes a value (one operator, such as {name}=x; quote a value that starts "
+                f"with '{quote}')"
+            )
         if quote in "\"'":
             chars: list[str] = []
             index = start + 1

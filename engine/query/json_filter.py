@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from procexec.engine.errors import BadRequest
-from procexec.engine.query.fields import check_document_field
+from procexec.engine.query.fields import check_document_field, check_group_field
 from procexec.engine.query.json_input import json_type
 from procexec.engine.query.regex import with_flags
 from procexec.engine.query.tree import (
@@ -48,9 +49,10 @@ _REGEX_OPTIONS = re.compile(r"^[imsx]*\Z")
 class _JsonFilter:
     """Turns a MongoDB-style filter into a `Node` tree, refusing every operator not listed."""
 
-    def __init__(self, param: str) -> None:
+    def __init__(self, param: str, fields: Sequence[str] | None) -> None:
         self.param = param
         self.conditions = 0
+        self.fields = fields
 
     def fail(self, message: str) -> BadRequest:
         return BadRequest(f"{self.param}: {message}")
@@ -82,7 +84,10 @@ class _JsonFilter:
                 )
                 items.append(Not(group) if key == "$nor" else group)
             else:
-                check_document_field(key, self.param)
+                if self.fields is None:
+                    check_document_field(key, self.param)
+                else:
+                    check_group_field(key, self.param, self.fields)
                 items.append(self.field(key, value, depth))
         if not items:
             return And(())
@@ -166,6 +171,7 @@ class _JsonFilter:
         return value
 
 
-def json_filter(spec: Any, param: str) -> Node:
-    """A MongoDB-style filter already read from JSON, checked as `_filter` checks it."""
-    return _JsonFilter(param).document(spec, 0)
+def json_filter(spec: Any, param: str, fields: Sequence[str] | None = None) -> Node:
+    """A MongoDB-style filter already read from JSON, checked as `_filter` checks it: over the
+    execution document's fields, or over `fields` (the groups of an `_aggregate` pipeline)."""
+    return _JsonFilter(param, fields).document(spec, 0)

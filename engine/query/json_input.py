@@ -31,9 +31,26 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def refuse_nul(param: str, value: Any) -> Any:
+    """`value`, or a `BadRequest` when one of its strings (keys included) holds a NUL, escaped
+    as `\\u0000`: the stores do not hold it alike. Walked without recursion."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise BadRequest(f"{param}: a NUL character (\\u0000) in a string is not allowed")
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
 def load_json(param: str, raw: str) -> Any:
     try:
-        return json.loads(raw, parse_constant=_refuse_constant)
+        return refuse_nul(param, json.loads(raw, parse_constant=_refuse_constant))
     except json.JSONDecodeError as exc:
         raise BadRequest(f"{param}: malformed JSON: {exc.msg} at position {exc.pos}") from None
     except ValueError as exc:
@@ -45,12 +62,12 @@ def load_json(param: str, raw: str) -> Any:
 def load_relaxed_json(param: str, raw: str) -> Any:
     """A JSON filter, strict or in the platform's relaxed form (`{_id:/AB/i}`, bare keys)."""
     try:
-        return json.loads(raw, parse_constant=_refuse_constant)
+        return refuse_nul(param, json.loads(raw, parse_constant=_refuse_constant))
     except json.JSONDecodeError:
         pass  # not strict JSON: the relaxed form, or malformed (said by the relaxed reader)
     except (ValueError, RecursionError):
         return load_json(param, raw)  # NaN, Infinity, or too deep: refused as JSON is
     try:
-        return relaxed_json.loads(raw)
+        return refuse_nul(param, relaxed_json.loads(raw))
     except relaxed_json.RelaxedJsonError as exc:
         raise BadRequest(f"{param}: malformed JSON: {exc.msg} at position {exc.pos}") from None

@@ -17,17 +17,20 @@ from procexec.engine.errors import BadRequest
 from procexec.engine.limits import DEFAULT_LIMIT, MAX_LIMIT
 from procexec.engine.query.expression import ExpressionParser
 from procexec.engine.query.fields import (
+    KNOWN_FIELDS_TEXT,
     SORT_FIELDS,
     check_document_field,
     check_field,
     check_sortable,
     sort_keys,
+    suggestion,
 )
 from procexec.engine.query.json_filter import json_filter
 from procexec.engine.query.json_input import load_json, load_relaxed_json
 from procexec.engine.query.pipeline import Pipeline, parse_pipeline
 from procexec.engine.query.tree import And, Node
 from procexec.engine.query.values import parse_condition, split_args
+from procexec.engine.schema import DOCUMENT_FIELDS
 from procexec.engine.search import AllOf, SearchNode, parse_search
 
 
@@ -61,6 +64,34 @@ class Query:
 
 #: the parameters that answer with something else than documents: one at a time
 ANSWERS = ("_distinct", "_fieldinfo", "_aggregate")
+#: the list call's options: every other parameter is a filter on a field
+OPTIONS = ("_filter", "_search", "_sort", "_project", "_limit", "_skip", *ANSWERS)
+
+
+def _check_parameter(name: str, raw: str) -> None:
+    """A parameter's name is an option or a field of an execution (else it is a typo, which a
+    filter would answer with an empty list); neither holds a NUL, which the stores cannot hold
+    alike (SQLite's functions cut a text there)."""
+    for text, what in ((name, "name"), (raw, "value")):
+        if "\x00" in text:
+            raise BadRequest(
+                f"{name}: a NUL character (\\x00) at position {text.index(chr(0))} of the "
+                f"{what} is not allowed"
+            )
+    if name.startswith("_") and name != "_id" and name not in OPTIONS:
+        raise BadRequest(
+            f"{name}: unknown query parameter{suggestion(name, OPTIONS)} "
+            f"(options: {', '.join(OPTIONS)}; other parameters are filters on fields)"
+        )
+    if name.startswith("_"):
+        return
+    top = check_field(name, name).split(".")[0]
+    if top not in DOCUMENT_FIELDS:
+        raise BadRequest(
+            f"{name}: unknown query parameter, and not a field of an execution"
+            f"{suggestion(top, DOCUMENT_FIELDS)} (options: {', '.join(OPTIONS)}; "
+            f"{KNOWN_FIELDS_TEXT})"
+        )
 
 
 def parse_filter(raw: str, param: str = "_filter") -> Node:
@@ -133,7 +164,7 @@ def _parse_project(raw: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | 
         if kept and dropped:
             raise BadRequest("_project: list either fields to keep or fields to drop (-name)")
     for name in (*kept, *dropped):
-        check_field(name, "_project")
+        check_document_field(name, "_project")
     if dropped:
         dropped = [name for name in dropped if name != "_id"]  # _id always comes back
         return None, _outermost(dropped) if dropped else None
@@ -170,6 +201,7 @@ def parse_query(
             raise BadRequest(
                 f"{name}: cannot be combined with {answer} (one of {', '.join(ANSWERS)} at a time)"
             )
+        _check_parameter(name, raw)
         if name == "_limit":
             limit = MAX_LIMIT if raw.strip() == "-1" else _parse_int(name, raw, 0, MAX_LIMIT)
         elif name == "_skip":
@@ -190,8 +222,6 @@ def parse_query(
             fieldinfo = check_document_field(raw.strip(), name)
         elif name == "_aggregate":
             pipeline = parse_pipeline(raw)
-        elif name.startswith("_") and name != "_id":
-            raise BadRequest(f"{name}: unknown query parameter")
         else:
             conditions.append(parse_condition(name, raw))
     where: Node | None = None

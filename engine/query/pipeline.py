@@ -249,7 +249,7 @@ class _Parser:
             return self.project(body)
         if name == "$count":
             return self.count(body)
-        return Match(json_filter(body, self.param))
+        return Match(json_filter(body, self.param, self.fields))
 
     @property
     def param(self) -> str:

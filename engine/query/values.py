@@ -10,16 +10,19 @@ import re
 from datetime import date
 
 from procexec.engine.errors import BadRequest
-from procexec.engine.query.fields import check_field
+from procexec.engine.query.fields import check_document_field
 from procexec.engine.query.regex import check_regex
 from procexec.engine.query.tree import And, Condition, Node, Not, Or
+from procexec.engine.schema import DATE_FIELDS
 from procexec.engine.timeutil import iso_ms, parse_iso
 
-#: fields that hold timestamps; their filter values are dates or datetimes
-DATE_FIELDS = frozenset({"start", "end", "phases.start", "phases.end"})
 #: a value function applied to its arguments: `name(arguments)`
 FUNCTION_CALL = re.compile(r"^([A-Za-z]+)\((.*)\)$", re.DOTALL)
 _BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: the start of a value function's call: `in(`
+_FUNCTION_START = re.compile(r"^([A-Za-z]+)\(")
+#: what no plain value starts with: a doubled or misplaced operator (`status==failed`)
+_OPERATOR_CHARS = ("=", "<", ">")
 _FUNCTIONS = ("range", "gt", "gte", "lt", "lte", "in", "ne", "regex")
 
 
@@ -108,11 +111,31 @@ def apply_function(field_name: str, function: str, args: list[str], body: str) -
     return Condition(field_name, function, value)  # type: ignore[arg-type]
 
 
+def _check_plain(field_name: str, raw: str) -> None:
+    """A plain value that a typo made: a value function never closed (`in(ECB_FX,DEMO`), or
+    an operator doubled (`status==failed` reads the value `=failed`). Such a value would match
+    nothing, which reads as "no such executions"; a `_filter` quotes a value that must start
+    so (`status="=x"`)."""
+    opening = _FUNCTION_START.match(raw)
+    if opening:
+        raise BadRequest(
+            f"{field_name}: malformed call of {opening.group(1)}(): '(' at position "
+            f"{opening.end() - 1} is never closed by a ')' at the end of '{raw}'"
+        )
+    if raw[:1] in _OPERATOR_CHARS:
+        raise BadRequest(
+            f"{field_name}: the value '{raw}' starts with '{raw[0]}': '{field_name}={raw}' is "
+            f"not an operator (write {field_name}=value, or {field_name}=gt(value) and the "
+            f"like; quote such a value in _filter)"
+        )
+
+
 def parse_condition(field_name: str, raw: str) -> Node:
     """One `field=value` pair, value functions included."""
-    check_field(field_name, field_name)
+    check_document_field(field_name, field_name)
     match = FUNCTION_CALL.match(raw)
     if not match:
+        _check_plain(field_name, raw)
         return equals_condition(field_name, raw)
     function, body = match.group(1), match.group(2)
     if function not in _FUNCTIONS:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from procexec.engine.domain import TERMINAL_STATUSES
 from procexec.engine.errors import StoreUnavailable
 from procexec.engine.query import Query
+from procexec.engine.schema import DOCUMENT_FIELDS, PHASE_FIELDS
 
 StoreT = TypeVar("StoreT", bound="ExecutionStore")
 
@@ -24,14 +25,6 @@ META_KEYS = ("worker", "heartbeat", "input", "chain", "dispatched", "due", "reco
 JSON_META_KEYS = frozenset({"input", "chain", "recoveries"})
 #: the statuses of finished executions, which retention deletes (an active run never)
 TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
-
-
-#: the execution document's fields in the seed page's order
-DOCUMENT_FIELDS = (
-    "_id", "service", "name", "environment", "trigger", "status", "message", "reason",
-    "start", "runAs", "phases", "end", "loaderMessage", "data",
-)  # fmt: skip
-PHASE_FIELDS = ("name", "start", "status", "message", "log", "end")
 
 
 def _ordered(doc: Mapping[str, Any], order: Sequence[str]) -> dict[str, Any]:

@@ -18,6 +18,18 @@ from procexec.engine.settings import Settings
 from procexec.engine.store.sqlite import SQLiteStore
 from procexec.engine.tokens import create_token
 
+#: what a refused field lists: the execution document's one schema (`procexec.engine.schema`)
+KNOWN = (
+    " (fields: _id, service, name, environment, trigger, status, message, reason, start, runAs, "
+    "phases, end, loaderMessage, data; phases.<name|start|status|message|log|end>; any path "
+    "under data)"
+)
+#: what a refused unknown parameter lists
+OPTIONS = (
+    " (options: _filter, _search, _sort, _project, _limit, _skip, _distinct, _fieldinfo, "
+    "_aggregate; other parameters are filters on fields)"
+)
+
 #: the two mounts of the API: the seed page's path and the platform SDK's
 BASES = ("/service/process-exec", "/api/process-exec")
 

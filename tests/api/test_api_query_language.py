@@ -15,7 +15,7 @@ import procexec.api.routes as routes
 from procexec.api.formats import negotiate
 from procexec.api.listing import csv_text
 from procexec.engine.store.sqlite import deadlines
-from tests.api.api_helpers import BASES, Service, assert_bad_query
+from tests.api.api_helpers import BASES, KNOWN, OPTIONS, Service, assert_bad_query
 from tests.engine.query_strategies import DOCS
 
 URL = f"{BASES[0]}/v1"
@@ -293,10 +293,12 @@ def test_a_query_that_overran_by_a_hiccup_is_forgotten_at_once(
          "start: '2021-02-30' is not a date or an ISO 8601 datetime"),
         ({"_filter": "start>=2021-13-01"},
          "_filter: start: '2021-13-01' is not a date or an ISO 8601 datetime"),
-        ({"_sort": "-strat"}, "_sort: cannot sort by 'strat' (sortable: _id, service, name, "
-         "environment, trigger, status, message, reason, start, end, runAs, loaderMessage)"),
-        ({"_sort": '{"phases.start": 1}'}, "_sort: cannot sort by 'phases.start' (sortable: _id, "
-         "service, name, environment, trigger, status, message, reason, start, end, runAs, "
+        ({"_sort": "-strat"}, "_sort: cannot sort by 'strat' (did you mean 'start'?) "
+         "(sortable: _id, service, name, environment, trigger, status, message, reason, "
+         "start, runAs, end, loaderMessage)"),
+        ({"_sort": '{"phases.start": 1}'},
+         "_sort: cannot sort by 'phases.start' (sortable: _id, "
+         "service, name, environment, trigger, status, message, reason, start, runAs, end, "
          "loaderMessage)"),
         ({"name": '{"$where": "sleep(100)"}'},
          "name: operators are not allowed in a value ('{\"$where\": \"sleep(100)\"}')"),
@@ -311,18 +313,20 @@ def test_a_query_that_overran_by_a_hiccup_is_forgotten_at_once(
          "$gt, $gte, $lt, $lte, $in, $nin, $exists, $regex)"),
         ({"_limit": "10001"}, "_limit: 10001 is out of range (0 to 10000)"),
         ({"_limit": "-3"}, "_limit: -3 is out of range (0 to 10000)"),
-        ({"_distinct": "_meta.input"}, "_distinct: '_meta.input' is not a field of an execution"),
+        ({"_distinct": "_meta.input"},
+         "_distinct: '_meta.input' is not a field of an execution" + KNOWN),
         ({"_distinct": "na me"}, "_distinct: 'na me' is not a field name"),
         ({"_project": "name,-status"},
          "_project: list either fields to keep or fields to drop (-name)"),
         ({"_project": '{"name": "yes"}'}, "_project: value of 'name' must be 1 or 0"),
         ({"_search": "-"}, "_search: '-' at position 0 must be followed by a term"),
-        ({"_fieldinfo": "_meta.input"}, "_fieldinfo: '_meta.input' is not a field of an execution"),
+        ({"_fieldinfo": "_meta.input"},
+         "_fieldinfo: '_meta.input' is not a field of an execution" + KNOWN),
         ({"_aggregate": '[{"$out": "x"}]'}, "_aggregate: stage 1: '$out' is not allowed (allowed: "
          "$match, $group, $sort, $skip, $limit, $count, $project)"),
         ({"_fieldinfo": "status", "_distinct": "name"}, "_distinct: cannot be combined with "
          "_fieldinfo (one of _distinct, _fieldinfo, _aggregate at a time)"),
-        ({"_nosuch": "1"}, "_nosuch: unknown query parameter"),
+        ({"_nosuch": "1"}, "_nosuch: unknown query parameter" + OPTIONS),
     ],
 )  # fmt: skip
 def test_malformed_queries_are_400_naming_the_parameter(

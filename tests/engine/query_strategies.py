@@ -282,10 +282,10 @@ def valid_params(draw: st.DrawFn) -> list[tuple[str, str]]:
 
 #: the fields `_fieldinfo` is asked about
 FIELDINFO_FIELDS = [*SORTABLE, "phases.name", "phases.status", "phases.log", "data.count",
-                    "data.series.2021-07-20", "phases", "nosuch"]  # fmt: skip
+                    "data.series.2021-07-20", "phases", "data.nosuch"]  # fmt: skip
 #: the fields a `$group` is keyed by: strings, numbers, null and missing values
 KEY_FIELDS = ["status", "name", "trigger", "runAs", "service", "reason", "message", "end",
-              "loaderMessage", "data.count", "nosuch"]  # fmt: skip
+              "loaderMessage", "data.count", "data.nosuch"]  # fmt: skip
 #: fields of strings (or null): `$min` and `$max` read them (mongomock cannot compare a number
 #: with a string)
 STRING_FIELDS = ["_id", "start", "end", "name", "status", "reason", "message", "loaderMessage"]

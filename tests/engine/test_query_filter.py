@@ -39,12 +39,27 @@ FAILED, RUNNING, ECB = eq("status", "failed"), eq("status", "running"), eq("name
         ("NOT status=failed AND name=ECB_FX", And((Not(FAILED), ECB))),
         ("((status=failed))", FAILED),
         ("status=failed and(name=ECB_FX)", And((FAILED, ECB))),
-        # keywords are only keywords on their own
-        ("order=1 and android=2", And((eq("order", "1"), eq("android", "2")))),
     ],
 )
 def test_boolean_structure(text: str, tree: Node) -> None:
     assert where(text) == tree
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [("order=1", "order"), ("status=1 and android=2", "android"), ("notes=1", "notes"),
+     ("data.order=1 and data.android=2 or data.notes=1", None)],
+)  # fmt: skip
+def test_keywords_are_only_keywords_on_their_own(text: str, field: str | None) -> None:
+    """`order`, `android`, `notes` are read as field names, not as `or`, `and`, `not`: the
+    schema refuses them by name (under `data` any name is a field)."""
+    if field is None:
+        assert where(text) == Or(
+            (And((eq("data.order", "1"), eq("data.android", "2"))), eq("data.notes", "1"))
+        )
+        return
+    with pytest.raises(BadRequest, match=f"^_filter: '{field}' is not a field of an execution"):
+        where(text)
 
 
 @pytest.mark.parametrize(
@@ -182,8 +197,8 @@ def test_expression_errors(text: str, words: str) -> None:
         ('{"name": {"$regex": "^ecb", "$options": "i"}}', Condition("name", "regex", "(?i)^ecb")),
         ('{"name": {"$not": {"$regex": "^ECB"}}}', Not(Condition("name", "regex", "^ECB"))),
         ('{"phases.status": "failed"}', eq("phases.status", "failed")),
-        ('{"n": {"$gt": 5}}', Condition("n", "gt", 5)),
-        ('{"n": 2.5}', eq("n", 2.5)),
+        ('{"data.n": {"$gt": 5}}', Condition("data.n", "gt", 5)),
+        ('{"data.n": 2.5}', eq("data.n", 2.5)),
         ("{}", And(())),
         ('{"end": {"$gte": null}}', Condition("end", "gte", None)),
         # dates are compared as written: JSON is MongoDB's language
@@ -246,20 +261,20 @@ def test_unsafe_operators_are_refused_by_name(operator: str) -> None:
 
 def test_every_safe_operator_is_accepted() -> None:
     samples = {
-        "$and": '{"$and": [{"a": 1}]}',
-        "$or": '{"$or": [{"a": 1}]}',
-        "$nor": '{"$nor": [{"a": 1}]}',
-        "$not": '{"a": {"$not": {"$eq": 1}}}',
-        "$eq": '{"a": {"$eq": 1}}',
-        "$ne": '{"a": {"$ne": 1}}',
-        "$gt": '{"a": {"$gt": 1}}',
-        "$gte": '{"a": {"$gte": 1}}',
-        "$lt": '{"a": {"$lt": 1}}',
-        "$lte": '{"a": {"$lte": 1}}',
-        "$in": '{"a": {"$in": [1]}}',
-        "$nin": '{"a": {"$nin": [1]}}',
-        "$exists": '{"a": {"$exists": true}}',
-        "$regex": '{"a": {"$regex": "x"}}',
+        "$and": '{"$and": [{"data.a": 1}]}',
+        "$or": '{"$or": [{"data.a": 1}]}',
+        "$nor": '{"$nor": [{"data.a": 1}]}',
+        "$not": '{"data.a": {"$not": {"$eq": 1}}}',
+        "$eq": '{"data.a": {"$eq": 1}}',
+        "$ne": '{"data.a": {"$ne": 1}}',
+        "$gt": '{"data.a": {"$gt": 1}}',
+        "$gte": '{"data.a": {"$gte": 1}}',
+        "$lt": '{"data.a": {"$lt": 1}}',
+        "$lte": '{"data.a": {"$lte": 1}}',
+        "$in": '{"data.a": {"$in": [1]}}',
+        "$nin": '{"data.a": {"$nin": [1]}}',
+        "$exists": '{"data.a": {"$exists": true}}',
+        "$regex": '{"data.a": {"$regex": "x"}}',
     }
     assert set(samples) == set(SAFE_OPERATORS)
     for text in samples.values():

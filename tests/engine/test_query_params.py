@@ -60,9 +60,9 @@ def test_distinct_is_parsed() -> None:
 
 
 def test_paths_are_bounded() -> None:
-    assert parse_query([("a.b.c.d.e.f.g.h", "x")]).where is not None
+    assert parse_query([("data.b.c.d.e.f.g.h", "x")]).where is not None
     with pytest.raises(BadRequest, match="at most 8 parts"):
-        parse_query([("a.b.c.d.e.f.g.h.i", "x")])
+        parse_query([("data.b.c.d.e.f.g.h.i", "x")])
 
 
 DOC: dict[str, Any] = {

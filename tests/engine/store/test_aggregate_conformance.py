@@ -52,7 +52,7 @@ def aggregate(
         ((("_fieldinfo", "runAs"), ("_filter", "name=BOE_RATES or name=FX_ECB")),
          [("alice", 1), ("bob", 1), ("com_walkfares", 1)]),
         ((("_fieldinfo", "_id"), ("name", "BOE_RATES")), [("x01", 1), ("x02", 1)]),
-        ((("_fieldinfo", "nosuchfield"),), []),
+        ((("_fieldinfo", "data.nosuchfield"),), []),  # a missing path under data: none
         ((("_fieldinfo", "status"), ("name", "nobody")), []),
     ],
 )  # fmt: skip
@@ -130,8 +130,8 @@ BY_STATUS = {"$group": {"_id": "$status", "count": {"$sum": 1}}}
           {"$match": {"_id": "DEMO"}}], (),  # newest first by default: e08 and e07 share a start
          [{"_id": "DEMO", "newest": "e08", "end": "2021-07-21T08:00:09.000Z"}]),
         ([{"$group": {"_id": None, "total": {"$sum": "$data.count"},
-                      "mean": {"$avg": "$data.count"}, "none": {"$avg": "$nosuch"},
-                      "least": {"$min": "$nosuch"}, "twice": {"$sum": 2}}}], (),
+                      "mean": {"$avg": "$data.count"}, "none": {"$avg": "$data.nosuch"},
+                      "least": {"$min": "$data.nosuch"}, "twice": {"$sum": 2}}}], (),
          [{"_id": None, "total": 7, "mean": 7.0, "none": None, "least": None, "twice": 22}]),
         ([{"$group": {"_id": "$data.count", "n": {"$sum": 1}}}], (),
          [{"_id": None, "n": 9}, {"_id": 7, "n": 1}, {"_id": "7", "n": 1}]),

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from procexec.engine.errors import BadRequest
 from procexec.engine.query import And, Condition, Not, Or, Query, parse_query
 from procexec.engine.store.base import META_KEYS, ExecutionStore, Observation, TokenRecord, Update
 from tests.engine.store.documents import BY_ID, DOCS, NEWEST_FIRST, PROD, execution
@@ -92,10 +93,15 @@ def test_insert_without_meta_has_empty_meta(store: ExecutionStore) -> None:
 
 
 def test_projection_never_reveals_meta(loaded: ExecutionStore) -> None:
-    rows, total = run(loaded, ("_id", "e01"), ("_project", "_meta,name"))
+    """`_project=_meta` is refused by the query language (no field of the schema); a query built
+    with it all the same gets nothing of it from either store."""
+    with pytest.raises(BadRequest, match="'_meta' is not a field of an execution"):
+        run(loaded, ("_id", "e01"), ("_project", "_meta,name"))
+    one = Condition("_id", "eq", "e01")
+    rows, total = loaded.list(Query(environment=PROD, where=one, project=("_meta", "name")))
     assert total == 1
     assert rows == [{"_id": "e01", "name": "ECB_FX"}]
-    rows, _ = run(loaded, ("_id", "e01"), ("_project", "_meta.input"))
+    rows, _ = loaded.list(Query(environment=PROD, where=one, project=("_meta.input",)))
     assert rows == [{"_id": "e01"}]
 
 

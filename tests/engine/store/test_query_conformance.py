@@ -248,7 +248,7 @@ def test_search_follows_updates(store: ExecutionStore) -> None:
         ((("_distinct", "phases.log"), ("_id", "x01")),
          ["2021-06-01T08:00:00.000000000Z[UTC] info Connection refused by host",
           "2021-06-01T08:00:01.000000000Z[UTC] warning retrying after timeout"]),
-        ((("_distinct", "nosuchfield"),), []),
+        ((("_distinct", "data.nosuchfield"),), []),  # a missing path under data: none
         ((("_distinct", "name"), ("name", "nobody")), []),
     ],
 )  # fmt: skip

@@ -84,7 +84,7 @@ def test_both_stores_list_the_same_rows(
 @given(
     params=valid_params(),
     field=st.sampled_from([*SORTABLE, "phases.name", "phases.status", "data.count",
-                           "data.series.2021-07-20", "phases.log", "nosuch"]),
+                           "data.series.2021-07-20", "phases.log", "data.nosuch"]),
 )  # fmt: skip
 def test_both_stores_find_the_same_distinct_values(
     stores: tuple[SQLiteStore, MongoStore], params: list[tuple[str, str]], field: str

@@ -1,0 +1,27 @@
+"""The execution document's one schema: its fields in the seed page's order, the fields of a
+phase, the fields that hold timestamps, and the field that holds free-form JSON (`data`).
+
+The store orders documents by it (`engine.store.base.canonical`), CSV's columns follow it
+(`api.listing`), and the query language checks every field a request names against it
+(`engine.query.fields.check_document_field`): a filter, `_sort`, `_project`, `_distinct`,
+`_fieldinfo` or `_aggregate` naming a field it does not hold is a 400 that lists them.
+"""
+
+from __future__ import annotations
+
+#: the execution document's fields in the seed page's order
+DOCUMENT_FIELDS = (
+    "_id", "service", "name", "environment", "trigger", "status", "message", "reason",
+    "start", "runAs", "phases", "end", "loaderMessage", "data",
+)  # fmt: skip
+#: the fields of each element of `phases`, in the seed page's order
+PHASE_FIELDS = ("name", "start", "status", "message", "log", "end")
+#: the field whose value is free-form JSON: any path under it names a field
+FREE_FIELD = "data"
+#: the array of sub-documents, and the array of strings inside each of them
+PHASES_FIELD = "phases"
+LOG_FIELD = "log"
+#: fields that hold timestamps; their filter values are dates or datetimes
+DATE_FIELDS = frozenset({"start", "end", "phases.start", "phases.end"})
+#: the document's top-level fields that hold one value (not an array, not free-form JSON)
+SCALAR_FIELDS = tuple(name for name in DOCUMENT_FIELDS if name not in (PHASES_FIELD, FREE_FIELD))
