@@ -105,21 +105,25 @@ class BodyLimit:
         """The app, its body counted as it reads it: `BodyTooLarge` at the byte past the limit
         (answered by the app's handler of `ApiError`, or here if it escapes)."""
         received = 0
-        started = False
+        read_whole = started = False
 
         async def counted_receive() -> Message:
-            nonlocal received
+            nonlocal received, read_whole
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     raise BodyTooLarge(self.limit)
+                read_whole = not message.get("more_body", False)
             return message
 
         async def watched_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                if not read_whole:  # answered without its body (a cancel): not read after
+                    headers = [(k, v) for k, v in message.get("headers", ()) if k != b"connection"]
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
             await send(message)
 
         try:
