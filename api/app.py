@@ -12,6 +12,7 @@ import procexec
 from procexec.api import errors, health, processes, security_headers
 from procexec.api.deps import ServiceState
 from procexec.api.health import Check, Children, Readiness
+from procexec.api.limits import BodyLimit
 from procexec.api.routes import read_routes, router
 from procexec.buildinfo import build_stamp
 from procexec.engine.cancellation import Revoke
@@ -82,6 +83,7 @@ def create_app(
     errors.install(app)
     security_headers.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(BodyLimit, tokens=app.state.procexec.tokens)  # outermost: bodies
     app.include_router(health.router)
     for base in BASE_PATHS:
         app.include_router(router, prefix=base)

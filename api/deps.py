@@ -13,6 +13,7 @@ from procexec.api.errors import ApiError
 from procexec.api.health import Readiness
 from procexec.engine.cancellation import Revoke
 from procexec.engine.domain import DEFAULT_ENVIRONMENT, Scope
+from procexec.engine.errors import excerpt
 from procexec.engine.process import ProcessRegistry
 from procexec.engine.settings import Settings
 from procexec.engine.store.base import ExecutionStore, TokenRecord
@@ -63,7 +64,7 @@ def get_state(request: Request) -> ServiceState:
 def get_environment(request: Request) -> str:
     value = request.headers.get("x-odsl-environment", DEFAULT_ENVIRONMENT).strip()
     if not _ENVIRONMENT.match(value):
-        raise ApiError(400, f"x-odsl-environment: '{value}' is not an environment name")
+        raise ApiError(400, f"x-odsl-environment: '{excerpt(value)}' is not an environment name")
     return value
 
 

@@ -17,12 +17,25 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from procexec.api import formats
-from procexec.engine.errors import ProcexecError, QueryTimeout
+from procexec.engine.errors import ProcexecError, QueryTimeout, excerpt
 
 logger = logging.getLogger(__name__)
 
 #: the control characters left once whitespace is folded into spaces
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: the longest error message: one that repeats more of the client's input than `excerpt`
+#: lets through keeps its beginning and its end, the middle cut out
+MAX_MESSAGE_CHARS = 500
+#: the longest `x-odsl-error` value (escaping can lengthen a message up to ten times)
+MAX_HEADER_CHARS = 1000
+
+
+def bounded(message: str) -> str:
+    """`message`, cut to `MAX_MESSAGE_CHARS` (its first 350 and last 149 characters around
+    `…`): the last guard against an error that repeats a long input whole."""
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[:350] + "…" + message[-149:]
 
 
 def error_header(message: str) -> str:
@@ -32,14 +45,17 @@ def error_header(message: str) -> str:
     control characters: a server refuses to send one with NUL (h11 drops the connection), or
     with any of them (httptools).
     """
-    text = " ".join(message.split()).encode("ascii", "backslashreplace").decode("ascii")
-    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+    text = " ".join(bounded(message).split()).encode("ascii", "backslashreplace").decode("ascii")
+    text = _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+    return text if len(text) <= MAX_HEADER_CHARS else text[: MAX_HEADER_CHARS - 3] + "..."
 
 
 def error_response(
     status: int, message: str, headers: dict[str, str] | None = None, accept: str | None = None
 ) -> Response:
-    """The error as JSON, or as XML when `accept` (the request's `Accept`) asks for XML."""
+    """The error as JSON, or as XML when `accept` (the request's `Accept`) asks for XML; its
+    message `bounded`."""
+    message = bounded(message)
     all_headers = {"x-odsl-error": error_header(message), **(headers or {})}
     if formats.negotiate(accept) == "xml":
         return Response(
@@ -67,7 +83,7 @@ _MEANINGS = {
     403: "The token's scope does not allow this call",
     404: "No such execution, process or source",
     409: "The execution is not in a state that allows this: it has finished",
-    413: "A form query longer than 1 MiB",
+    413: "A request body over 1 MB (1048576 bytes)",
     503: "The store cannot be reached, or a read ran past its time limit",
 }
 
@@ -151,9 +167,9 @@ def install(app: FastAPI) -> None:
         message = str(exc.detail)
         headers = dict(exc.headers or {})
         if exc.status_code == 404 and message == "Not Found":
-            message = f"no such path: {request.url.path}"
+            message = f"no such path: {excerpt(request.url.path)}"
         elif exc.status_code == 405:
-            message = f"method {request.method} is not allowed on {request.url.path}"
+            message = f"method {request.method} is not allowed on {excerpt(request.url.path)}"
             headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
         return error_response(exc.status_code, message, headers, _accept(request))
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from procexec.api.bodies import described, json_body
 from procexec.api.deps import Reader, Runner, StateDep
 from procexec.api.errors import ApiError, error_responses
-from procexec.engine.errors import NotFound
+from procexec.engine.errors import NotFound, excerpt
 from procexec.engine.scheduler import change_process, describe, effective
 
 router = APIRouter()
@@ -45,7 +45,7 @@ def list_processes(state: StateDep, _caller: Reader) -> list[dict[str, Any]]:
 def get_process(name: str, state: StateDep, _caller: Reader) -> dict[str, Any]:
     process = state.registry.get(name)
     if process is None:
-        raise NotFound(f"unknown process '{name}'")
+        raise NotFound(f"unknown process '{excerpt(name)}'")
     return describe(effective(process, state.store.process_states().get(name)))
 
 

@@ -28,9 +28,10 @@ from procexec.api.deps import (
     get_state,
 )
 from procexec.api.errors import ApiError, error_responses
+from procexec.api.limits import check_trigger
 from procexec.engine.cancellation import cancel_execution
 from procexec.engine.domain import Scope
-from procexec.engine.errors import NotFound
+from procexec.engine.errors import NotFound, excerpt
 from procexec.engine.query import Query, parse_query
 from procexec.engine.store.base import InlineBudgetExceeded
 
@@ -50,8 +51,6 @@ OVERRAN_MAX = 1024
 QUICK_SECONDS = 0.001
 #: a GET may carry its query in a body of this type
 FORM_TYPE = "application/x-www-form-urlencoded"
-#: the longest form query accepted, in bytes
-MAX_FORM_BYTES = 1_048_576
 #: the parameters of a list call, in order
 QueryItems = tuple[tuple[str, str], ...]
 #: queries of at most this many characters are remembered once parsed
@@ -177,9 +176,7 @@ async def _query_items(request: Request) -> QueryItems:
     content_type = request.headers.get("content-type")
     if content_type is None or content_type.partition(";")[0].strip().lower() != FORM_TYPE:
         return items
-    raw = await request.body()
-    if len(raw) > MAX_FORM_BYTES:
-        raise ApiError(413, f"request body: a form query longer than {MAX_FORM_BYTES} bytes")
+    raw = await request.body()  # at most `api.limits.MAX_BODY_BYTES`, its sender authenticated
     try:
         text = raw.decode()
     except UnicodeDecodeError:
@@ -250,7 +247,7 @@ def _get(state: StateDep, environment: str, execution_id: str) -> dict[str, Any]
     with state.store.limited(state.settings.read_timeout):
         doc = state.store.get(execution_id, environment)
     if doc is None:
-        raise NotFound(f"no execution '{execution_id}' in environment '{environment}'")
+        raise NotFound(f"no execution '{excerpt(execution_id)}' in environment '{environment}'")
     return doc
 
 
@@ -314,10 +311,10 @@ def get_execution(
 ) -> Response:
     """One execution by id, under a source segment (`private/<id>`)."""
     if source not in SOURCES:
-        raise NotFound(f"unknown source '{source}' (use private, public or all)")
+        raise NotFound(f"unknown source '{excerpt(source)}' (use private, public or all)")
     fmt = listing.response_format(request.headers.get("accept"))
     if source == "public":
-        raise NotFound(f"no public execution '{execution_id}'")
+        raise NotFound(f"no public execution '{excerpt(execution_id)}'")
     return listing.document_response(_get(state, environment, execution_id), fmt)
 
 
@@ -344,15 +341,17 @@ def _trigger_request(
         raise ApiError(400, "_reason: must be a string")
     delay_raw = payload.get("_delay", request.query_params.get("_delay", 0))
     if isinstance(delay_raw, bool):
-        raise ApiError(400, f"_delay: '{delay_raw}' is not a number of milliseconds")
+        raise ApiError(400, f"_delay: '{excerpt(delay_raw)}' is not a number of milliseconds")
     try:
         delay_ms = float(delay_raw)
     except OverflowError:  # an integer past the largest float: out of range
         delay_ms = math.inf
     except (TypeError, ValueError):
-        raise ApiError(400, f"_delay: '{delay_raw}' is not a number of milliseconds") from None
+        problem = f"_delay: '{excerpt(delay_raw)}' is not a number of milliseconds"
+        raise ApiError(400, problem) from None
     if not math.isfinite(delay_ms) or not 0 <= delay_ms <= MAX_DELAY_MS:
         raise ApiError(400, f"_delay: must be between 0 and {MAX_DELAY_MS} milliseconds")
+    check_trigger(name, params, "body" if "body" in payload else "input", reason)
     return name.strip(), params, reason, delay_ms / 1000
 
 
@@ -378,7 +377,7 @@ def cancel(
 #: how both trigger paths answer and what they take
 TRIGGER_ROUTE: dict[str, Any] = {
     "status_code": 202,
-    "responses": error_responses(400, 401, 403, 404, 503),
+    "responses": error_responses(400, 401, 403, 404, 413, 503),
     "openapi_extra": {**TRIGGER_BODY, **ENVIRONMENT_HEADER},
 }
 

@@ -473,9 +473,11 @@ class Server:
         return self._register("sql", statement.encode(), {})
 
     def _register(self, route: str, body: bytes, headers: dict[str, str]) -> str:
-        """PUT `body` to a new path of the bench's `route`; returns the path."""
+        """PUT `body` to a new path of the bench's `route`; returns the path (with a token: the
+        API refuses a body without one before its route sees it)."""
         self.floors += 1
         path = f"/bench/{route}/{self.floors}"
+        headers = {**headers, "Authorization": f"Bearer {self.token}"}
         self.conn.request("PUT", path, body=body, headers=headers)
         self.conn.getresponse().read()
         return path

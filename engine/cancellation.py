@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from procexec.engine.domain import ACTIVE_STATUSES, TERMINAL_STATUSES, Status
-from procexec.engine.errors import Conflict, NotFound
+from procexec.engine.errors import Conflict, NotFound, excerpt
 from procexec.engine.store.base import ExecutionStore, Update
 from procexec.engine.timeutil import iso_ms
 
@@ -32,7 +32,7 @@ def cancel_execution(
     for _ in range(3):
         doc = store.get(execution_id, environment)
         if doc is None:
-            raise NotFound(f"no execution '{execution_id}'")
+            raise NotFound(f"no execution '{excerpt(execution_id)}'")
         if doc["status"] in {status.value for status in TERMINAL_STATUSES}:
             raise Conflict(
                 f"execution '{execution_id}' has already finished ({doc['status']}): "

@@ -2,6 +2,27 @@
 
 from __future__ import annotations
 
+#: the most characters of a client's input an error message repeats (`excerpt`)
+EXCERPT_CHARS = 80
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """`value` as text for an error message: at most `limit` characters of it, characters that
+    are not printable escaped as `repr` escapes them (`\\n`, `\\x00`), and `…` where it was cut.
+
+    A message repeats what the client sent, so that it sees what was refused; a 10 MB name or
+    query value must not come back whole (in the body and in the `x-odsl-error` header)."""
+    text = str(value)
+    shown: list[str] = []
+    size = 0
+    for char in text:
+        piece = char if char.isprintable() else repr(char)[1:-1]
+        if size + len(piece) > limit:
+            return "".join(shown) + "…"
+        shown.append(piece)
+        size += len(piece)
+    return "".join(shown)
+
 
 class ProcexecError(Exception):
     """Base of every error the engine raises on purpose."""

@@ -201,11 +201,11 @@ def change_process(
     A changed schedule, or a disabled process enabled, counts its fire times from `now`: the
     fire times before the change are neither run nor counted as missed.
     """
-    from procexec.engine.errors import BadRequest, NotFound
+    from procexec.engine.errors import BadRequest, NotFound, excerpt
 
     process = registry.get(name)
     if process is None:
-        raise NotFound(f"unknown process '{name}'")
+        raise NotFound(f"unknown process '{excerpt(name)}'")
     before = effective(process, store.process_states().get(name))
     overrides: dict[str, object] = {}
     if enabled is not None:

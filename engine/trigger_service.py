@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from procexec.engine.domain import Status, Trigger
-from procexec.engine.errors import BadRequest, NotFound
+from procexec.engine.errors import BadRequest, NotFound, excerpt
 from procexec.engine.process import ProcessRegistry
 from procexec.engine.store.base import ExecutionStore, Update
 from procexec.engine.timeutil import iso_ms
@@ -84,7 +84,7 @@ class TriggerService:
         """
         process = self.registry.get(name)
         if process is None:
-            raise NotFound(f"unknown process '{name}'")
+            raise NotFound(f"unknown process '{excerpt(name)}'")
         if body is not None and not isinstance(body, Mapping):
             raise BadRequest("body: must be a JSON object of parameters")
         if reason is not None and "\x00" in reason:  # SQLite's functions would cut it there

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from procexec.api.routes import MAX_FORM_BYTES
+from procexec.api.limits import MAX_BODY_BYTES
 from tests.api.api_helpers import BASES, Service
 
 FORM = "application/x-www-form-urlencoded"
@@ -96,8 +96,8 @@ def test_other_bodies_are_not_queries(
          "name: unknown function 'between' (known: range, gt, gte, lt, lte, in, ne, regex)"),
         ("_limit=-3", 400, "_limit: -3 is out of range (0 to 10000)"),
         (b"name=\xff\xfe", 400, "request body: the form query is not UTF-8"),
-        (b"_limit=1&" + b"x" * MAX_FORM_BYTES, 413,
-         f"request body: a form query longer than {MAX_FORM_BYTES} bytes"),
+        (b"_limit=1&" + b"x" * MAX_BODY_BYTES, 413,
+         f"request body over 1 MB ({MAX_BODY_BYTES} bytes)"),
     ],
 )  # fmt: skip
 def test_a_malformed_form_query_is_refused_by_name(

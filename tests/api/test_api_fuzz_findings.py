@@ -116,9 +116,11 @@ def test_bad_schedule_bodies_are_400(
 
 
 # --- control characters in an error's header (escaped like non-ASCII ones) ----------------
+# An id or a name the message repeats is an excerpt of it (`engine.errors.excerpt`), escaped
+# in the JSON body as well; a query value's message keeps it raw in the body.
 
 
-NO_AB = "no execution 'a\x00b' in environment 'production'"
+NO_AB = "no execution 'a\\x00b' in environment 'production'"
 
 
 @pytest.mark.parametrize(
@@ -130,8 +132,8 @@ NO_AB = "no execution 'a\x00b' in environment 'production'"
             NO_AB,
             "no execution 'a\\x00b' in environment 'production'",
         ),
-        ("/service/process/v1/%01", 404, "unknown process '\x01'", "unknown process '\\x01'"),
-        ("/service/process/v1/%7f", 404, "unknown process '\x7f'", "unknown process '\\x7f'"),
+        ("/service/process/v1/%01", 404, "unknown process '\\x01'", "unknown process '\\x01'"),
+        ("/service/process/v1/%7f", 404, "unknown process '\\x7f'", "unknown process '\\x7f'"),
         (
             "/service/process-exec/v1?_limit=%1b",
             400,
