@@ -359,7 +359,8 @@ def cancel(
     execution_id: str, state: StateDep, environment: EnvironmentDep, caller: Runner
 ) -> dict[str, Any]:
     """Stop a triggered or running execution at once; it fails as cancelled by the caller."""
-    visible(state, environment, execution_id, caller)  # a 404 unless the caller may read it
+    # a 404 unless the caller's token may read it (its environments and processes)
+    visible(state, environment, execution_id, caller)
     return cancel_execution(
         state.store,
         execution_id,
