@@ -74,7 +74,7 @@ def _names(values: Iterable[str], pattern: re.Pattern[str], what: str) -> tuple[
     names = tuple(dict.fromkeys(value.strip() for value in values))
     for name in names:
         if not pattern.match(name):
-            raise TokenError(f"--{what}: '{name}' is not a {what} name")
+            raise TokenError(f"--{what}: '{name}' is not a valid name")
     return names
 
 
