@@ -18,6 +18,7 @@ from procexec.buildinfo import build_stamp
 from procexec.engine.cancellation import Revoke
 from procexec.engine.domain import SERVICE_NAME
 from procexec.engine.process import ProcessRegistry
+from procexec.engine.redact import redact_logging
 from procexec.engine.settings import Settings
 from procexec.engine.store import ExecutionStore
 from procexec.engine.timeutil import iso_ms
@@ -94,5 +95,7 @@ def create_app(
 
 
 def app_factory() -> FastAPI:
-    """Entry point for `uvicorn --factory procexec.api.app:app_factory`."""
+    """Entry point for `uvicorn --factory procexec.api.app:app_factory`: in each API process,
+    once uvicorn has set up its logging, no password or token goes into a log line."""
+    redact_logging()
     return create_app()

@@ -10,7 +10,7 @@ from fastapi import Request
 from procexec.api.errors import ApiError
 from procexec.engine.domain import Scope
 from procexec.engine.store.base import TokenRecord
-from procexec.engine.tokens import TokenCache, allows
+from procexec.engine.tokens import TokenCache, allows, allows_environment, allows_process
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="procexec"'}
 
@@ -57,3 +57,24 @@ def authenticate(request: Request, tokens: TokenCache, needed: Scope) -> TokenRe
     if not allows(record, needed):
         raise ApiError(403, f"token scope '{record.scope}' does not allow '{needed.value}'")
     return record
+
+
+def _excerpt(text: str, size: int = 64) -> str:
+    return text if len(text) <= size else text[:size] + "…"
+
+
+def permit(record: TokenRecord, environment: str | None = None, process: str | None = None) -> None:
+    """403 unless the token's limits (`TokenRecord.environments`, `.processes`) allow
+    `environment` and `process` (those given)."""
+    if environment is not None and not allows_environment(record, environment):
+        raise ApiError(
+            403,
+            f"token limited to environment(s) {', '.join(record.environments)}: "
+            f"not '{_excerpt(environment)}' (x-odsl-environment)",
+        )
+    if process is not None and not allows_process(record, process):
+        raise ApiError(
+            403,
+            f"token limited to process(es) {', '.join(record.processes)}: "
+            f"not '{_excerpt(process)}'",
+        )

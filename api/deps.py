@@ -76,7 +76,12 @@ def runner(request: Request, state: Annotated[ServiceState, Depends(get_state)])
     return authenticate(request, state.tokens, Scope.RUN)
 
 
+def admin(request: Request, state: Annotated[ServiceState, Depends(get_state)]) -> TokenRecord:
+    return authenticate(request, state.tokens, Scope.ADMIN)
+
+
 StateDep = Annotated[ServiceState, Depends(get_state)]
 EnvironmentDep = Annotated[str, Depends(get_environment)]
 Reader = Annotated[TokenRecord, Depends(reader)]
 Runner = Annotated[TokenRecord, Depends(runner)]
+Admin = Annotated[TokenRecord, Depends(admin)]

@@ -18,6 +18,7 @@ from starlette.routing import Match
 
 from procexec.api import formats
 from procexec.engine.errors import ProcexecError, QueryTimeout, excerpt
+from procexec.engine.redact import mask_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +54,10 @@ def error_header(message: str) -> str:
 def error_response(
     status: int, message: str, headers: dict[str, str] | None = None, accept: str | None = None
 ) -> Response:
-    """The error as JSON, or as XML when `accept` (the request's `Accept`) asks for XML; its
-    message `bounded`."""
-    message = bounded(message)
+    """The error as JSON, or as XML when `accept` (the request's `Accept`) asks for XML; any
+    password or token in its text masked (`engine.redact`: a driver's error may quote a URL),
+    its message `bounded`."""
+    message = bounded(mask_secrets(message))
     all_headers = {"x-odsl-error": error_header(message), **(headers or {})}
     if formats.negotiate(accept) == "xml":
         return Response(
@@ -80,7 +82,7 @@ class ErrorBody(BaseModel):
 _MEANINGS = {
     400: "Malformed request: the message names the parameter, header or body field",
     401: "Missing or invalid credentials",
-    403: "The token's scope does not allow this call",
+    403: "The token's scope or limits (environments, processes) do not allow this call",
     404: "No such execution, process or source",
     409: "The execution is not in a state that allows this: it has finished",
     413: "A request body over 1 MB (1048576 bytes)",

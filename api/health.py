@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
 from procexec.api.errors import error_header
+from procexec.engine.redact import mask_secrets
 
 #: a readiness check: returns quietly when its part answers, raises (naming why) when not
 Check = Callable[[], None]
@@ -90,7 +91,7 @@ class Readiness:
             except concurrent.futures.TimeoutError:
                 problem = f"did not answer within {self.timeout:g} s"
             except Exception as exc:
-                problem = " ".join(str(exc).split()) or type(exc).__name__
+                problem = mask_secrets(" ".join(str(exc).split())) or type(exc).__name__
             else:
                 parts[name] = {"ready": True}
                 continue

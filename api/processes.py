@@ -10,11 +10,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from procexec.api.auth import permit
 from procexec.api.bodies import described, json_body
-from procexec.api.deps import Reader, Runner, StateDep
+from procexec.api.deps import Admin, Reader, StateDep
 from procexec.api.errors import ApiError, error_responses
 from procexec.engine.errors import NotFound, excerpt
 from procexec.engine.scheduler import change_process, describe, effective
+from procexec.engine.tokens import allows_process
 
 router = APIRouter()
 
@@ -35,16 +37,21 @@ SCHEDULE_BODY = described(
 
 
 @router.get("/v1", summary="List the known processes", responses=error_responses(401, 403, 503))
-def list_processes(state: StateDep, _caller: Reader) -> list[dict[str, Any]]:
-    """Every process with its schedule, enabled flag and next fire time."""
+def list_processes(state: StateDep, caller: Reader) -> list[dict[str, Any]]:
+    """Every process (the caller's token may read) with its schedule, enabled flag and next
+    fire time."""
     states = state.store.process_states()
-    return [describe(effective(p, states.get(p.name))) for p in state.registry]
+    return [
+        describe(effective(p, states.get(p.name)))
+        for p in state.registry
+        if allows_process(caller, p.name)
+    ]
 
 
 @router.get("/v1/{name}", summary="One process", responses=error_responses(401, 403, 404, 503))
-def get_process(name: str, state: StateDep, _caller: Reader) -> dict[str, Any]:
+def get_process(name: str, state: StateDep, caller: Reader) -> dict[str, Any]:
     process = state.registry.get(name)
-    if process is None:
+    if process is None or not allows_process(caller, name):
         raise NotFound(f"unknown process '{excerpt(name)}'")
     return describe(effective(process, state.store.process_states().get(name)))
 
@@ -52,7 +59,8 @@ def get_process(name: str, state: StateDep, _caller: Reader) -> dict[str, Any]:
 @router.post(
     "/v1/{name}/enable", summary="Enable a process", responses=error_responses(401, 403, 404, 503)
 )
-def enable(name: str, state: StateDep, _caller: Runner) -> dict[str, Any]:
+def enable(name: str, state: StateDep, caller: Admin) -> dict[str, Any]:
+    permit(caller, process=name)
     return describe(change_process(state.store, state.registry, name, enabled=True))
 
 
@@ -61,7 +69,8 @@ def enable(name: str, state: StateDep, _caller: Runner) -> dict[str, Any]:
     summary="Disable a process (no scheduled runs)",
     responses=error_responses(401, 403, 404, 503),
 )
-def disable(name: str, state: StateDep, _caller: Runner) -> dict[str, Any]:
+def disable(name: str, state: StateDep, caller: Admin) -> dict[str, Any]:
+    permit(caller, process=name)
     return describe(change_process(state.store, state.registry, name, enabled=False))
 
 
@@ -77,9 +86,10 @@ def disable(name: str, state: StateDep, _caller: Runner) -> dict[str, Any]:
     responses=error_responses(400, 401, 403, 404, 503),
     openapi_extra=SCHEDULE_BODY,
 )
-async def reschedule(name: str, request: Request, state: StateDep, _caller: Runner) -> Any:
+async def reschedule(name: str, request: Request, state: StateDep, caller: Admin) -> Any:
     """Body `{"schedule": "30 16 * * 1-5", "timezone": "Europe/London"}`; a null schedule
     returns to the definition's."""
+    permit(caller, process=name)
     payload = json_body(await request.body() or b"null")
     if not isinstance(payload, dict) or "schedule" not in payload:
         raise ApiError(400, 'request body: expected {"schedule": "<five crontab fields>"}')

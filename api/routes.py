@@ -15,7 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from procexec.api import listing
-from procexec.api.auth import authenticate
+from procexec.api.access import visible
+from procexec.api.auth import authenticate, permit
 from procexec.api.bodies import described, json_body
 from procexec.api.deps import (
     ENVIRONMENT_HEADER,
@@ -34,6 +35,7 @@ from procexec.engine.domain import Scope
 from procexec.engine.errors import NotFound, excerpt
 from procexec.engine.query import Query, parse_query
 from procexec.engine.store.base import InlineBudgetExceeded
+from procexec.engine.tokens import restrict
 
 router = APIRouter()
 T = TypeVar("T")
@@ -82,9 +84,10 @@ def _url_items(query_string: bytes) -> QueryItems:
 
 
 @_cached(lambda params: sum(len(name) + len(value) for name, value in params))
-def _parsed(params: QueryItems, environment: str) -> Query:
-    """The query of the list call's parameters (a `Query` is immutable: it may be shared)."""
-    return parse_query(params, environment)
+def _parsed(params: QueryItems, environment: str, processes: tuple[str, ...] = ()) -> Query:
+    """The query of the list call's parameters, limited to the caller's `processes` (a `Query`
+    is immutable: it may be shared)."""
+    return restrict(parse_query(params, environment), processes)
 
 
 #: the longest `_delay` accepted on a trigger, in milliseconds (one day)
@@ -126,12 +129,9 @@ def build_info(state: StateDep) -> dict[str, Any]:
     return state.build
 
 
-def _list(
-    request: Request, state: StateDep, environment: str, source: str, params: QueryItems
-) -> Response:
+def _list(request: Request, state: StateDep, source: str, query: Query) -> Response:
     """The list call: documents as JSON (CSV, XML as `Accept` asks), or `_distinct` values,
     `_fieldinfo` buckets, `_aggregate` results."""
-    query = _parsed(params, environment)
     fmt = listing.response_format(request.headers.get("accept"))
     private = source != "public"  # executions are private data: nothing of them is public
     if query.distinct is not None:
@@ -160,10 +160,11 @@ def _list_call(request: Request, source: str, params: QueryItems) -> Response:
     """
     state = get_state(request)
     environment = get_environment(request)
-    authenticate(request, state.tokens, Scope.READ)
+    caller = authenticate(request, state.tokens, Scope.READ)
+    permit(caller, environment)
     # past the time limit of API reads, a 503 (on the event loop, the budget is far tighter)
     with state.store.limited(state.settings.read_timeout):
-        return _list(request, state, environment, source, params)
+        return _list(request, state, source, _parsed(params, environment, caller.processes))
 
 
 async def _query_items(request: Request) -> QueryItems:
@@ -243,21 +244,13 @@ async def list_executions(request: Request) -> Response:
     return await _serve_list(request, "private")
 
 
-def _get(state: StateDep, environment: str, execution_id: str) -> dict[str, Any]:
-    with state.store.limited(state.settings.read_timeout):
-        doc = state.store.get(execution_id, environment)
-    if doc is None:
-        raise NotFound(f"no execution '{excerpt(execution_id)}' in environment '{environment}'")
-    return doc
-
-
 def _get_call(request: Request, execution_id: str) -> Response:
     """One execution, checks included, in one worker thread (as `_list_call`)."""
     state = get_state(request)
     environment = get_environment(request)
-    authenticate(request, state.tokens, Scope.READ)
+    caller = authenticate(request, state.tokens, Scope.READ)
     fmt = listing.response_format(request.headers.get("accept"))
-    return listing.document_response(_get(state, environment, execution_id), fmt)
+    return listing.document_response(visible(state, environment, execution_id, caller), fmt)
 
 
 @router.get(
@@ -307,7 +300,7 @@ def get_execution(
     request: Request,
     state: StateDep,
     environment: EnvironmentDep,
-    _caller: Reader,
+    caller: Reader,
 ) -> Response:
     """One execution by id, under a source segment (`private/<id>`)."""
     if source not in SOURCES:
@@ -315,7 +308,7 @@ def get_execution(
     fmt = listing.response_format(request.headers.get("accept"))
     if source == "public":
         raise NotFound(f"no public execution '{excerpt(execution_id)}'")
-    return listing.document_response(_get(state, environment, execution_id), fmt)
+    return listing.document_response(visible(state, environment, execution_id, caller), fmt)
 
 
 def _trigger_request(
@@ -365,6 +358,8 @@ def cancel(
     execution_id: str, state: StateDep, environment: EnvironmentDep, caller: Runner
 ) -> dict[str, Any]:
     """Stop a triggered or running execution at once; it fails as cancelled by the caller."""
+    # a 404 unless the caller's token may read it (its environments and processes)
+    visible(state, environment, execution_id, caller)
     return cancel_execution(
         state.store,
         execution_id,
@@ -389,6 +384,7 @@ async def trigger(
 ) -> Response:
     """Run a process: `{"name": "ECB_FX", "body": {...}}`; answers 202 with the new execution."""
     name, params, reason, delay = _trigger_request(await request.body(), request)
+    permit(caller, environment, name)
     doc = await run_in_threadpool(
         state.triggers.trigger,
         name,

@@ -48,10 +48,12 @@ class Trigger(StrEnum):
 
 
 class Scope(StrEnum):
-    """What an API token may do; `run` implies `read`."""
+    """What an API token may do: `read` executions and processes; `run` processes (trigger,
+    cancel) and read; `admin`: all that, and change processes (enable, disable, reschedule)."""
 
     READ = "read"
     RUN = "run"
+    ADMIN = "admin"
 
 
 SERVICE_NAME = "process-exec"

@@ -1,5 +1,5 @@
 """The `procexec` command: standalone, api, worker, beat, flower, process, cancel, store check,
-token create."""
+token create, list and revoke (`procexec.token_cli`)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from procexec.celery_argv import given, worker_argv
-from procexec.engine.domain import Scope
 from procexec.engine.private_files import private_umask
+from procexec.engine.redact import mask_secrets, masked_url, redact_logging
 from procexec.engine.settings import Settings, SettingsError
 from procexec.service import Service, build, existing_store, settings
+from procexec.token_cli import ADMIN_TOKEN_FILE, add_token_commands, standalone_token
 
 logger = logging.getLogger("procexec")
 
@@ -28,19 +29,6 @@ def _existing_service() -> Service:
     `StoreMissing`)."""
     config = Settings.from_env()
     return build(config, store=existing_store(config))
-
-
-def cmd_token_create(args: argparse.Namespace) -> int:
-    from procexec.engine.errors import ProcexecError
-    from procexec.engine.tokens import create_token
-
-    try:
-        token = create_token(existing_store(Settings.from_env()), args.user, args.scope)
-    except (ValueError, ProcexecError) as exc:
-        print(f"procexec: {exc}", file=sys.stderr)
-        return 2
-    print(token)
-    return 0
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -117,7 +105,6 @@ def cmd_standalone(args: argparse.Namespace) -> int:
 
     from procexec.api.app import create_app
     from procexec.engine.store import open_store
-    from procexec.engine.tokens import create_token
     from procexec.workers.supervisor import Supervisor
 
     # uvicorn shuts down on SIGTERM, then raises it again with the handler it found: with the
@@ -125,7 +112,7 @@ def cmd_standalone(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     config = settings()
     store = open_store(config.store_url)
-    token = create_token(store, args.user, Scope.RUN)
+    token = standalone_token(store, config.data_dir, args.user)
     server: uvicorn.Server | None = None
 
     def give_up(reason: str) -> None:
@@ -154,14 +141,17 @@ def cmd_standalone(args: argparse.Namespace) -> int:
     server = Server(
         uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level.lower())
     )
+    redact_logging()  # uvicorn's handlers are made: no password or token in any log line
     supervisor.start()
     url = f"http://{args.host}:{args.port}/service/process-exec"
+    broker = masked_url(config.broker_url or f"embedded (filesystem) in {config.data_dir}")
+    token_file = config.data_dir / ADMIN_TOKEN_FILE
     print(
         f"procexec standalone\n"
         f"  API:    {url}\n"
-        f"  store:  {config.store_url}\n"
-        f"  broker: {config.broker_url or 'embedded (filesystem) in ' + str(config.data_dir)}\n"
-        f"  token:  {token}  (user {args.user}, scope run)\n\n"
+        f"  store:  {masked_url(config.store_url)}\n"
+        f"  broker: {broker}\n"
+        f"  token:  {token}  (user {args.user}, scope admin; kept in {token_file})\n\n"
         f"Try:\n"
         f"  curl -X POST -H 'Authorization: Bearer {token}' -d '{{\"name\":\"ECB_FX\"}}' {url}/v1\n"
         f"  curl -H 'Authorization: Bearer {token}' '{url}/v1?name=ECB_FX'\n",
@@ -243,7 +233,7 @@ def cmd_store_check(args: argparse.Namespace) -> int:
     """The configured store's health: 0 healthy, 1 not answering or missing indexes, 2 no
     store there (a service makes it) or a URL procexec does not take."""
     from procexec.engine.errors import ProcexecError, StoreUnavailable
-    from procexec.engine.store import StoreReport, masked_url
+    from procexec.engine.store import StoreReport
     from procexec.storecheck import as_json, as_text, kind_of
 
     config = Settings.from_env()
@@ -257,7 +247,7 @@ def cmd_store_check(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:  # asked whether the database is there, it did not answer
         report = StoreReport(kind_of(url), reachable=False, error=str(exc))
     except (ValueError, ProcexecError) as exc:
-        print(f"procexec: {str(exc).replace(url, masked_url(url))}", file=sys.stderr)
+        print(f"procexec: {mask_secrets(str(exc))}", file=sys.stderr)
         return 2
     print(as_json(url, report) if args.json else as_text(url, report))
     return 0 if report.healthy else 1
@@ -285,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     standalone = add("standalone", "API, worker and beat in one command")
     serve_options(standalone)
     worker_options(standalone)
-    standalone.add_argument("--user", default="admin", help="user of the printed token")
+    standalone.add_argument("--user", default="admin", help="user of its admin token")
     standalone.set_defaults(handler=cmd_standalone)
 
     api = add("api", "the REST API (uvicorn)")
@@ -350,14 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=cmd_store_check)
 
-    token = commands.add_parser("token", help="API tokens")
-    token_commands = token.add_subparsers(dest="token_command", required=True)
-    create = token_commands.add_parser("create", help="create a token; prints only the token")
-    create.add_argument("--user", required=True, help="the user the token acts as (runAs)")
-    create.add_argument(
-        "--scope", default=Scope.RUN.value, choices=[s.value for s in Scope], help="default run"
-    )
-    create.set_defaults(handler=cmd_token_create)
+    add_token_commands(commands)
     return parser
 
 
@@ -372,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(args, "log_level", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    redact_logging()
     try:  # a setting procexec cannot use stops every command here, in one line
         Settings.from_env()
     except SettingsError as exc:

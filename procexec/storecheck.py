@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from procexec.engine.redact import mask_secrets
 from procexec.engine.store import StoreReport, masked_url, sqlite_path
 
 
@@ -18,8 +19,8 @@ def kind_of(url: str) -> str:
 
 
 def _error(url: str, report: StoreReport) -> str | None:
-    """The report's error, the URL in it (if a driver quoted it) with its password hidden."""
-    return None if report.error is None else report.error.replace(url, masked_url(url))
+    """The report's error, any URL in it (if a driver quoted it) with its password hidden."""
+    return None if report.error is None else mask_secrets(report.error)
 
 
 def verdict(url: str, report: StoreReport) -> str:

@@ -13,9 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger
 
 from procexec.engine.cancellation import Revoke
 from procexec.engine.private_files import private_folder
+from procexec.engine.redact import redact_logging
 from procexec.engine.settings import Settings
 from procexec.engine.trigger_service import Dispatch, HandOff
 from procexec.workers.fs_transport import SCHEME
@@ -30,6 +32,14 @@ TRIGGER_TASK = "procexec.trigger"
 QUEUE = "procexec"
 #: seconds a readiness check waits for the broker
 PING_TIMEOUT = 2.0
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redact_celery_logging(**_: Any) -> None:
+    """Once Celery (worker, beat) has set up its own log handlers, no password or token goes
+    into a log line through them either (`engine.redact`)."""
+    redact_logging()
 
 
 def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:

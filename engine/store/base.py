@@ -15,7 +15,12 @@ from typing import Any, TypeVar
 from procexec.engine.domain import TERMINAL_STATUSES
 from procexec.engine.errors import StoreUnavailable
 from procexec.engine.query import Query
+
+# `masked_url` and `TokenRecord` stay importable from here, where they were first
+from procexec.engine.redact import masked_url as masked_url
 from procexec.engine.schema import DOCUMENT_FIELDS, PHASE_FIELDS
+from procexec.engine.store.credentials import TokenRecord as TokenRecord
+from procexec.engine.store.credentials import TokenStore
 
 StoreT = TypeVar("StoreT", bound="ExecutionStore")
 
@@ -47,16 +52,6 @@ def canonical(doc: dict[str, Any]) -> dict[str, Any]:
             for phase in phases
         ]
     return result
-
-
-@dataclass(frozen=True)
-class TokenRecord:
-    """An API token as stored: only its hash is kept."""
-
-    token_hash: str
-    user: str
-    scope: str
-    created: str
 
 
 @dataclass(frozen=True)
@@ -112,16 +107,6 @@ class Update:
     fail_running_phases: str | None = None
 
 
-def masked_url(url: str) -> str:
-    """`url` with the password of its `user:password@` hidden (`user:***@`), to be shown."""
-    scheme, separator, rest = url.partition("://")
-    if not separator or "@" not in rest:
-        return url
-    userinfo, _, hosts = rest.rpartition("@")  # a password may hold an unescaped `@`
-    user, colon, _ = userinfo.partition(":")
-    return f"{scheme}://{user}{colon and ':***'}@{hosts}"
-
-
 @dataclass(frozen=True)
 class IndexState:
     """One index a store makes when it opens, and whether its database holds it."""
@@ -160,8 +145,9 @@ class InlineBudgetExceeded(Exception):
     """A call made under `ExecutionStore.inline()` did more than a little work and gave up."""
 
 
-class ExecutionStore(abc.ABC):
-    """Where execution documents live; one conformance suite holds every backend to it."""
+class ExecutionStore(TokenStore, abc.ABC):
+    """Where execution documents live, and API tokens (`TokenStore`); one conformance suite
+    holds every backend to it."""
 
     kind: str = "abstract"
 
@@ -230,14 +216,6 @@ class ExecutionStore(abc.ABC):
         (all of them: `limit` and `skip` do not apply), at most `MAX_DISTINCT` of them."""
 
     @abc.abstractmethod
-    def add_token(self, record: TokenRecord) -> None:
-        """Store a new API token record."""
-
-    @abc.abstractmethod
-    def find_token(self, token_hash: str) -> TokenRecord | None:
-        """The token record of this hash, or None."""
-
-    @abc.abstractmethod
     def upsert_observations(self, environment: str, rows: Sequence[Observation]) -> int:
         """Insert or replace series values; returns how many rows were written."""
 
@@ -267,7 +245,7 @@ class ExecutionStore(abc.ABC):
         is kept of them; returns how many were deleted. Active runs are never deleted. The
         housekeeping calls it in batches until it deletes fewer than `limit`."""
 
-    def keep_for(self, days: float) -> None:  # noqa: B027 - optional hook
+    def keep_for(self, days: float) -> None:
         """Start-up: the retention of finished runs, in days (0, or not finite: for ever), for
         a store that deletes expired runs by itself (MongoDB's TTL index); `purge` does it on
         every store."""
@@ -298,10 +276,10 @@ class ExecutionStore(abc.ABC):
         and how many executions and checkpoints; changes nothing, and raises nothing when the
         store is down (the report says so)."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections."""
 
-    def release_thread(self) -> None:  # noqa: B027 - optional hook
+    def release_thread(self) -> None:
         """Release what the calling thread holds (its connection), before the thread ends."""
 
 

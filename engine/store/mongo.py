@@ -21,7 +21,7 @@ from procexec.engine.errors import BadRequest, DuplicateExecution, QueryTimeout,
 from procexec.engine.limits import MAX_DISTINCT
 from procexec.engine.query import Query, field_buckets, sorted_distinct, too_many_values, values_at
 from procexec.engine.query.pipeline import too_many_results
-from procexec.engine.store import mongo_admin
+from procexec.engine.store import mongo_admin, mongo_tokens
 from procexec.engine.store import mongo_retention as retention
 from procexec.engine.store.base import (
     META_KEYS,
@@ -334,20 +334,16 @@ class MongoStore(ExecutionStore):
         return exc
 
     def add_token(self, record: TokenRecord) -> None:
-        self.tokens.insert_one(
-            {
-                "_id": record.token_hash,
-                "user": record.user,
-                "scope": record.scope,
-                "created": record.created,
-            }
-        )
+        mongo_tokens.add_token(self.tokens, record)
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
-        row = self.tokens.find_one({"_id": token_hash})
-        if row is None:
-            return None
-        return TokenRecord(row["_id"], row["user"], row["scope"], row["created"])
+        return mongo_tokens.find_token(self.tokens, token_hash)
+
+    def token_records(self) -> builtins.list[TokenRecord]:
+        return mongo_tokens.token_records(self.tokens)
+
+    def revoke_token(self, token_hash: str, when: str) -> bool:
+        return mongo_tokens.revoke_token(self.tokens, token_hash, when)
 
     def upsert_observations(self, environment: str, rows: Sequence[Observation]) -> int:
         if not rows:

@@ -35,6 +35,7 @@ BASES = ("/service/process-exec", "/api/process-exec")
 
 RUN_USER = "alice"
 READ_USER = "bob"
+ADMIN_USER = "root"
 
 
 @dataclass
@@ -61,6 +62,7 @@ class Service:
     dispatcher: Dispatcher
     run_token: str
     read_token: str
+    admin_token: str
 
     @property
     def db_path(self) -> Path:
@@ -80,10 +82,14 @@ class Service:
     def read_headers(self) -> dict[str, str]:
         return bearer(self.read_token)
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return bearer(self.admin_token)
+
 
 def start_service(settings: Settings, dispatcher: Dispatcher) -> Service:
-    """The real app over the SQLite store of `settings`, with a run token and a read token
-    (the caller closes `service.store`)."""
+    """The real app over the SQLite store of `settings`, with a run token, a read token and an
+    admin token (the caller closes `service.store`)."""
     app = create_app(settings, dispatch=dispatcher)
     state = app.state.procexec
     store = state.store
@@ -96,6 +102,7 @@ def start_service(settings: Settings, dispatcher: Dispatcher) -> Service:
         dispatcher=dispatcher,
         run_token=create_token(store, RUN_USER, Scope.RUN),
         read_token=create_token(store, READ_USER, Scope.READ),
+        admin_token=create_token(store, ADMIN_USER, Scope.ADMIN),
     )
 
 

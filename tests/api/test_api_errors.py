@@ -301,6 +301,6 @@ def test_the_description_promises_400_not_422(client: TestClient, service: Servi
     assert "400" in statuses[("put", "/service/process/v1/{name}/schedule")]
     # and a body the validation refuses is a 400, as described
     response = client.put(
-        "/service/process/v1/ECB_FX/schedule", json={"schedule": 5}, headers=service.run_headers
+        "/service/process/v1/ECB_FX/schedule", json={"schedule": 5}, headers=service.admin_headers
     )
     assert response.status_code == 400

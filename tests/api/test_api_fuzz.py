@@ -161,7 +161,7 @@ def test_no_request_gets_a_5xx_or_an_undocumented_answer(
 ) -> None:
     case.call_and_validate(
         app=seeded.app,
-        headers={**seeded.run_headers, **extra},
+        headers={**seeded.admin_headers, **extra},
         additional_checks=[errors_name_the_problem],
     )
 
@@ -274,7 +274,7 @@ def test_no_trigger_body_gets_a_5xx(client: TestClient, service: Service, conten
 @given(content=SCHEDULE_BODIES)
 def test_no_schedule_body_gets_a_5xx(client: TestClient, service: Service, content: bytes) -> None:
     path = "/service/process/v1/DEMO/schedule"
-    response = client.put(path, headers=service.run_headers, content=content)
+    response = client.put(path, headers=service.admin_headers, content=content)
     assert response.status_code in (200, 400), (content[:200], response.text)
     if response.status_code >= 400:
         _assert_named_error(response.status_code, response.headers, response.content)

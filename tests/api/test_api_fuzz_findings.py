@@ -109,7 +109,7 @@ def test_bad_schedule_bodies_are_400(
     client: TestClient, service: Service, method: str, content: bytes, message: str
 ) -> None:
     path = "/service/process/v1/DEMO/schedule"
-    response = client.request(method, path, headers=service.run_headers, content=content)
+    response = client.request(method, path, headers=service.admin_headers, content=content)
     assert_refused(response, service, 400, message)
     process = client.get("/service/process/v1/DEMO", headers=service.read_headers).json()
     assert process["schedule"] is None

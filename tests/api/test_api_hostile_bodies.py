@@ -168,11 +168,16 @@ def test_a_read_token_passes_the_check_and_the_route_refuses_it_unread(service: 
 # --- the size limit on every body ----------------------------------------------------------
 
 
+def writer(service: Service, path: str) -> dict[str, str]:
+    """The credentials a write to `path` needs: an admin token for a process's settings."""
+    return service.admin_headers if path.startswith("/service/process/") else service.run_headers
+
+
 @pytest.mark.parametrize(("method", "path", "content_type"), ROUTES)
 def test_a_truthful_content_length_over_the_limit_is_refused_413_at_once(
     service: Service, method: str, path: str, content_type: str
 ) -> None:
-    headers = lengthed(content_type, MAX_BODY_BYTES + 1, **service.run_headers)
+    headers = lengthed(content_type, MAX_BODY_BYTES + 1, **writer(service, path))
     body = call(service, method, path, headers, Body(ATTACK_CHUNKS))
     assert body.status == 413, body.sent
     assert body.received == 0
@@ -190,9 +195,9 @@ def test_a_body_past_the_limit_is_refused_413_at_the_limit(
     """Chunked, or longer than its `Content-Length` says (a server that trusts the framing
     would not deliver it; one behind a proxy may): counted, and stopped at the limit."""
     headers = (
-        chunked(content_type, **service.run_headers)
+        chunked(content_type, **writer(service, path))
         if framing == "chunked"
-        else lengthed(content_type, 10, **service.run_headers)
+        else lengthed(content_type, 10, **writer(service, path))
     )
     body = call(service, method, path, headers, Body(ATTACK_CHUNKS))
     assert body.status == 413, body.sent
@@ -367,7 +372,7 @@ def test_an_error_repeats_a_bounded_excerpt_of_the_input(
     status: int,
     start: str,
 ) -> None:
-    sent = {**service.run_headers, **headers}
+    sent = {**(writer(service, path) if method == "POST" else service.run_headers), **headers}
     json_body = {"name": "DEMO"} if method == "POST" and "_delay" in params else None
     response = client.request(method, path, params=params, headers=sent, json=json_body)
     assert response.status_code == status, response.text[:300]

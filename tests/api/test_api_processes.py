@@ -85,20 +85,20 @@ def test_an_unknown_process_is_404(client: TestClient, service: Service, base: s
     message = "unknown process 'NOPE'"
     assert_error(client.get(f"{base}/v1/NOPE", headers=service.read_headers), 404, message)
     for verb in ("enable", "disable"):
-        response = client.post(f"{base}/v1/NOPE/{verb}", headers=service.run_headers)
+        response = client.post(f"{base}/v1/NOPE/{verb}", headers=service.admin_headers)
         assert_error(response, 404, message)
     response = client.put(
-        f"{base}/v1/NOPE/schedule", headers=service.run_headers, json={"schedule": "* * * * *"}
+        f"{base}/v1/NOPE/schedule", headers=service.admin_headers, json={"schedule": "* * * * *"}
     )
     assert_error(response, 404, message)
     assert service.store.process_states() == {}
 
 
 @pytest.mark.parametrize("base", PROCESS_BASES)
-def test_disable_and_enable_with_a_run_token(
+def test_disable_and_enable_with_an_admin_token(
     client: TestClient, service: Service, base: str
 ) -> None:
-    disabled = client.post(f"{base}/v1/ECB_FX/disable", headers=service.run_headers)
+    disabled = client.post(f"{base}/v1/ECB_FX/disable", headers=service.admin_headers)
     assert disabled.status_code == 200
     assert disabled.json()["enabled"] is False
     assert disabled.json()["nextFire"] is None
@@ -107,7 +107,7 @@ def test_disable_and_enable_with_a_run_token(
     assert (listed["ECB_FX"]["enabled"], listed["ECB_FX"]["nextFire"]) == (False, None)
     assert listed["DEMO"]["enabled"] is True
     expected_next = next_fires(ECB_SCHEDULE)
-    enabled = client.post(f"{base}/v1/ECB_FX/enable", headers=service.run_headers)
+    enabled = client.post(f"{base}/v1/ECB_FX/enable", headers=service.admin_headers)
     assert enabled.status_code == 200
     assert enabled.json()["enabled"] is True
     assert enabled.json()["nextFire"] in expected_next
@@ -116,19 +116,21 @@ def test_disable_and_enable_with_a_run_token(
 
 
 @pytest.mark.parametrize("base", PROCESS_BASES)
-def test_a_read_token_may_not_change_a_process(
-    client: TestClient, service: Service, base: str
+@pytest.mark.parametrize("scope", ["read", "run"])
+def test_a_read_or_run_token_may_not_change_a_process(
+    client: TestClient, service: Service, base: str, scope: str
 ) -> None:
-    message = "token scope 'read' does not allow 'run'"
+    """Changing a process takes an admin token: a run token (which could before) may not."""
+    headers = service.read_headers if scope == "read" else service.run_headers
+    message = f"token scope '{scope}' does not allow 'admin'"
     for verb in ("enable", "disable"):
-        response = client.post(f"{base}/v1/ECB_FX/{verb}", headers=service.read_headers)
+        response = client.post(f"{base}/v1/ECB_FX/{verb}", headers=headers)
         assert_error(response, 403, message)
-    response = client.put(
-        f"{base}/v1/ECB_FX/schedule",
-        headers=service.read_headers,
-        json={"schedule": "* * * * *"},
-    )
-    assert_error(response, 403, message)
+    for method in ("put", "post"):
+        response = client.request(
+            method, f"{base}/v1/ECB_FX/schedule", headers=headers, json={"schedule": "* * * * *"}
+        )
+        assert_error(response, 403, message)
     assert service.store.process_states() == {}
 
 
@@ -139,7 +141,7 @@ def test_reschedule_with_a_timezone_and_back_to_the_definition(
     expected_next = next_fires("0 7 * * *", "Europe/London")
     response = client.put(
         f"{base}/v1/ECB_FX/schedule",
-        headers=service.run_headers,
+        headers=service.admin_headers,
         json={"schedule": "0 7 * * *", "timezone": "Europe/London"},
     )
     assert response.status_code == 200, response.text
@@ -153,7 +155,7 @@ def test_reschedule_with_a_timezone_and_back_to_the_definition(
     assert listed["ECB_FX"]["nextFire"] in expected_next
     # POST is accepted too, and a new crontab keeps the overridden timezone
     response = client.post(
-        f"{base}/v1/ECB_FX/schedule", headers=service.run_headers, json={"schedule": "15 8 * * *"}
+        f"{base}/v1/ECB_FX/schedule", headers=service.admin_headers, json={"schedule": "15 8 * * *"}
     )
     assert response.status_code == 200
     assert (response.json()["schedule"], response.json()["timezone"]) == (
@@ -163,7 +165,7 @@ def test_reschedule_with_a_timezone_and_back_to_the_definition(
     # a null schedule returns to the definition's
     expected_next = next_fires(ECB_SCHEDULE)
     cleared = client.put(
-        f"{base}/v1/ECB_FX/schedule", headers=service.run_headers, json={"schedule": None}
+        f"{base}/v1/ECB_FX/schedule", headers=service.admin_headers, json={"schedule": None}
     )
     assert cleared.status_code == 200
     assert (cleared.json()["schedule"], cleared.json()["timezone"]) == (ECB_SCHEDULE, "UTC")
@@ -177,7 +179,7 @@ def test_a_process_without_a_schedule_can_be_given_one(
 ) -> None:
     expected_next = next_fires("*/5 * * * *")
     response = client.put(
-        f"{base}/v1/DEMO/schedule", headers=service.run_headers, json={"schedule": "*/5 * * * *"}
+        f"{base}/v1/DEMO/schedule", headers=service.admin_headers, json={"schedule": "*/5 * * * *"}
     )
     assert response.status_code == 200
     assert response.json()["schedule"] == "*/5 * * * *"
@@ -219,7 +221,7 @@ def test_a_process_without_a_schedule_can_be_given_one(
 def test_a_bad_schedule_is_400_and_changes_nothing(
     client: TestClient, service: Service, base: str, payload: Any, message: str
 ) -> None:
-    response = client.put(f"{base}/v1/ECB_FX/schedule", headers=service.run_headers, json=payload)
+    response = client.put(f"{base}/v1/ECB_FX/schedule", headers=service.admin_headers, json=payload)
     assert_error(response, 400, message)
     assert service.store.process_states() == {}
     listed = client.get(f"{base}/v1/ECB_FX", headers=service.read_headers).json()
@@ -230,7 +232,7 @@ def test_a_bad_schedule_is_400_and_changes_nothing(
 def test_malformed_json_is_400(client: TestClient, service: Service, base: str) -> None:
     response = client.put(
         f"{base}/v1/ECB_FX/schedule",
-        headers={**service.run_headers, "content-type": "application/json"},
+        headers={**service.admin_headers, "content-type": "application/json"},
         content=b"{not json",
     )
     assert response.status_code == 400

@@ -86,20 +86,25 @@ def test_each_token_is_new(token_store: SQLiteStore, db: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("scope", "read", "run"),
+    ("scope", "read", "run", "admin"),
     [
-        (Scope.READ, True, False),
-        (Scope.RUN, True, True),
-        ("read", True, False),
-        ("run", True, True),
+        (Scope.READ, True, False, False),
+        (Scope.RUN, True, True, False),
+        (Scope.ADMIN, True, True, True),
+        ("read", True, False, False),
+        ("run", True, True, False),
+        ("admin", True, True, True),
     ],
 )
-def test_scopes(token_store: SQLiteStore, scope: Scope | str, read: bool, run: bool) -> None:
+def test_scopes(
+    token_store: SQLiteStore, scope: Scope | str, read: bool, run: bool, admin: bool
+) -> None:
     record = verify_token(token_store, create_token(token_store, "carol", scope))
     assert record is not None
     assert record.scope == str(scope)
     assert allows(record, Scope.READ) is read
     assert allows(record, Scope.RUN) is run
+    assert allows(record, Scope.ADMIN) is admin
 
 
 @pytest.mark.parametrize(
@@ -120,7 +125,7 @@ def test_valid_users(token_store: SQLiteStore, user: str) -> None:
 
 
 def test_unknown_scopes_are_refused(token_store: SQLiteStore, db: Path) -> None:
-    for scope in ("admin", "READ", ""):
+    for scope in ("owner", "READ", ""):
         with pytest.raises(ValueError):
             create_token(token_store, "alice", scope)
     assert stored_rows(db) == []

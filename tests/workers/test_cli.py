@@ -58,10 +58,10 @@ def test_token_create_rejects_an_invalid_user(env: dict[str, str], user: str) ->
 
 
 def test_token_create_rejects_an_unknown_scope(env: dict[str, str]) -> None:
-    result = run_cli("token", "create", "--user", "bob", "--scope", "admin", env=env)
+    result = run_cli("token", "create", "--user", "bob", "--scope", "owner", env=env)
     assert result.returncode == 2
     assert result.stdout == ""
-    assert "invalid choice: 'admin'" in result.stderr
+    assert "invalid choice: 'owner'" in result.stderr
 
 
 def test_token_create_requires_a_user(env: dict[str, str]) -> None:

@@ -10,6 +10,7 @@
 - `aggregate`: `_aggregate`, a pipeline as one SQL statement
 - `deadlines`: statements bounded in time (the API's read limit, the event loop's budget)
 - `retention`: finished runs past their time deleted in batches (`purge`)
+- `tokens`: the API tokens' table, and the columns added to it since its first version
 """
 
 from __future__ import annotations

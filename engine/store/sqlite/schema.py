@@ -28,6 +28,7 @@ from collections.abc import Iterable
 
 from procexec.engine.store.base import META_KEYS
 from procexec.engine.store.sqlite import retention
+from procexec.engine.store.sqlite.tokens import ensure_token_columns
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -50,7 +51,11 @@ CREATE TABLE IF NOT EXISTS tokens (
     token_hash TEXT PRIMARY KEY,
     user TEXT NOT NULL,
     scope TEXT NOT NULL,
-    created TEXT NOT NULL
+    created TEXT NOT NULL,
+    expires TEXT,
+    revoked TEXT,
+    environments TEXT,
+    processes TEXT
 );
 CREATE TABLE IF NOT EXISTS observations (
     environment TEXT NOT NULL,
@@ -303,6 +308,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     for key in META_KEYS:
         if key not in present:
             conn.execute(f"ALTER TABLE executions ADD COLUMN {key} TEXT")
+    ensure_token_columns(conn)
     for statement in HOUSEKEEPING_INDEXES:
         conn.execute(statement)
     # Retention looks for finished runs by when they finished.

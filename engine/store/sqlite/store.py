@@ -40,6 +40,7 @@ from procexec.engine.store.sqlite import (
     pages,
     retention,
     schema,
+    tokens,
 )
 from procexec.engine.store.sqlite.deadlines import LIMIT_STEP, Budget, Deadline
 
@@ -246,21 +247,16 @@ class SQLiteStore(ExecutionStore):
                 conn.execute("ROLLBACK")
 
     def add_token(self, record: TokenRecord) -> None:
-        self._connect().execute(
-            "INSERT INTO tokens (token_hash, user, scope, created) VALUES (?, ?, ?, ?)",
-            (record.token_hash, record.user, record.scope, record.created),
-        )
+        tokens.add_token(self._connect(), record)
 
     def find_token(self, token_hash: str) -> TokenRecord | None:
-        row = (
-            self._connect()
-            .execute(
-                "SELECT token_hash, user, scope, created FROM tokens WHERE token_hash = ?",
-                (token_hash,),
-            )
-            .fetchone()
-        )
-        return TokenRecord(*row) if row else None
+        return tokens.find_token(self._connect(), token_hash)
+
+    def token_records(self) -> builtins.list[TokenRecord]:
+        return tokens.token_records(self._connect())
+
+    def revoke_token(self, token_hash: str, when: str) -> bool:
+        return tokens.revoke_token(self._connect(), token_hash, when)
 
     def upsert_observations(self, environment: str, rows: Sequence[Observation]) -> int:
         conn = self._connect()
