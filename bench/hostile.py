@@ -90,6 +90,13 @@ ATTACKS: list[Attack] = [
     # what only a backtracking engine can do: refused when the query is read
     Attack("backreference (a+)\\1$", (("name", "regex((a+)\\1$)"),)),
     Attack("lookahead ^(?=a)a+$", (("name", "regex(^(?=a)a+$)"),)),
+    # typos a scheduler would read as "no failures" if they were answered with []: 400s
+    Attack("typo stauts=failed", (("stauts", "failed"),)),
+    Attack("typo _filter=status==failed", (("_filter", "status==failed"),)),
+    Attack("typo name=in(ECB_FX,DEMO", (("name", "in(ECB_FX,DEMO"),)),
+    Attack("typo _project=nope", (("_project", "nope"),)),
+    Attack("NUL name=a\\0b", (("name", "a\x00b"),)),
+    Attack("no token", (("status", "failed"),), auth=False),
 ]
 
 
@@ -232,6 +239,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--long", type=int, default=5000, help="length of near-match values")
     parser.add_argument("--repeat", type=int, default=5, help="times each attack is timed")
     parser.add_argument("--seconds", type=float, default=3.0, help="time under each attack")
+    parser.add_argument(
+        "--no-bodies", action="store_true", help="leave out bench/hostile_bodies.py's attacks"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="procexec-hostile-") as folder:
         data = Path(folder)
@@ -263,6 +273,11 @@ def main(argv: list[str] | None = None) -> None:
                     f"{max(other):7.2f}  {answered:7}"
                 )
             conn.close()
+    if not args.no_bodies:  # the request-body attacks, on an API of their own
+        print()
+        import hostile_bodies  # bench/, beside this script
+
+        hostile_bodies.main()
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from procexec.engine.errors import BadRequest
+from procexec.engine.errors import BadRequest, excerpt
 from procexec.engine.query.fields import check_document_field
 from procexec.engine.query.tree import MAX_CONDITIONS, MAX_FILTER_DEPTH, And, Node, Not, Or
 from procexec.engine.query.values import (
@@ -142,13 +142,15 @@ class ExpressionParser:
         name = self.text[start : match.end()]
         self.pos = match.end()
         if name.lower() in _KEYWORDS:
-            raise self.fail(f"expected a condition at position {start}, found the keyword '{name}'")
+            raise self.fail(
+                f"expected a condition at position {start}, found the keyword '{excerpt(name)}'"
+            )
         check_document_field(name, self.param)
         self.peek()
         operator = next((op for op in _COMPARISONS if self.text.startswith(op, self.pos)), None)
         if operator is None:
             raise self.fail(
-                f"expected =, !=, >, >=, < or <= after '{name}' at position {self.pos}, "
+                f"expected =, !=, >, >=, < or <= after '{excerpt(name)}' at position {self.pos}, "
                 f"found {self.found()}"
             )
         self.pos += len(operator)
@@ -162,7 +164,9 @@ class ExpressionParser:
             if function == "eq":
                 return equals_condition(name, raw) if quoted else parse_condition(name, raw)
             if not quoted and FUNCTION_CALL.match(raw):
-                raise BadRequest(f"{name}: '{operator}' takes a plain value, not '{raw}'")
+                raise BadRequest(
+                    f"{name}: '{excerpt(operator)}' takes a plain value, not '{excerpt(raw)}'"
+                )
             return apply_function(name, function, [raw], raw)
         except BadRequest as exc:
             raise self.fail(str(exc)) from None
@@ -171,13 +175,13 @@ class ExpressionParser:
         """The value after an operator, and whether it was quoted."""
         start = self.pos
         if start >= len(self.text) or self.text[start] == ")":
-            raise self.fail(f"'{name}' has no value at position {start}")
+            raise self.fail(f"'{excerpt(name)}' has no value at position {start}")
         quote = self.text[start]
         if quote in "=<>":
             raise self.fail(
-                f"unexpected '{quote}' at position {start}: after '{name}' and its operator "
-                f"comes a value (one operator, such as {name}=x; quote a value that starts "
-                f"with '{quote}')"
+                f"unexpected '{quote}' at position {start}: after '{excerpt(name)}' and its "
+                f"operator comes a value (one operator, such as {name}=x; quote a value that "
+                f"starts with '{quote}')"
             )
         if quote in "\"'":
             chars: list[str] = []

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from procexec.engine.errors import BadRequest
+from procexec.engine.errors import BadRequest, excerpt
 from procexec.engine.schema import (
     DOCUMENT_FIELDS,
     FREE_FIELD,
@@ -38,10 +38,10 @@ _DIRECTIONS = {"asc": 1, "ascending": 1, "desc": -1, "descending": -1}
 def check_field(name: str, param: str) -> str:
     """A field path as the user gave it, or a `BadRequest` naming `param`."""
     if not _FIELD.match(name):
-        raise BadRequest(f"{param}: '{name}' is not a field name")
+        raise BadRequest(f"{param}: '{excerpt(name)}' is not a field name")
     if name.count(".") >= MAX_PATH_PARTS:
         raise BadRequest(
-            f"{param}: '{name}' is too deep (a path has at most {MAX_PATH_PARTS} parts)"
+            f"{param}: '{excerpt(name)}' is too deep (a path has at most {MAX_PATH_PARTS} parts)"
         )
     return name
 
@@ -63,14 +63,14 @@ def check_document_field(name: str, param: str) -> str:
     top, *rest = name.split(".")
     if top not in DOCUMENT_FIELDS:
         raise BadRequest(
-            f"{param}: '{name}' is not a field of an execution"
+            f"{param}: '{excerpt(name)}' is not a field of an execution"
             f"{suggestion(top, DOCUMENT_FIELDS)} ({KNOWN_FIELDS_TEXT})"
         )
     if not rest or top == FREE_FIELD:
         return name
     if top != PHASES_FIELD:
         raise BadRequest(
-            f"{param}: '{name}': the field '{top}' holds one value, it has no fields "
+            f"{param}: '{excerpt(name)}': the field '{top}' holds one value, it has no fields "
             f"(paths go into {PHASES_FIELD} and {FREE_FIELD})"
         )
     if rest[0].isdigit():  # a position in the array of phases
@@ -80,12 +80,12 @@ def check_document_field(name: str, param: str) -> str:
     field, *deeper = rest
     if field not in PHASE_FIELDS:
         raise BadRequest(
-            f"{param}: '{name}' is not a field of a phase"
+            f"{param}: '{excerpt(name)}' is not a field of a phase"
             f"{suggestion(field, PHASE_FIELDS)} (phase fields: {', '.join(PHASE_FIELDS)})"
         )
     if deeper and not (field == LOG_FIELD and len(deeper) == 1 and deeper[0].isdigit()):
         raise BadRequest(
-            f"{param}: '{name}': the phase field '{field}' holds "
+            f"{param}: '{excerpt(name)}': the phase field '{field}' holds "
             f"{'lines of text' if field == LOG_FIELD else 'one value'}, it has no fields"
         )
     return name
@@ -98,7 +98,7 @@ def check_group_field(name: str, param: str, fields: Sequence[str]) -> str:
     top = name.split(".")[0]
     if top not in fields:
         raise BadRequest(
-            f"{param}: '{name}' is not a field here{suggestion(top, fields)} "
+            f"{param}: '{excerpt(name)}' is not a field here{suggestion(top, fields)} "
             f"(fields here: {', '.join(fields)})"
         )
     return name
@@ -111,7 +111,7 @@ def sort_keys(spec: dict[str, Any], param: str) -> list[tuple[str, int]]:
         if isinstance(direction, str) and direction.lower() in _DIRECTIONS:
             direction = _DIRECTIONS[direction.lower()]
         if isinstance(direction, bool) or direction not in (1, -1):
-            raise BadRequest(f"{param}: direction of '{name}' must be 1 or -1")
+            raise BadRequest(f"{param}: direction of '{excerpt(name)}' must be 1 or -1")
         keys.append((check_field(name, param), int(direction)))
     return keys
 
@@ -124,10 +124,10 @@ def check_sortable(
     for name, _ in keys:
         if name not in sortable:
             raise BadRequest(
-                f"{param}: cannot sort by '{name}'{suggestion(name, sortable)} "
+                f"{param}: cannot sort by '{excerpt(name)}'{suggestion(name, sortable)} "
                 f"(sortable: {', '.join(sortable)})"
             )
         if name in seen:
-            raise BadRequest(f"{param}: '{name}' is given twice")
+            raise BadRequest(f"{param}: '{excerpt(name)}' is given twice")
         seen.add(name)
     return keys

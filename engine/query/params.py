@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from procexec.engine.domain import DEFAULT_ENVIRONMENT
-from procexec.engine.errors import BadRequest
+from procexec.engine.errors import BadRequest, excerpt
 from procexec.engine.limits import DEFAULT_LIMIT, MAX_LIMIT
 from procexec.engine.query.expression import ExpressionParser
 from procexec.engine.query.fields import (
@@ -108,7 +108,7 @@ def _parse_int(param: str, raw: str, low: int, high: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise BadRequest(f"{param}: '{raw}' is not a whole number") from None
+        raise BadRequest(f"{param}: '{excerpt(raw)}' is not a whole number") from None
     if not low <= value <= high:
         raise BadRequest(f"{param}: {value} is out of range ({low} to {high})")
     return value
@@ -154,7 +154,7 @@ def _parse_project(raw: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | 
             raise BadRequest('_project: JSON form must be an object such as {"name":1}')
         for name, keep in spec.items():
             if keep not in (0, 1) or (isinstance(keep, float)):
-                raise BadRequest(f"_project: value of '{name}' must be 1 or 0")
+                raise BadRequest(f"_project: value of '{excerpt(name)}' must be 1 or 0")
             (kept if keep else dropped).append(name)
         if kept:
             dropped = []  # an inclusion keeps what it names: a 0 beside it changes nothing

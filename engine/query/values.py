@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from procexec.engine.errors import BadRequest
+from procexec.engine.errors import BadRequest, excerpt
 from procexec.engine.query.fields import check_document_field
 from procexec.engine.query.regex import check_regex
 from procexec.engine.query.tree import And, Condition, Node, Not, Or
@@ -39,7 +39,9 @@ def _date_bound(field_name: str, text: str, *, upper: bool) -> str:
             return text + ("T23:59:59.999Z" if upper else "T00:00:00.000Z")
         return iso_ms(parse_iso(text))
     except (ValueError, OverflowError):
-        raise BadRequest(f"{field_name}: '{text}' is not a date or an ISO 8601 datetime") from None
+        raise BadRequest(
+            f"{field_name}: '{excerpt(text)}' is not a date or an ISO 8601 datetime"
+        ) from None
 
 
 def _scalar(text: str) -> str | None:
@@ -59,7 +61,7 @@ def _date_equals(field_name: str, raw: str) -> Node:
 
 def _refuse_operators(field_name: str, raw: str) -> None:
     if raw.startswith("{") or raw.startswith("$"):
-        raise BadRequest(f"{field_name}: operators are not allowed in a value ('{raw}')")
+        raise BadRequest(f"{field_name}: operators are not allowed in a value ('{excerpt(raw)}')")
 
 
 def equals_condition(field_name: str, raw: str) -> Node:
@@ -120,13 +122,13 @@ def _check_plain(field_name: str, raw: str) -> None:
     if opening:
         raise BadRequest(
             f"{field_name}: malformed call of {opening.group(1)}(): '(' at position "
-            f"{opening.end() - 1} is never closed by a ')' at the end of '{raw}'"
+            f"{opening.end() - 1} is never closed by a ')' at the end of '{excerpt(raw)}'"
         )
     if raw[:1] in _OPERATOR_CHARS:
         raise BadRequest(
-            f"{field_name}: the value '{raw}' starts with '{raw[0]}': '{field_name}={raw}' is "
-            f"not an operator (write {field_name}=value, or {field_name}=gt(value) and the "
-            f"like; quote such a value in _filter)"
+            f"{field_name}: the value '{excerpt(raw)}' starts with '{raw[0]}': "
+            f"'{field_name}={excerpt(raw)}' is not an operator (write {field_name}=value, or "
+            f"{field_name}=gt(value) and the like; quote such a value in _filter)"
         )
 
 
@@ -140,6 +142,6 @@ def parse_condition(field_name: str, raw: str) -> Node:
     function, body = match.group(1), match.group(2)
     if function not in _FUNCTIONS:
         raise BadRequest(
-            f"{field_name}: unknown function '{function}' (known: {', '.join(_FUNCTIONS)})"
+            f"{field_name}: unknown function '{excerpt(function)}' (known: {', '.join(_FUNCTIONS)})"
         )
     return apply_function(field_name, function, split_args(body), body)

@@ -107,3 +107,26 @@ def test_values_at_unwinds_arrays_as_mongodb_distinct() -> None:
 def test_sorted_distinct() -> None:
     values = ["b", 2, None, "a", 1.5, {"k": 1}, "b", 2.0, {"k": 1}, True]
     assert sorted_distinct(values) == [1.5, 2, "a", "b", {"k": 1}, True]
+
+
+@pytest.mark.parametrize(
+    ("params", "start"),
+    [
+        ({"start": "s" * 20_000}, "start: 'sss"),
+        ({"name": "in(" + "x" * 20_000}, "name: malformed call of in()"),
+        ({"status": "=" + "f" * 20_000}, "status: the value '=fff"),
+        ({"_filter": "status=" + "=" * 20_000}, "_filter: "),
+        ({"_sort": "-" + "n" * 20_000}, "_sort: "),
+        ({"_limit": "9" * 20_000}, "_limit: '999"),
+        ({"name": "regex(" + "\x01" * 20_000 + ")"}, "name: "),
+    ],
+)
+def test_a_query_error_repeats_a_short_escaped_excerpt_of_the_input(
+    params: dict[str, str], start: str
+) -> None:
+    with pytest.raises(BadRequest) as refused:
+        parse_query(list(params.items()))
+    message = str(refused.value)
+    assert message.startswith(start), message[:200]
+    assert len(message) < 400, message  # the input was 20,000 characters
+    assert "\x01" not in message and "\n" not in message
