@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from procexec.api.errors import ApiError
+from procexec.engine.query.json_input import strings_in
 
 #: a lone surrogate: a JSON string may escape one (`"\ud800"`); no UTF-8 text can hold it
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -42,18 +43,9 @@ def json_body(raw: bytes) -> Any:
 
 
 def _lone_surrogate(value: Any) -> str | None:
-    """The first lone surrogate in a string, key or value of `value`, walked without recursion
-    (the parser accepts nesting deeper than a recursive walk could go)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            match = _SURROGATE.search(item)
-            if match:
-                return match.group()
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+    """The first lone surrogate in a string, key or value of `value`."""
+    for item in strings_in(value):
+        match = _SURROGATE.search(item)
+        if match:
+            return match.group()
     return None

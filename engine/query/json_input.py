@@ -7,6 +7,7 @@ also in the platform's relaxed form (`load_relaxed_json`, for a JSON `_filter`:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from procexec.engine import relaxed_json
@@ -31,20 +32,26 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def refuse_nul(param: str, value: Any) -> Any:
-    """`value`, or a `BadRequest` when one of its strings (keys included) holds a NUL, escaped
-    as `\\u0000`: the stores do not hold it alike. Walked without recursion."""
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string of a JSON value, keys included, walked without recursion (a parser accepts
+    nesting deeper than a recursive walk could go)."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item:
-                raise BadRequest(f"{param}: a NUL character (\\u0000) in a string is not allowed")
+            yield item
         elif isinstance(item, dict):
             stack.extend(item)
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def refuse_nul(param: str, value: Any) -> Any:
+    """`value`, or a `BadRequest` when one of its strings (keys included) holds a NUL, escaped
+    as `\\u0000`: the stores do not hold it alike."""
+    if any("\x00" in item for item in strings_in(value)):
+        raise BadRequest(f"{param}: a NUL character (\\u0000) in a string is not allowed")
     return value
 
 

@@ -117,7 +117,7 @@ def test_bad_schedule_bodies_are_400(
 
 # --- control characters in an error's header (escaped like non-ASCII ones) ----------------
 # An id or a name the message repeats is an excerpt of it (`engine.errors.excerpt`), escaped
-# in the JSON body as well; a query value's message keeps it raw in the body.
+# in the JSON body as well, and so is a query value.
 
 
 NO_AB = "no execution 'a\\x00b' in environment 'production'"
@@ -137,7 +137,7 @@ NO_AB = "no execution 'a\\x00b' in environment 'production'"
         (
             "/service/process-exec/v1?_limit=%1b",
             400,
-            "_limit: '\x1b' is not a whole number",
+            "_limit: '\\x1b' is not a whole number",
             "_limit: '\\x1b' is not a whole number",
         ),
     ],

@@ -17,13 +17,21 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.harness import PrivateRedis, attach_service_output, rabbitmq_vhost
+from tests.integration.harness import (
+    PrivateRedis,
+    api_client,
+    attach_service_output,
+    rabbitmq_vhost,
+    trigger,
+    wait_terminal,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 #: modules of the test extras that the installed product must do without
@@ -177,3 +185,22 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
     else:
         with rabbitmq_vhost() as url:
             yield Broker("amqp", url)
+
+
+def run_from_clients(
+    url: str, token: str, bodies: list[dict[str, Any]], clients: int, timeout: float
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """DEMO triggered with each of `bodies`, by `clients` clients at once; each run's body and
+    its document once it has ended, by execution id."""
+
+    def client_triggers(share: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+        with api_client(url, token) as client:
+            return [(trigger(client, "DEMO", body), body) for body in share]
+
+    with ThreadPoolExecutor(clients) as pool:
+        shares = pool.map(client_triggers, [bodies[i::clients] for i in range(clients)])
+        runs = dict(pair for share in shares for pair in share)
+    assert len(runs) == len(bodies)
+    with api_client(url, token) as client:
+        docs = {i: wait_terminal(client, i, timeout=timeout) for i in runs}
+    return runs, docs

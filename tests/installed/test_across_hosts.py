@@ -9,7 +9,6 @@ from __future__ import annotations
 import shutil
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +16,15 @@ import httpx2
 import pytest
 import redis
 
-from tests.installed.conftest import Installed
+from tests.installed.conftest import Installed, run_from_clients
 from tests.installed.netns import Network
 from tests.installed.test_installed import _token
 from tests.integration.harness import (
     BASE_PATH,
     Service,
-    api_client,
     free_port,
     stop_all,
-    trigger,
     wait_http,
-    wait_terminal,
     wait_worker_ready,
 )
 
@@ -105,18 +101,7 @@ def test_runs_cross_a_network_between_broker_api_workers_and_loader(
             bodies: list[dict[str, Any]] = [{"fail_in": "LOAD"}, {"fail_in": "LOAD"}]
             bodies += [{"log_lines": 1} for _ in range(RUNS - len(bodies))]
 
-            def client_triggers(share: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-                with api_client(url, token) as client:
-                    return [(trigger(client, "DEMO", body), body) for body in share]
-
-            with ThreadPoolExecutor(2) as pool:
-                runs = dict(
-                    pair
-                    for share in pool.map(client_triggers, [bodies[0::2], bodies[1::2]])
-                    for pair in share
-                )
-            with api_client(url, token) as client:
-                docs = {i: wait_terminal(client, i, timeout=180) for i in runs}
+            runs, docs = run_from_clients(url, token, bodies, 2, timeout=180)
             for execution_id, doc in docs.items():
                 expected = "failed" if runs[execution_id].get("fail_in") else "success"
                 assert doc["status"] == expected, doc

@@ -14,24 +14,20 @@ import json
 import subprocess
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 
-from tests.installed.conftest import Broker, Installed
+from tests.installed.conftest import Broker, Installed, run_from_clients
 from tests.installed.test_installed import _token
 from tests.integration.harness import (
     BASE_PATH,
     Service,
-    api_client,
     free_port,
     stop_all,
-    trigger,
     wait_http,
-    wait_terminal,
     wait_worker_ready,
 )
 
@@ -141,21 +137,7 @@ def test_200_runs_across_workers_a_loader_beat_and_flower(
 
         # 200 runs from several clients at once.
         bodies = _bodies()
-
-        def client_triggers(share: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-            with api_client(url, token) as client:
-                return [(trigger(client, "DEMO", body), body) for body in share]
-
-        with ThreadPoolExecutor(CLIENTS) as pool:
-            shares = pool.map(client_triggers, [bodies[i::CLIENTS] for i in range(CLIENTS)])
-            runs = dict(pair for share in shares for pair in share)
-        assert len(runs) == RUNS
-
-        with api_client(url, token) as client:
-            docs = {
-                execution_id: wait_terminal(client, execution_id, timeout=300)
-                for execution_id in runs
-            }
+        runs, docs = run_from_clients(url, token, bodies, CLIENTS, timeout=300)
 
         # Every run ran once, by its phase logs: each phase once, its line logged once.
         for execution_id, doc in docs.items():
