@@ -6,6 +6,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from procexec.engine.errors import excerpt
+
 
 def number(params: Mapping[str, Any], key: str, low: float, high: float) -> float:
     """`params[key]` (None or absent: `low`) as a number from `low` to `high`; a `ValueError`
@@ -20,10 +22,6 @@ def number(params: Mapping[str, Any], key: str, low: float, high: float) -> floa
     except (TypeError, ValueError):
         found = math.nan
     if not low <= found <= high:  # NaN and infinities too
-        raise ValueError(f"{key}: expected a number from {low:g} to {high:g}, got {_short(value)}")
+        got = excerpt(repr(value), 40)
+        raise ValueError(f"{key}: expected a number from {low:g} to {high:g}, got {got}")
     return found
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:39] + "…"

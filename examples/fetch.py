@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urljoin, urlsplit
 
+from procexec.engine.errors import excerpt
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -112,15 +114,17 @@ def check_url(url: object) -> SplitResult:
         raise FetchError("url: expected an http:// or https:// URL")
     parts = urlsplit(url.strip())
     if parts.scheme.lower() not in SCHEMES:
-        raise FetchError(f"url: only http:// and https:// URLs are fetched, not {_short(url)}")
+        raise FetchError(
+            f"url: only http:// and https:// URLs are fetched, not {excerpt(url, 100)}"
+        )
     if parts.username is not None or parts.password is not None:
         raise FetchError("url: credentials in a URL are not supported")
     if not parts.hostname:
-        raise FetchError(f"url: no host in {_short(url)}")
+        raise FetchError(f"url: no host in {excerpt(url, 100)}")
     try:
         parts.port  # noqa: B018 - raises for a port out of range
     except ValueError:
-        raise FetchError(f"url: bad port in {_short(url)}") from None
+        raise FetchError(f"url: bad port in {excerpt(url, 100)}") from None
     return parts
 
 
@@ -184,12 +188,12 @@ def fetch(url: object, allowed: Allowed, timeout: float = MAX_SECONDS) -> bytes:
             body, location = _get(parts, resolve(parts, allowed), deadline)
         except FetchError as exc:
             if hop:
-                raise FetchError(f"redirected to {_short(current)}: {exc}") from None
+                raise FetchError(f"redirected to {excerpt(current, 100)}: {exc}") from None
             raise
         if location is None:
             return body
         current = urljoin(parts.geturl(), location)
-    raise FetchError(f"too many redirects (more than {MAX_REDIRECTS}) from {_short(url)}")
+    raise FetchError(f"too many redirects (more than {MAX_REDIRECTS}) from {excerpt(url, 100)}")
 
 
 def _get(
@@ -241,7 +245,7 @@ def _answer(
             raise FetchError(f"{where}: HTTP {response.status} without a Location")
         return b"", location
     if response.status != 200:
-        raise FetchError(f"{where}: HTTP {response.status} {_short(response.reason, 60)}")
+        raise FetchError(f"{where}: HTTP {response.status} {excerpt(response.reason, 60)}")
     length = response.getheader("Content-Length")
     if length is not None and length.isdigit() and int(length) > MAX_BYTES:
         raise FetchError(f"{where}: the answer is larger than {MAX_BYTES} bytes")
@@ -264,9 +268,3 @@ def _cut(connection: _Pinned) -> None:
     if sock is not None:
         with contextlib.suppress(OSError):  # closed meanwhile
             sock.shutdown(socket.SHUT_RDWR)
-
-
-def _short(text: object, limit: int = 100) -> str:
-    """An excerpt of `text` for a message: printable, at most `limit` characters."""
-    shown = repr(str(text))[1:-1]
-    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
