@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from procexec.engine.domain import ACTIVE_STATUSES, TERMINAL_STATUSES, Status
+from procexec.engine.domain import ACTIVE, TERMINAL, Status
 from procexec.engine.errors import Conflict, NotFound, excerpt
 from procexec.engine.store.base import ExecutionStore, Update
 from procexec.engine.timeutil import iso_ms
 
 #: statuses from which an execution can be cancelled
-CANCELLABLE = frozenset({Status.TRIGGERED.value, *(status.value for status in ACTIVE_STATUSES)})
+CANCELLABLE = frozenset({Status.TRIGGERED.value, *ACTIVE})
 
 #: stops the task of an execution on the workers (Celery's revoke), if there is one
 Revoke = Callable[[str], None]
@@ -33,7 +33,7 @@ def cancel_execution(
         doc = store.get(execution_id, environment)
         if doc is None:
             raise NotFound(f"no execution '{excerpt(execution_id)}'")
-        if doc["status"] in {status.value for status in TERMINAL_STATUSES}:
+        if doc["status"] in TERMINAL:
             raise Conflict(
                 f"execution '{execution_id}' has already finished ({doc['status']}): "
                 "nothing to cancel"

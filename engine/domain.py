@@ -29,6 +29,9 @@ class Status(StrEnum):
 TERMINAL_STATUSES = frozenset({Status.SUCCESS, Status.WARNING, Status.FAILED})
 #: statuses of an execution that a worker holds
 ACTIVE_STATUSES = frozenset({Status.RUNNING, Status.WAITING, Status.RETRYING})
+#: the same, as the strings a document and a store hold (what a store's query is given)
+TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
+ACTIVE = frozenset(status.value for status in ACTIVE_STATUSES)
 
 
 class PhaseStatus(StrEnum):

@@ -12,15 +12,13 @@ import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from procexec.engine.domain import ACTIVE_STATUSES, LOADER_TICKET, Status
+from procexec.engine.domain import ACTIVE, LOADER_TICKET, Status
 from procexec.engine.process import ProcessRegistry
 from procexec.engine.store.base import ExecutionStore, Update
 from procexec.engine.timeutil import iso_ms
 from procexec.engine.trigger_service import TriggerService
 
 logger = logging.getLogger(__name__)
-
-_ACTIVE = frozenset(status.value for status in ACTIVE_STATUSES)
 
 
 @dataclass
@@ -80,9 +78,7 @@ class Housekeeper:
     def reap_lost_runs(self, now: datetime, report: Report) -> None:
         """Active runs without a heartbeat for `lost_timeout`: resume or fail them."""
         before = iso_ms(now - timedelta(seconds=self.lost_timeout))
-        for execution_id, meta in self.store.stale(
-            sorted(_ACTIVE), "heartbeat", before, self.batch
-        ):
+        for execution_id, meta in self.store.stale(sorted(ACTIVE), "heartbeat", before, self.batch):
             doc = self.store.get(execution_id)
             if doc is None:
                 continue
@@ -110,7 +106,7 @@ class Housekeeper:
                                 "recoveries": recoveries + 1,
                                 "dispatched": iso_ms(now),
                             },
-                            expect_status=_ACTIVE,
+                            expect_status=ACTIVE,
                             expect_worker=worker,
                         ),
                     )
@@ -125,7 +121,7 @@ class Housekeeper:
                 Update(
                     set={"status": Status.FAILED.value, "message": lost, "end": iso_ms(now)},
                     fail_running_phases=lost,
-                    expect_status=_ACTIVE,
+                    expect_status=ACTIVE,
                     expect_worker=worker,
                 ),
             )
@@ -144,7 +140,7 @@ class Housekeeper:
         if self.triggers.hand_off is not None:
             marked = self.store.update(
                 execution_id,
-                Update(meta={"heartbeat": stamp}, expect_status=_ACTIVE, expect_worker=ticket),
+                Update(meta={"heartbeat": stamp}, expect_status=ACTIVE, expect_worker=ticket),
             )
             if marked and self.triggers.send_load(execution_id, ticket, process):
                 logger.info("execution %s: LOAD sent to the loader queue again", execution_id)
@@ -155,7 +151,7 @@ class Housekeeper:
             Update(
                 set={"status": Status.TRIGGERED.value, "message": "Triggered (for LOAD)"},
                 meta={"worker": None, "heartbeat": None, "dispatched": stamp},
-                expect_status=_ACTIVE,
+                expect_status=ACTIVE,
                 expect_worker=ticket,
             ),
         )

@@ -27,13 +27,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from procexec.engine.control import RunControl
-from procexec.engine.domain import ACTIVE_STATUSES, PhaseStatus
+from procexec.engine.domain import ACTIVE, PhaseStatus
 from procexec.engine.store.base import ExecutionStore, Update
 from procexec.engine.timeutil import iso_ms, log_line
 
 logger = logging.getLogger(__name__)
-
-_WRITABLE = frozenset(status.value for status in ACTIVE_STATUSES)
 
 
 #: the marker line of a capped log (after its timestamp), with the count of dropped lines
@@ -164,7 +162,7 @@ class ExecutionRecorder:
         return self._apply(Update(meta={"heartbeat": iso_ms()}))
 
     def _apply(self, change: Update) -> bool:
-        change = dataclasses.replace(change, expect_status=_WRITABLE, expect_worker=self.token)
+        change = dataclasses.replace(change, expect_status=ACTIVE, expect_worker=self.token)
         if self.store.update(self.execution_id, change):
             return True
         self._taken_away()

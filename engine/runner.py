@@ -12,7 +12,7 @@ from procexec.engine.checkpoints import MAX_CHECKPOINT_BYTES, Carried, keep, res
 from procexec.engine.context import DataUpdates, PhaseContext
 from procexec.engine.control import RunAborted, RunControl
 from procexec.engine.domain import (
-    ACTIVE_STATUSES,
+    ACTIVE,
     LOAD_PHASE,
     LOADER_TICKET,
     PhaseStatus,
@@ -36,12 +36,14 @@ COMPLETED_WITH_WARNINGS = "Completed with warnings"
 #: the message of a run whose batch waits on the loader queue
 WAITING_FOR_LOADER = "Waiting for a loader"
 
-_ACTIVE = frozenset(status.value for status in ACTIVE_STATUSES)
-
 
 class _HandOff(Exception):
     """Raised before LOAD where the batch goes to the loader queue: the run's recorder closes,
-    then its claim passes to a ticket."""
+    then its claim passes to a ticket. Carries the run's process name, for the LOAD task."""
+
+    def __init__(self, process: str) -> None:
+        super().__init__(process)
+        self.process = process
 
 
 class PhaseRunner:
@@ -106,10 +108,10 @@ class PhaseRunner:
             return None
         try:
             return self._run_claimed(execution_id, token, hand_off=ticket is None)
-        except _HandOff:
-            return self._hand_off(execution_id, token)
+        except _HandOff as handing:
+            return self._hand_off(execution_id, token, handing.process)
 
-    def _hand_off(self, execution_id: str, token: str) -> str | None:
+    def _hand_off(self, execution_id: str, token: str, process: str) -> str | None:
         """Pass this run's claim to a ticket, then send its LOAD to the loader queue. The
         document is the outbox: a message the broker loses is sent again by the housekeeper."""
         ticket = f"{LOADER_TICKET}{uuid.uuid4().hex[:12]}"
@@ -118,15 +120,15 @@ class PhaseRunner:
             Update(
                 set={"status": Status.RUNNING.value, "message": WAITING_FOR_LOADER},
                 meta={"worker": ticket, "heartbeat": iso_ms()},
-                expect_status=_ACTIVE,
+                expect_status=ACTIVE,
                 expect_worker=token,
             ),
         )
-        doc = self.store.get(execution_id)
-        if not handed or doc is None:  # cancelled, or taken away, meanwhile
+        if not handed:  # cancelled, or taken away, meanwhile
+            doc = self.store.get(execution_id)
             return None if doc is None else str(doc["status"])
         assert self.triggers is not None  # hands_off
-        self.triggers.send_load(execution_id, ticket, str(doc["name"]))
+        self.triggers.send_load(execution_id, ticket, process)
         return Status.RUNNING.value
 
     def _run_claimed(self, execution_id: str, token: str, *, hand_off: bool) -> str | None:
@@ -184,7 +186,7 @@ class PhaseRunner:
         run_started = time.monotonic()
         for phase in process.phases[first:]:
             if hand_off and phase.name == LOAD_PHASE and kept:
-                raise _HandOff
+                raise _HandOff(process.name)
             resumed = phase.name in recorder.phase_names
             index = recorder.start_phase(
                 phase.name, f"{'Resuming' if resumed else 'Running'} {phase.name}"

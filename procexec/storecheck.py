@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from procexec.engine.redact import mask_secrets
-from procexec.engine.store import StoreReport, masked_url, sqlite_path
+from procexec.engine.redact import mask_secrets, masked_url
+from procexec.engine.store import StoreReport, sqlite_path
 
 
 def kind_of(url: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from procexec.engine.redact import masked_url
 from procexec.engine.store.base import (
     ExecutionStore,
     IndexState,
@@ -11,7 +12,6 @@ from procexec.engine.store.base import (
     StoreReport,
     TokenRecord,
     Update,
-    masked_url,
 )
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "StoreReport",
     "TokenRecord",
     "Update",
-    "masked_url",
     "open_store",
     "sqlite_path",
     "store_exists",

@@ -12,13 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from procexec.engine.domain import TERMINAL_STATUSES
 from procexec.engine.errors import StoreUnavailable
 from procexec.engine.query import Query
-
-# `masked_url` and `TokenRecord` stay importable from here, where they were first
-from procexec.engine.redact import masked_url as masked_url
 from procexec.engine.schema import DOCUMENT_FIELDS, PHASE_FIELDS
+
+# `TokenRecord`: the store's record of a token, importable beside the store's interface
 from procexec.engine.store.credentials import TokenRecord as TokenRecord
 from procexec.engine.store.credentials import TokenStore
 
@@ -28,8 +26,6 @@ StoreT = TypeVar("StoreT", bound="ExecutionStore")
 META_KEYS = ("worker", "heartbeat", "input", "chain", "dispatched", "due", "recoveries")
 #: meta values that are JSON (the others are strings)
 JSON_META_KEYS = frozenset({"input", "chain", "recoveries"})
-#: the statuses of finished executions, which retention deletes (an active run never)
-TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 
 
 def _ordered(doc: Mapping[str, Any], order: Sequence[str]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from procexec.engine.errors import BadRequest, DuplicateExecution, QueryTimeout,
 from procexec.engine.limits import MAX_DISTINCT
 from procexec.engine.query import Query, field_buckets, sorted_distinct, too_many_values, values_at
 from procexec.engine.query.pipeline import too_many_results
+from procexec.engine.redact import masked_url
 from procexec.engine.store import mongo_admin, mongo_tokens
 from procexec.engine.store import mongo_retention as retention
 from procexec.engine.store.base import (
@@ -33,7 +34,6 @@ from procexec.engine.store.base import (
     TokenRecord,
     Update,
     canonical,
-    masked_url,
     translate_errors,
 )
 from procexec.engine.store.mongo_query import (

@@ -19,7 +19,8 @@ from typing import Any
 from pymongo.collection import Collection
 from pymongo.errors import OperationFailure
 
-from procexec.engine.store.base import TERMINAL, Update
+from procexec.engine.domain import TERMINAL
+from procexec.engine.store.base import Update
 from procexec.engine.timeutil import parse_iso
 
 #: when a finished run finished, as a date: a key of the hidden `_meta`, and its path

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from procexec.engine.store.base import TERMINAL
+from procexec.engine.domain import TERMINAL
 
 #: when a run finished: its end, or its start when it has none
 FINISHED = "coalesce(end_, start)"

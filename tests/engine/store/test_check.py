@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from procexec.engine.errors import StoreUnavailable
+from procexec.engine.redact import masked_url
 from procexec.engine.store import open_store
-from procexec.engine.store.base import ExecutionStore, masked_url
+from procexec.engine.store.base import ExecutionStore
 from procexec.engine.store.mongo import MongoStore
 from procexec.engine.store.mongo_admin import INDEXES
 from procexec.engine.store.mongo_query import TEXT_INDEX
