@@ -11,7 +11,7 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY procexec procexec
+COPY src src
 COPY engine engine
 COPY api api
 COPY workers workers

@@ -35,13 +35,9 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## mypy reads the installed layout (procexec.engine, …) through a tree of links: it cannot
-## follow pyproject.toml's package-dir mapping, nor an editable install's import hook.
-MAPPED := engine api workers examples
+## mypy reads the installed layout (procexec.engine, …) from src/, whose procexec/ links to the
+## parts: it cannot follow pyproject.toml's package-dir mapping, nor an editable install's hook.
 typecheck: install-test
-	rm -rf .mypy-tree && mkdir -p .mypy-tree/procexec
-	ln -s $(CURDIR)/procexec/*.py .mypy-tree/procexec/
-	for part in $(MAPPED); do ln -s $(CURDIR)/$$part .mypy-tree/procexec/$$part; done
 	$(BIN)/mypy
 
 pytest: install-test

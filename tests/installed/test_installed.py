@@ -12,9 +12,10 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.installed.conftest import Broker, Installed
+from tests.installed.conftest import ROOT, Broker, Installed
 from tests.integration.harness import (
     BASE_PATH,
+    PrivateRedis,
     Service,
     api_client,
     free_port,
@@ -137,3 +138,87 @@ def test_standalone(installed: Installed, broker: Broker, tmp_path: Path) -> Non
         assert standalone.alive()
     finally:
         assert standalone.stop() in (0, 143), standalone.tail()
+
+
+@pytest.fixture(params=["checkout-root", "empty-folder"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """The working directory a user runs the installed commands from: the checkout they just
+    installed it from (its root holds engine/, api/, workers/ and examples/), or an empty one."""
+    if request.param == "checkout-root":
+        return ROOT
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    return empty
+
+
+def _untracked(folder: Path) -> set[str]:
+    listed = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return set(listed.splitlines())
+
+
+def test_installed_python_imports_itself_from_any_folder(installed: Installed, where: Path) -> None:
+    """`python -c` and `python -m` put the working directory first on sys.path: no folder there
+    may pass for the installed package, nor for a part of it."""
+    probe = "import procexec.cli, procexec.engine, procexec.workers.tasks as m; print(m.__file__)"
+    done = subprocess.run(
+        [installed.python, "-c", probe], cwd=where, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()).is_relative_to(installed.venv), done.stdout
+
+
+def test_standalone_embedded_from_any_folder(
+    installed: Installed, where: Path, tmp_path: Path
+) -> None:
+    """The README's path as a user takes it: `pip install .` in the clone, then `procexec
+    standalone` where they stand (the embedded store and broker), and nothing written there."""
+    before = _untracked(ROOT)
+    env = installed.env(tmp_path / "data")
+    standalone, url, token = start_standalone(env, tmp_path, installed.procexec, cwd=where)
+    try:
+        ready = _wait_readyz(url, 200, timeout=60)
+        assert set(ready["checks"]["children"]) == {"worker", "beat"}
+        _run_ecb_fx(url, token)
+        assert standalone.alive()
+    finally:
+        assert standalone.stop() in (0, 143), standalone.tail()
+    assert _untracked(ROOT) == before
+    if where != ROOT:
+        assert list(where.iterdir()) == []
+
+
+def test_api_worker_and_beat_on_redis_from_any_folder(
+    installed: Installed, where: Path, tmp_path: Path
+) -> None:
+    redis = PrivateRedis(tmp_path / "redis").start()
+    env = installed.env(tmp_path / "data", redis.url)
+    port = free_port()
+    procexec = installed.procexec
+    services = [
+        Service(name, [procexec, *argv], env=env, log_dir=tmp_path, cwd=where)
+        for name, argv in (
+            ("api", ["api", "--port", str(port)]),
+            ("worker", ["worker"]),
+            ("beat", ["beat"]),
+        )
+    ]
+    api, worker, beat = services
+    url = f"http://127.0.0.1:{port}{BASE_PATH}"
+    try:
+        wait_worker_ready(worker)
+        assert wait_http(api, url)["broker"] == "redis"
+        token = _token(installed, env)
+        beat.wait_for_output(r"beat: Starting\.\.\.", timeout=60)
+        _run_ecb_fx(url, token)
+        assert all(service.alive() for service in services)
+    finally:
+        stop_all(*services)
+        redis.stop()
+    if where != ROOT:
+        assert list(where.iterdir()) == []

@@ -47,8 +47,8 @@ def _celery_inspect(
 ) -> dict[str, Any]:
     """`celery inspect COMMAND --json` with the installed package's app: replies by node.
 
-    Run from `cwd`, not this checkout: Celery imports its app from the working directory first,
-    where the checkout's `procexec/` folder would hide the installed package."""
+    Run from `cwd`: Celery imports its app from the working directory first (the checkout's
+    root holds nothing that passes for `procexec`, which test_installed.py checks)."""
     celery = Path(installed.procexec).with_name("celery")
     result = subprocess.run(
         [str(celery), "-A", "procexec.workers.tasks", "inspect", command, "-j", "-t", "10"],

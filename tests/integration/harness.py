@@ -306,13 +306,17 @@ def start_api(env: Mapping[str, str], log_dir: Path, *, wait: bool = True) -> tu
 
 
 def start_standalone(
-    env: Mapping[str, str], log_dir: Path, procexec: str = PROCEXEC
+    env: Mapping[str, str], log_dir: Path, procexec: str = PROCEXEC, cwd: Path | None = None
 ) -> tuple[Service, str, str]:
-    """`procexec standalone` on a free port; returns it, its base URL (as printed, once it
-    answers) and the token it printed."""
+    """`procexec standalone` on a free port (run in `cwd`, the log folder by default); returns
+    it, its base URL (as printed, once it answers) and the token it printed."""
     port = free_port()
     standalone = Service(
-        "standalone", [procexec, "standalone", "--port", str(port)], env=env, log_dir=log_dir
+        "standalone",
+        [procexec, "standalone", "--port", str(port)],
+        env=env,
+        log_dir=log_dir,
+        cwd=cwd,
     )
     url = standalone.wait_for_output(r"^  API:\s+(http://\S+)$", timeout=60)[1]
     token = standalone.wait_for_output(r"^  token:\s+(pe_[A-Za-z0-9_-]+)\s", timeout=5)[1]
