@@ -492,7 +492,19 @@ def test_the_image_builds_every_package_folder() -> None:
         for source in _sources(rest)
     }
     folders = set(project["tool"]["setuptools"]["package-dir"].values())
-    assert folders | {"pyproject.toml", project["project"]["readme"]} <= copied
+    needed = folders | {"pyproject.toml", project["project"]["readme"]}
+    # a folder is copied with the folder holding it (`COPY src src` copies src/procexec)
+    assert {path for path in needed if not _copied(Path(path), copied)} == set()
+    # src/procexec's links to the parts (`api -> ../../api`) land in copied folders
+    for folder in folders:
+        for link in (ROOT / folder).iterdir():
+            if link.is_symlink():
+                target = link.resolve().relative_to(ROOT)
+                assert _copied(target, copied), f"{link.relative_to(ROOT)} -> {target}"
+
+
+def _copied(path: Path, copied: set[str]) -> bool:
+    return any(path.is_relative_to(source) for source in copied)
 
 
 def _ignored(path: str) -> bool:
