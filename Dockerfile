@@ -1,6 +1,9 @@
 # procexec's image: the API, the workers, the beat and Flower all run it (docker-compose.yml).
 #
-#   docker build -t procexec:latest .
+#   docker build --build-arg GIT_COMMIT="$(git rev-parse HEAD)" -t procexec:latest .
+#
+# GIT_COMMIT is the commit the image reports (`commit` in GET /service/process-exec): the
+# build context has no .git to ask. Without it the image reports `unknown`.
 #
 # Your own processes go in processes/ (copied to /opt/processes, which is on PYTHONPATH; a
 # processes/requirements.txt is installed too): name their modules in PROCEXEC_PROCESSES.
@@ -16,7 +19,10 @@ COPY engine engine
 COPY api api
 COPY workers workers
 COPY examples examples
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+# read by the wheel's build alone (src/procexec/_stamp.py), which stamps it into the wheel; an
+# ARG of this stage, so nothing of it reaches the image below
+ARG GIT_COMMIT=unknown
+RUN GIT_COMMIT="${GIT_COMMIT}" pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
 # A fixed uid, so that volumes and host folders can be given to it.

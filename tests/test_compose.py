@@ -4,9 +4,12 @@ read without Docker.
 Each procexec service's command is parsed by procexec's own command line parser, and what it
 passes through by Celery's worker command (click) or Flower's options (tornado); each
 `PROCEXEC_*` variable set is a setting procexec reads and documents; every service has a health
-check and waits for healthy services; the workers scale; Flower asks for a login; Redis
-persists; the volumes are named; the image runs as a user of its own. The compose file is
-interpolated as Compose does (`$$`, `${NAME:-default}`, `${NAME:?error}`).
+check and waits for healthy services; the workers scale; Flower asks for a login; MongoDB has
+one; Redis persists; the volumes are named; the ports are the loopback's unless told; the image
+runs as a user of its own and reports the commit it was built from. The compose file is
+interpolated as Compose does (`$$`, `${NAME:-default}`, `${NAME:?error}`), and no variable is
+required by it: the checks of what a container needs are its entrypoint's, run here by `sh`
+(the containers' `sh` is dash, as Debian's), and `.env.example` lists every variable.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ import fnmatch
 import importlib
 import importlib.metadata
 import inspect
+import os
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,8 +31,9 @@ from typing import Any
 import click
 import pytest
 import yaml
+from pymongo import uri_parser
 
-from procexec import cli
+from procexec import _stamp, cli
 from procexec.engine import settings as settings_module
 from tests.test_layout import MODULES
 from tests.test_settings_documented import ROWS
@@ -56,7 +63,9 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 #: the services that run procexec's image, and what each runs
 PROCEXEC = {"api", "worker", "loader", "beat", "flower"}
 #: what the compose file is interpolated with: a reader's `.env`
-ENV = {"FLOWER_BASIC_AUTH": "admin:a-long-password"}
+ENV = {"FLOWER_BASIC_AUTH": "admin:a-long-password", "MONGO_PASSWORD": "0a1b2c3d4e5f"}
+#: the variables `.env` must give: without one, a service refuses to start
+REQUIRED = {"MONGO_PASSWORD", "FLOWER_BASIC_AUTH"}
 #: the queues: the runs' (procexec's Celery default) and the LOAD phases'
 RUN_QUEUE, LOADER_QUEUE = "procexec", "loader"
 
@@ -92,6 +101,22 @@ def interpolate(value: Any, env: Mapping[str, str] = ENV) -> Any:
         return found or ""
 
     return _VARIABLE.sub(substitute, value)
+
+
+def references(value: Any) -> list[tuple[str, str | None, str | None]]:
+    """The variables `value` (as `interpolate` takes it) refers to: (name, operator, argument)
+    of each `${NAME...}` or `$NAME`, `$$` escapes left out."""
+    if isinstance(value, list):
+        return [found for item in value for found in references(item)]
+    if isinstance(value, dict):
+        return [found for item in value.values() for found in references(item)]
+    if not isinstance(value, str):
+        return []
+    return [
+        (match["name"] or match["bare"], match["op"], match["arg"])
+        for match in _VARIABLE.finditer(value)
+        if not match["dollar"]
+    ]
 
 
 def command(service: str) -> list[str]:
@@ -193,7 +218,17 @@ def test_the_deployment_has_its_services() -> None:
     assert SERVICES["redis"]["image"].startswith("redis:")
     for name in PROCEXEC:
         assert SERVICES[name]["image"] == "procexec:latest", name
-        assert SERVICES[name]["build"] == ".", name
+        assert SERVICES[name]["build"]["context"] == ".", name
+
+
+def test_compose_itself_requires_no_variable() -> None:
+    """A `${NAME:?error}` is read for the whole file: while NAME is unset, every compose
+    command fails, `docker compose run --rm api procexec token create` and `logs` included."""
+    required = [found for found in references(COMPOSE) if found[1] in (":?", "?")]
+    assert required == []
+    interpolate(COMPOSE, env={})  # the whole file, nothing set
+    # and none without a default, which compose warns of at each command while it is unset
+    assert [name for name, op, _ in references(COMPOSE) if op not in (":-", "-")] == []
 
 
 @pytest.mark.parametrize("service", sorted(PROCEXEC))
@@ -202,10 +237,27 @@ def test_each_procexec_service_runs_a_procexec_command(service: str) -> None:
     assert args.command == {"loader": "worker"}.get(service, service)
 
 
-def test_the_api_serves_every_interface_on_its_published_port() -> None:
+def test_the_api_serves_every_interface_of_its_container_on_its_published_port() -> None:
     args, _ = parsed(command("api"))
     assert args.host == "0.0.0.0"
-    assert SERVICES["api"]["ports"] == [f"{args.port}:{args.port}"]
+    assert interpolate(SERVICES["api"]["ports"]) == [f"127.0.0.1:{args.port}:{args.port}"]
+
+
+@pytest.mark.parametrize(("service", "variable"), [("api", "API_BIND"), ("flower", "FLOWER_BIND")])
+def test_a_port_is_published_on_the_loopback_unless_told(service: str, variable: str) -> None:
+    """`HOST_IP:HOST_PORT:CONTAINER_PORT`: without a HOST_IP, Docker publishes the port on every
+    interface of the host (and past its firewall's rules)."""
+    (port,) = SERVICES[service]["ports"]
+    assert [name for name, _, _ in references(port)] == [variable]
+    host_ip, published, target = interpolate(port, env={}).split(":")
+    assert host_ip == "127.0.0.1" and published == target
+    assert interpolate(port, env={variable: "0.0.0.0"}) == f"0.0.0.0:{published}:{target}"
+    assert not variable.startswith("PROCEXEC_"), "procexec's settings are PROCEXEC_*"
+
+
+def test_no_other_service_publishes_a_port() -> None:
+    published = {name for name, service in SERVICES.items() if service.get("ports")}
+    assert published == {"api", "flower"}
 
 
 @pytest.mark.parametrize(
@@ -233,18 +285,33 @@ def test_the_loader_reads_the_queue_send_hands_the_batches_to() -> None:
     assert getattr(config, "loader_queue", LOADER_QUEUE) == LOADER_QUEUE
 
 
-def test_flower_s_options_are_flower_s_and_ask_for_a_login() -> None:
+def test_flower_s_options_are_flower_s() -> None:
     _, options = parsed(command("flower"))
     parsed_options = flower_options(options)
-    assert parsed_options.basic_auth == [ENV["FLOWER_BASIC_AUTH"]]
-    assert SERVICES["flower"]["ports"] == [f"{parsed_options.port}:{parsed_options.port}"]
+    # the login is not on the command line, which `ps` shows: Flower reads it from its
+    # environment (test_flower_reads_its_login_from_its_environment)
+    assert parsed_options.basic_auth == []
+    port = parsed_options.port
+    assert interpolate(SERVICES["flower"]["ports"]) == [f"127.0.0.1:{port}:{port}"]
 
 
-def test_flower_will_not_start_without_its_login() -> None:
-    with pytest.raises(Missing, match="FLOWER_BASIC_AUTH"):
-        interpolate(SERVICES["flower"]["command"], env={})
-    with pytest.raises(Missing, match="FLOWER_BASIC_AUTH"):
-        interpolate(SERVICES["flower"]["command"], env={"FLOWER_BASIC_AUTH": ""})
+def test_flower_reads_its_login_from_its_environment() -> None:
+    """Flower's own reading of `FLOWER_*` variables, in a process of its own (it sets
+    tornado's global options), with the service's environment."""
+    probe = (
+        "import flower.options; from flower.command import apply_env_options;"
+        "from tornado.options import options; apply_env_options(); print(options.basic_auth)"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FLOWER_")}
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**env, **_environment("flower")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == repr([ENV["FLOWER_BASIC_AUTH"]])
 
 
 # --- the settings
@@ -291,12 +358,199 @@ def test_each_procexec_variable_set_is_a_documented_setting(service: str) -> Non
     assert unknown == set(), f"{service} sets {unknown}: not a setting procexec reads and documents"
 
 
-@pytest.mark.parametrize("service", sorted(PROCEXEC))
-def test_each_procexec_service_uses_mongodb_and_redis(service: str) -> None:
+@pytest.mark.parametrize("service", sorted(PROCEXEC - {"flower"}))
+def test_each_procexec_service_uses_mongodb_with_its_login_and_redis(service: str) -> None:
     environment = _environment(service)
     config = settings_module.Settings.from_env(environment)  # the values are valid settings
-    assert config.store_url == "mongodb://mongo:27017/procexec"
     assert config.broker_url == "redis://redis:6379/0"
+    # the store: MongoDB's root user, made by the mongo service (authSource: its database)
+    mongo = _environment("mongo")
+    uri = uri_parser.parse_uri(config.store_url)
+    assert uri["nodelist"] == [("mongo", 27017)] and uri["database"] == "procexec"
+    assert uri["username"] == mongo["MONGO_INITDB_ROOT_USERNAME"]
+    assert uri["password"] == mongo["MONGO_INITDB_ROOT_PASSWORD"] == ENV["MONGO_PASSWORD"]
+    assert uri["options"]["authSource"] == "admin"
+
+
+def test_flower_is_given_the_broker_and_no_store() -> None:
+    """Flower watches the broker; the store's URL, and MongoDB's password with it, is not its."""
+    environment = _environment("flower")
+    assert environment["PROCEXEC_BROKER_URL"] == "redis://redis:6379/0"
+    assert "PROCEXEC_STORE_URL" not in environment
+    assert ENV["MONGO_PASSWORD"] not in str(environment)
+
+
+def test_mongodb_has_a_login() -> None:
+    """The mongo image makes the root user and turns authentication on when both variables are
+    set (only one of them stops it): the user is fixed, the password .env's."""
+    environment = SERVICES["mongo"]["environment"]
+    assert environment["MONGO_INITDB_ROOT_USERNAME"] == "procexec"
+    assert references(environment["MONGO_INITDB_ROOT_PASSWORD"]) == [("MONGO_PASSWORD", ":-", "")]
+    assert "ports" not in SERVICES["mongo"]
+
+
+# --- the checks before a service starts: its entrypoint, `sh -c CHECK NAME COMMAND...`
+
+
+def entrypoint(service: str) -> list[str]:
+    found = interpolate(SERVICES[service]["entrypoint"])
+    assert isinstance(found, list) and found[:2] == ["sh", "-c"] and len(found) == 4, found
+    return found
+
+
+def start(
+    service: str, env: Mapping[str, str], argv: list[str]
+) -> subprocess.CompletedProcess[str]:
+    """The service's entrypoint run by `sh` with `argv` as its command, in an environment of
+    `env` alone (and PATH): what the container's would be, the service's `environment:`."""
+    return subprocess.run(
+        [*entrypoint(service), *argv],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def _container_env(service: str, env: Mapping[str, str]) -> dict[str, str]:
+    """The service's environment as the container has it, compose's file read with `env`."""
+    return dict(interpolate(SERVICES[service]["environment"], env))
+
+
+def _image_command(service: str) -> list[str]:
+    """What the entrypoint is handed: the service's command (mongo's: its image's own)."""
+    return list(interpolate(SERVICES[service]["command"]))
+
+
+CHECKED = ["mongo", *sorted(PROCEXEC)]
+
+
+@pytest.mark.parametrize("service", CHECKED)
+def test_each_service_starts_its_command_once_checked(service: str) -> None:
+    """With `.env`'s values, the check hands over to the command, its arguments untouched."""
+    argv = _image_command(service)
+    done = start(service, _container_env(service, ENV), ["printf", "%s\n", *argv])
+    assert (done.returncode, done.stderr) == (0, ""), done
+    assert done.stdout.splitlines() == argv
+
+
+def _refused(service: str, done: subprocess.CompletedProcess[str], variable: str) -> None:
+    """It exits 1 before its command, with one line naming the variable and .env."""
+    assert done.returncode == 1, done
+    assert done.stdout == "", "the command ran"
+    (line,) = done.stderr.splitlines()
+    name = entrypoint(service)[3]
+    assert line.startswith(f"{name}: {variable} ") and ".env" in line, line
+
+
+@pytest.mark.parametrize("service", sorted(PROCEXEC - {"flower"}))
+@pytest.mark.parametrize("password", [None, ""])
+def test_a_procexec_service_will_not_start_without_mongodb_s_password(
+    service: str, password: str | None
+) -> None:
+    env = {key: value for key, value in ENV.items() if key != "MONGO_PASSWORD"}
+    if password is not None:
+        env["MONGO_PASSWORD"] = password
+    argv = ["printf", "%s\n", *_image_command(service)]
+    _refused(service, start(service, _container_env(service, env), argv), "MONGO_PASSWORD")
+
+
+@pytest.mark.parametrize(
+    ("password", "problem"),
+    [(None, "is not set"), ("", "is not set"), ("pass@word", "may hold"), ("a b", "may hold")],
+)
+def test_mongodb_will_not_start_without_a_password_fit_for_the_url(
+    password: str | None, problem: str
+) -> None:
+    env = {key: value for key, value in ENV.items() if key != "MONGO_PASSWORD"}
+    if password is not None:
+        env["MONGO_PASSWORD"] = password
+    done = start("mongo", _container_env("mongo", env), ["printf", "%s\n", "mongod"])
+    _refused("mongo", done, "MONGO_PASSWORD")
+    assert problem in done.stderr
+
+
+def test_a_password_mongodb_takes_is_the_store_s_as_it_is() -> None:
+    """What mongo's check lets through needs no escaping in the store's URL."""
+    password = "Az09._~-"
+    env = {**ENV, "MONGO_PASSWORD": password}
+    assert start("mongo", _container_env("mongo", env), ["true"]).returncode == 0
+    url = _container_env("api", env)["PROCEXEC_STORE_URL"]
+    assert uri_parser.parse_uri(url)["password"] == password
+
+
+@pytest.mark.parametrize("login", [None, "", "admin", ":secret", "admin:"])
+def test_flower_will_not_start_without_its_login(login: str | None) -> None:
+    env = {key: value for key, value in ENV.items() if key != "FLOWER_BASIC_AUTH"}
+    if login is not None:
+        env["FLOWER_BASIC_AUTH"] = login
+    argv = ["printf", "%s\n", *_image_command("flower")]
+    _refused("flower", start("flower", _container_env("flower", env), argv), "FLOWER_BASIC_AUTH")
+
+
+def test_flower_takes_several_logins() -> None:
+    env = {**ENV, "FLOWER_BASIC_AUTH": "admin:a-long-password,alice:another-one"}
+    assert start("flower", _container_env("flower", env), ["true"]).returncode == 0
+
+
+def test_a_one_off_command_is_checked_too() -> None:
+    """`docker compose run --rm api procexec token create` replaces the command, not the
+    entrypoint: the check runs before it."""
+    assert SERVICES["api"]["entrypoint"] == COMPOSE["x-procexec"]["entrypoint"]
+    env = {key: value for key, value in ENV.items() if key != "MONGO_PASSWORD"}
+    done = start("api", _container_env("api", env), ["procexec", "token", "create"])
+    _refused("api", done, "MONGO_PASSWORD")
+
+
+# --- .env.example
+
+#: a variable's line of .env.example: `NAME=value`, or `# NAME=value` (an optional one, shown
+#: commented out with its default)
+_ENTRY = re.compile(r"^(?P<comment># )?(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
+
+
+def _env_example() -> dict[str, tuple[bool, str]]:
+    """.env.example's variables: name → (given, not commented out; the value)."""
+    found: dict[str, tuple[bool, str]] = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        entry = _ENTRY.match(line)
+        if entry:
+            assert entry["name"] not in found, f".env.example names {entry['name']} twice"
+            found[entry["name"]] = (entry["comment"] is None, entry["value"])
+    return found
+
+
+def test_env_example_lists_every_variable_compose_reads() -> None:
+    assert set(_env_example()) == {name for name, _, _ in references(COMPOSE)}
+
+
+def test_env_example_gives_the_required_ones_to_be_filled_in() -> None:
+    example = _env_example()
+    assert {name for name, (given, _) in example.items() if given} == REQUIRED
+    assert {example[name] for name in REQUIRED} == {(True, "")}, "a password in .env.example"
+
+
+def test_env_example_shows_each_optional_one_s_default() -> None:
+    example = _env_example()
+    for name, _, default in references(COMPOSE):
+        if name not in REQUIRED:
+            assert example[name] == (False, default), name
+
+
+def test_an_unedited_copy_of_env_example_starts_nothing() -> None:
+    env = {name: value for name, (given, value) in _env_example().items() if given}
+    for service in CHECKED:
+        done = start(service, _container_env(service, env), ["true"])
+        assert done.returncode == 1 and len(done.stderr.splitlines()) == 1, (service, done)
+
+
+def test_the_compose_file_s_git_ignores_env() -> None:
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", ".env"], cwd=ROOT, check=False, timeout=30
+    )
+    assert ignored.returncode == 0, ".env holds passwords: git must ignore it"
+    assert _ignored(".env"), "and the image's build context must leave it out"
 
 
 # --- health checks and start order
@@ -492,7 +746,19 @@ def test_the_image_builds_every_package_folder() -> None:
         for source in _sources(rest)
     }
     folders = set(project["tool"]["setuptools"]["package-dir"].values())
-    assert folders | {"pyproject.toml", project["project"]["readme"]} <= copied
+    needed = folders | {"pyproject.toml", project["project"]["readme"]}
+    # a folder is copied with the folder holding it (`COPY src src` copies src/procexec)
+    assert {path for path in needed if not _copied(Path(path), copied)} == set()
+    # src/procexec's links to the parts (`api -> ../../api`) land in copied folders
+    for folder in folders:
+        for link in (ROOT / folder).iterdir():
+            if link.is_symlink():
+                target = link.resolve().relative_to(ROOT)
+                assert _copied(target, copied), f"{link.relative_to(ROOT)} -> {target}"
+
+
+def _copied(path: Path, copied: set[str]) -> bool:
+    return any(path.is_relative_to(source) for source in copied)
 
 
 def _ignored(path: str) -> bool:
@@ -527,6 +793,26 @@ def test_your_processes_folder_is_on_the_image_s_path() -> None:
     target = next(words[-1] for words in copies if words[-2].rstrip("/") == "processes")
     assert target.rstrip("/") in _env(IMAGE)["PYTHONPATH"].split(":")
     assert (ROOT / "processes" / "README.md").exists()
+
+
+def test_the_image_is_stamped_with_the_commit_compose_builds() -> None:
+    """The build context has no .git: compose passes the commit as a build argument, which the
+    build stage hands to the wheel's build (src/procexec/_stamp.py reads it), and nothing of it
+    stays in the image (an ARG of the build stage, no ENV)."""
+    name = _stamp.COMMIT_VARIABLE
+    assert not name.startswith("PROCEXEC_"), "procexec refuses PROCEXEC_* it does not read"
+    for service in PROCEXEC:
+        args = SERVICES[service]["build"]["args"]
+        assert references(args) == [(name, ":-", "unknown")], service
+        assert interpolate(args, {name: "0123abc"}) == {name: "0123abc"}
+    (build,) = [stage for stage in STAGES if any("pip wheel" in rest for _, rest in stage)]
+    assert build is not IMAGE
+    mentions = [(keyword, rest) for keyword, rest in build if name in rest]
+    assert [keyword for keyword, _ in mentions] == ["ARG", "RUN"], mentions
+    assert mentions[0][1].split("=")[0] == name
+    assert "pip wheel" in mentions[1][1]
+    assert [(keyword, rest) for keyword, rest in IMAGE if name in rest] == []
+    assert name not in _env(IMAGE)
 
 
 def test_the_image_s_command_is_procexec_s() -> None:

@@ -21,8 +21,8 @@ def build_stamp() -> dict[str, str | None]:
     if stamp.is_file():
         found: dict[str, str | None] = json.loads(stamp.read_text())
         return found
-    checkout = PACKAGE.parent
-    if (checkout / ".git").exists():
+    checkout = PACKAGE.parents[1]  # src/procexec/ in a checkout: the root holds `.git`
+    if (checkout / ".git").exists():  # a folder, or a file in a git worktree
         return {
             "commit": _git(checkout, "rev-parse", "HEAD"),
             "buildTime": _git(checkout, "log", "-1", "--format=%cI"),
