@@ -34,9 +34,12 @@ def _existing_service() -> Service:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from procexec.api.server import BoundedHttpProtocol
+
     uvicorn.run(
         "procexec.api.app:app_factory",
         factory=True,
+        http=BoundedHttpProtocol,
         host=args.host,
         port=args.port,
         workers=args.workers,
@@ -104,6 +107,7 @@ def cmd_standalone(args: argparse.Namespace) -> int:
     import uvicorn
 
     from procexec.api.app import create_app
+    from procexec.api.server import BoundedHttpProtocol
     from procexec.engine.store import open_store
     from procexec.workers.supervisor import Supervisor
 
@@ -139,7 +143,13 @@ def cmd_standalone(args: argparse.Namespace) -> int:
 
     app = create_app(config, store=store, children=supervisor.status)
     server = Server(
-        uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level.lower())
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level.lower(),
+            http=BoundedHttpProtocol,
+        )
     )
     redact_logging()  # uvicorn's handlers are made: no password or token in any log line
     supervisor.start()
