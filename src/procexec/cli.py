@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from procexec.engine.private_files import private_umask
 from procexec.engine.redact import mask_secrets, masked_url, redact_logging
 from procexec.engine.settings import Settings, SettingsError
 from procexec.service import Service, build, existing_store, settings
-from procexec.token_cli import ADMIN_TOKEN_FILE, add_token_commands, standalone_token
+from procexec.token_cli import ADMIN_TOKEN_FILE, add_token_commands, shown_token, standalone_token
 
 logger = logging.getLogger("procexec")
 
@@ -156,15 +157,17 @@ def cmd_standalone(args: argparse.Namespace) -> int:
     url = f"http://{args.host}:{args.port}/service/process-exec"
     broker = masked_url(config.broker_url or f"embedded (filesystem) in {config.data_dir}")
     token_file = config.data_dir / ADMIN_TOKEN_FILE
+    shown = token if args.print_token else shown_token(token)
     print(
         f"procexec standalone\n"
         f"  API:    {url}\n"
         f"  store:  {masked_url(config.store_url)}\n"
         f"  broker: {broker}\n"
-        f"  token:  {token}  (user {args.user}, scope admin; kept in {token_file})\n\n"
+        f"  token:  {shown}  (user {args.user}, scope admin; kept in {token_file})\n\n"
         f"Try:\n"
-        f"  curl -X POST -H 'Authorization: Bearer {token}' -d '{{\"name\":\"ECB_FX\"}}' {url}/v1\n"
-        f"  curl -H 'Authorization: Bearer {token}' '{url}/v1?name=ECB_FX'\n",
+        f"  export TOKEN=$(cat {shlex.quote(str(token_file))})\n"
+        f'  curl -X POST -H "Authorization: Bearer $TOKEN" -d \'{{"name":"ECB_FX"}}\' {url}/v1\n'
+        f"  curl -H \"Authorization: Bearer $TOKEN\" '{url}/v1?name=ECB_FX'\n",
         flush=True,
     )
     try:
@@ -286,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve_options(standalone)
     worker_options(standalone)
     standalone.add_argument("--user", default="admin", help="user of its admin token")
+    standalone.add_argument(
+        "--print-token",
+        action="store_true",
+        help="print the admin token whole in the banner (by default its beginning and its file)",
+    )
     standalone.set_defaults(handler=cmd_standalone)
 
     api = add("api", "the REST API (uvicorn)")
