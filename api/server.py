@@ -262,6 +262,12 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if not queued and not self.transport.is_closing():
             self.await_head()
 
+    def handle_websocket_upgrade(self) -> None:
+        """The connection goes to a WebSocket protocol (when one is installed), which is not
+        counted: it is released here, or its place would be held for ever."""
+        self.release()
+        super().handle_websocket_upgrade()
+
     # -- the server's own answers ---------------------------------------------------------
 
     def send_400_response(self, msg: str) -> None:
