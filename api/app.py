@@ -84,7 +84,9 @@ def create_app(
     errors.install(app)
     security_headers.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
-    app.add_middleware(BodyLimit, tokens=app.state.procexec.tokens)  # outermost: bodies
+    app.add_middleware(BodyLimit, tokens=app.state.procexec.tokens)  # bodies, before routes
+    # outermost: the headers on every answer, BodyLimit's refusals and unhandled errors too
+    app.add_middleware(security_headers.SecurityHeaders)
     app.include_router(health.router)
     for base in BASE_PATHS:
         app.include_router(router, prefix=base)

@@ -17,14 +17,22 @@ pure ASGI middleware sets the headers: the hot read routes are plain Starlette r
 from __future__ import annotations
 
 import importlib.resources
+import logging
 import secrets
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from procexec.api.errors import error_response
+from procexec.engine.errors import excerpt
+
+logger = logging.getLogger(__name__)
 
 #: where Swagger UI's files are served
 STATIC_PATH = "/docs/static"
@@ -54,7 +62,13 @@ def swagger_files() -> Path:
 
 
 class SecurityHeaders:
-    """Adds `HEADERS`, and `API_POLICY` unless the response set a policy of its own."""
+    """Adds `HEADERS`, and `API_POLICY` unless the response set a policy of its own.
+
+    The outermost of the app's middleware, it also answers what escapes the rest: an error
+    no handler took is a JSON 500 (`errors.error_response`) with these headers, logged once
+    with its traceback, instead of Starlette's plain-text one; a client that left while its
+    request's body was being read (`ClientDisconnect`) is one line in the log, no traceback.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -63,9 +77,12 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
                 headers.extend(header for header in HEADERS if header[0] not in present)
@@ -74,7 +91,26 @@ class SecurityHeaders:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except ClientDisconnect:  # nobody to answer
+            logger.info("%s: the client left before its request's body was read", _line(scope))
+        except Exception as exc:
+            if started:  # part of the answer has gone: uvicorn closes the connection
+                raise
+            logger.error("%s: unhandled error", _line(scope), exc_info=exc)
+            accept = Headers(scope=scope).get("accept")
+            response = error_response(500, INTERNAL_ERROR, accept=accept)
+            await response(scope, receive, send_with_headers)
+
+
+#: the text of a 500: what failed is in the server's log, not in the answer
+INTERNAL_ERROR = "internal error: the request failed on the server (its log says why)"
+
+
+def _line(scope: Scope) -> str:
+    """The request's method and path (cut short) for a log line."""
+    return f"{scope.get('method', '')} {excerpt(str(scope.get('path', '')))}"
 
 
 def _with_nonce(page: HTMLResponse) -> HTMLResponse:
@@ -85,8 +121,8 @@ def _with_nonce(page: HTMLResponse) -> HTMLResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Serve `/docs` from the package (FastAPI's own `/docs` and `/redoc` load from a CDN), and
-    set the security headers on every response."""
+    """Serve `/docs` from the package (FastAPI's own `/docs` and `/redoc` load from a CDN).
+    The headers are set by `SecurityHeaders`, added last (the outermost) by `api.app`."""
     own = {app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url} - {None}
     app.router.routes[:] = [
         route for route in app.router.routes if getattr(route, "path", None) not in own
@@ -114,5 +150,3 @@ def install(app: FastAPI) -> None:
     @app.get(redirect_url, include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
         return _with_nonce(get_swagger_ui_oauth2_redirect_html())
-
-    app.add_middleware(SecurityHeaders)

@@ -11,12 +11,19 @@ uvicorn, its own interpreter), then for each entry of `ATTACKS`:
   ordinary call (`ORDINARY`): that client's latency meanwhile (p50, p99, max), beside its
   latency alone, measured first.
 
+Then, unless `--slow 0`, slowloris (`bench/slowloris.py`): `--slow` connections that send a
+request line and a header line every `--slow-interval` seconds and never end their headers,
+from one address and then from many (`--slow-sources`), for `--slow-seconds` each, beside
+another client's calls on fresh connections: what the server did with the slow connections,
+that client's p50, p99 and lost calls, and the API's memory before and after.
+
 Each attack is an entry of `ATTACKS` (an `Attack`: a name, a method, a path, parameters,
 headers, a body, whether it carries the read token): more attacks go in as more entries. It
 prints a table; nothing is asserted.
 
     python bench/hostile.py                      # the defaults
     python bench/hostile.py --seconds 1 --repeat 3 --runs 200
+    python bench/hostile.py --slow 5000 --slow-sources 1,100 --slow-seconds 20
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import slowloris  # noqa: E402  (bench/, beside this script)
 
 from procexec.engine.domain import Scope  # noqa: E402
 from procexec.engine.store.sqlite import SQLiteStore  # noqa: E402
@@ -166,7 +175,7 @@ class Api:
         return response.status, elapsed
 
 
-def start_api(data: Path) -> Iterator[int]:
+def start_api(data: Path) -> Iterator[tuple[int, int]]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROCEXEC_")}
     env["PROCEXEC_DATA_DIR"] = str(data)
@@ -187,7 +196,7 @@ def start_api(data: Path) -> Iterator[int]:
                 if api.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("procexec api did not start") from None
                 time.sleep(0.1)
-        yield port
+        yield port, api.pid
     finally:
         api.terminate()
         api.wait(timeout=30)
@@ -242,11 +251,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-bodies", action="store_true", help="leave out bench/hostile_bodies.py's attacks"
     )
+    parser.add_argument("--slow", type=int, default=3000, help="slowloris connections (0: none)")
+    parser.add_argument(
+        "--slow-sources",
+        default="1,100",
+        help="addresses the slowloris connections come from, one attack per number (default "
+        "1,100: from one address, then spread over 100)",
+    )
+    parser.add_argument(
+        "--slow-interval", type=float, default=3.0, help="seconds between a slow header's lines"
+    )
+    parser.add_argument("--slow-seconds", type=float, default=15.0, help="each slowloris's length")
     args = parser.parse_args(argv)
+    slowloris.raise_open_files(args.slow + 1024)  # the API started below inherits it
     with tempfile.TemporaryDirectory(prefix="procexec-hostile-") as folder:
         data = Path(folder)
         token = build(data / "procexec.db", args.runs, args.long)
-        for port in start_api(data):
+        for port, pid in start_api(data):
             api = Api(port, token)
             conn = api.connect()
             for _ in range(20):  # warm up
@@ -273,6 +294,18 @@ def main(argv: list[str] | None = None) -> None:
                     f"{max(other):7.2f}  {answered:7}"
                 )
             conn.close()
+            for sources in (int(n) for n in args.slow_sources.split(",") if args.slow > 0):
+                print()
+                slowloris.attack(
+                    port,
+                    pid,
+                    token,
+                    f"{BASE}/v1?{urllib.parse.urlencode(ORDINARY.params)}",
+                    count=args.slow,
+                    sources=sources,
+                    interval=args.slow_interval,
+                    seconds=args.slow_seconds,
+                )
     if not args.no_bodies:  # the request-body attacks, on an API of their own
         print()
         import hostile_bodies  # bench/, beside this script

@@ -97,6 +97,23 @@ class Settings(BaseSettings):
         description="seconds an API read (a list call, one execution) may run before it is "
         "stopped with a 503; None (0 or less, or inf, in the variable): no limit",
     )
+    header_timeout: float = Field(
+        10.0,
+        validation_alias="PROCEXEC_HEADER_TIMEOUT_SECONDS",
+        description="seconds a client has to send a request's line and headers, from its "
+        "connection or the end of its previous answer; then the connection is closed",
+    )
+    max_connections_per_client: int = Field(
+        64,
+        description="open connections to one API process from one client address; past it a "
+        "new one is answered 503 and closed; 0: no limit",
+    )
+    max_connections: int = Field(
+        1000,
+        description="open connections to one API process in all (held under the open-files "
+        "limit); past it the connection that has waited longest for its request's head is "
+        "closed, or, none waiting, the new one is answered 503; 0: only the open-files limit",
+    )
     loader_queue: str = Field(
         "loader",
         description="the Celery queue SEND hands a batch to, where LOAD runs; empty: no hand-off",
@@ -200,7 +217,13 @@ class Settings(BaseSettings):
             return value.strip().lower() not in _FALSE
         return value
 
-    @field_validator("log_flush_interval", "lost_run_timeout", "redispatch_after", mode="before")
+    @field_validator(
+        "log_flush_interval",
+        "lost_run_timeout",
+        "redispatch_after",
+        "header_timeout",
+        mode="before",
+    )
     @classmethod
     def _seconds(cls, value: Any, info: ValidationInfo) -> Any:
         return _number(cls, info, value, minimum=0.01)
@@ -209,6 +232,14 @@ class Settings(BaseSettings):
     @classmethod
     def _lines(cls, value: Any, info: ValidationInfo) -> Any:
         return int(_number(cls, info, value, minimum=10))
+
+    @field_validator("max_connections_per_client", "max_connections", mode="before")
+    @classmethod
+    def _count(cls, value: Any, info: ValidationInfo) -> Any:
+        number = _number(cls, info, value, minimum=0)
+        if number != int(number):
+            raise ValueError(f"{cls.env_name(_field(info))}: '{value}' is not a whole number")
+        return int(number)
 
     @field_validator("retention_days", mode="before")
     @classmethod

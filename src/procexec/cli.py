@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from procexec.engine.private_files import private_umask
 from procexec.engine.redact import mask_secrets, masked_url, redact_logging
 from procexec.engine.settings import Settings, SettingsError
 from procexec.service import Service, build, existing_store, settings
-from procexec.token_cli import ADMIN_TOKEN_FILE, add_token_commands, standalone_token
+from procexec.token_cli import ADMIN_TOKEN_FILE, add_token_commands, shown_token, standalone_token
 
 logger = logging.getLogger("procexec")
 
@@ -34,9 +35,12 @@ def _existing_service() -> Service:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from procexec.api.server import BoundedHttpProtocol
+
     uvicorn.run(
         "procexec.api.app:app_factory",
         factory=True,
+        http=BoundedHttpProtocol,
         host=args.host,
         port=args.port,
         workers=args.workers,
@@ -104,6 +108,7 @@ def cmd_standalone(args: argparse.Namespace) -> int:
     import uvicorn
 
     from procexec.api.app import create_app
+    from procexec.api.server import BoundedHttpProtocol
     from procexec.engine.store import open_store
     from procexec.workers.supervisor import Supervisor
 
@@ -139,22 +144,30 @@ def cmd_standalone(args: argparse.Namespace) -> int:
 
     app = create_app(config, store=store, children=supervisor.status)
     server = Server(
-        uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level.lower())
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level.lower(),
+            http=BoundedHttpProtocol,
+        )
     )
     redact_logging()  # uvicorn's handlers are made: no password or token in any log line
     supervisor.start()
     url = f"http://{args.host}:{args.port}/service/process-exec"
     broker = masked_url(config.broker_url or f"embedded (filesystem) in {config.data_dir}")
     token_file = config.data_dir / ADMIN_TOKEN_FILE
+    shown = token if args.print_token else shown_token(token)
     print(
         f"procexec standalone\n"
         f"  API:    {url}\n"
         f"  store:  {masked_url(config.store_url)}\n"
         f"  broker: {broker}\n"
-        f"  token:  {token}  (user {args.user}, scope admin; kept in {token_file})\n\n"
+        f"  token:  {shown}  (user {args.user}, scope admin; kept in {token_file})\n\n"
         f"Try:\n"
-        f"  curl -X POST -H 'Authorization: Bearer {token}' -d '{{\"name\":\"ECB_FX\"}}' {url}/v1\n"
-        f"  curl -H 'Authorization: Bearer {token}' '{url}/v1?name=ECB_FX'\n",
+        f"  export TOKEN=$(cat {shlex.quote(str(token_file))})\n"
+        f'  curl -X POST -H "Authorization: Bearer $TOKEN" -d \'{{"name":"ECB_FX"}}\' {url}/v1\n'
+        f"  curl -H \"Authorization: Bearer $TOKEN\" '{url}/v1?name=ECB_FX'\n",
         flush=True,
     )
     try:
@@ -276,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve_options(standalone)
     worker_options(standalone)
     standalone.add_argument("--user", default="admin", help="user of its admin token")
+    standalone.add_argument(
+        "--print-token",
+        action="store_true",
+        help="print the admin token whole in the banner (by default its beginning and its file)",
+    )
     standalone.set_defaults(handler=cmd_standalone)
 
     api = add("api", "the REST API (uvicorn)")

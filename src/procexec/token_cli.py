@@ -176,6 +176,15 @@ def add_token_commands(commands: Any) -> None:
     revoking.set_defaults(handler=cmd_token_revoke)
 
 
+#: how many characters of a token the standalone's banner shows (`pe_` and 5 of its own)
+SHOWN_CHARS = 8
+
+
+def shown_token(token: str) -> str:
+    """The beginning of `token`, enough to tell it from another, not to use it."""
+    return token[:SHOWN_CHARS] + "…"
+
+
 def standalone_token(store: ExecutionStore, data_dir: Path, user: str) -> str:
     """The admin token of `procexec standalone`: the one kept in `data_dir/admin-token` (a
     file only its owner may read) when it still works and is `user`'s; else a new one, which

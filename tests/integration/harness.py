@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -306,23 +306,41 @@ def start_api(env: Mapping[str, str], log_dir: Path, *, wait: bool = True) -> tu
 
 
 def start_standalone(
-    env: Mapping[str, str], log_dir: Path, procexec: str = PROCEXEC, cwd: Path | None = None
+    env: Mapping[str, str],
+    log_dir: Path,
+    procexec: str = PROCEXEC,
+    cwd: Path | None = None,
+    options: Sequence[str] = (),
 ) -> tuple[Service, str, str]:
     """`procexec standalone` on a free port (run in `cwd`, the log folder by default); returns
-    it, its base URL (as printed, once it answers) and the token it printed."""
+    it, its base URL (as printed, once it answers) and its admin token, read from the file the
+    banner names (the banner shows the token's beginning only)."""
     port = free_port()
     standalone = Service(
         "standalone",
-        [procexec, "standalone", "--port", str(port)],
+        [procexec, "standalone", "--port", str(port), *options],
         env=env,
         log_dir=log_dir,
         cwd=cwd,
     )
     url = standalone.wait_for_output(r"^  API:\s+(http://\S+)$", timeout=60)[1]
-    token = standalone.wait_for_output(r"^  token:\s+(pe_[A-Za-z0-9_-]+)\s", timeout=5)[1]
+    token = read_banner_token(standalone)
     assert url == f"http://127.0.0.1:{port}{BASE_PATH}"
     wait_http(standalone, url)
     return standalone, url, token
+
+
+#: the banner's token line: the token's beginning, then the file that holds it
+BANNER_TOKEN = r"^  token:\s+(pe_[A-Za-z0-9_-]{5,})…?  \(user \S+, scope admin; kept in (.+)\)$"
+
+
+def read_banner_token(standalone: Service) -> str:
+    """The admin token of a standalone: read from the file its banner names, and checked
+    against the beginning the banner shows."""
+    shown, path = standalone.wait_for_output(BANNER_TOKEN, timeout=5).groups()
+    token = Path(path).read_text().strip()
+    assert token.startswith(shown), f"the banner shows {shown}…, the file holds another token"
+    return token
 
 
 def wait_http(service: Service, url: str, timeout: float = 60) -> dict[str, Any]:

@@ -42,8 +42,10 @@ def test_standalone_masks_passwords_and_keeps_one_admin_token(tmp_path: Path) ->
     try:
         banner = first.output()
         assert "  broker: redis://:***@127.0.0.1:1/0" in banner
-        assert f"  token:  {token}  (user admin, scope admin; kept in " in banner
         path = data_dir / ADMIN_TOKEN_FILE
+        assert f"  token:  {token[:8]}…  (user admin, scope admin; kept in {path})\n" in banner
+        assert token not in banner  # nor in the "Try:" lines, which read the file
+        assert f"  export TOKEN=$(cat {path})\n" in banner
         assert path.read_text() == token + "\n"
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         root = url.removesuffix("/service/process-exec")
@@ -69,9 +71,11 @@ def test_standalone_masks_passwords_and_keeps_one_admin_token(tmp_path: Path) ->
     assert FAKE_TOKEN not in output and f"access_token={token}" not in output
     assert "access_token=pe_***" in output  # the access log line, masked
 
-    second, _, again = start_standalone(env, tmp_path / "logs")  # a restart
+    # a restart, the token printed whole for a script
+    second, _, again = start_standalone(env, tmp_path / "logs", options=["--print-token"])
     try:
         assert again == token
+        assert f"  token:  {token}  (user admin, scope admin; kept in " in second.output()
     finally:
         stop_all(second)
     listed = run_cli("token", "list", "--json", env=env)
