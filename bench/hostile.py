@@ -262,6 +262,12 @@ def main(argv: list[str] | None = None) -> None:
         "--slow-interval", type=float, default=3.0, help="seconds between a slow header's lines"
     )
     parser.add_argument("--slow-seconds", type=float, default=15.0, help="each slowloris's length")
+    parser.add_argument(
+        "--slow-burst",
+        action="store_true",
+        help="reopen the connections the server closed all at once at each tick (a connection "
+        "flood every tick), instead of spread evenly over it",
+    )
     args = parser.parse_args(argv)
     slowloris.raise_open_files(args.slow + 1024)  # the API started below inherits it
     with tempfile.TemporaryDirectory(prefix="procexec-hostile-") as folder:
@@ -305,6 +311,7 @@ def main(argv: list[str] | None = None) -> None:
                     sources=sources,
                     interval=args.slow_interval,
                     seconds=args.slow_seconds,
+                    burst=args.slow_burst,
                 )
     if not args.no_bodies:  # the request-body attacks, on an API of their own
         print()

@@ -5,8 +5,9 @@ from its first byte").
 
 `attack(...)` opens `count` such connections from `sources` loopback addresses (127.0.2.1,
 127.0.2.2, …: as many clients; loopback only), and keeps that many open for `seconds`: each
-one the server closes is opened again at the next tick (every `interval` seconds), when each
-open one also sends its next header line. Meanwhile the other client, from 127.0.0.1, calls
+one the server closes is opened again within the next tick (every `interval` seconds: at most
+`count` a tick, spread evenly, or with `burst` all at once at the tick), and at each tick every
+open one sends its next header line. Meanwhile the other client, from 127.0.0.1, calls
 the list (with the read token) and `/healthz` in turn, each with a 5 s timeout. It prints what
 the server did with the slow connections (held, answered 408 after the header timeout, 503
 refused, closed without an answer), the other client's latency (p50, p99) and the calls it
@@ -19,6 +20,7 @@ process's open-files limit is raised as needed) and in time; nothing is asserted
 from __future__ import annotations
 
 import http.client
+import math
 import resource
 import selectors
 import socket
@@ -32,6 +34,8 @@ from pathlib import Path
 HEAD = b"GET /healthz HTTP/1.1\r\nHost: bench\r\n"
 #: what each sends at every tick
 LINE = b"X-Slow: 1\r\n"
+#: how long one pass of the attacker's loop waits for the server's answers and closes
+PASS_SECONDS = 0.05
 #: how long the other client waits for an answer before it counts the call lost
 CALL_TIMEOUT = 5.0
 
@@ -81,8 +85,11 @@ class Outcomes:
 class Slow:
     """The slow connections, kept at `count` from `sources` addresses until `stop`."""
 
-    def __init__(self, port: int, count: int, sources: int, interval: float) -> None:
+    def __init__(
+        self, port: int, count: int, sources: int, interval: float, burst: bool = False
+    ) -> None:
         self.port = port
+        self.burst = burst
         self.count = count
         self.sources = max(1, sources)
         self.interval = interval
@@ -130,18 +137,25 @@ class Slow:
                         self.drop(sock, b"")
                 # held through a whole tick: the server has had its time to refuse them
                 self.outcomes.most_held = max(self.outcomes.most_held, len(self.held()))
-                for _ in range(self.count - len(self.selector.get_map())):  # once a tick
-                    if self.stop.is_set():
-                        break
-                    self.open_one()
-                    self.watch(0)
+                if self.burst:  # all that were closed, at once, once a tick
+                    self.reopen(self.count)
                 next_tick = now + self.interval
-            self.watch(0.05)
+            if not self.burst:  # spread over the tick: at most `count` a tick, evenly
+                self.reopen(math.ceil(self.count * PASS_SECONDS / self.interval))
+            self.watch(PASS_SECONDS)
         held = self.held()
         self.outcomes.held_at_end = len(held)
         for sock in held:
             self.selector.unregister(sock)
             sock.close()
+
+    def reopen(self, most: int) -> None:
+        """Open again up to `most` of the connections the server closed."""
+        for _ in range(min(most, self.count - len(self.selector.get_map()))):
+            if self.stop.is_set():
+                break
+            self.open_one()
+            self.watch(0)
 
     def watch(self, timeout: float) -> None:
         """Take the answers and closes the server sent."""
@@ -197,11 +211,12 @@ def attack(
     sources: int,
     interval: float,
     seconds: float,
+    burst: bool = False,
 ) -> None:
     """Run the attack and print its lines."""
     before = rss_mb(pid)
     alone, _, _ = other_client(port, path, token, time.monotonic() + min(2.0, seconds))
-    slow = Slow(port, count, sources, interval)
+    slow = Slow(port, count, sources, interval, burst)
     thread = threading.Thread(target=slow.run, daemon=True)
     thread.start()
     latencies, made, lost = other_client(port, path, token, time.monotonic() + seconds)
@@ -214,7 +229,8 @@ def attack(
     answered = ", ".join(f"{n} answered {code}" for code, n in sorted(out.answered.items()))
     print(
         f"slowloris: {count:,} connections from {sources} address(es), a header line every "
-        f"{interval:g} s for {seconds:g} s, each one closed reopened at the next tick\n"
+        f"{interval:g} s for {seconds:g} s, each one closed reopened "
+        f"{'at the next tick, all at once' if burst else 'within a tick, spread evenly'}\n"
         f"  slow connections: {out.opened:,} opened, "
         f"at most {out.most_held:,} held through a tick; "
         f"{answered or 'none answered'}, {out.closed_silently:,} closed without an answer, "
