@@ -7,16 +7,24 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from procexec.celery_argv import given, worker_argv
+import click
+
+from procexec import preflight
+from procexec.celery_argv import flower_argv, given, worker_argv
 from procexec.engine.private_files import private_umask
-from procexec.engine.redact import mask_secrets, masked_url, redact_logging
+from procexec.engine.redact import masked_url, redact_logging
 from procexec.engine.settings import Settings, SettingsError
-from procexec.service import Service, build, existing_store, settings
+from procexec.preflight import INTERRUPTED, USAGE, Refused, fail
+from procexec.service import Service, build, existing_store
 from procexec.token_cli import ADMIN_TOKEN_FILE, add_token_commands, standalone_token
+
+if TYPE_CHECKING:
+    from procexec.engine.process import ProcessRegistry
 
 logger = logging.getLogger("procexec")
 
@@ -28,12 +36,26 @@ def _existing_service() -> Service:
     """The service of the environment's settings, on a store a service has made (or
     `StoreMissing`)."""
     config = Settings.from_env()
-    return build(config, store=existing_store(config))
+    registry = preflight.processes(config)
+    return build(config, store=existing_store(config), registry=registry)
+
+
+def _ready(listen: tuple[str, int] | None = None) -> tuple[Settings, ProcessRegistry]:
+    """A service command's settings and processes, the port it is to `listen` on free, its
+    data folder made; or `Refused`, with nothing made."""
+    config = Settings.from_env()
+    registry = preflight.processes(config)
+    if listen is not None:
+        preflight.listening_socket(*listen).close()
+    preflight.data_folder(config)
+    return config, registry
 
 
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    _ready(listen=(args.host, args.port))  # a port taken: one line, not uvicorn's
+    _exit_on_signals()  # uvicorn stops on them, then they end the command (130, 143)
     uvicorn.run(
         "procexec.api.app:app_factory",
         factory=True,
@@ -51,14 +73,9 @@ PASS_THROUGH = ("worker", "beat", "flower")
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """A Celery worker: every `celery worker` option passes through (-n, -Q, -c, -P …)."""
-    from procexec.engine.plugins import load_registry
+    _ready()  # fail now, not on every task (which would leave the executions `triggered`)
     from procexec.workers.tasks import app
 
-    try:  # fail now, not on every task (which would leave the executions `triggered`)
-        load_registry(app.conf.procexec_settings)
-    except RuntimeError as exc:
-        print(f"procexec: {exc}", file=sys.stderr)
-        return 2
     settings = app.conf.procexec_settings
     app.worker_main(worker_argv(args.log_level, args.celery_options, settings.loader_queue))
     return 0
@@ -66,11 +83,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_beat(args: argparse.Namespace) -> int:
     """The beat: every `celery beat` option passes through."""
+    config, _ = _ready()
     from procexec.workers.tasks import app
 
     argv = ["beat", f"--loglevel={args.log_level}"]
     if not given(args.celery_options, "-s", "--schedule"):
-        argv.append(f"--schedule={settings().data_dir / 'celerybeat-schedule'}")
+        argv.append(f"--schedule={config.data_dir / 'celerybeat-schedule'}")
     if not given(args.celery_options, "-S", "--scheduler"):
         argv.append("--scheduler=procexec.workers.beat:ProcessScheduler")
     app.start([*argv, *args.celery_options])
@@ -79,10 +97,11 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
 def cmd_flower(args: argparse.Namespace) -> int:
     """Flower on procexec's Celery app: every Flower option passes through (--port,
-    --basic-auth …)."""
+    --basic-auth …), spelt `--port=5555` (Flower's) or `--port 5555` (Celery's)."""
+    preflight.data_folder(Settings.from_env())
     from procexec.workers.tasks import app
 
-    app.start(["flower", f"--loglevel={args.log_level}", *args.celery_options])
+    app.start(["flower", f"--loglevel={args.log_level}", *flower_argv(args.celery_options)])
     return 0
 
 
@@ -91,26 +110,51 @@ def _command(*argv: str) -> list[str]:
     return [sys.executable, "-m", "procexec.cli", *argv]
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
+def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+def _exit_on_signals() -> None:
+    """SIGINT and SIGTERM end the command with 128 + the signal's number, once uvicorn (which
+    raises them again, with the handler it found, after its shutdown) has stopped: no
+    KeyboardInterrupt traceback, and standalone's `finally` stops its children."""
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
 
 
 def cmd_standalone(args: argparse.Namespace) -> int:
     """API, worker and beat in one command, on the embedded store and broker by default.
 
-    The worker and the beat are supervised (`workers.supervisor`): restarted when they die,
-    and the whole command ends, non-zero, when one cannot start.
+    The settings, the processes, the port and the data folder are checked, in that order,
+    before anything is started or printed. The worker and the beat are supervised
+    (`workers.supervisor`): restarted when they die, and the whole command ends, non-zero,
+    when one cannot start.
     """
+    # with the default handlers, the signal raised again after uvicorn's shutdown would kill
+    # the process at once (or raise KeyboardInterrupt) and orphan the worker and beat below
+    _exit_on_signals()
+    config = Settings.from_env()
+    registry = preflight.processes(config)
+    listening = preflight.listening_socket(args.host, args.port)
+    try:
+        preflight.data_folder(config)
+        return _serve_standalone(args, config, registry, listening)
+    finally:
+        listening.close()
+
+
+def _serve_standalone(
+    args: argparse.Namespace,
+    config: Settings,
+    registry: ProcessRegistry,
+    listening: socket.socket,
+) -> int:
     import uvicorn
 
     from procexec.api.app import create_app
     from procexec.engine.store import open_store
     from procexec.workers.supervisor import Supervisor
 
-    # uvicorn shuts down on SIGTERM, then raises it again with the handler it found: with the
-    # default handler the process would die at once and orphan the worker and beat below.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    config = settings()
     store = open_store(config.store_url)
     token = standalone_token(store, config.data_dir, args.user)
     server: uvicorn.Server | None = None
@@ -137,7 +181,7 @@ def cmd_standalone(args: argparse.Namespace) -> int:
             supervisor.stopping()  # the children get Ctrl-C too: their deaths are no crash
             super().handle_exit(sig, frame)
 
-    app = create_app(config, store=store, children=supervisor.status)
+    app = create_app(config, store=store, registry=registry, children=supervisor.status)
     server = Server(
         uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level.lower())
     )
@@ -158,9 +202,11 @@ def cmd_standalone(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        server.run()
+        server.run(sockets=[listening])
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this short
+        # a second signal must not cut this short
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         supervisor.stop()
     if supervisor.gave_up is not None:
         print(f"procexec standalone: {supervisor.gave_up}", file=sys.stderr, flush=True)
@@ -201,8 +247,7 @@ def cmd_process(args: argparse.Namespace) -> int:
                 store, registry, args.name, schedule=args.crontab, timezone=args.timezone
             )
     except ProcexecError as exc:
-        print(f"procexec: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc, USAGE)
     item = describe(changed)
     print(
         f"{item['name']}: {'enabled' if item['enabled'] else 'disabled'}, "
@@ -223,8 +268,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             service.store, args.execution_id, user=args.user, revoke=service.revoke
         )
     except ProcexecError as exc:
-        print(f"procexec: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc, USAGE)
     print(f"{doc['_id']}: {doc['status']} ({doc['message']})")
     return 0
 
@@ -247,8 +291,7 @@ def cmd_store_check(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:  # asked whether the database is there, it did not answer
         report = StoreReport(kind_of(url), reachable=False, error=str(exc))
     except (ValueError, ProcexecError) as exc:
-        print(f"procexec: {mask_secrets(str(exc))}", file=sys.stderr)
-        return 2
+        return fail(exc, USAGE)
     print(as_json(url, report) if args.json else as_text(url, report))
     return 0 if report.healthy else 1
 
@@ -356,12 +399,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     redact_logging()
-    try:  # a setting procexec cannot use stops every command here, in one line
-        Settings.from_env()
+    try:
+        Settings.from_env()  # a setting procexec cannot use stops every command here
+        return int(args.handler(args) or 0)
     except SettingsError as exc:
-        print(f"procexec: {exc}", file=sys.stderr)
-        return 2
-    return int(args.handler(args) or 0)
+        return fail(exc, USAGE)
+    except Refused as exc:
+        return fail(exc, exc.status)
+    except click.ClickException as exc:  # an option Celery's command does not take
+        return fail(exc.format_message(), USAGE)
+    except KeyboardInterrupt:  # Ctrl-C: stopped as asked, nothing to explain
+        return INTERRUPTED
 
 
 if __name__ == "__main__":
