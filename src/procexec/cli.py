@@ -6,22 +6,21 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import socket
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from procexec import preflight
 from procexec.celery_argv import flower_argv, given, worker_argv
 from procexec.engine.private_files import private_umask
-from procexec.engine.redact import masked_url, redact_logging
+from procexec.engine.redact import redact_logging
 from procexec.engine.settings import Settings, SettingsError
 from procexec.preflight import INTERRUPTED, USAGE, Refused, fail
 from procexec.service import Service, build, existing_store
-from procexec.token_cli import ADMIN_TOKEN_FILE, add_token_commands, standalone_token
+from procexec.standalone import cmd_standalone
+from procexec.token_cli import add_token_commands
 
 if TYPE_CHECKING:
     from procexec.engine.process import ProcessRegistry
@@ -55,7 +54,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     _ready(listen=(args.host, args.port))  # a port taken: one line, not uvicorn's
-    _exit_on_signals()  # uvicorn stops on them, then they end the command (130, 143)
+    preflight.exit_on_signals()  # uvicorn stops on them, then they end the command (130, 143)
     uvicorn.run(
         "procexec.api.app:app_factory",
         factory=True,
@@ -102,115 +101,6 @@ def cmd_flower(args: argparse.Namespace) -> int:
     from procexec.workers.tasks import app
 
     app.start(["flower", f"--loglevel={args.log_level}", *flower_argv(args.celery_options)])
-    return 0
-
-
-def _command(*argv: str) -> list[str]:
-    """`procexec ARGV` with this interpreter."""
-    return [sys.executable, "-m", "procexec.cli", *argv]
-
-
-def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _exit_on_signals() -> None:
-    """SIGINT and SIGTERM end the command with 128 + the signal's number, once uvicorn (which
-    raises them again, with the handler it found, after its shutdown) has stopped: no
-    KeyboardInterrupt traceback, and standalone's `finally` stops its children."""
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    signal.signal(signal.SIGINT, _exit_on_signal)
-
-
-def cmd_standalone(args: argparse.Namespace) -> int:
-    """API, worker and beat in one command, on the embedded store and broker by default.
-
-    The settings, the processes, the port and the data folder are checked, in that order,
-    before anything is started or printed. The worker and the beat are supervised
-    (`workers.supervisor`): restarted when they die, and the whole command ends, non-zero,
-    when one cannot start.
-    """
-    # with the default handlers, the signal raised again after uvicorn's shutdown would kill
-    # the process at once (or raise KeyboardInterrupt) and orphan the worker and beat below
-    _exit_on_signals()
-    config = Settings.from_env()
-    registry = preflight.processes(config)
-    listening = preflight.listening_socket(args.host, args.port)
-    try:
-        preflight.data_folder(config)
-        return _serve_standalone(args, config, registry, listening)
-    finally:
-        listening.close()
-
-
-def _serve_standalone(
-    args: argparse.Namespace,
-    config: Settings,
-    registry: ProcessRegistry,
-    listening: socket.socket,
-) -> int:
-    import uvicorn
-
-    from procexec.api.app import create_app
-    from procexec.engine.store import open_store
-    from procexec.workers.supervisor import Supervisor
-
-    store = open_store(config.store_url)
-    token = standalone_token(store, config.data_dir, args.user)
-    server: uvicorn.Server | None = None
-
-    def give_up(reason: str) -> None:
-        if server is not None:
-            server.should_exit = True
-
-    supervisor = Supervisor(
-        {
-            "worker": _command(
-                "worker",
-                f"--concurrency={args.concurrency}",
-                f"--pool={args.pool}",
-                f"--log-level={args.log_level}",
-            ),
-            "beat": _command("beat", f"--log-level={args.log_level}"),
-        },
-        on_give_up=give_up,
-    )
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            supervisor.stopping()  # the children get Ctrl-C too: their deaths are no crash
-            super().handle_exit(sig, frame)
-
-    app = create_app(config, store=store, registry=registry, children=supervisor.status)
-    server = Server(
-        uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level.lower())
-    )
-    redact_logging()  # uvicorn's handlers are made: no password or token in any log line
-    supervisor.start()
-    url = f"http://{args.host}:{args.port}/service/process-exec"
-    broker = masked_url(config.broker_url or f"embedded (filesystem) in {config.data_dir}")
-    token_file = config.data_dir / ADMIN_TOKEN_FILE
-    print(
-        f"procexec standalone\n"
-        f"  API:    {url}\n"
-        f"  store:  {masked_url(config.store_url)}\n"
-        f"  broker: {broker}\n"
-        f"  token:  {token}  (user {args.user}, scope admin; kept in {token_file})\n\n"
-        f"Try:\n"
-        f"  curl -X POST -H 'Authorization: Bearer {token}' -d '{{\"name\":\"ECB_FX\"}}' {url}/v1\n"
-        f"  curl -H 'Authorization: Bearer {token}' '{url}/v1?name=ECB_FX'\n",
-        flush=True,
-    )
-    try:
-        server.run(sockets=[listening])
-    finally:
-        # a second signal must not cut this short
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        supervisor.stop()
-    if supervisor.gave_up is not None:
-        print(f"procexec standalone: {supervisor.gave_up}", file=sys.stderr, flush=True)
-        return 1
     return 0
 
 

@@ -2,6 +2,8 @@
 one line on stderr, `procexec: ` and why (passwords and tokens masked), and an exit status of
 its own, never a traceback. docs/operations.md lists the statuses.
 
+SIGINT and SIGTERM end standalone and api with 128 + the signal's number (`exit_on_signals`).
+
 A service command (standalone, api, worker, beat, flower) checks its data folder and its
 processes first, and standalone its port, so that a mistake stops it before any child is
 started, any banner printed or any file written.
@@ -10,6 +12,7 @@ started, any banner printed or any file written.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -90,3 +93,15 @@ def listening_socket(host: str, port: int) -> socket.socket:
         where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
         raise Refused(f"cannot listen on {where}: {exc.strerror or exc}", CANNOT_START) from None
     return sock
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def exit_on_signals() -> None:
+    """SIGINT and SIGTERM end the command with 128 + the signal's number, once uvicorn (which
+    raises them again, with the handler it found, after its shutdown) has stopped: no
+    KeyboardInterrupt traceback, and standalone's `finally` stops its children."""
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
