@@ -48,6 +48,13 @@ class StoreUnavailable(ProcexecError):
     status_code = 503
 
 
+class BrokerUnavailable(ProcexecError):
+    """The broker did not take a task; the message, one line, names the broker (its password
+    masked) and its error."""
+
+    status_code = 503
+
+
 class QueryTimeout(ProcexecError):
     """A read served by the API ran past its time limit (`Settings.read_timeout`) and was stopped.
 

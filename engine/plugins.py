@@ -38,6 +38,10 @@ def load_registry(settings: Settings) -> ProcessRegistry:
             module = importlib.import_module(name)
         except ImportError as exc:
             raise RuntimeError(f"{variable}: cannot import module {name!r}: {exc}") from exc
+        except Exception as exc:  # its own code failed: its error, in one line
+            raise RuntimeError(
+                f"{variable}: importing module {name!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
         if registry.add_module(module) == 0:
             raise RuntimeError(f"{variable}: module {name!r} defines no Process")
     return registry

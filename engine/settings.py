@@ -3,12 +3,16 @@ environment variable, with its default, its description and its checks.
 
 `Settings.from_env()` reads them from the environment (or, given one, from a mapping alone);
 a value procexec cannot use is a `SettingsError` whose one line names the variable and the
-value. docs/operations.md's settings table documents every field with its default
+value, and so is a `PROCEXEC_*` variable that no one reads (`Settings.known`: the fields'
+variables, which every new field joins, and `OTHER_VARIABLES`), named with the closest known
+one: a misspelt setting is not left to fall back silently on its default.
+docs/operations.md's settings table documents every field with its default
 (tests/test_settings_documented.py walks the fields to hold it so).
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import math
 import os
@@ -17,14 +21,28 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from procexec.engine.redact import masked_url
 
 #: what every setting's variable starts with
 ENV_PREFIX = "PROCEXEC_"
 
-#: the values of a yes/no setting that mean no (case and blanks around ignored)
-_FALSE = {"0", "false", "no", "off", ""}
+#: the `PROCEXEC_*` names that are no setting of the service yet no mistake either: the
+#: client's variables (the docs' examples and the SDK read them), the image's build argument,
+#: and (ending in `*`) the prefixes of the test suite's own variables
+OTHER_VARIABLES = (
+    "PROCEXEC_URL",
+    "PROCEXEC_TOKEN",
+    "PROCEXEC_UID",
+    "PROCEXEC_TEST_*",
+    "PROCEXEC_REQUIRE_*",
+)
+#: what a store URL starts with (`engine.store.open_store` opens these)
+STORE_SCHEMES = ("sqlite://", "mongodb://", "mongodb+srv://")
+#: pydantic's reading of a yes/no value (true/false, yes/no, on/off, 1/0, any case)
+_BOOLEAN = TypeAdapter(bool)
 #: a host name entry of `fetch_allow`: `*`, `*.example.com` or `example.com` (not all digits
 #: and dots, which is an address)
 _HOST_ENTRY = re.compile(
@@ -146,10 +164,45 @@ class Settings(BaseSettings):
         return alias if isinstance(alias, str) else ENV_PREFIX + field.upper()
 
     @classmethod
+    def variables(cls) -> tuple[str, ...]:
+        """Every field's variable."""
+        return tuple(cls.env_name(field) for field in cls.model_fields)
+
+    @classmethod
+    def known(cls, variable: str) -> bool:
+        """Whether `variable` is a field's or one of `OTHER_VARIABLES` (by name or prefix)."""
+        if variable in cls.variables():
+            return True
+        return any(
+            variable.startswith(other[:-1]) if other.endswith("*") else variable == other
+            for other in OTHER_VARIABLES
+        )
+
+    @classmethod
+    def unknown(cls, env: Mapping[str, str]) -> list[str]:
+        """A line for each `PROCEXEC_*` variable of `env` that is not `known`, naming the
+        closest known one."""
+        names = [*cls.variables(), *(o for o in OTHER_VARIABLES if not o.endswith("*"))]
+        # compared without the prefix, which every name shares
+        suffixes = {name.removeprefix(ENV_PREFIX): name for name in names}
+        lines = []
+        for variable in sorted(env):
+            if not variable.startswith(ENV_PREFIX) or cls.known(variable):
+                continue
+            suffix = variable.removeprefix(ENV_PREFIX)
+            closest = difflib.get_close_matches(suffix, suffixes, n=1, cutoff=0.6)
+            hint = f" (did you mean {suffixes[closest[0]]}?)" if closest else ""
+            lines.append(f"unknown setting {variable}{hint}")
+        return lines
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """The settings of `env`'s variables (the environment's by default; a mapping given is
-        read alone). A value that cannot be used is a `SettingsError`."""
+        read alone). A value that cannot be used, or a `PROCEXEC_*` variable that is not
+        `known`, is a `SettingsError`."""
         env = os.environ if env is None else env
+        if unknown := cls.unknown(env):
+            raise SettingsError("; ".join(unknown))
         given: dict[str, Any] = {}
         for name in cls.model_fields:
             variable = cls.env_name(name)
@@ -175,6 +228,11 @@ class Settings(BaseSettings):
         blank = isinstance(value, str) and not value.strip()
         if blank and isinstance(data_dir := info.data.get("data_dir"), Path):
             return f"sqlite:///{data_dir / 'procexec.db'}"
+        if isinstance(value, str) and not value.startswith(STORE_SCHEMES):
+            raise ValueError(
+                f"{cls.env_name(_field(info))}: '{masked_url(value)}' is no store URL procexec "
+                "takes: use sqlite:///… or mongodb://…"
+            )
         return value
 
     @field_validator("broker_url", mode="before")
@@ -212,10 +270,20 @@ class Settings(BaseSettings):
 
     @field_validator("examples", mode="before")
     @classmethod
-    def _yes_or_no(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return value.strip().lower() not in _FALSE
-        return value
+    def _yes_or_no(cls, value: Any, info: ValidationInfo) -> Any:
+        """pydantic's spellings of yes and no, in any case; blank is the default."""
+        if not isinstance(value, str):
+            return value
+        name = _field(info)
+        if not value.strip():
+            return cls.model_fields[name].default
+        try:
+            return _BOOLEAN.validate_python(value.strip())
+        except ValidationError:
+            raise ValueError(
+                f"{cls.env_name(name)}: '{value}' is neither true nor false "
+                "(true/false, yes/no, on/off, 1/0)"
+            ) from None
 
     @field_validator(
         "log_flush_interval",

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from procexec.engine.domain import Status, Trigger
-from procexec.engine.errors import BadRequest, NotFound, excerpt
+from procexec.engine.errors import BadRequest, BrokerUnavailable, NotFound, excerpt
 from procexec.engine.process import ProcessRegistry
 from procexec.engine.store.base import ExecutionStore, Update
 from procexec.engine.timeutil import iso_ms
@@ -120,6 +120,12 @@ class TriggerService:
             process = self._process_of(execution_id)
         try:
             self.dispatch(execution_id, delay, process)
+        except BrokerUnavailable as exc:  # an outage, not a bug: one line
+            logger.error(
+                "dispatching %s failed (%s); it stays triggered for redelivery", execution_id, exc
+            )
+            self._undispatched(execution_id)
+            return False
         except Exception:
             logger.exception(
                 "dispatching %s failed; it stays triggered for redelivery", execution_id
@@ -137,6 +143,13 @@ class TriggerService:
             process = self._process_of(execution_id)
         try:
             self.hand_off(execution_id, ticket, process)
+        except BrokerUnavailable as exc:
+            logger.error(
+                "handing %s to the loader queue failed (%s); the housekeeper sends it again",
+                execution_id,
+                exc,
+            )
+            return False
         except Exception:
             logger.exception(
                 "handing %s to the loader queue failed; the housekeeper sends it again",

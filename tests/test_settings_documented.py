@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from procexec.engine.settings import Settings, SettingsError
+from procexec.engine.settings import OTHER_VARIABLES, Settings, SettingsError
 from tests.test_layout import MODULES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +68,46 @@ def test_the_package_reads_no_variable_that_is_no_setting() -> None:
         for path in MODULES.values()
         for found in re.findall(r"\bPROCEXEC_[A-Z_]+\b", path.read_text())
     }
-    assert named - set(FIELDS) == set()
+    # the other names procexec knows are listed where it says which names it knows
+    others = {name.removesuffix("*") for name in OTHER_VARIABLES}
+    assert named - set(FIELDS) - others == set()
+
+
+#: a `PROCEXEC_*` name, unless it is shown refused
+UNKNOWN_OR_NOT = r"(?<!unknown setting )\bPROCEXEC_[A-Z0-9_]*[A-Z0-9]\b"
+#: the files that name unknown variables on purpose (to see them refused)
+ON_PURPOSE = {
+    "tests/engine/test_settings.py",
+    "tests/integration/test_one_line_errors.py",
+    "tests/test_settings_documented.py",
+}
+
+
+def test_every_procexec_variable_of_the_project_is_known() -> None:
+    """What the tests, the benches, the build files, CI and the docs set or read is a setting
+    or one of the names the settings know: none is refused as unknown."""
+    files = [
+        path
+        for path in ROOT.rglob("*")
+        if path.is_file()
+        and not {".venv", ".git", ".procexec", "node_modules"} & set(path.parts)
+        and str(path.relative_to(ROOT)) not in ON_PURPOSE
+        and (
+            path.suffix in {".py", ".md", ".yml", ".yaml", ".toml", ".sh", ".cfg", ".txt"}
+            or path.name in {"Makefile", "Dockerfile"}
+            or path.parent.name == ".ci"
+        )
+    ]
+    named = {
+        found
+        for path in files
+        # (but for the example of a refusal: `unknown setting PROCEXEC_BROKER`)
+        for found in re.findall(UNKNOWN_OR_NOT, " ".join(path.read_text(errors="ignore").split()))
+    }
+    # each kind of name is found: a setting, a client's, the image's, the test suite's
+    assert {"PROCEXEC_LOADER_QUEUE", "PROCEXEC_URL", "PROCEXEC_UID"} <= named
+    assert {"PROCEXEC_TEST_MONGODB_URI", "PROCEXEC_REQUIRE_REDIS"} <= named
+    assert {name for name in named if not Settings.known(name)} == set()
 
 
 @pytest.mark.parametrize(
@@ -79,7 +118,7 @@ def test_the_package_reads_no_variable_that_is_no_setting() -> None:
         ("data_dir", "`./procexec`"),  # another folder
         ("store_url", "`sqlite:///$PROCEXEC_DATA_DIR/other.db`"),  # another file
         ("store_url", ""),  # a default left out
-        ("examples", ""),  # empty is a value of its own here: no examples
+        ("examples", ""),  # a default left out (empty is the default, `true`)
         ("loader_queue", ""),  # empty is a value of its own here: no hand-off
         ("broker_url", "embedded"),  # a word, not a value
         ("max_log_lines", "`lots`"),  # no value of the variable at all

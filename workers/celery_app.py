@@ -7,17 +7,19 @@ fanout (so `inspect` and Flower work).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
 
 from procexec.engine.cancellation import Revoke
+from procexec.engine.errors import BrokerUnavailable
 from procexec.engine.private_files import private_folder
-from procexec.engine.redact import redact_logging
+from procexec.engine.redact import mask_secrets, masked_url, redact_logging
 from procexec.engine.settings import Settings
 from procexec.engine.trigger_service import Dispatch, HandOff
 from procexec.workers.fs_transport import SCHEME
@@ -111,13 +113,14 @@ def celery_dispatch(settings: Settings, app: Celery | None = None) -> Dispatch:
     def dispatch(execution_id: str, delay: float, process: str | None) -> None:
         # The task id is the execution id, so that cancelling can revoke it by name; its
         # keyword arguments name the process, for Flower and `celery inspect`.
-        app.send_task(
-            RUN_TASK,
-            kwargs={"execution_id": execution_id, "process": process},
-            task_id=execution_id,
-            countdown=delay or None,
-            queue=QUEUE,
-        )
+        with _broker_errors(settings):
+            app.send_task(
+                RUN_TASK,
+                kwargs={"execution_id": execution_id, "process": process},
+                task_id=execution_id,
+                countdown=delay or None,
+                queue=QUEUE,
+            )
 
     return dispatch
 
@@ -135,14 +138,32 @@ def celery_hand_off(settings: Settings, app: Celery | None = None) -> HandOff | 
     queue = settings.loader_queue
 
     def hand_off(execution_id: str, ticket: str, process: str | None) -> None:
-        app.send_task(
-            LOAD_TASK,
-            kwargs={"execution_id": execution_id, "process": process, "ticket": ticket},
-            task_id=load_task_id(execution_id),
-            queue=queue,
-        )
+        with _broker_errors(settings):
+            app.send_task(
+                LOAD_TASK,
+                kwargs={"execution_id": execution_id, "process": process, "ticket": ticket},
+                task_id=load_task_id(execution_id),
+                queue=queue,
+            )
 
     return hand_off
+
+
+def broker_name(settings: Settings) -> str:
+    """The broker, as shown: its URL with the password masked, or the embedded one's folder."""
+    if settings.broker_url is None:
+        return f"embedded (filesystem) in {settings.data_dir / 'broker'}"
+    return masked_url(settings.broker_url)
+
+
+@contextlib.contextmanager
+def _broker_errors(settings: Settings) -> Iterator[None]:
+    """What the broker raises, as a `BrokerUnavailable` naming the broker and the error."""
+    try:
+        yield
+    except Exception as exc:
+        reason = " ".join(mask_secrets(f"{type(exc).__name__}: {exc}").split())
+        raise BrokerUnavailable(f"broker {broker_name(settings)}: {reason}") from exc
 
 
 def celery_ping(settings: Settings, app: Celery | None = None) -> Callable[[], None]:

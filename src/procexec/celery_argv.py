@@ -29,3 +29,22 @@ def worker_argv(log_level: str, options: Sequence[str], loader_queue: str) -> li
     if not given(options, "-Q", "--queues"):
         argv.append(f"--queues={QUEUE},{loader_queue}" if loader_queue else f"--queues={QUEUE}")
     return [*argv, *options]
+
+
+def flower_argv(options: Sequence[str]) -> list[str]:
+    """Flower's options as Flower reads them: `--port=5555`, where Celery's own commands (and
+    `procexec flower --port 5555`) may give the value as the next argument. A flag of Flower's
+    (`--debug`) and what is not one of its options pass as they are."""
+    import flower.options  # noqa: F401  (defines Flower's options in tornado's)
+    from tornado.options import options as defined
+
+    valued = {name for name, option in defined._options.items() if option.type is not bool}
+    argv: list[str] = []
+    rest = list(options)
+    while rest:
+        option = rest.pop(0)
+        name = option[2:].replace("_", "-")
+        if option.startswith("--") and name in valued and rest and not rest[0].startswith("--"):
+            option = f"{option}={rest.pop(0)}"
+        argv.append(option)
+    return argv

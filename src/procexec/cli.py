@@ -6,18 +6,24 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shlex
-import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
-from procexec.celery_argv import given, worker_argv
+import click
+
+from procexec import preflight
+from procexec.celery_argv import flower_argv, given, worker_argv
 from procexec.engine.private_files import private_umask
-from procexec.engine.redact import mask_secrets, masked_url, redact_logging
+from procexec.engine.redact import redact_logging
 from procexec.engine.settings import Settings, SettingsError
-from procexec.service import Service, build, existing_store, settings
-from procexec.token_cli import ADMIN_TOKEN_FILE, add_token_commands, shown_token, standalone_token
+from procexec.preflight import INTERRUPTED, USAGE, Refused, fail
+from procexec.service import Service, build, existing_store
+from procexec.standalone import cmd_standalone
+from procexec.token_cli import add_token_commands
+
+if TYPE_CHECKING:
+    from procexec.engine.process import ProcessRegistry
 
 logger = logging.getLogger("procexec")
 
@@ -29,12 +35,26 @@ def _existing_service() -> Service:
     """The service of the environment's settings, on a store a service has made (or
     `StoreMissing`)."""
     config = Settings.from_env()
-    return build(config, store=existing_store(config))
+    registry = preflight.processes(config)
+    return build(config, store=existing_store(config), registry=registry)
+
+
+def _ready(listen: tuple[str, int] | None = None) -> tuple[Settings, ProcessRegistry]:
+    """A service command's settings and processes, the port it is to `listen` on free, its
+    data folder made; or `Refused`, with nothing made."""
+    config = Settings.from_env()
+    registry = preflight.processes(config)
+    if listen is not None:
+        preflight.listening_socket(*listen).close()
+    preflight.data_folder(config)
+    return config, registry
 
 
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    _ready(listen=(args.host, args.port))  # a port taken: one line, not uvicorn's
+    preflight.exit_on_signals()  # uvicorn stops on them, then they end the command (130, 143)
     from procexec.api.server import BoundedHttpProtocol
 
     uvicorn.run(
@@ -55,14 +75,9 @@ PASS_THROUGH = ("worker", "beat", "flower")
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """A Celery worker: every `celery worker` option passes through (-n, -Q, -c, -P …)."""
-    from procexec.engine.plugins import load_registry
+    _ready()  # fail now, not on every task (which would leave the executions `triggered`)
     from procexec.workers.tasks import app
 
-    try:  # fail now, not on every task (which would leave the executions `triggered`)
-        load_registry(app.conf.procexec_settings)
-    except RuntimeError as exc:
-        print(f"procexec: {exc}", file=sys.stderr)
-        return 2
     settings = app.conf.procexec_settings
     app.worker_main(worker_argv(args.log_level, args.celery_options, settings.loader_queue))
     return 0
@@ -70,11 +85,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_beat(args: argparse.Namespace) -> int:
     """The beat: every `celery beat` option passes through."""
+    config, _ = _ready()
     from procexec.workers.tasks import app
 
     argv = ["beat", f"--loglevel={args.log_level}"]
     if not given(args.celery_options, "-s", "--schedule"):
-        argv.append(f"--schedule={settings().data_dir / 'celerybeat-schedule'}")
+        argv.append(f"--schedule={config.data_dir / 'celerybeat-schedule'}")
     if not given(args.celery_options, "-S", "--scheduler"):
         argv.append("--scheduler=procexec.workers.beat:ProcessScheduler")
     app.start([*argv, *args.celery_options])
@@ -83,101 +99,11 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
 def cmd_flower(args: argparse.Namespace) -> int:
     """Flower on procexec's Celery app: every Flower option passes through (--port,
-    --basic-auth …)."""
+    --basic-auth …), spelt `--port=5555` (Flower's) or `--port 5555` (Celery's)."""
+    preflight.data_folder(Settings.from_env())
     from procexec.workers.tasks import app
 
-    app.start(["flower", f"--loglevel={args.log_level}", *args.celery_options])
-    return 0
-
-
-def _command(*argv: str) -> list[str]:
-    """`procexec ARGV` with this interpreter."""
-    return [sys.executable, "-m", "procexec.cli", *argv]
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
-def cmd_standalone(args: argparse.Namespace) -> int:
-    """API, worker and beat in one command, on the embedded store and broker by default.
-
-    The worker and the beat are supervised (`workers.supervisor`): restarted when they die,
-    and the whole command ends, non-zero, when one cannot start.
-    """
-    import uvicorn
-
-    from procexec.api.app import create_app
-    from procexec.api.server import BoundedHttpProtocol
-    from procexec.engine.store import open_store
-    from procexec.workers.supervisor import Supervisor
-
-    # uvicorn shuts down on SIGTERM, then raises it again with the handler it found: with the
-    # default handler the process would die at once and orphan the worker and beat below.
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    config = settings()
-    store = open_store(config.store_url)
-    token = standalone_token(store, config.data_dir, args.user)
-    server: uvicorn.Server | None = None
-
-    def give_up(reason: str) -> None:
-        if server is not None:
-            server.should_exit = True
-
-    supervisor = Supervisor(
-        {
-            "worker": _command(
-                "worker",
-                f"--concurrency={args.concurrency}",
-                f"--pool={args.pool}",
-                f"--log-level={args.log_level}",
-            ),
-            "beat": _command("beat", f"--log-level={args.log_level}"),
-        },
-        on_give_up=give_up,
-    )
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            supervisor.stopping()  # the children get Ctrl-C too: their deaths are no crash
-            super().handle_exit(sig, frame)
-
-    app = create_app(config, store=store, children=supervisor.status)
-    server = Server(
-        uvicorn.Config(
-            app,
-            host=args.host,
-            port=args.port,
-            log_level=args.log_level.lower(),
-            http=BoundedHttpProtocol,
-        )
-    )
-    redact_logging()  # uvicorn's handlers are made: no password or token in any log line
-    supervisor.start()
-    url = f"http://{args.host}:{args.port}/service/process-exec"
-    broker = masked_url(config.broker_url or f"embedded (filesystem) in {config.data_dir}")
-    token_file = config.data_dir / ADMIN_TOKEN_FILE
-    shown = token if args.print_token else shown_token(token)
-    print(
-        f"procexec standalone\n"
-        f"  API:    {url}\n"
-        f"  store:  {masked_url(config.store_url)}\n"
-        f"  broker: {broker}\n"
-        f"  token:  {shown}  (user {args.user}, scope admin; kept in {token_file})\n\n"
-        f"Try:\n"
-        f"  export TOKEN=$(cat {shlex.quote(str(token_file))})\n"
-        f'  curl -X POST -H "Authorization: Bearer $TOKEN" -d \'{{"name":"ECB_FX"}}\' {url}/v1\n'
-        f"  curl -H \"Authorization: Bearer $TOKEN\" '{url}/v1?name=ECB_FX'\n",
-        flush=True,
-    )
-    try:
-        server.run()
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut this short
-        supervisor.stop()
-    if supervisor.gave_up is not None:
-        print(f"procexec standalone: {supervisor.gave_up}", file=sys.stderr, flush=True)
-        return 1
+    app.start(["flower", f"--loglevel={args.log_level}", *flower_argv(args.celery_options)])
     return 0
 
 
@@ -214,8 +140,7 @@ def cmd_process(args: argparse.Namespace) -> int:
                 store, registry, args.name, schedule=args.crontab, timezone=args.timezone
             )
     except ProcexecError as exc:
-        print(f"procexec: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc, USAGE)
     item = describe(changed)
     print(
         f"{item['name']}: {'enabled' if item['enabled'] else 'disabled'}, "
@@ -236,8 +161,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             service.store, args.execution_id, user=args.user, revoke=service.revoke
         )
     except ProcexecError as exc:
-        print(f"procexec: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc, USAGE)
     print(f"{doc['_id']}: {doc['status']} ({doc['message']})")
     return 0
 
@@ -260,8 +184,7 @@ def cmd_store_check(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:  # asked whether the database is there, it did not answer
         report = StoreReport(kind_of(url), reachable=False, error=str(exc))
     except (ValueError, ProcexecError) as exc:
-        print(f"procexec: {mask_secrets(str(exc))}", file=sys.stderr)
-        return 2
+        return fail(exc, USAGE)
     print(as_json(url, report) if args.json else as_text(url, report))
     return 0 if report.healthy else 1
 
@@ -374,12 +297,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     redact_logging()
-    try:  # a setting procexec cannot use stops every command here, in one line
-        Settings.from_env()
+    try:
+        Settings.from_env()  # a setting procexec cannot use stops every command here
+        return int(args.handler(args) or 0)
     except SettingsError as exc:
-        print(f"procexec: {exc}", file=sys.stderr)
-        return 2
-    return int(args.handler(args) or 0)
+        return fail(exc, USAGE)
+    except Refused as exc:
+        return fail(exc, exc.status)
+    except click.ClickException as exc:  # an option Celery's command does not take
+        return fail(exc.format_message(), USAGE)
+    except KeyboardInterrupt:  # Ctrl-C: stopped as asked, nothing to explain
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from procexec.engine.tokens import (
     revoke,
     verify_token,
 )
+from procexec.preflight import USAGE, fail
 
 #: the file in the data folder that holds `procexec standalone`'s admin token
 ADMIN_TOKEN_FILE = "admin-token"
@@ -41,9 +41,9 @@ def _check_processes(names: list[str]) -> None:
     reads nothing)."""
     if not names:
         return
-    from procexec.engine.plugins import load_registry
+    from procexec.preflight import processes
 
-    known = {process.name for process in load_registry(Settings.from_env())}
+    known = {process.name for process in processes(Settings.from_env())}
     unknown = [name for name in names if name not in known]
     if unknown:
         raise TokenError(
@@ -65,8 +65,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
             processes=args.process,
         )
     except (ValueError, ProcexecError) as exc:
-        print(f"procexec: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc, USAGE)
     print(token)
     return 0
 
@@ -90,8 +89,7 @@ def cmd_token_list(args: argparse.Namespace) -> int:
     try:
         records = _store().token_records()
     except ProcexecError as exc:
-        print(f"procexec: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc, USAGE)
     moment = iso_ms()
     items = [describe(record, moment) for record in records]
     if not args.all:
@@ -121,8 +119,7 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
     try:
         record, now = revoke(_store(), args.token_id)
     except (ValueError, ProcexecError) as exc:
-        print(f"procexec: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc, USAGE)
     if now:
         print(
             f"revoked {record.id} (user {record.user}, scope {record.scope}): every API "

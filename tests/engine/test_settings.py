@@ -99,6 +99,102 @@ def test_every_bad_value_is_named() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        ("PROCEXEC_BROKER", "unknown setting PROCEXEC_BROKER (did you mean PROCEXEC_BROKER_URL?)"),
+        (
+            "PROCEXEC_RETENTION_DAY",
+            "unknown setting PROCEXEC_RETENTION_DAY (did you mean PROCEXEC_RETENTION_DAYS?)",
+        ),
+        ("PROCEXEC_DATADIR", "unknown setting PROCEXEC_DATADIR (did you mean PROCEXEC_DATA_DIR?)"),
+        ("PROCEXEC_TOKN", "unknown setting PROCEXEC_TOKN (did you mean PROCEXEC_TOKEN?)"),
+        ("PROCEXEC_COLOUR", "unknown setting PROCEXEC_COLOUR"),  # nothing close
+    ],
+)
+def test_an_unknown_variable_is_refused_with_the_closest_known_one(
+    variable: str, message: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"PROCEXEC_DATA_DIR": "/unused", variable: "redis://127.0.0.1/0"})
+    assert str(caught.value) == message
+
+
+def test_every_unknown_variable_is_named_in_one_line() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"PROCEXEC_RETENTION_DAY": "3", "PROCEXEC_BROKER": "x"})
+    assert str(caught.value) == (
+        "unknown setting PROCEXEC_BROKER (did you mean PROCEXEC_BROKER_URL?); "
+        "unknown setting PROCEXEC_RETENTION_DAY (did you mean PROCEXEC_RETENTION_DAYS?)"
+    )
+
+
+def test_the_client_s_and_the_test_suite_s_variables_are_known() -> None:
+    others = {
+        "PROCEXEC_URL": "http://127.0.0.1:8080",
+        "PROCEXEC_TOKEN": "pe_x",
+        "PROCEXEC_UID": "10001",
+        "PROCEXEC_TEST_MONGODB_URI": "mongodb://127.0.0.1/x",
+        "PROCEXEC_REQUIRE_REDIS": "1",
+        "OTHER_VARIABLE": "not procexec's",
+    }
+    assert Settings.from_env(others).max_log_lines == 1000
+    assert not Settings.known("PROCEXEC_TESTS")  # a prefix ends with its `_`
+    assert not Settings.known("PROCEXEC_URLS")
+
+
+def test_a_new_field_is_known_without_being_listed() -> None:
+    assert _WithCount.known("PROCEXEC_COUNT") and not Settings.known("PROCEXEC_COUNT")
+    assert all(Settings.known(variable) for variable in Settings.variables())
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("true", True),
+        ("FALSE", False),
+        (" no ", False),
+        ("Yes", True),
+        ("off", False),
+        ("ON", True),
+        ("0", False),
+        ("1", True),
+        ("", True),  # empty: the default
+        ("  ", True),
+    ],
+)
+def test_a_yes_or_no_takes_pydantic_s_spellings(value: str, expected: bool) -> None:
+    assert Settings.from_env({"PROCEXEC_EXAMPLES": value}).examples is expected
+
+
+@pytest.mark.parametrize("value", ["maybe", "flase", "2", "nope", "-"])
+def test_any_other_yes_or_no_is_refused(value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"PROCEXEC_EXAMPLES": value})
+    assert str(caught.value) == (
+        f"PROCEXEC_EXAMPLES: '{value}' is neither true nor false (true/false, yes/no, on/off, 1/0)"
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["postgres://x/y", "redis://bob:pw@x/0", "/var/lib/procexec.db", "sqlite:x"]
+)
+def test_a_store_url_procexec_does_not_take_is_refused_without_its_password(url: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"PROCEXEC_STORE_URL": url})
+    message = str(caught.value)
+    assert message.startswith("PROCEXEC_STORE_URL: '")
+    assert message.endswith("is no store URL procexec takes: use sqlite:///… or mongodb://…")
+    assert ":pw@" not in message
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///x.db", "sqlite:////abs/x.db", "mongodb://h/db", "mongodb+srv://h/db"]
+)
+def test_the_store_urls_procexec_takes(url: str) -> None:
+    assert Settings.from_env({"PROCEXEC_STORE_URL": url}).store_url == url
+
+
 class _WithCount(Settings):
     """A setting of a plain type, checked by pydantic alone."""
 

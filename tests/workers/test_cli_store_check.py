@@ -101,7 +101,10 @@ def test_a_url_procexec_does_not_take_is_refused_without_its_password(
     result = run_cli("store", "check", env={**env, "PROCEXEC_STORE_URL": "redis://bob:pw@x/0"})
     assert result.returncode == 2
     assert result.stdout == ""
-    assert "unsupported store URL 'redis://bob:***@x/0'" in result.stderr
+    assert result.stderr == (
+        "procexec: PROCEXEC_STORE_URL: 'redis://bob:***@x/0' is no store URL procexec takes: "
+        "use sqlite:///… or mongodb://…\n"
+    )
     assert ":pw@" not in result.stderr
 
 
