@@ -29,7 +29,7 @@ from procexec.engine.query.json_filter import json_filter
 from procexec.engine.query.json_input import load_json, load_relaxed_json
 from procexec.engine.query.pipeline import Pipeline, parse_pipeline
 from procexec.engine.query.tree import And, Node
-from procexec.engine.query.values import parse_condition, split_args
+from procexec.engine.query.values import check_closed_values, parse_condition, split_args
 from procexec.engine.schema import DOCUMENT_FIELDS
 from procexec.engine.search import AllOf, SearchNode, parse_search
 
@@ -223,7 +223,7 @@ def parse_query(
         elif name == "_aggregate":
             pipeline = parse_pipeline(raw)
         else:
-            conditions.append(parse_condition(name, raw))
+            conditions.append(check_closed_values(parse_condition(name, raw), name))
     where: Node | None = None
     if len(conditions) == 1:
         where = conditions[0]
