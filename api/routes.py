@@ -33,8 +33,8 @@ from procexec.api.limits import check_trigger
 from procexec.engine.cancellation import cancel_execution
 from procexec.engine.domain import Scope
 from procexec.engine.errors import NotFound, excerpt
-from procexec.engine.query import Query, parse_query
-from procexec.engine.store.base import InlineBudgetExceeded
+from procexec.engine.query import Query, parse_document_params, parse_query, project_document
+from procexec.engine.store.base import InlineBudgetExceeded, TokenRecord
 from procexec.engine.tokens import restrict
 
 router = APIRouter()
@@ -244,13 +244,32 @@ async def list_executions(request: Request) -> Response:
     return await _serve_list(request, "private")
 
 
-def _get_call(request: Request, execution_id: str) -> Response:
+def _one(
+    request: Request,
+    state: ServiceState,
+    environment: str,
+    caller: TokenRecord,
+    execution_id: str,
+    params: QueryItems,
+    source: str = "private",
+) -> Response:
+    """One execution the caller may read, projected as `_project` asks (the only option of a
+    single document, `engine.query.parse_document_params`: any other parameter is a 400 as on
+    the list call), as `Accept` asks."""
+    project, exclude = parse_document_params(params)
+    fmt = listing.response_format(request.headers.get("accept"))
+    if source == "public":
+        raise NotFound(f"no public execution '{excerpt(execution_id)}'")
+    doc = project_document(visible(state, environment, execution_id, caller), project, exclude)
+    return listing.document_response(doc, fmt, project, exclude)
+
+
+def _get_call(request: Request, execution_id: str, params: QueryItems) -> Response:
     """One execution, checks included, in one worker thread (as `_list_call`)."""
     state = get_state(request)
     environment = get_environment(request)
     caller = authenticate(request, state.tokens, Scope.READ)
-    fmt = listing.response_format(request.headers.get("accept"))
-    return listing.document_response(visible(state, environment, execution_id, caller), fmt)
+    return _one(request, state, environment, caller, execution_id, params)
 
 
 @router.get(
@@ -260,11 +279,12 @@ def _get_call(request: Request, execution_id: str) -> Response:
     openapi_extra=ENVIRONMENT_HEADER,
 )
 async def get_or_list(key: str, request: Request) -> Response:
-    """`v1/{id}` reads one execution; `v1/private`, `v1/public`, `v1/all` list them (the
-    platform's SDK lists through `v1/private`)."""
+    """`v1/{id}` reads one execution (`_project` picks its fields; any other parameter is a
+    400); `v1/private`, `v1/public`, `v1/all` list them (the platform's SDK lists through
+    `v1/private`)."""
     if key in SOURCES:
         return await _serve_list(request, key)
-    return await run_in_threadpool(_get_call, request, key)
+    return await run_in_threadpool(_get_call, request, key, await _query_items(request))
 
 
 async def _get_or_list_endpoint(request: Request) -> Response:
@@ -294,7 +314,7 @@ def read_routes(base: str) -> list[Route]:
     responses={**READ_RESPONSES, **error_responses(400, 401, 403, 404, 503)},
     openapi_extra=ENVIRONMENT_HEADER,
 )
-def get_execution(
+async def get_execution(
     source: str,
     execution_id: str,
     request: Request,
@@ -302,13 +322,14 @@ def get_execution(
     environment: EnvironmentDep,
     caller: Reader,
 ) -> Response:
-    """One execution by id, under a source segment (`private/<id>`)."""
+    """One execution by id, under a source segment (`private/<id>`); `_project` picks its
+    fields, any other parameter is a 400."""
     if source not in SOURCES:
         raise NotFound(f"unknown source '{excerpt(source)}' (use private, public or all)")
-    fmt = listing.response_format(request.headers.get("accept"))
-    if source == "public":
-        raise NotFound(f"no public execution '{excerpt(execution_id)}'")
-    return listing.document_response(visible(state, environment, execution_id, caller), fmt)
+    params = await _query_items(request)
+    return await run_in_threadpool(
+        _one, request, state, environment, caller, execution_id, params, source
+    )
 
 
 def _trigger_request(
