@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from procexec.api import listing
-from procexec.api.access import visible
+from procexec.api.access import read_one, visible
 from procexec.api.auth import authenticate, permit
 from procexec.api.bodies import described, json_body
 from procexec.api.deps import (
@@ -33,8 +33,8 @@ from procexec.api.limits import check_trigger
 from procexec.engine.cancellation import cancel_execution
 from procexec.engine.domain import Scope
 from procexec.engine.errors import NotFound, excerpt
-from procexec.engine.query import Query, parse_document_params, parse_query, project_document
-from procexec.engine.store.base import InlineBudgetExceeded, TokenRecord
+from procexec.engine.query import Query, parse_query
+from procexec.engine.store.base import InlineBudgetExceeded
 from procexec.engine.tokens import restrict
 
 router = APIRouter()
@@ -244,32 +244,13 @@ async def list_executions(request: Request) -> Response:
     return await _serve_list(request, "private")
 
 
-def _one(
-    request: Request,
-    state: ServiceState,
-    environment: str,
-    caller: TokenRecord,
-    execution_id: str,
-    params: QueryItems,
-    source: str = "private",
-) -> Response:
-    """One execution the caller may read, projected as `_project` asks (the only option of a
-    single document, `engine.query.parse_document_params`: any other parameter is a 400 as on
-    the list call), as `Accept` asks."""
-    project, exclude = parse_document_params(params)
-    fmt = listing.response_format(request.headers.get("accept"))
-    if source == "public":
-        raise NotFound(f"no public execution '{excerpt(execution_id)}'")
-    doc = project_document(visible(state, environment, execution_id, caller), project, exclude)
-    return listing.document_response(doc, fmt, project, exclude)
-
-
 def _get_call(request: Request, execution_id: str, params: QueryItems) -> Response:
     """One execution, checks included, in one worker thread (as `_list_call`)."""
     state = get_state(request)
     environment = get_environment(request)
     caller = authenticate(request, state.tokens, Scope.READ)
-    return _one(request, state, environment, caller, execution_id, params)
+    accept = request.headers.get("accept")
+    return read_one(state, environment, caller, execution_id, params, accept)
 
 
 @router.get(
@@ -279,9 +260,8 @@ def _get_call(request: Request, execution_id: str, params: QueryItems) -> Respon
     openapi_extra=ENVIRONMENT_HEADER,
 )
 async def get_or_list(key: str, request: Request) -> Response:
-    """`v1/{id}` reads one execution (`_project` picks its fields; any other parameter is a
-    400); `v1/private`, `v1/public`, `v1/all` list them (the platform's SDK lists through
-    `v1/private`)."""
+    """`v1/{id}` reads one execution (`_project` picks its fields); `v1/private`, `v1/public`,
+    `v1/all` list them (the platform's SDK lists through `v1/private`)."""
     if key in SOURCES:
         return await _serve_list(request, key)
     return await run_in_threadpool(_get_call, request, key, await _query_items(request))
@@ -311,7 +291,7 @@ def read_routes(base: str) -> list[Route]:
 @router.get(
     "/v1/{source}/{execution_id}",
     summary="Retrieve one execution",
-    responses={**READ_RESPONSES, **error_responses(400, 401, 403, 404, 503)},
+    responses={**READ_RESPONSES, **error_responses(400, 401, 403, 404, 413, 503)},
     openapi_extra=ENVIRONMENT_HEADER,
 )
 async def get_execution(
@@ -322,13 +302,12 @@ async def get_execution(
     environment: EnvironmentDep,
     caller: Reader,
 ) -> Response:
-    """One execution by id, under a source segment (`private/<id>`); `_project` picks its
-    fields, any other parameter is a 400."""
+    """One execution by id, under a source segment (`private/<id>`); `_project` picks its fields."""
     if source not in SOURCES:
         raise NotFound(f"unknown source '{excerpt(source)}' (use private, public or all)")
-    params = await _query_items(request)
+    params, accept = await _query_items(request), request.headers.get("accept")
     return await run_in_threadpool(
-        _one, request, state, environment, caller, execution_id, params, source
+        read_one, state, environment, caller, execution_id, params, accept, source
     )
 
 
