@@ -1,14 +1,19 @@
 """What a caller's token lets it see of the executions: its environments and processes
 (`TokenRecord.environments`, `.processes`; a list call applies them through
-`engine.tokens.restrict`)."""
+`engine.tokens.restrict`), and the answer of a call that reads one execution (`read_one`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from starlette.responses import Response
+
+from procexec.api import listing
 from procexec.api.auth import permit
 from procexec.api.deps import ServiceState
 from procexec.engine.errors import NotFound, excerpt
+from procexec.engine.query import parse_document_params, project_document
 from procexec.engine.store.base import TokenRecord
 from procexec.engine.tokens import allows_process
 
@@ -25,3 +30,24 @@ def visible(
     if doc is None or not allows_process(caller, str(doc.get("name"))):
         raise NotFound(f"no execution '{excerpt(execution_id)}' in environment '{environment}'")
     return doc
+
+
+def read_one(
+    state: ServiceState,
+    environment: str,
+    caller: TokenRecord,
+    execution_id: str,
+    params: Iterable[tuple[str, str]],
+    accept: str | None,
+    source: str = "private",
+) -> Response:
+    """The answer of `v1/{id}` and `v1/{source}/{id}`: one execution the caller may read,
+    projected as `_project` asks (the one option of a single document,
+    `engine.query.parse_document_params`: any other parameter is a 400 as on the list call),
+    in the format `accept` asks for. Nothing is public: `public/{id}` is a 404."""
+    project, exclude = parse_document_params(params)
+    fmt = listing.response_format(accept)
+    if source == "public":
+        raise NotFound(f"no public execution '{excerpt(execution_id)}'")
+    doc = project_document(visible(state, environment, execution_id, caller), project, exclude)
+    return listing.document_response(doc, fmt, project, exclude)

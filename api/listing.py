@@ -188,12 +188,18 @@ def xml_list(rows: Sequence[Mapping[str, Any]], total: int) -> Response:
     )
 
 
-def document_response(doc: Mapping[str, Any], fmt: Format) -> Response:
-    """One execution: JSON, XML `<execution>`, or CSV (the list's header and one row)."""
+def document_response(
+    doc: Mapping[str, Any],
+    fmt: Format,
+    project: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+) -> Response:
+    """One execution (already projected by `project` or `exclude`, as `_project` asked): JSON,
+    XML `<execution>`, or CSV (the list's header and one row, for the same `_project`)."""
     if fmt == "xml":
         return Response(formats.document_xml(doc), media_type=formats.XML_TYPE)
     if fmt == "csv":
-        return Response(csv_text([doc]).encode(), media_type=CSV_TYPE)
+        return Response(csv_text([doc], project, exclude).encode(), media_type=CSV_TYPE)
     return JSONResponse(doc)
 
 

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from procexec.api import listing
-from procexec.api.access import visible
+from procexec.api.access import read_one, visible
 from procexec.api.auth import authenticate, permit
 from procexec.api.bodies import described, json_body
 from procexec.api.deps import (
@@ -244,13 +244,13 @@ async def list_executions(request: Request) -> Response:
     return await _serve_list(request, "private")
 
 
-def _get_call(request: Request, execution_id: str) -> Response:
+def _get_call(request: Request, execution_id: str, params: QueryItems) -> Response:
     """One execution, checks included, in one worker thread (as `_list_call`)."""
     state = get_state(request)
     environment = get_environment(request)
     caller = authenticate(request, state.tokens, Scope.READ)
-    fmt = listing.response_format(request.headers.get("accept"))
-    return listing.document_response(visible(state, environment, execution_id, caller), fmt)
+    accept = request.headers.get("accept")
+    return read_one(state, environment, caller, execution_id, params, accept)
 
 
 @router.get(
@@ -260,11 +260,11 @@ def _get_call(request: Request, execution_id: str) -> Response:
     openapi_extra=ENVIRONMENT_HEADER,
 )
 async def get_or_list(key: str, request: Request) -> Response:
-    """`v1/{id}` reads one execution; `v1/private`, `v1/public`, `v1/all` list them (the
-    platform's SDK lists through `v1/private`)."""
+    """`v1/{id}` reads one execution (`_project` picks its fields); `v1/private`, `v1/public`,
+    `v1/all` list them (the platform's SDK lists through `v1/private`)."""
     if key in SOURCES:
         return await _serve_list(request, key)
-    return await run_in_threadpool(_get_call, request, key)
+    return await run_in_threadpool(_get_call, request, key, await _query_items(request))
 
 
 async def _get_or_list_endpoint(request: Request) -> Response:
@@ -291,10 +291,10 @@ def read_routes(base: str) -> list[Route]:
 @router.get(
     "/v1/{source}/{execution_id}",
     summary="Retrieve one execution",
-    responses={**READ_RESPONSES, **error_responses(400, 401, 403, 404, 503)},
+    responses={**READ_RESPONSES, **error_responses(400, 401, 403, 404, 413, 503)},
     openapi_extra=ENVIRONMENT_HEADER,
 )
-def get_execution(
+async def get_execution(
     source: str,
     execution_id: str,
     request: Request,
@@ -302,13 +302,13 @@ def get_execution(
     environment: EnvironmentDep,
     caller: Reader,
 ) -> Response:
-    """One execution by id, under a source segment (`private/<id>`)."""
+    """One execution by id, under a source segment (`private/<id>`); `_project` picks its fields."""
     if source not in SOURCES:
         raise NotFound(f"unknown source '{excerpt(source)}' (use private, public or all)")
-    fmt = listing.response_format(request.headers.get("accept"))
-    if source == "public":
-        raise NotFound(f"no public execution '{excerpt(execution_id)}'")
-    return listing.document_response(visible(state, environment, execution_id, caller), fmt)
+    params, accept = await _query_items(request), request.headers.get("accept")
+    return await run_in_threadpool(
+        read_one, state, environment, caller, execution_id, params, accept, source
+    )
 
 
 def _trigger_request(

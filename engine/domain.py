@@ -32,6 +32,8 @@ ACTIVE_STATUSES = frozenset({Status.RUNNING, Status.WAITING, Status.RETRYING})
 #: the same, as the strings a document and a store hold (what a store's query is given)
 TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 ACTIVE = frozenset(status.value for status in ACTIVE_STATUSES)
+#: every status of an execution, as a document holds it
+STATUSES = tuple(status.value for status in Status)
 
 
 class PhaseStatus(StrEnum):
@@ -42,12 +44,20 @@ class PhaseStatus(StrEnum):
     FAILED = "failed"
 
 
+#: every status of a phase, as a document holds it
+PHASE_STATUSES = tuple(status.value for status in PhaseStatus)
+
+
 class Trigger(StrEnum):
     """How an execution was triggered."""
 
     SCHEDULED = "scheduled"
     MANUAL = "manual"
     SUBSCRIPTION = "subscription"
+
+
+#: every way an execution is triggered, as a document holds it
+TRIGGERS = tuple(trigger.value for trigger in Trigger)
 
 
 class Scope(StrEnum):

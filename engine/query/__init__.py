@@ -25,7 +25,8 @@ One module for each part, each importing only those listed before it:
 - `json_input`: reading a parameter's JSON, strict or relaxed;
 - `json_filter`: `_filter` as a MongoDB-style JSON filter;
 - `pipeline`: `_aggregate`, a safe subset of MongoDB's aggregation pipeline;
-- `params`: the URL parameters read into a `Query` (`parse_query`);
+- `params`: the URL parameters read into a `Query` (`parse_query`), and those of a call that
+  reads one execution (`parse_document_params`);
 - `documents`: how documents' values compare, count and project, for the stores that work in
   Python.
 
@@ -41,7 +42,7 @@ from procexec.engine.query.documents import (
     values_at,
 )
 from procexec.engine.query.json_filter import SAFE_OPERATORS
-from procexec.engine.query.params import Query, parse_query
+from procexec.engine.query.params import Query, parse_document_params, parse_query
 from procexec.engine.query.tree import And, Condition, Node, Not, Or
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "Query",
     "distinct_key",
     "field_buckets",
+    "parse_document_params",
     "parse_query",
     "project_document",
     "sorted_distinct",

@@ -13,6 +13,7 @@ from procexec.engine.query.tree import MAX_CONDITIONS, MAX_FILTER_DEPTH, And, No
 from procexec.engine.query.values import (
     FUNCTION_CALL,
     apply_function,
+    check_closed_values,
     equals_condition,
     parse_condition,
 )
@@ -82,7 +83,7 @@ class ExpressionParser:
             raise self.fail(
                 f"expected 'and', 'or' or the end at position {self.pos}, found {self.found()}"
             )
-        return node
+        return check_closed_values(node, self.param)
 
     def disjunction(self, depth: int) -> Node:
         items = [self.conjunction(depth)]

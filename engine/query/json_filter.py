@@ -25,6 +25,7 @@ from procexec.engine.query.tree import (
     Or,
     Scalar,
 )
+from procexec.engine.query.values import check_closed_values
 
 #: the operators a JSON `_filter` may use; anything else is refused by name
 SAFE_OPERATORS = (
@@ -173,5 +174,7 @@ class _JsonFilter:
 
 def json_filter(spec: Any, param: str, fields: Sequence[str] | None = None) -> Node:
     """A MongoDB-style filter already read from JSON, checked as `_filter` checks it: over the
-    execution document's fields, or over `fields` (the groups of an `_aggregate` pipeline)."""
-    return _JsonFilter(param, fields).document(spec, 0)
+    execution document's fields (the values of a closed set's field among its set), or over
+    `fields` (the groups of an `_aggregate` pipeline)."""
+    node = _JsonFilter(param, fields).document(spec, 0)
+    return node if fields is not None else check_closed_values(node, param)

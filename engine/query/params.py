@@ -29,7 +29,7 @@ from procexec.engine.query.json_filter import json_filter
 from procexec.engine.query.json_input import load_json, load_relaxed_json
 from procexec.engine.query.pipeline import Pipeline, parse_pipeline
 from procexec.engine.query.tree import And, Node
-from procexec.engine.query.values import parse_condition, split_args
+from procexec.engine.query.values import check_closed_values, parse_condition, split_args
 from procexec.engine.schema import DOCUMENT_FIELDS
 from procexec.engine.search import AllOf, SearchNode, parse_search
 
@@ -68,16 +68,26 @@ ANSWERS = ("_distinct", "_fieldinfo", "_aggregate")
 OPTIONS = ("_filter", "_search", "_sort", "_project", "_limit", "_skip", *ANSWERS)
 
 
-def _check_parameter(name: str, raw: str) -> None:
-    """A parameter's name is an option or a field of an execution (else it is a typo, which a
-    filter would answer with an empty list); neither holds a NUL, which the stores cannot hold
-    alike (SQLite's functions cut a text there)."""
+#: the options of a call that reads one execution (`v1/{id}`): those of the list call that
+#: apply to one document
+DOCUMENT_OPTIONS = ("_project",)
+
+
+def _check_nul(name: str, raw: str) -> None:
+    """Neither a parameter's name nor its value holds a NUL, which the stores cannot hold alike
+    (SQLite's functions cut a text there)."""
     for text, what in ((name, "name"), (raw, "value")):
         if "\x00" in text:
             raise BadRequest(
                 f"{name}: a NUL character (\\x00) at position {text.index(chr(0))} of the "
                 f"{what} is not allowed"
             )
+
+
+def _check_parameter(name: str, raw: str) -> None:
+    """A parameter's name is an option or a field of an execution (else it is a typo, which a
+    filter would answer with an empty list); neither holds a NUL (`_check_nul`)."""
+    _check_nul(name, raw)
     if name.startswith("_") and name != "_id" and name not in OPTIONS:
         raise BadRequest(
             f"{name}: unknown query parameter{suggestion(name, OPTIONS)} "
@@ -171,6 +181,27 @@ def _parse_project(raw: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | 
     return _outermost(kept), None
 
 
+#: a projection: the fields kept (`_id` with them), or else the fields dropped
+Projection = tuple[tuple[str, ...] | None, tuple[str, ...] | None]
+
+
+def parse_document_params(params: Iterable[tuple[str, str]]) -> Projection:
+    """The parameters of a call that reads one execution (`v1/{id}`, `v1/private/{id}`): the
+    list call's options that apply to one document (`DOCUMENT_OPTIONS`), read as the list call
+    reads them; any other parameter is refused as the list call refuses an unknown one, a
+    filter included (one execution is read by its id, whatever its fields hold)."""
+    project: Projection = (None, None)
+    for name, raw in params:
+        _check_nul(name, raw)
+        if name not in DOCUMENT_OPTIONS:
+            raise BadRequest(
+                f"{excerpt(name)}: unknown query parameter{suggestion(name, DOCUMENT_OPTIONS)} "
+                f"(options: {', '.join(DOCUMENT_OPTIONS)}; one execution takes no filters)"
+            )
+        project = _parse_project(raw)
+    return project
+
+
 def parse_query(
     params: Iterable[tuple[str, str]],
     environment: str = DEFAULT_ENVIRONMENT,
@@ -223,7 +254,7 @@ def parse_query(
         elif name == "_aggregate":
             pipeline = parse_pipeline(raw)
         else:
-            conditions.append(parse_condition(name, raw))
+            conditions.append(check_closed_values(parse_condition(name, raw), name))
     where: Node | None = None
     if len(conditions) == 1:
         where = conditions[0]

@@ -1,7 +1,9 @@
 """Value functions: the value of a `field=value` parameter (`range(…)`, `gt(…)`, `gte(…)`,
 `lt(…)`, `lte(…)`, `in(…)`, `ne(…)`, `regex(…)`, a plain value, `null`) as a condition on the
 field. On a date field (`DATE_FIELDS`) a bare date stands for its whole day. The comparisons of
-a `_filter` expression take the same values.
+a `_filter` expression take the same values. On a field of a closed set (`CLOSED_FIELDS`:
+`status`, `trigger`, `phases.status`) every value a filter compares with must be one of the set
+(`check_closed_values`), whatever form the filter takes.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ import re
 from datetime import date
 
 from procexec.engine.errors import BadRequest, excerpt
-from procexec.engine.query.fields import check_document_field
+from procexec.engine.query.fields import check_document_field, suggestion
 from procexec.engine.query.regex import check_regex
 from procexec.engine.query.tree import And, Condition, Node, Not, Or
-from procexec.engine.schema import DATE_FIELDS
+from procexec.engine.schema import CLOSED_FIELDS, DATE_FIELDS
 from procexec.engine.timeutil import iso_ms, parse_iso
 
 #: a value function applied to its arguments: `name(arguments)`
@@ -24,6 +26,39 @@ _FUNCTION_START = re.compile(r"^([A-Za-z]+)\(")
 #: what no plain value starts with: a doubled or misplaced operator (`status==failed`)
 _OPERATOR_CHARS = ("=", "<", ">")
 _FUNCTIONS = ("range", "gt", "gte", "lt", "lte", "in", "ne", "regex")
+
+
+def closed_set(field_name: str) -> tuple[str, ...] | None:
+    """The values `field_name` may hold when they form a closed set (`phases.0.status` is
+    `phases.status`), else None."""
+    return CLOSED_FIELDS.get(".".join(p for p in field_name.split(".") if not p.isdigit()))
+
+
+def check_closed_values(node: Node, param: str) -> Node:
+    """`node`, once each value it compares a field of a closed set with is one of the set, or
+    null (a missing value); else a `BadRequest` naming `param`, the value and the set, with the
+    nearest value suggested (`FAILED`: did you mean 'failed'?). Values match as the platform
+    writes them: a typo would match nothing, which reads as "no such executions". A pattern
+    (`regex`) and a presence test (`$exists`) compare with no value of the field.
+
+    One check of the filter tree, whatever read it: a parameter, `_filter` in either form, the
+    `$match` of `_aggregate`; so both stores are given only values of the set."""
+    if isinstance(node, Not):
+        check_closed_values(node.item, param)
+    elif isinstance(node, And | Or):
+        for item in node.items:
+            check_closed_values(item, param)
+    elif node.op not in ("regex", "exists") and (allowed := closed_set(node.field)):
+        for value in node.value if node.op == "in" else (node.value,):
+            if value is None or value in allowed:
+                continue
+            shown = f"'{excerpt(value)}'" if isinstance(value, str) else excerpt(value)
+            near = suggestion(value, allowed) if isinstance(value, str) else ""
+            raise BadRequest(
+                f"{param}: {shown} is not a value of {node.field}{near} "
+                f"(allowed: {', '.join(allowed)})"
+            )
+    return node
 
 
 def split_args(text: str) -> list[str]:
@@ -117,7 +152,7 @@ def _check_plain(field_name: str, raw: str) -> None:
     """A plain value that a typo made: a value function never closed (`in(ECB_FX,DEMO`), or
     an operator doubled (`status==failed` reads the value `=failed`). Such a value would match
     nothing, which reads as "no such executions"; a `_filter` quotes a value that must start
-    so (`status="=x"`)."""
+    so (`name="=x"`)."""
     opening = _FUNCTION_START.match(raw)
     if opening:
         raise BadRequest(

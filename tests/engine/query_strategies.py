@@ -14,6 +14,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from procexec.engine.schema import CLOSED_FIELDS
 from procexec.engine.search import words
 from procexec.engine.store.mongo_query import mirror
 
@@ -142,7 +143,9 @@ def condition(draw: st.DrawFn) -> tuple[str, str]:
         values = DATE_VALUES
     else:
         field = draw(st.sampled_from(sorted(VALUES)))
-        values = VALUES[field] + [draw(st.sampled_from(["x", "ECB", "b", "Z"]))]
+        values = list(VALUES[field])
+        if field not in CLOSED_FIELDS:  # a closed set's field takes only its values
+            values.append(draw(st.sampled_from(["x", "ECB", "b", "Z"])))
     plain = [value for value in values if _plain(value)]
     one = draw(st.sampled_from(plain))
     kind = draw(st.sampled_from(["eq", "null", "ne", "nenull", "cmp", "in", "range", "regex"]))
@@ -204,16 +207,16 @@ def json_filter(draw: st.DrawFn, depth: int = 0) -> dict[str, Any]:
         return {key: draw(st.lists(json_filter(depth + 1), min_size=1, max_size=3))}
     field = draw(st.sampled_from([*sorted(VALUES), *DATE_FIELDS, "data.count", "data.ratio"]))
     pool = VALUES.get(field, DATE_VALUES)
-    value = draw(st.one_of(st.sampled_from(pool), JSON_SCALARS))
+    # a closed set's field takes only its values, or null
+    scalars = st.none() if field in CLOSED_FIELDS else JSON_SCALARS
+    value = draw(st.one_of(st.sampled_from(pool), scalars))
     operator = draw(st.sampled_from(["value", "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in",
                                      "$nin", "$exists", "$regex", "$not"]))  # fmt: skip
     if operator == "value":
         return {field: value}
     if operator in ("$in", "$nin"):
         return {
-            field: {
-                operator: draw(st.lists(st.one_of(st.sampled_from(pool), JSON_SCALARS), max_size=3))
-            }
+            field: {operator: draw(st.lists(st.one_of(st.sampled_from(pool), scalars), max_size=3))}
         }
     if operator == "$exists":
         return {field: {"$exists": draw(st.booleans())}}

@@ -347,7 +347,7 @@ def test_a_selective_search_beside_a_filter_reads_its_matches_alone(loaded: SQLi
         (["status=failed", "status=running"], "name=ECB_FX", True),
         (["status=failed", "status=running", "status=warning"], "", True),
         (["status=failed", "name=ECB_FX"], "", False),  # two columns
-        (["status=failed", "status=gt(r)"], "", False),  # not equalities alone
+        (["status=failed", "status=gt(running)"], "", False),  # not equalities alone
         (["phases.status=failed", "phases.status=running"], "", False),  # not a column
     ],
 )
