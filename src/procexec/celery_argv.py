@@ -3,7 +3,10 @@ defaults for what they left unset."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
+
+from procexec.engine.errors import excerpt
 
 
 def given(options: Sequence[str], *names: str) -> bool:
@@ -48,3 +51,31 @@ def flower_argv(options: Sequence[str]) -> list[str]:
             option = f"{option}={rest.pop(0)}"
         argv.append(option)
     return argv
+
+
+def check_flower_argv(argv: Sequence[str]) -> None:
+    """Each of `argv` (as `flower_argv` wrote it) one of Flower's options, with a value it can
+    read; else a `ValueError` whose one line names the option. Flower itself passes over an
+    option it does not know in silence, and a value it cannot read is a traceback."""
+    import flower.options  # noqa: F401  (defines Flower's options in tornado's)
+    from tornado.options import Error
+    from tornado.options import options as defined
+
+    known = defined._options
+    for arg in argv:
+        name, equals, value = arg.removeprefix("--").partition("=")
+        key = name.replace("_", "-")
+        if not arg.startswith("--") or key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f" (did you mean --{close[0]}?)" if close else ""
+            raise ValueError(f"flower: {excerpt(arg)} is not an option of Flower's{hint}")
+        option = known[key]
+        if option.type is bool and not equals:
+            continue
+        if not equals:
+            raise ValueError(f"flower: --{name} needs a value (--{name}=VALUE)")
+        try:
+            option.parse(value)
+        except (Error, ValueError, TypeError):
+            kind = {int: "a whole number", float: "a number"}.get(option.type, "a value it reads")
+            raise ValueError(f"flower: --{name}: {excerpt(value)!r} is not {kind}") from None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from procexec import preflight
-from procexec.celery_argv import flower_argv, given, worker_argv
+from procexec.celery_argv import check_flower_argv, flower_argv, given, worker_argv
 from procexec.engine.private_files import private_umask
 from procexec.engine.redact import redact_logging
 from procexec.engine.settings import Settings, SettingsError
@@ -103,7 +103,12 @@ def cmd_flower(args: argparse.Namespace) -> int:
     preflight.data_folder(Settings.from_env())
     from procexec.workers.tasks import app
 
-    app.start(["flower", f"--loglevel={args.log_level}", *flower_argv(args.celery_options)])
+    argv = flower_argv(args.celery_options)
+    try:
+        check_flower_argv(argv)
+    except ValueError as exc:
+        raise Refused(str(exc)) from None
+    app.start(["flower", f"--loglevel={args.log_level}", *argv])
     return 0
 
 

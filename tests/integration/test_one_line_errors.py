@@ -282,3 +282,26 @@ def test_a_dispatch_the_broker_refuses_is_one_line_in_the_api_s_log(tmp_path: Pa
     assert all(not text.startswith((" ", "Traceback", "The above")) for text in after), after
     assert "Traceback" not in api.output()
     assert "s3cret" not in api.output()
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--port"], "procexec: flower: --port needs a value (--port=VALUE)"),
+        (["--port=abc"], "procexec: flower: --port: 'abc' is not a whole number"),
+        (
+            ["--prot=5555"],
+            "procexec: flower: --prot=5555 is not an option of Flower's (did you mean --port?)",
+        ),
+        (["--basic-auth"], "procexec: flower: --basic-auth needs a value (--basic-auth=VALUE)"),
+    ],
+    ids=["no-value", "not-a-number", "misspelt", "no-login"],
+)
+def test_a_flower_option_it_cannot_read_is_one_line(
+    tmp_path: Path, options: list[str], expected: str
+) -> None:
+    """Flower passes over an option it does not know in silence, and answers a value it cannot
+    read with a tornado traceback: procexec reads them against Flower's own definitions first."""
+    data_dir = tmp_path / "data"
+    assert one_line(run_cli("flower", *options, env=service_env(data_dir)), USAGE) == expected
+    nothing_started(data_dir)
