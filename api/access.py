@@ -12,6 +12,7 @@ from starlette.responses import Response
 from procexec.api import listing
 from procexec.api.auth import permit
 from procexec.api.deps import ServiceState
+from procexec.engine.answers import answer_limit
 from procexec.engine.errors import NotFound, excerpt
 from procexec.engine.query import parse_document_params, project_document
 from procexec.engine.store.base import TokenRecord
@@ -49,5 +50,8 @@ def read_one(
     fmt = listing.response_format(accept)
     if source == "public":
         raise NotFound(f"no public execution '{excerpt(execution_id)}'")
-    doc = project_document(visible(state, environment, execution_id, caller), project, exclude)
-    return listing.document_response(doc, fmt, project, exclude)
+    # the stored document over the answer's limit is refused before it is parsed
+    with answer_limit(state.settings.max_answer_bytes):
+        doc = visible(state, environment, execution_id, caller)
+        doc = project_document(doc, project, exclude)
+        return listing.document_response(doc, fmt, project, exclude)

@@ -30,6 +30,7 @@ from procexec.api.deps import (
 )
 from procexec.api.errors import ApiError, error_responses
 from procexec.api.limits import check_trigger
+from procexec.engine.answers import answer_limit
 from procexec.engine.cancellation import cancel_execution
 from procexec.engine.domain import Scope
 from procexec.engine.errors import NotFound, excerpt
@@ -134,22 +135,18 @@ def _list(request: Request, state: StateDep, source: str, query: Query) -> Respo
     `_fieldinfo` buckets, `_aggregate` results."""
     fmt = listing.response_format(request.headers.get("accept"))
     private = source != "public"  # executions are private data: nothing of them is public
-    if query.distinct is not None:
-        values = state.store.distinct(query) if private else []
-        return listing.distinct_values(values, query.distinct, fmt)
-    if query.fieldinfo is not None:
-        buckets = state.store.fieldinfo(query) if private else []
-        return listing.fieldinfo_buckets(buckets, query.fieldinfo, fmt)
-    if query.aggregate is not None:
-        results = state.store.aggregate(query) if private else []
-        return listing.aggregate_results(results, fmt)
-    if fmt != "json":
-        rows, total = state.store.list(query) if private else ([], 0)
-        if fmt == "xml":
-            return listing.xml_list(rows, total)
-        return listing.csv_list(rows, total, query.project, query.exclude)
-    docs, total = state.store.list_json(query) if private else ([], 0)
-    return listing.json_list(docs, total)
+    with answer_limit(state.settings.max_answer_bytes):  # read and built within it
+        if query.distinct is not None:
+            values = state.store.distinct(query) if private else []
+            return listing.distinct_values(values, query.distinct, fmt)
+        if query.fieldinfo is not None:
+            buckets = state.store.fieldinfo(query) if private else []
+            return listing.fieldinfo_buckets(buckets, query.fieldinfo, fmt)
+        if query.aggregate is not None:
+            results = state.store.aggregate(query) if private else []
+            return listing.aggregate_results(results, fmt)
+        docs, total = state.store.list_json(query) if private else ([], 0)
+        return listing.page_answer(docs, total, fmt, query.project, query.exclude)
 
 
 def _list_call(request: Request, source: str, params: QueryItems) -> Response:

@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+from procexec.engine import answers
 from procexec.engine.limits import MAX_DISTINCT
 from procexec.engine.query import Query, field_buckets, sorted_distinct, too_many_values, values_at
 from procexec.engine.store.sqlite.compiler import counter_where, expression, json_path, where_clause
@@ -17,6 +18,7 @@ from procexec.engine.store.sqlite.schema import COLUMNS
 
 def _json_value(kind: str, value: Any) -> Any:
     if kind in ("object", "array"):
+        answers.fits(len(value))  # under an API answer's limit, before it is parsed
         return json.loads(value)
     return {"true": True, "false": False, "null": None}.get(kind, value)
 

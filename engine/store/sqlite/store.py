@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from procexec.engine import answers
 from procexec.engine.errors import DuplicateExecution, QueryTimeout, StoreUnavailable
 from procexec.engine.private_files import private_store_file
 from procexec.engine.query import Query, project_document
@@ -126,7 +127,10 @@ class SQLiteStore(ExecutionStore):
             sql += " AND environment = ?"
             params.append(environment)
         row = self._connect().execute(sql, params).fetchone()
-        return json.loads(row[0]) if row else None
+        if row is None:
+            return None
+        answers.fits(len(row[0]))  # under an API answer's limit, before it is parsed
+        return json.loads(row[0])
 
     def update(self, execution_id: str, change: Update) -> bool:
         conn = self._connect()
@@ -168,15 +172,19 @@ class SQLiteStore(ExecutionStore):
             raise
 
     def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
-        docs, total = pages.list_page(self._connect(), query)
-        return [
-            project_document(json.loads(doc), query.project, query.exclude) for doc in docs
-        ], total
+        docs, total = self.list_json(query)
+        return [json.loads(doc) for doc in docs], total
 
     def list_json(self, query: Query) -> tuple[builtins.list[bytes], int]:
-        if query.project or query.exclude:
-            return super().list_json(query)
-        return pages.list_page(self._connect(), query)  # the stored JSON, as it is
+        if not (query.project or query.exclude):
+            return pages.list_page(self._connect(), query)  # the stored JSON, as it is
+
+        def projected(stored: bytes) -> bytes:
+            doc = project_document(json.loads(stored), query.project, query.exclude)
+            return compact_json(doc).encode()
+
+        # each document projected as it is read: the page holds only what is answered
+        return pages.list_page(self._connect(), query, projected)
 
     def distinct(self, query: Query) -> builtins.list[Any]:
         return fields.distinct(self._connect(), query)
