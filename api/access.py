@@ -5,8 +5,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal, get_args
 
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.responses import Response
 
 from procexec.api import listing
@@ -17,6 +18,20 @@ from procexec.engine.errors import NotFound, excerpt
 from procexec.engine.query import parse_document_params, project_document
 from procexec.engine.store.base import TokenRecord
 from procexec.engine.tokens import allows_process
+
+#: the source segments of the platform's URLs; executions are always the tenant's private data
+Source = Literal["private", "public", "all"]
+SOURCES = frozenset(get_args(Source))
+
+
+class SourceConvertor(StringConvertor):
+    """A path segment that is a source: `v1/{source}/{id}` is routed for those three alone, so
+    that `v1/<id>/cancel` is the cancel's path only (a GET there is a 405 naming POST)."""
+
+    regex = "|".join(sorted(SOURCES))
+
+
+register_url_convertor("source", SourceConvertor())
 
 
 def visible(
