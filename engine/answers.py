@@ -15,8 +15,10 @@ them here.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
+from typing import Any
 
 from procexec.engine.errors import BadRequest
 
@@ -109,3 +111,23 @@ def gathered(rows: Iterable[bytes], shape: Callable[[bytes], bytes] | None = Non
         budget.take(len(item) + 1)
         found.append(item)
     return found
+
+
+def _identity(value: Any) -> Any:
+    """What makes two values one, as `engine.query.sorted_distinct` sees them."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return (type(value) is bool, value)
+
+
+def at_most(values: Iterable[Any], most: int, refuse: Callable[[], Exception]) -> Iterator[Any]:
+    """`values` as they come, stopped with `refuse()` once more than `most` distinct ones (null
+    aside) have come: a `_distinct` over millions of log lines is refused at its 10,001st
+    value, not once all of them are gathered."""
+    seen: set[Any] = set()
+    for value in values:
+        if value is not None and len(seen) <= most:
+            seen.add(_identity(value))
+            if len(seen) > most:
+                raise refuse()
+        yield value

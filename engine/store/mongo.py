@@ -11,7 +11,7 @@ import contextlib
 import json
 import math
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -292,21 +292,26 @@ class MongoStore(ExecutionStore):
         field = query.distinct
         assert field is not None
         selector = self._selector(query)
+        found: Iterable[Any]
         try:
             if query.search is None:
                 found = self.executions.distinct(field, selector, **self._limit_options())
             else:  # `$text` is certain to work in a find
                 parts = field.split(".")
-                found = [
-                    value
-                    for doc in self.executions.find(
-                        selector, {field: 1}, max_time_ms=self._max_time_ms()
-                    )
-                    for value in values_at(doc, parts)
-                ]
+                found = answers.at_most(
+                    (
+                        value
+                        for doc in self.executions.find(
+                            selector, {field: 1}, max_time_ms=self._max_time_ms()
+                        )
+                        for value in values_at(doc, parts)
+                    ),
+                    MAX_DISTINCT,
+                    lambda: too_many_values("_distinct", field),
+                )
+            values = sorted_distinct(found)  # the find's cursor read here
         except OperationFailure as exc:
             raise self._refused(exc) from exc
-        values = sorted_distinct(found)
         if len(values) > MAX_DISTINCT:
             raise too_many_values("_distinct", field)
         return values

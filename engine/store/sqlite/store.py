@@ -61,6 +61,21 @@ def _meta_columns(meta: Mapping[str, Any] | None) -> dict[str, Any]:
     return columns
 
 
+def _bytes_under(most: int, shape: pages.Shape | None) -> pages.Shape:
+    """`shape` (or the document as it is), giving up with `InlineBudgetExceeded` once the
+    documents read pass `most` bytes."""
+    read = 0
+
+    def counted(stored: bytes) -> bytes:
+        nonlocal read
+        read += len(stored)
+        if read > most:
+            raise InlineBudgetExceeded
+        return stored if shape is None else shape(stored)
+
+    return counted
+
+
 @translate_errors((sqlite3.OperationalError, sqlite3.DatabaseError), "SQLite")
 class SQLiteStore(ExecutionStore):
     kind = "sqlite"
@@ -176,15 +191,17 @@ class SQLiteStore(ExecutionStore):
         return [json.loads(doc) for doc in docs], total
 
     def list_json(self, query: Query) -> tuple[builtins.list[bytes], int]:
-        if not (query.project or query.exclude):
-            return pages.list_page(self._connect(), query)  # the stored JSON, as it is
+        shape: pages.Shape | None = None
+        if query.project or query.exclude:
 
-        def projected(stored: bytes) -> bytes:
-            doc = project_document(json.loads(stored), query.project, query.exclude)
-            return compact_json(doc).encode()
+            def shape(stored: bytes) -> bytes:  # each document projected as it is read
+                doc = project_document(json.loads(stored), query.project, query.exclude)
+                return compact_json(doc).encode()
 
-        # each document projected as it is read: the page holds only what is answered
-        return pages.list_page(self._connect(), query, projected)
+        budget: Budget | None = getattr(self._local, "budget", None)
+        if budget is not None and getattr(self._local, "conn", None) is budget.conn:  # inline()
+            shape = _bytes_under(deadlines.INLINE_BYTES, shape)
+        return pages.list_page(self._connect(), query, shape)  # else the stored JSON as it is
 
     def distinct(self, query: Query) -> builtins.list[Any]:
         return fields.distinct(self._connect(), query)

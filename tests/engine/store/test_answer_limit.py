@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -144,3 +145,56 @@ def test_a_projected_page_counts_what_it_answers(filled: ExecutionStore) -> None
         "name": "ECB_FX",
         "status": "success",
     }
+
+
+def test_distinct_values_are_refused_at_the_first_past_the_most() -> None:
+    """`_distinct` through the documents stops reading at its 10,001st value."""
+    read: list[int] = []
+
+    def values() -> Iterator[Any]:
+        for number in range(100):
+            read.append(number)
+            yield None if number % 2 else number % 10  # 5 distinct values, nulls between
+
+    assert list(answers.at_most(values(), 5, lambda: BadRequest("too many"))) == [
+        None if n % 2 else n % 10 for n in range(100)
+    ]
+    read.clear()
+    with pytest.raises(BadRequest, match="too many"):
+        list(answers.at_most(values(), 4, lambda: BadRequest("too many")))
+    assert read == list(range(9))  # 0, 2, 4, 6 and then 8: the fifth
+    same = [7, 7.0, True, "7", [1], [1]]  # four values, as `sorted_distinct` sees them
+    assert list(answers.at_most(same, 4, lambda: BadRequest("x"))) == same
+
+
+def test_a_distinct_of_too_many_values_is_refused(filled: ExecutionStore) -> None:
+    from procexec.engine.limits import MAX_DISTINCT
+
+    store = filled
+    for number in range(COUNT, COUNT + 2):
+        doc = large(number)
+        doc["phases"][0]["log"] = [f"line {number} {n}" for n in range(MAX_DISTINCT // 2)]
+        store.insert(doc)
+    query = parse_query([("_distinct", "phases.log")])
+    with pytest.raises(BadRequest, match=r"more than 10000 distinct values of .phases\.log."):
+        store.distinct(query)
+
+
+def test_a_large_page_tried_inline_goes_to_a_thread(tmp_path: Path) -> None:
+    """On the event loop (`inline()`), a page of long logs gives up past `INLINE_BYTES`,
+    though it takes few steps: copying its documents would hold the loop."""
+    from procexec.engine.store.base import InlineBudgetExceeded
+    from procexec.engine.store.sqlite import SQLiteStore
+    from procexec.engine.store.sqlite.deadlines import INLINE_BYTES
+
+    store = SQLiteStore(tmp_path / "inline.db")
+    for number in range(INLINE_BYTES // LINE + 2):
+        store.insert(large(number))
+    small = parse_query([("_limit", "3")])
+    whole = parse_query([("_limit", "10000")])
+    with store.inline():
+        assert len(store.list_json(small)[0]) == 3
+    with pytest.raises(InlineBudgetExceeded), store.inline():
+        store.list_json(whole)
+    assert len(store.list_json(whole)[0]) == INLINE_BYTES // LINE + 2  # in a thread: whole
+    store.close()
