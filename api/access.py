@@ -5,17 +5,33 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal, get_args
 
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.responses import Response
 
 from procexec.api import listing
 from procexec.api.auth import permit
 from procexec.api.deps import ServiceState
+from procexec.engine.answers import answer_limit
 from procexec.engine.errors import NotFound, excerpt
 from procexec.engine.query import parse_document_params, project_document
 from procexec.engine.store.base import TokenRecord
 from procexec.engine.tokens import allows_process
+
+#: the source segments of the platform's URLs; executions are always the tenant's private data
+Source = Literal["private", "public", "all"]
+SOURCES = frozenset(get_args(Source))
+
+
+class SourceConvertor(StringConvertor):
+    """A path segment that is a source: `v1/{source}/{id}` is routed for those three alone, so
+    that `v1/<id>/cancel` is the cancel's path only (a GET there is a 405 naming POST)."""
+
+    regex = "|".join(sorted(SOURCES))
+
+
+register_url_convertor("source", SourceConvertor())
 
 
 def visible(
@@ -49,5 +65,8 @@ def read_one(
     fmt = listing.response_format(accept)
     if source == "public":
         raise NotFound(f"no public execution '{excerpt(execution_id)}'")
-    doc = project_document(visible(state, environment, execution_id, caller), project, exclude)
-    return listing.document_response(doc, fmt, project, exclude)
+    # the stored document over the answer's limit is refused before it is parsed
+    with answer_limit(state.settings.max_answer_bytes):
+        doc = visible(state, environment, execution_id, caller)
+        doc = project_document(doc, project, exclude)
+        return listing.document_response(doc, fmt, project, exclude)

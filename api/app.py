@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 
 import procexec
-from procexec.api import errors, health, processes, security_headers
+from procexec.api import errors, health, memory, processes, security_headers
 from procexec.api.deps import ServiceState
 from procexec.api.health import Check, Children, Readiness
 from procexec.api.limits import BodyLimit
@@ -63,6 +63,7 @@ def create_app(
     dispatches through Celery; `children`, the state of the processes a supervisor runs.
     """
     service = build(settings, store=store, registry=registry, dispatch=dispatch, revoke=revoke)
+    memory.give_back_large_blocks()  # large answers leave nothing behind them (`api.memory`)
     default_checks: dict[str, Check] = {"store": service.store.ping}
     if service.broker_ping is not None:
         default_checks["broker"] = service.broker_ping

@@ -29,7 +29,7 @@ import json
 import math
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 Format = Literal["json", "csv", "xml"]
@@ -170,11 +170,15 @@ def fill_object(element: ET.Element, value: Mapping[str, Any]) -> ET.Element:
     return element
 
 
+def fragment(element: ET.Element) -> str:
+    """One element as XML text, without a declaration (a part of a larger document)."""
+    # ElementTree leaves a carriage return raw in text, where parsers would turn it into \n
+    return ET.tostring(element, encoding="unicode").replace("\r", "&#13;")
+
+
 def serialize(root: ET.Element) -> bytes:
     """The document as UTF-8 bytes, with its XML declaration."""
-    text = ET.tostring(root, encoding="unicode")
-    # ElementTree leaves a carriage return raw in text, where parsers would turn it into \n
-    return (XML_DECLARATION + text.replace("\r", "&#13;")).encode()
+    return (XML_DECLARATION + fragment(root)).encode()
 
 
 def document_xml(doc: Mapping[str, Any], tag: str = "execution") -> bytes:
@@ -182,12 +186,18 @@ def document_xml(doc: Mapping[str, Any], tag: str = "execution") -> bytes:
     return serialize(fill_object(ET.Element(tag), doc))
 
 
-def list_xml(docs: Iterable[Mapping[str, Any]], total: int) -> bytes:
-    """`<executions total="N"><execution>…</execution>…</executions>`."""
-    root = ET.Element("executions", {"total": str(total)})
+def list_xml(docs: Iterable[Mapping[str, Any]], total: int) -> Iterator[str]:
+    """`<executions total="N"><execution>…</execution>…</executions>`, in parts: the
+    declaration and the opening tag, then one execution at a time (only one of them is ever
+    an element tree), then the closing tag."""
+    head = ET.Element("executions", {"total": str(total)})
+    empty = True
     for doc in docs:
-        fill_object(ET.SubElement(root, "execution"), doc)
-    return serialize(root)
+        if empty:
+            yield XML_DECLARATION + fragment(head)[: -len(" />")] + ">"
+            empty = False
+        yield fragment(fill_object(ET.Element("execution"), doc))
+    yield XML_DECLARATION + fragment(head) if empty else "</executions>"
 
 
 def values_xml(values: Iterable[Any], field: str) -> bytes:

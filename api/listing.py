@@ -47,7 +47,7 @@ import io
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -55,6 +55,7 @@ from starlette.responses import JSONResponse, Response
 from procexec.api import formats
 from procexec.api.errors import ApiError
 from procexec.api.formats import Format, negotiate
+from procexec.engine import answers
 from procexec.engine.schema import DOCUMENT_FIELDS
 
 CSV_TYPE = "text/csv; charset=utf-8"
@@ -88,8 +89,33 @@ def json_array(docs: Sequence[bytes]) -> bytes:
 
 
 def json_list(docs: Sequence[bytes], total: int) -> Response:
-    """The list call's JSON answer: documents already in JSON, as an array."""
-    return Response(json_array(docs), media_type=JSON_TYPE, headers={"x-total-count": str(total)})
+    """The list call's JSON answer: documents already in JSON (counted against the answer's
+    limit as the store read them), as an array."""
+    body = json_array(docs)
+    answers.fits(len(body))
+    return Response(body, media_type=JSON_TYPE, headers={"x-total-count": str(total)})
+
+
+def _answer(parts: Iterable[str]) -> bytes:
+    """An answer's text built part by part, each part encoded and counted against the
+    answer's limit as it comes (`AnswerTooLarge` at the first past it), then joined."""
+    limit = answers.limit()
+    budget = None if limit is None else answers.AnswerBudget(limit)
+    encoded = []
+    for part in parts:
+        piece = part.encode()
+        if budget is not None:
+            budget.take(len(piece))
+        encoded.append(piece)
+    return b"".join(encoded)
+
+
+def _parsed(docs: list[bytes]) -> Iterator[dict[str, Any]]:
+    """The documents of a page, parsed one at a time; each stored text is let go once parsed,
+    so that the page's text and its answer are not both held whole."""
+    for index, raw in enumerate(docs):
+        docs[index] = b""
+        yield json.loads(raw)
 
 
 def _columns(rows: Sequence[Mapping[str, Any]], project: Sequence[str] | None,
@@ -137,13 +163,8 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def csv_text(
-    rows: Sequence[Mapping[str, Any]],
-    project: Sequence[str] | None = None,
-    exclude: Sequence[str] | None = None,
-) -> str:
-    """The executions as CSV text, with a header row."""
-    columns = _columns(rows, project, exclude)
+def _csv_lines(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+    """The header row, then one line per row."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow([_text(column) for column in columns])
@@ -151,20 +172,52 @@ def csv_text(
         writer.writerow(
             [_phases(row.get(c)) if c == "phases" else _cell(row.get(c)) for c in columns]
         )
-    return out.getvalue()
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+    yield out.getvalue()
+
+
+def csv_text(
+    rows: Sequence[Mapping[str, Any]],
+    project: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+) -> str:
+    """The executions as CSV text, with a header row."""
+    return "".join(_csv_lines(_columns(rows, project, exclude), rows))
 
 
 def csv_list(
-    rows: Sequence[Mapping[str, Any]],
+    docs: list[bytes],
     total: int,
     project: Sequence[str] | None,
     exclude: Sequence[str] | None,
 ) -> Response:
-    return Response(
-        csv_text(rows, project, exclude).encode(),
-        media_type=CSV_TYPE,
-        headers={"x-total-count": str(total)},
-    )
+    """The list call's CSV answer, from the page's documents as stored JSON: parsed one at a
+    time (once to find the columns, unless `_project` names them, once to write the rows),
+    the text counted against the answer's limit as it is written."""
+    if project:
+        columns = _columns([], project, exclude)
+    else:
+        extra = [key for raw in docs for key in json.loads(raw) if key not in DOCUMENT_FIELDS]
+        columns = _columns([dict.fromkeys(extra)], project, exclude)
+    body = _answer(_csv_lines(columns, _parsed(docs)))
+    return Response(body, media_type=CSV_TYPE, headers={"x-total-count": str(total)})
+
+
+def page_answer(
+    docs: list[bytes],
+    total: int,
+    fmt: Format,
+    project: Sequence[str] | None,
+    exclude: Sequence[str] | None,
+) -> Response:
+    """The list call's page (its documents as stored JSON) in the format asked for."""
+    if fmt == "xml":
+        return xml_list(docs, total)
+    if fmt == "csv":
+        return csv_list(docs, total, project, exclude)
+    return json_list(docs, total)
 
 
 def distinct_values(values: Iterable[Any], field: str, fmt: Format) -> Response:
@@ -173,19 +226,19 @@ def distinct_values(values: Iterable[Any], field: str, fmt: Format) -> Response:
     if fmt == "xml":
         headers = {"x-total-count": str(len(values))}
         body = formats.values_xml(values, field)
+        answers.fits(len(body))
         return Response(body, media_type=formats.XML_TYPE, headers=headers)
     if fmt == "csv":
         return _table([field], [[value] for value in values])
     return _json_answer(values)
 
 
-def xml_list(rows: Sequence[Mapping[str, Any]], total: int) -> Response:
-    """The executions as XML `<executions total="N">`, the total in `x-total-count` too."""
-    return Response(
-        formats.list_xml(rows, total),
-        media_type=formats.XML_TYPE,
-        headers={"x-total-count": str(total)},
-    )
+def xml_list(docs: list[bytes], total: int) -> Response:
+    """The executions as XML `<executions total="N">`, the total in `x-total-count` too: from
+    the page's documents as stored JSON, parsed and written one at a time, the text counted
+    against the answer's limit as it is written."""
+    body = _answer(formats.list_xml(_parsed(docs), total))
+    return Response(body, media_type=formats.XML_TYPE, headers={"x-total-count": str(total)})
 
 
 def document_response(
@@ -197,10 +250,13 @@ def document_response(
     """One execution (already projected by `project` or `exclude`, as `_project` asked): JSON,
     XML `<execution>`, or CSV (the list's header and one row, for the same `_project`)."""
     if fmt == "xml":
-        return Response(formats.document_xml(doc), media_type=formats.XML_TYPE)
-    if fmt == "csv":
-        return Response(csv_text([doc], project, exclude).encode(), media_type=CSV_TYPE)
-    return JSONResponse(doc)
+        body, media = formats.document_xml(doc), formats.XML_TYPE
+    elif fmt == "csv":
+        body, media = csv_text([doc], project, exclude).encode(), CSV_TYPE
+    else:
+        body, media = bytes(JSONResponse(doc).body), JSON_TYPE
+    answers.fits(len(body))
+    return Response(body, media_type=media)
 
 
 def fieldinfo_buckets(buckets: Sequence[Mapping[str, Any]], field: str, fmt: Format) -> Response:
@@ -226,8 +282,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Response:
     writer = csv.writer(out)
     writer.writerow([_text(column) for column in header])
     writer.writerows([_cell(value) for value in row] for row in rows)
+    body = out.getvalue().encode()
+    answers.fits(len(body))
     headers = {"x-total-count": str(len(rows))}
-    return Response(out.getvalue().encode(), media_type=CSV_TYPE, headers=headers)
+    return Response(body, media_type=CSV_TYPE, headers=headers)
 
 
 def _results(
@@ -238,12 +296,15 @@ def _results(
         root = ET.Element(tag, {**names, "total": str(len(rows))})
         for row in rows:
             formats.fill_object(ET.SubElement(root, row_tag), row)
+        body = formats.serialize(root)
+        answers.fits(len(body))
         headers = {"x-total-count": str(len(rows))}
-        return Response(formats.serialize(root), media_type=formats.XML_TYPE, headers=headers)
+        return Response(body, media_type=formats.XML_TYPE, headers=headers)
     return _json_answer(rows)
 
 
 def _json_answer(values: Sequence[Any]) -> Response:
     """Values built in Python as a compact JSON array, their number in `x-total-count`."""
     body = json.dumps(values, separators=(",", ":")).encode()
+    answers.fits(len(body))
     return Response(body, media_type=JSON_TYPE, headers={"x-total-count": str(len(values))})

@@ -6,7 +6,9 @@ segment is an execution key.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from zoneinfo import available_timezones
 
 from fastapi import APIRouter, Request
 
@@ -14,11 +16,67 @@ from procexec.api.auth import permit
 from procexec.api.bodies import described, json_body
 from procexec.api.deps import Admin, Reader, StateDep
 from procexec.api.errors import ApiError, error_responses
+from procexec.engine.crontab import Crontab, ScheduleError
 from procexec.engine.errors import NotFound, excerpt
 from procexec.engine.scheduler import change_process, describe, effective
 from procexec.engine.tokens import allows_process
 
 router = APIRouter()
+
+
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _names(*words: str) -> str:
+    """Three-letter names in any case (`jan`, `JAN`, `Jan`), as croniter reads them."""
+    return "|".join("".join(f"[{c.lower()}{c.upper()}]" for c in word) for word in words)
+
+
+def _field(value: str) -> str:
+    """A crontab field of `value`s: `*` or a value or a range, with a step; a list of those."""
+    item = rf"(\*|({value})(-({value}))?)(/[1-9][0-9]*)?"
+    return rf"{item}(,{item})*"
+
+
+#: the crontabs a reschedule takes (the schema's pattern, and the route's check): five fields
+#: of numbers in their ranges, `*`, ranges `a-b`, steps `/n`, lists `a,b`, month and weekday
+#: names
+CRONTAB = (
+    r"^[ \t]*"
+    + r"[ \t]+".join(
+        _field(value)
+        for value in (
+            "[0-5]?[0-9]",
+            "[01]?[0-9]|2[0-3]",
+            "0?[1-9]|[12][0-9]|3[01]",
+            "0?[1-9]|1[0-2]|"
+            + _names(
+                *[
+                    "jan",
+                    "feb",
+                    "mar",
+                    "apr",
+                    "may",
+                    "jun",
+                    "jul",
+                    "aug",
+                    "sep",
+                    "oct",
+                    "nov",
+                    "dec",
+                ]
+            ),
+            "0?[0-7]|" + _names(*["sun", "mon", "tue", "wed", "thu", "fri", "sat"]),
+        )
+    )
+    + r"[ \t]*$"
+)
+_CRONTAB = re.compile(CRONTAB.removesuffix("$") + r"\Z")
+
+#: the timezones a reschedule takes: the IANA names of the system's database (or tzdata's)
+ZONES = sorted(available_timezones())
+_ZONES = frozenset(ZONES)
 
 #: a reschedule's body, as `reschedule` reads it
 SCHEDULE_BODY = described(
@@ -28,12 +86,37 @@ SCHEDULE_BODY = described(
         "properties": {
             "schedule": {
                 "type": ["string", "null"],
-                "description": "five crontab fields; null: the definition's",
+                "pattern": CRONTAB,
+                "description": "five crontab fields (minute hour day-of-month month "
+                "day-of-week: numbers, `*`, ranges, steps, lists, names); null: the definition's",
             },
-            "timezone": {"type": ["string", "null"], "description": "an IANA name"},
+            "timezone": {
+                "anyOf": [{"enum": ZONES}, {"type": "null"}],
+                "description": "an IANA name (`Europe/London`); null: the one in use",
+            },
         },
     }
 )
+
+
+def _check_schedule(schedule: str | None, timezone: str | None) -> None:
+    """A 400 for a schedule or timezone outside the schema's (`CRONTAB`, `ZONES`), with
+    croniter's word on what is wrong when it has one."""
+    if timezone is not None and timezone not in _ZONES:
+        raise ApiError(400, f"schedule: unknown timezone '{excerpt(timezone)}'")
+    if schedule is None or _CRONTAB.match(schedule):
+        return
+    if not schedule.strip():
+        raise ApiError(400, "schedule: required (five crontab fields)")
+    try:
+        Crontab(schedule)
+    except ScheduleError as exc:
+        raise ApiError(400, f"schedule: {exc}") from None
+    raise ApiError(  # croniter's extensions (`L`, `#`, `?`, seconds) are not offered
+        400,
+        f"schedule: crontab '{excerpt(schedule)}' is not five fields of numbers in their "
+        "ranges, *, ranges, steps, lists and names",
+    )
 
 
 @router.get("/v1", summary="List the known processes", responses=error_responses(401, 403, 503))
@@ -97,6 +180,7 @@ async def reschedule(name: str, request: Request, state: StateDep, caller: Admin
     for field, value in (("schedule", schedule), ("timezone", timezone)):
         if value is not None and not isinstance(value, str):
             raise ApiError(400, f"{field}: must be a string")
+    _check_schedule(schedule, timezone)
     changed = change_process(
         state.store,
         state.registry,

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from procexec.api import listing
-from procexec.api.access import read_one, visible
+from procexec.api.access import SOURCES, Source, read_one, visible
 from procexec.api.auth import authenticate, permit
 from procexec.api.bodies import described, json_body
 from procexec.api.deps import (
@@ -30,9 +30,10 @@ from procexec.api.deps import (
 )
 from procexec.api.errors import ApiError, error_responses
 from procexec.api.limits import check_trigger
+from procexec.engine.answers import answer_limit
 from procexec.engine.cancellation import cancel_execution
 from procexec.engine.domain import Scope
-from procexec.engine.errors import NotFound, excerpt
+from procexec.engine.errors import excerpt
 from procexec.engine.query import Query, parse_query
 from procexec.engine.store.base import InlineBudgetExceeded
 from procexec.engine.tokens import restrict
@@ -40,8 +41,6 @@ from procexec.engine.tokens import restrict
 router = APIRouter()
 T = TypeVar("T")
 
-#: the source segments of the platform's URLs; executions are always the tenant's private data
-SOURCES = frozenset({"private", "public", "all"})
 #: list parameters whose calls go straight to a worker thread: their answers are built in
 #: Python (documents parsed, values gathered and sorted), work the store's budget cannot bound
 THREADED_PARAMS = frozenset({"_project", "_distinct", "_fieldinfo", "_aggregate"})
@@ -134,22 +133,18 @@ def _list(request: Request, state: StateDep, source: str, query: Query) -> Respo
     `_fieldinfo` buckets, `_aggregate` results."""
     fmt = listing.response_format(request.headers.get("accept"))
     private = source != "public"  # executions are private data: nothing of them is public
-    if query.distinct is not None:
-        values = state.store.distinct(query) if private else []
-        return listing.distinct_values(values, query.distinct, fmt)
-    if query.fieldinfo is not None:
-        buckets = state.store.fieldinfo(query) if private else []
-        return listing.fieldinfo_buckets(buckets, query.fieldinfo, fmt)
-    if query.aggregate is not None:
-        results = state.store.aggregate(query) if private else []
-        return listing.aggregate_results(results, fmt)
-    if fmt != "json":
-        rows, total = state.store.list(query) if private else ([], 0)
-        if fmt == "xml":
-            return listing.xml_list(rows, total)
-        return listing.csv_list(rows, total, query.project, query.exclude)
-    docs, total = state.store.list_json(query) if private else ([], 0)
-    return listing.json_list(docs, total)
+    with answer_limit(state.settings.max_answer_bytes):  # read and built within it
+        if query.distinct is not None:
+            values = state.store.distinct(query) if private else []
+            return listing.distinct_values(values, query.distinct, fmt)
+        if query.fieldinfo is not None:
+            buckets = state.store.fieldinfo(query) if private else []
+            return listing.fieldinfo_buckets(buckets, query.fieldinfo, fmt)
+        if query.aggregate is not None:
+            results = state.store.aggregate(query) if private else []
+            return listing.aggregate_results(results, fmt)
+        docs, total = state.store.list_json(query) if private else ([], 0)
+        return listing.page_answer(docs, total, fmt, query.project, query.exclude)
 
 
 def _list_call(request: Request, source: str, params: QueryItems) -> Response:
@@ -289,13 +284,13 @@ def read_routes(base: str) -> list[Route]:
 
 
 @router.get(
-    "/v1/{source}/{execution_id}",
+    "/v1/{source:source}/{execution_id}",
     summary="Retrieve one execution",
     responses={**READ_RESPONSES, **error_responses(400, 401, 403, 404, 413, 503)},
     openapi_extra=ENVIRONMENT_HEADER,
 )
 async def get_execution(
-    source: str,
+    source: Source,
     execution_id: str,
     request: Request,
     state: StateDep,
@@ -303,8 +298,6 @@ async def get_execution(
     caller: Reader,
 ) -> Response:
     """One execution by id, under a source segment (`private/<id>`); `_project` picks its fields."""
-    if source not in SOURCES:
-        raise NotFound(f"unknown source '{excerpt(source)}' (use private, public or all)")
     params, accept = await _query_items(request), request.headers.get("accept")
     return await run_in_threadpool(
         read_one, state, environment, caller, execution_id, params, accept, source

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from procexec.engine.answers import DEFAULT_MAX_ANSWER_BYTES
 from procexec.engine.redact import masked_url
 
 #: what every setting's variable starts with
@@ -131,6 +132,12 @@ class Settings(BaseSettings):
         description="open connections to one API process in all (held under the open-files "
         "limit); past it the connection that has waited longest for its request's head is "
         "closed, or, none waiting, the new one is answered 503; 0: only the open-files limit",
+    )
+    max_answer_bytes: int = Field(
+        DEFAULT_MAX_ANSWER_BYTES,
+        description="bytes one API answer may hold (a page of executions in any format, "
+        "`_distinct`, `_fieldinfo`, `_aggregate`, one execution); a larger one is refused 400, "
+        "counted as it is read; at least 1024",
     )
     loader_queue: str = Field(
         "loader",
@@ -305,6 +312,14 @@ class Settings(BaseSettings):
     @classmethod
     def _count(cls, value: Any, info: ValidationInfo) -> Any:
         number = _number(cls, info, value, minimum=0)
+        if number != int(number):
+            raise ValueError(f"{cls.env_name(_field(info))}: '{value}' is not a whole number")
+        return int(number)
+
+    @field_validator("max_answer_bytes", mode="before")
+    @classmethod
+    def _bytes(cls, value: Any, info: ValidationInfo) -> Any:
+        number = _number(cls, info, value, minimum=1024)
         if number != int(number):
             raise ValueError(f"{cls.env_name(_field(info))}: '{value}' is not a whole number")
         return int(number)

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import json
 import math
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import pymongo
 from pymongo.errors import DuplicateKeyError, ExecutionTimeout, OperationFailure, PyMongoError
 
+from procexec.engine import answers
 from procexec.engine.errors import BadRequest, DuplicateExecution, QueryTimeout, StoreUnavailable
 from procexec.engine.limits import MAX_DISTINCT
 from procexec.engine.query import Query, field_buckets, sorted_distinct, too_many_values, values_at
@@ -47,6 +49,9 @@ from procexec.engine.store.mongo_query import (
 )
 
 __all__ = ["MongoStore", "compile_filter"]
+T = TypeVar("T")
+#: a document as the list call answers it: compact JSON
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
 #: MongoDB's codes for a query it cannot take (a bad value, a regular expression PCRE refuses)
 _BAD_QUERY_CODES = frozenset({2, 51091})
 
@@ -233,6 +238,18 @@ class MongoStore(ExecutionStore):
         return parts[0] if len(parts) == 1 else {"$and": parts}
 
     def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
+        return self._page(query, lambda doc: doc)
+
+    def list_json(self, query: Query) -> tuple[builtins.list[bytes], int]:
+        """`list`, each document encoded as the cursor yields it: the page holds only JSON."""
+        return self._page(query, lambda doc: compact_json(doc).encode())
+
+    def _page(
+        self, query: Query, shape: Callable[[dict[str, Any]], T]
+    ) -> tuple[builtins.list[T], int]:
+        """The page as `shape` makes each of its documents, and the total; each counted against
+        the answer's limit as the cursor yields it (`engine.answers`), the read stopped at the
+        first one past it."""
         selector = self._selector(query)
         projection: dict[str, Any] = {"_meta": 0}
         if query.project:
@@ -247,10 +264,17 @@ class MongoStore(ExecutionStore):
             # a deterministic order among equals; a second `_id` key would override the first
             keys.append(("_id", query.sort[0][1]))
 
-        def page() -> list[dict[str, Any]]:
+        def page() -> builtins.list[T]:
             cursor = self.executions.find(selector, projection, max_time_ms=self._max_time_ms())
-            cursor = cursor.sort(keys).skip(query.skip)
-            return [canonical(doc) for doc in cursor.limit(query.limit)]
+            cursor = cursor.sort(keys).skip(query.skip).limit(query.limit)
+            budget = answers.current()
+            found = []
+            for doc in cursor:
+                item = shape(canonical(doc))
+                if budget is not None and isinstance(item, bytes):
+                    budget.take(len(item) + 1)
+                found.append(item)
+            return found
 
         try:
             if query.skip == 0 and query.limit > 0:
@@ -268,21 +292,26 @@ class MongoStore(ExecutionStore):
         field = query.distinct
         assert field is not None
         selector = self._selector(query)
+        found: Iterable[Any]
         try:
             if query.search is None:
                 found = self.executions.distinct(field, selector, **self._limit_options())
             else:  # `$text` is certain to work in a find
                 parts = field.split(".")
-                found = [
-                    value
-                    for doc in self.executions.find(
-                        selector, {field: 1}, max_time_ms=self._max_time_ms()
-                    )
-                    for value in values_at(doc, parts)
-                ]
+                found = answers.at_most(
+                    (
+                        value
+                        for doc in self.executions.find(
+                            selector, {field: 1}, max_time_ms=self._max_time_ms()
+                        )
+                        for value in values_at(doc, parts)
+                    ),
+                    MAX_DISTINCT,
+                    lambda: too_many_values("_distinct", field),
+                )
+            values = sorted_distinct(found)  # the find's cursor read here
         except OperationFailure as exc:
             raise self._refused(exc) from exc
-        values = sorted_distinct(found)
         if len(values) > MAX_DISTINCT:
             raise too_many_values("_distinct", field)
         return values

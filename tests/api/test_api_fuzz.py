@@ -78,21 +78,6 @@ CONFIG = schemathesis.Config.from_dict(
             "path.name": {"dictionary": "processes", "probability": 0.5},
             "body.name": {"dictionary": "processes", "probability": 0.5},
         },
-        "operations": [
-            {
-                # A schedule is five crontab fields and a timezone an IANA name: more than the
-                # body's JSON schema says, so a schema-valid body may rightly be a 400 (its
-                # message names the field); every other check still runs.
-                "include-path-regex": "/schedule$",
-                "checks": {"positive_data_acceptance": {"enabled": False}},
-            },
-            {
-                # `v1/{id}/cancel` is also `v1/{source}/{execution_id}` (a read of execution
-                # 'cancel'), so its 405 rightly allows GET, which this path does not document.
-                "include-path-regex": "/cancel$",
-                "checks": {"allow_header_conformance": {"enabled": False}},
-            },
-        ],
     }
 )
 

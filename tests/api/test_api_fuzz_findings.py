@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import urllib.parse
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,7 +25,11 @@ from tests.api.test_api_errors import assert_refused
     [
         ("DELETE", "/v1", "GET, HEAD, POST"),  # GET is a plain Starlette route, POST FastAPI's
         ("OPTIONS", "", "GET, POST"),  # build information, and the SDK's trigger
-        ("DELETE", "/v1/ecb-1/cancel", "GET, POST"),  # also `v1/{source}/{execution_id}`
+        ("DELETE", "/v1/ecb-1/cancel", "POST"),  # `v1/{source}/…` takes sources alone
+        ("GET", "/v1/ecb-1/cancel", "POST"),
+        ("OPTIONS", "/v1/ecb-1/cancel", "POST"),
+        ("DELETE", "/v1/private/ecb-1", "GET"),
+        ("DELETE", "/v1/private/cancel", "GET, POST"),  # one execution, or the cancel of one
     ],
 )
 def test_a_405_allows_every_method_of_its_path(
@@ -32,6 +38,55 @@ def test_a_405_allows_every_method_of_its_path(
     response = client.request(method, f"{base}{path}", headers=service.run_headers)
     assert_refused(response, service, 405, f"method {method} is not allowed on {base}{path}")
     assert response.headers["allow"] == allowed
+
+
+#: a value of each path parameter of the description
+PATH_VALUES = {"key": "ecb-1", "execution_id": "ecb-1", "source": "private", "name": "DEMO"}
+
+
+def _template(path: str, operations: dict[str, Any]) -> re.Pattern[str]:
+    """The paths a described path stands for: its parameters' enums, or any segment."""
+    patterns = {}
+    for operation in operations.values():
+        for parameter in operation.get("parameters", []):
+            enum = parameter.get("schema", {}).get("enum")
+            if parameter["in"] == "path":
+                patterns[parameter["name"]] = "|".join(map(re.escape, enum)) if enum else "[^/]+"
+    parts = re.split(r"\{(\w+)\}", path)
+    return re.compile(
+        "".join(
+            re.escape(part) if n % 2 == 0 else f"({patterns[part]})" for n, part in enumerate(parts)
+        )
+    )
+
+
+def test_every_405_allows_the_described_methods_of_its_path(
+    client: TestClient, service: Service
+) -> None:
+    """Each described path, its parameters filled in, answers an unrouted method with a 405
+    whose `Allow` names the methods the description gives every path that matches it (HEAD
+    aside: Starlette serves it beside a GET)."""
+    paths = client.get("/openapi.json").json()["paths"]
+    templates = {path: _template(path, operations) for path, operations in paths.items()}
+    for path in paths:
+        url = re.sub(r"\{(\w+)\}", lambda match: PATH_VALUES[match[1]], path)
+        described = {
+            method.upper()
+            for other, operations in paths.items()
+            if templates[other].fullmatch(url)
+            for method in operations
+        }
+        response = client.request("PATCH", url, headers=service.admin_headers)
+        assert response.status_code == 405, url
+        allowed = set(response.headers["allow"].split(", ")) - {"HEAD"}
+        assert allowed == described, url
+
+
+def test_the_source_is_described_as_its_three_values(client: TestClient, service: Service) -> None:
+    """`v1/{source}/{execution_id}` is routed for the three sources alone, as described."""
+    paths = client.get("/openapi.json").json()["paths"]
+    (source,) = paths["/service/process-exec/v1/{source}/{execution_id}"]["get"]["parameters"][:1]
+    assert source["schema"]["enum"] == ["private", "public", "all"]
 
 
 def test_a_405_on_a_process_allows_put_and_post(client: TestClient, service: Service) -> None:
@@ -162,3 +217,44 @@ def test_a_nul_in_a_path_is_answered_by_a_real_server(live_url: str, service: Se
         assert json.loads(response.read())["error"] == NO_AB
     finally:
         connection.close()
+
+
+# --- a reschedule takes exactly what its description allows ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("schedule", "timezone"),
+    [
+        ("30 16 * * 1-5", None),
+        ("*/15 0-6,22,23 1,15 jan-MAR,Dec sun-Fri/2", "Europe/London"),
+        (" 5 4 * * 7 ", "UTC"),
+        ("", None),  # described as a string, once refused by the route alone
+        ("   ", None),
+        ("0 0 0 * *", None),
+        ("0 24 * * *", None),
+        ("0 0 L * *", None),  # croniter's extensions are not offered
+        ("0 0 * * 1#2", None),
+        ("0 0 * * * *", None),
+        ("0 0 * * 1\n", None),
+        (None, "Mars/Olympus_Mons"),
+        ("30 16 * * 1-5", ""),
+    ],
+)
+def test_a_schedule_is_taken_when_the_description_allows_it(
+    client: TestClient, service: Service, schedule: str | None, timezone: str | None
+) -> None:
+    """The route takes a body exactly when the description's schema does (pattern, enum)."""
+    described = client.get("/openapi.json").json()["paths"]["/service/process/v1/{name}/schedule"]
+    schema = described["put"]["requestBody"]["content"]["application/json"]["schema"]
+    properties = schema["properties"]
+    pattern = properties["schedule"]["pattern"]
+    assert pattern.endswith("$")
+    ecma = pattern.removesuffix("$") + r"\Z"  # JSON Schema's `$` is the end, never a last \n
+    allowed = (schedule is None or re.search(ecma, schedule)) and (
+        timezone is None or timezone in properties["timezone"]["anyOf"][0]["enum"]
+    )
+    body = {"schedule": schedule, "timezone": timezone}
+    response = client.put(
+        "/service/process/v1/DEMO/schedule", headers=service.admin_headers, json=body
+    )
+    assert response.status_code == (200 if allowed else 400), response.text

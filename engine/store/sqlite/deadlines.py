@@ -27,6 +27,9 @@ from procexec.engine.query.regex import matches
 #: virtual machine steps; a page of a hundred documents on an index takes a fraction of it
 INLINE_SECONDS = 0.002
 INLINE_STEP = 1000
+#: a page under `SQLiteStore.inline()` gives up past this many bytes of documents: copying
+#: them is work the steps do not count (a page of long logs is read in few steps)
+INLINE_BYTES = 256 * 1024
 
 #: a read under `SQLiteStore.limited` looks at the clock every LIMIT_STEP virtual machine steps
 #: (a few microseconds of work; the look costs well under 1% of it)

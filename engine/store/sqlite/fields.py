@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+from procexec.engine import answers
 from procexec.engine.limits import MAX_DISTINCT
 from procexec.engine.query import Query, field_buckets, sorted_distinct, too_many_values, values_at
 from procexec.engine.store.sqlite.compiler import counter_where, expression, json_path, where_clause
@@ -17,6 +18,7 @@ from procexec.engine.store.sqlite.schema import COLUMNS
 
 def _json_value(kind: str, value: Any) -> Any:
     if kind in ("object", "array"):
+        answers.fits(len(value))  # under an API answer's limit, before it is parsed
         return json.loads(value)
     return {"true": True, "false": False, "null": None}.get(kind, value)
 
@@ -50,7 +52,13 @@ def distinct(conn: sqlite3.Connection, query: Query) -> list[Any]:
         if field == "_id" or field in COLUMNS:
             return _distinct_column(conn, field, "executions", where, params)
         found = _path_values(conn, field, where, params)
-        values = sorted_distinct(value for values in found for value in values)
+        values = sorted_distinct(
+            answers.at_most(
+                (value for values in found for value in values),
+                MAX_DISTINCT,
+                lambda: too_many_values("_distinct", field),
+            )
+        )
         if len(values) > MAX_DISTINCT:
             raise too_many_values("_distinct", field)
         return values

@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
+from procexec.engine.answers import gathered
 from procexec.engine.query import Query
 from procexec.engine.store.sqlite.compiler import (
     counter_where,
@@ -116,8 +118,16 @@ def _reach(
     return None, before
 
 
-def page(conn: sqlite3.Connection, query: Query, listed: str | None = None) -> list[bytes]:
-    """The documents of the page, as stored JSON (UTF-8 bytes: nothing decodes them), in order.
+#: what a page's reader makes of each stored document (a projection), when not the document
+Shape = Callable[[bytes], bytes]
+
+
+def page(
+    conn: sqlite3.Connection, query: Query, listed: str | None = None, shape: Shape | None = None
+) -> list[bytes]:
+    """The documents of the page, as stored JSON (UTF-8 bytes: nothing decodes them), in order,
+    or as `shape` makes each; fetched one by one and counted against the answer's limit
+    (`engine.answers.gathered`), which stops the read at the first one past it.
 
     Rows skipped by `OFFSET` cost an index step each, not a document read (SQLite defers the
     table lookup); a deep skip in `start` order first jumps to its day (`_deep_skip`).
@@ -136,7 +146,7 @@ def page(conn: sqlite3.Connection, query: Query, listed: str | None = None) -> l
             f"WHERE {where} AND {bound} ORDER BY {order_sql(_order(query))} LIMIT ? OFFSET ?"
         )
         params = (*where_params, *bound_params, query.limit, skip)
-    return [row[0] for row in conn.execute(sql, params).fetchall()]
+    return gathered((row[0] for row in conn.execute(sql, params)), shape)
 
 
 def _page_statement(query: Query, listed: str | None) -> tuple[str, tuple[Any, ...]]:
@@ -181,8 +191,11 @@ def _source(listed: bool) -> str:
     return "executions NOT INDEXED" if listed else "executions"
 
 
-def list_page(conn: sqlite3.Connection, query: Query) -> tuple[list[bytes], int]:
-    """The page as stored JSON (UTF-8 bytes), and the total, read in one snapshot.
+def list_page(
+    conn: sqlite3.Connection, query: Query, shape: Shape | None = None
+) -> tuple[list[bytes], int]:
+    """The page as stored JSON (UTF-8 bytes) or as `shape` makes each document (`page`), and
+    the total, read in one snapshot.
 
     A search the FTS index answers alone is asked once for up to `SMALL_SEARCH` + 1 matches:
     when it has no more, they are listed for the page and the count (the index is not asked
@@ -207,12 +220,12 @@ def list_page(conn: sqlite3.Connection, query: Query) -> tuple[list[bytes], int]
             total = matches
         elif query.skip == 0 and query.limit > 0:
             # the first page, read first: when it is not full, it is the whole answer
-            docs = page(conn, query, listed)
+            docs = page(conn, query, listed, shape)
             if len(docs) < query.limit:
                 return docs, len(docs)
             return docs, count(conn, query, listed)
         else:
             total = count(conn, query, listed)
-        return (page(conn, query, listed) if total > query.skip else []), total
+        return (page(conn, query, listed, shape) if total > query.skip else []), total
     finally:
         conn.execute("COMMIT")

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from procexec.engine import answers
 from procexec.engine.errors import DuplicateExecution, QueryTimeout, StoreUnavailable
 from procexec.engine.private_files import private_store_file
 from procexec.engine.query import Query, project_document
@@ -58,6 +59,21 @@ def _meta_columns(meta: Mapping[str, Any] | None) -> dict[str, Any]:
             raise KeyError(f"unknown meta key {key!r}")
         columns[key] = json.dumps(value) if key in JSON_META_KEYS else value
     return columns
+
+
+def _bytes_under(most: int, shape: pages.Shape | None) -> pages.Shape:
+    """`shape` (or the document as it is), giving up with `InlineBudgetExceeded` once the
+    documents read pass `most` bytes."""
+    read = 0
+
+    def counted(stored: bytes) -> bytes:
+        nonlocal read
+        read += len(stored)
+        if read > most:
+            raise InlineBudgetExceeded
+        return stored if shape is None else shape(stored)
+
+    return counted
 
 
 @translate_errors((sqlite3.OperationalError, sqlite3.DatabaseError), "SQLite")
@@ -126,7 +142,10 @@ class SQLiteStore(ExecutionStore):
             sql += " AND environment = ?"
             params.append(environment)
         row = self._connect().execute(sql, params).fetchone()
-        return json.loads(row[0]) if row else None
+        if row is None:
+            return None
+        answers.fits(len(row[0]))  # under an API answer's limit, before it is parsed
+        return json.loads(row[0])
 
     def update(self, execution_id: str, change: Update) -> bool:
         conn = self._connect()
@@ -168,15 +187,21 @@ class SQLiteStore(ExecutionStore):
             raise
 
     def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
-        docs, total = pages.list_page(self._connect(), query)
-        return [
-            project_document(json.loads(doc), query.project, query.exclude) for doc in docs
-        ], total
+        docs, total = self.list_json(query)
+        return [json.loads(doc) for doc in docs], total
 
     def list_json(self, query: Query) -> tuple[builtins.list[bytes], int]:
+        shape: pages.Shape | None = None
         if query.project or query.exclude:
-            return super().list_json(query)
-        return pages.list_page(self._connect(), query)  # the stored JSON, as it is
+
+            def shape(stored: bytes) -> bytes:  # each document projected as it is read
+                doc = project_document(json.loads(stored), query.project, query.exclude)
+                return compact_json(doc).encode()
+
+        budget: Budget | None = getattr(self._local, "budget", None)
+        if budget is not None and getattr(self._local, "conn", None) is budget.conn:  # inline()
+            shape = _bytes_under(deadlines.INLINE_BYTES, shape)
+        return pages.list_page(self._connect(), query, shape)  # else the stored JSON as it is
 
     def distinct(self, query: Query) -> builtins.list[Any]:
         return fields.distinct(self._connect(), query)
