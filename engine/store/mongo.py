@@ -17,7 +17,14 @@ from urllib.parse import urlparse
 import pymongo
 from pymongo.errors import DuplicateKeyError, ExecutionTimeout, OperationFailure, PyMongoError
 
-from procexec.engine.errors import BadRequest, DuplicateExecution, QueryTimeout, StoreUnavailable
+from procexec.engine import deadline
+from procexec.engine.errors import (
+    BadRequest,
+    DuplicateExecution,
+    QueryTimeout,
+    StoreUnavailable,
+    excerpt,
+)
 from procexec.engine.limits import MAX_DISTINCT
 from procexec.engine.query import Query, field_buckets, sorted_distinct, too_many_values, values_at
 from procexec.engine.query.pipeline import too_many_results
@@ -34,6 +41,7 @@ from procexec.engine.store.base import (
     TokenRecord,
     Update,
     canonical,
+    too_large,
     translate_errors,
 )
 from procexec.engine.store.mongo_query import (
@@ -49,6 +57,9 @@ from procexec.engine.store.mongo_query import (
 __all__ = ["MongoStore", "compile_filter"]
 #: MongoDB's codes for a query it cannot take (a bad value, a regular expression PCRE refuses)
 _BAD_QUERY_CODES = frozenset({2, 51091})
+#: MongoDB's codes for a query too large or too deep to run (BSONObjectTooLarge, Overflow…):
+#: its fault too, a 400 (`engine.store.base.too_large`)
+_TOO_LARGE_CODES = frozenset({10334, 15, 17279})
 
 
 def database_of(url: str) -> str:
@@ -212,8 +223,12 @@ class MongoStore(ExecutionStore):
             self._local.max_time_ms = None
 
     def _max_time_ms(self) -> int | None:
-        """The limit of this thread's reads, in milliseconds; None outside `limited`."""
+        """The limit of this thread's reads, in milliseconds, what is left of the read's
+        deadline (`engine.deadline`) when less; None outside `limited`."""
         limit: int | None = getattr(self._local, "max_time_ms", None)
+        left = deadline.remaining()
+        if limit is not None and left is not None:
+            limit = min(limit, max(1, math.ceil(left * 1000)))
         return limit
 
     def _limit_options(self) -> dict[str, Any]:
@@ -250,7 +265,7 @@ class MongoStore(ExecutionStore):
         def page() -> list[dict[str, Any]]:
             cursor = self.executions.find(selector, projection, max_time_ms=self._max_time_ms())
             cursor = cursor.sort(keys).skip(query.skip)
-            return [canonical(doc) for doc in cursor.limit(query.limit)]
+            return [canonical(doc) for doc in deadline.checked(cursor.limit(query.limit), 64)]
 
         try:
             if query.skip == 0 and query.limit > 0:
@@ -273,19 +288,16 @@ class MongoStore(ExecutionStore):
                 found = self.executions.distinct(field, selector, **self._limit_options())
             else:  # `$text` is certain to work in a find
                 parts = field.split(".")
-                found = [
+                found = (
                     value
                     for doc in self.executions.find(
                         selector, {field: 1}, max_time_ms=self._max_time_ms()
                     )
                     for value in values_at(doc, parts)
-                ]
+                )
+            return sorted_distinct(found, field)
         except OperationFailure as exc:
             raise self._refused(exc) from exc
-        values = sorted_distinct(found)
-        if len(values) > MAX_DISTINCT:
-            raise too_many_values("_distinct", field)
-        return values
 
     def fieldinfo(self, query: Query) -> builtins.list[dict[str, Any]]:
         field = query.fieldinfo
@@ -319,7 +331,9 @@ class MongoStore(ExecutionStore):
             {"$limit": MAX_DISTINCT + 1},
         ]
         try:
-            rows = list(self.executions.aggregate(pipeline, **self._limit_options()))
+            rows = list(
+                deadline.checked(self.executions.aggregate(pipeline, **self._limit_options()))
+            )
         except OperationFailure as exc:
             raise self._refused(exc) from exc
         if len(rows) > MAX_DISTINCT:
@@ -330,7 +344,9 @@ class MongoStore(ExecutionStore):
     def _refused(exc: OperationFailure) -> Exception:
         if exc.code in _BAD_QUERY_CODES:
             message = (exc.details or {}).get("errmsg", str(exc))
-            return BadRequest(f"query: MongoDB refused it: {message}")
+            return BadRequest(f"query: MongoDB refused it: {excerpt(message)}")
+        if exc.code in _TOO_LARGE_CODES:
+            return too_large("MongoDB", exc)
         return exc
 
     def add_token(self, record: TokenRecord) -> None:
