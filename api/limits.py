@@ -26,6 +26,8 @@ from procexec.engine.tokens import TokenCache
 
 #: the largest request body, in bytes (every route: triggers, form queries, schedules…)
 MAX_BODY_BYTES = 1_048_576
+#: the longest query string of a read's URL, in bytes (a longer query travels in a form body)
+MAX_QUERY_STRING_BYTES = 65_536
 #: the longest process name a trigger may give, in characters
 MAX_NAME_CHARS = 200
 #: the longest `_reason` of a trigger, in characters

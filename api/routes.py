@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable
 from time import monotonic
-from typing import Any, TypeVar
-from urllib.parse import parse_qsl
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -30,6 +27,16 @@ from procexec.api.deps import (
 )
 from procexec.api.errors import ApiError, error_responses
 from procexec.api.limits import check_trigger
+from procexec.api.queries import (
+    INLINE_QUERY_BYTES,
+    QueryItems,
+    QueryParts,
+    cached,
+    items_of,
+    query_items,
+    query_parts,
+)
+from procexec.engine import deadline
 from procexec.engine.answers import answer_limit
 from procexec.engine.cancellation import cancel_execution
 from procexec.engine.domain import Scope
@@ -39,7 +46,6 @@ from procexec.engine.store.base import InlineBudgetExceeded
 from procexec.engine.tokens import restrict
 
 router = APIRouter()
-T = TypeVar("T")
 
 #: list parameters whose calls go straight to a worker thread: their answers are built in
 #: Python (documents parsed, values gathered and sorted), work the store's budget cannot bound
@@ -50,39 +56,9 @@ OVERRAN_SECONDS = 60.0
 OVERRAN_MAX = 1024
 #: a remembered query whose run in a worker thread takes less than this is forgotten
 QUICK_SECONDS = 0.001
-#: a GET may carry its query in a body of this type
-FORM_TYPE = "application/x-www-form-urlencoded"
-#: the parameters of a list call, in order
-QueryItems = tuple[tuple[str, str], ...]
-#: queries of at most this many characters are remembered once parsed
-CACHED_QUERY_CHARS = 4096
 
 
-def _cached(size: Callable[[Any], int]) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """The function, remembering its last thousand answers when its first argument's `size`
-    is small: dashboards and scripts send the same few queries again and again, and parsing
-    one (its URL, then its filters) costs about as much as answering it from an index."""
-
-    def wrap(function: Callable[..., T]) -> Callable[..., T]:
-        remembered = functools.lru_cache(maxsize=1024)(function)
-
-        def call(key: Any, *args: Any) -> T:
-            if size(key) <= CACHED_QUERY_CHARS:
-                return remembered(key, *args)
-            return function(key, *args)
-
-        return call
-
-    return wrap
-
-
-@_cached(len)
-def _url_items(query_string: bytes) -> QueryItems:
-    """A URL's query parameters, read as Starlette reads them."""
-    return tuple(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
-
-
-@_cached(lambda params: sum(len(name) + len(value) for name, value in params))
+@cached(lambda params: sum(len(name) + len(value) for name, value in params))
 def _parsed(params: QueryItems, environment: str, processes: tuple[str, ...] = ()) -> Query:
     """The query of the list call's parameters, limited to the caller's `processes` (a `Query`
     is immutable: it may be shared)."""
@@ -147,37 +123,29 @@ def _list(request: Request, state: StateDep, source: str, query: Query) -> Respo
         return listing.page_answer(docs, total, fmt, query.project, query.exclude)
 
 
-def _list_call(request: Request, source: str, params: QueryItems) -> Response:
-    """The list call, checks included: state, environment, caller, list.
+def _list_call(
+    request: Request, source: str, query: QueryItems | QueryParts, started: float
+) -> Response:
+    """The list call, checks included: state, environment, caller, list; `query` its
+    parameters, or the raw parts they are read from here (`items_of`).
 
     The hot path of the service: resolving `StateDep`, `EnvironmentDep` and `Reader` as
     FastAPI dependencies costs a thread hop each, more than an indexed query.
+
+    All of it runs under the read's deadline (`engine.deadline`), counted from `started`, when
+    the call arrived: reading the query, the store, the work on the rows after; past it, a 503
+    (on the event loop, the store's budget is far tighter).
     """
     state = get_state(request)
-    environment = get_environment(request)
-    caller = authenticate(request, state.tokens, Scope.READ)
-    permit(caller, environment)
-    # past the time limit of API reads, a 503 (on the event loop, the budget is far tighter)
-    with state.store.limited(state.settings.read_timeout):
-        return _list(request, state, source, _parsed(params, environment, caller.processes))
-
-
-async def _query_items(request: Request) -> QueryItems:
-    """The list call's parameters: the URL's, then those of a form body.
-
-    The platform lets a GET whose URL would pass 2,048 characters carry its query in an
-    `application/x-www-form-urlencoded` body; both parts count, as if written in one URL.
-    """
-    items = _url_items(request.scope["query_string"])
-    content_type = request.headers.get("content-type")
-    if content_type is None or content_type.partition(";")[0].strip().lower() != FORM_TYPE:
-        return items
-    raw = await request.body()  # at most `api.limits.MAX_BODY_BYTES`, its sender authenticated
-    try:
-        text = raw.decode()
-    except UnicodeDecodeError:
-        raise ApiError(400, "request body: the form query is not UTF-8") from None
-    return (*items, *parse_qsl(text, keep_blank_values=True))
+    with deadline.reading(state.settings.read_timeout, started):
+        environment = get_environment(request)
+        caller = authenticate(request, state.tokens, Scope.READ)
+        permit(caller, environment)
+        params = items_of(*query) if isinstance(query, QueryParts) else query
+        with state.store.limited(state.settings.read_timeout):
+            response = _list(request, state, source, _parsed(params, environment, caller.processes))
+        deadline.check()  # the answer built in time, or a 503 as the store's
+        return response
 
 
 async def _serve_list(request: Request, source: str) -> Response:
@@ -191,8 +159,13 @@ async def _serve_list(request: Request, source: str) -> Response:
     for `OVERRAN_SECONDS`, a query that overran the budget, so that a broad search polled by
     a dashboard does not pay for a failed try each time; unless its run in the thread proves
     quick (under `QUICK_SECONDS`), when it overran by a hiccup of the machine, not by its work,
-    and is forgotten at once."""
-    params = await _query_items(request)
+    and is forgotten at once. A query longer than `INLINE_QUERY_BYTES` goes to a worker thread
+    as it came, read there: its reading alone is more than the loop may spend."""
+    started = monotonic()
+    parts = await query_parts(request)
+    if len(parts.url) + len(parts.form) > INLINE_QUERY_BYTES:
+        return await run_in_threadpool(_list_call, request, source, parts, started)
+    params = items_of(*parts)
     state = get_state(request)
     key = hash(params)  # a collision only sends a call to a worker thread
     simple = (
@@ -203,13 +176,13 @@ async def _serve_list(request: Request, source: str) -> Response:
     if bounded is not None:
         try:
             with bounded:
-                return _list_call(request, source, params)
+                return _list_call(request, source, params, started)
         except InlineBudgetExceeded:
             if len(state.overran) >= OVERRAN_MAX:
                 state.overran.clear()
             state.overran[key] = monotonic() + OVERRAN_SECONDS
     began = monotonic()
-    response = await run_in_threadpool(_list_call, request, source, params)
+    response = await run_in_threadpool(_list_call, request, source, params, started)
     if simple and monotonic() - began < QUICK_SECONDS:
         state.overran.pop(key, None)
     return response
@@ -259,7 +232,7 @@ async def get_or_list(key: str, request: Request) -> Response:
     `v1/all` list them (the platform's SDK lists through `v1/private`)."""
     if key in SOURCES:
         return await _serve_list(request, key)
-    return await run_in_threadpool(_get_call, request, key, await _query_items(request))
+    return await run_in_threadpool(_get_call, request, key, await query_items(request))
 
 
 async def _get_or_list_endpoint(request: Request) -> Response:
@@ -298,7 +271,7 @@ async def get_execution(
     caller: Reader,
 ) -> Response:
     """One execution by id, under a source segment (`private/<id>`); `_project` picks its fields."""
-    params, accept = await _query_items(request), request.headers.get("accept")
+    params, accept = await query_items(request), request.headers.get("accept")
     return await run_in_threadpool(
         read_one, state, environment, caller, execution_id, params, accept, source
     )

@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
 
+from procexec.engine.errors import excerpt
+
 #: how far a wall-clock time may fall inside a daylight-saving gap (no zone skips more)
 _MAX_GAP = timedelta(hours=3)
 #: the five crontab fields, in order
@@ -46,7 +48,7 @@ class Crontab:
         fields = self.expression.split()
         if len(fields) != 5:
             raise ScheduleError(
-                f"crontab '{self.expression}' must have five fields "
+                f"crontab '{excerpt(self.expression)}' must have five fields "
                 "(minute hour day-of-month month day-of-week)"
             )
         if not croniter.is_valid(self.expression):
@@ -55,19 +57,20 @@ class Crontab:
                 probe[index] = value
                 if not croniter.is_valid(" ".join(probe)):
                     raise ScheduleError(
-                        f"crontab '{self.expression}': {name} field '{value}' is not valid"
+                        f"crontab '{excerpt(self.expression)}': {name} field '{excerpt(value)}' "
+                        f"is not valid"
                     )
-            raise ScheduleError(f"crontab '{self.expression}' is not valid")
+            raise ScheduleError(f"crontab '{excerpt(self.expression)}' is not valid")
         try:
             croniter(self.expression, datetime(2000, 1, 1)).get_next(datetime)
         except CroniterBadDateError:
             raise ScheduleError(
-                f"crontab '{self.expression}' never fires (no date has that day and month)"
+                f"crontab '{excerpt(self.expression)}' never fires (no date has that day and month)"
             ) from None
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ScheduleError(f"unknown timezone '{self.timezone}'") from None
+            raise ScheduleError(f"unknown timezone '{excerpt(self.timezone)}'") from None
 
     @cached_property
     def zone(self) -> ZoneInfo:

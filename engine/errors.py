@@ -24,6 +24,12 @@ def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
     return "".join(shown)
 
 
+def label(name: str) -> str:
+    """A parameter's name as the error it names starts with it: as given when it is within
+    `EXCERPT_CHARS`, else its `excerpt`."""
+    return name if len(name) <= EXCERPT_CHARS else excerpt(name)
+
+
 class ProcexecError(Exception):
     """Base of every error the engine raises on purpose."""
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from procexec.engine.domain import DEFAULT_ENVIRONMENT, Status
-from procexec.engine.errors import BadRequest
+from procexec.engine.errors import EXCERPT_CHARS, BadRequest, excerpt
 
 if TYPE_CHECKING:
     from procexec.engine.context import PhaseContext
@@ -148,7 +148,7 @@ class Process:
             try:
                 self.check(parameters)
             except (TypeError, ValueError) as exc:
-                raise BadRequest(f"body: {exc}") from None
+                raise BadRequest(f"body: {excerpt(str(exc), 2 * EXCERPT_CHARS)}") from None
         return parameters
 
 

@@ -22,8 +22,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from procexec.engine.errors import excerpt
+from procexec.engine.limits import MAX_IN_VALUES
+
 #: how deeply objects and arrays may nest (the filter itself allows far less)
 MAX_DEPTH = 64
+#: the most items an array or an object may hold: a filter's longest list is an `$in` of
+#: `MAX_IN_VALUES` values; the reader stops at the item past it, not at the end of the text
+MAX_ITEMS = MAX_IN_VALUES
 #: the flags a regular-expression literal may carry: MongoDB's `$options` that Python shares
 REGEX_FLAGS = "imsx"
 
@@ -107,7 +113,8 @@ class _Parser:
             if word.group() in _CONSTANTS:
                 self.pos = word.end()
                 return _CONSTANTS[word.group()]
-            raise self.fail(f"the value '{word.group()}' must be quoted (\"{word.group()}\")")
+            shown = excerpt(word.group())
+            raise self.fail(f"the value '{shown}' must be quoted (\"{shown}\")")
         raise self.fail("expected a value" if char else "expected a value, found the end")
 
     def object(self, depth: int) -> dict[str, Any]:
@@ -118,8 +125,10 @@ class _Parser:
             return result
         flagged = False  # `$options` came from the flags of a /regex/
         while True:
+            if len(result) == MAX_ITEMS:
+                raise self.fail(f"an object of more than {MAX_ITEMS} keys")
             key = self.key()
-            self.expect(":", f"':' after '{key}'")
+            self.expect(":", f"':' after '{excerpt(key)}'")
             start = self.pos
             value = self.value(depth + 1)
             if isinstance(value, _Regex):
@@ -161,6 +170,8 @@ class _Parser:
             self.pos += 1
             return result
         while True:
+            if len(result) == MAX_ITEMS:
+                raise self.fail(f"an array of more than {MAX_ITEMS} items")
             value = self.value(depth + 1)
             result.append(value.as_operators() if isinstance(value, _Regex) else value)
             char = self.peek()

@@ -22,7 +22,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from procexec.engine.errors import BadRequest
+from procexec.engine.errors import BadRequest, excerpt
 
 #: most terms one search may hold, and how deeply it may nest
 MAX_TERMS = 50
@@ -159,7 +159,7 @@ class _SearchParser:
     def term(self, raw: str, start: int) -> Term:
         found = words(raw)
         if not found:
-            shown = raw if raw.strip() else f'"{raw}"'
+            shown = excerpt(raw) if raw.strip() else f'"{excerpt(raw)}"'
             raise self.fail(f"'{shown}' at position {start} has no letters or digits to search for")
         self.terms += 1
         if self.terms > MAX_TERMS:

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from procexec.engine import deadline
 from procexec.engine.errors import BadRequest
 from procexec.engine.limits import MAX_DISTINCT
 
@@ -40,12 +41,18 @@ def _identity(value: Any) -> Any:
     return (type(value) is bool, value)
 
 
-def sorted_distinct(values: Iterable[Any]) -> list[Any]:
-    """Distinct values, once each, in `distinct_key` order; `None` (absent) is left out."""
+def sorted_distinct(values: Iterable[Any], field: str | None = None) -> list[Any]:
+    """Distinct values, once each, in `distinct_key` order; `None` (absent) is left out.
+
+    With `field`, more than `MAX_DISTINCT` values is a `BadRequest` (`too_many_values`) as soon
+    as they are met, not once all are held. The read's deadline is looked at as they come."""
     seen: dict[Any, Any] = {}
-    for value in values:
+    for value in deadline.checked(values):
         if value is not None:
             seen.setdefault(_identity(value), value)
+            if field is not None and len(seen) > MAX_DISTINCT:
+                raise too_many_values("_distinct", field)
+    deadline.check()
     return sorted(seen.values(), key=distinct_key)
 
 
@@ -65,12 +72,13 @@ def field_buckets(field: str, counted: Iterable[tuple[Any, int]]) -> list[dict[s
     is a `BadRequest`.
     """
     buckets: dict[Any, list[Any]] = {}
-    for value, count in counted:
+    for value, count in deadline.checked(counted):
         items = value if isinstance(value, list) else [value]
         for key, item in {_identity(item): item for item in items if item is not None}.items():
             buckets.setdefault(key, [item, 0])[1] += count
         if len(buckets) > MAX_DISTINCT:
             raise too_many_values("_fieldinfo", field)
+    deadline.check()
     ordered = sorted(buckets.values(), key=lambda bucket: (-bucket[1], distinct_key(bucket[0])))
     return [{"_id": value, "count": count, "filter": {field: value}} for value, count in ordered]
 

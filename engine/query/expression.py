@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from procexec.engine.errors import BadRequest, excerpt
+from procexec.engine.errors import EXCERPT_CHARS, BadRequest, excerpt
 from procexec.engine.query.fields import check_document_field
 from procexec.engine.query.tree import MAX_CONDITIONS, MAX_FILTER_DEPTH, And, Node, Not, Or
 from procexec.engine.query.values import (
@@ -70,8 +70,8 @@ class ExpressionParser:
         return None
 
     def found(self) -> str:
-        rest = self.text[self.pos :].split()
-        return f"'{rest[0]}'" if rest else "the end"
+        rest = self.text[self.pos : self.pos + 2 * EXCERPT_CHARS].split(maxsplit=1)
+        return f"'{excerpt(rest[0])}'" if rest else "the end"
 
     def parse(self) -> Node:
         if not self.text.strip():
@@ -166,7 +166,8 @@ class ExpressionParser:
                 return equals_condition(name, raw) if quoted else parse_condition(name, raw)
             if not quoted and FUNCTION_CALL.match(raw):
                 raise BadRequest(
-                    f"{name}: '{excerpt(operator)}' takes a plain value, not '{excerpt(raw)}'"
+                    f"{excerpt(name)}: '{excerpt(operator)}' takes a plain value, "
+                    f"not '{excerpt(raw)}'"
                 )
             return apply_function(name, function, [raw], raw)
         except BadRequest as exc:
@@ -181,7 +182,8 @@ class ExpressionParser:
         if quote in "=<>":
             raise self.fail(
                 f"unexpected '{quote}' at position {start}: after '{excerpt(name)}' and its "
-                f"operator comes a value (one operator, such as {name}=x; quote a value that "
+                f"operator comes a value (one operator, such as {excerpt(name)}=x; quote a "
+                f"value that "
                 f"starts with '{quote}')"
             )
         if quote in "\"'":

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from procexec.engine.errors import BadRequest, excerpt
+from procexec.engine.errors import BadRequest, excerpt, label
 from procexec.engine.schema import (
     DOCUMENT_FIELDS,
     FREE_FIELD,
@@ -38,10 +38,11 @@ _DIRECTIONS = {"asc": 1, "ascending": 1, "desc": -1, "descending": -1}
 def check_field(name: str, param: str) -> str:
     """A field path as the user gave it, or a `BadRequest` naming `param`."""
     if not _FIELD.match(name):
-        raise BadRequest(f"{param}: '{excerpt(name)}' is not a field name")
+        raise BadRequest(f"{label(param)}: '{excerpt(name)}' is not a field name")
     if name.count(".") >= MAX_PATH_PARTS:
         raise BadRequest(
-            f"{param}: '{excerpt(name)}' is too deep (a path has at most {MAX_PATH_PARTS} parts)"
+            f"{label(param)}: '{excerpt(name)}' is too deep (a path has at most "
+            f"{MAX_PATH_PARTS} parts)"
         )
     return name
 
@@ -51,7 +52,7 @@ def suggestion(name: str, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
     if not close:
         close = [other for other in known if other.lower() == name.lower()]
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return f" (did you mean '{excerpt(close[0])}'?)" if close else ""
 
 
 def check_document_field(name: str, param: str) -> str:
@@ -63,14 +64,15 @@ def check_document_field(name: str, param: str) -> str:
     top, *rest = name.split(".")
     if top not in DOCUMENT_FIELDS:
         raise BadRequest(
-            f"{param}: '{excerpt(name)}' is not a field of an execution"
+            f"{label(param)}: '{excerpt(name)}' is not a field of an execution"
             f"{suggestion(top, DOCUMENT_FIELDS)} ({KNOWN_FIELDS_TEXT})"
         )
     if not rest or top == FREE_FIELD:
         return name
     if top != PHASES_FIELD:
         raise BadRequest(
-            f"{param}: '{excerpt(name)}': the field '{top}' holds one value, it has no fields "
+            f"{label(param)}: '{excerpt(name)}': the field '{top}' holds one value, it has no "
+            f"fields "
             f"(paths go into {PHASES_FIELD} and {FREE_FIELD})"
         )
     if rest[0].isdigit():  # a position in the array of phases
@@ -80,12 +82,12 @@ def check_document_field(name: str, param: str) -> str:
     field, *deeper = rest
     if field not in PHASE_FIELDS:
         raise BadRequest(
-            f"{param}: '{excerpt(name)}' is not a field of a phase"
+            f"{label(param)}: '{excerpt(name)}' is not a field of a phase"
             f"{suggestion(field, PHASE_FIELDS)} (phase fields: {', '.join(PHASE_FIELDS)})"
         )
     if deeper and not (field == LOG_FIELD and len(deeper) == 1 and deeper[0].isdigit()):
         raise BadRequest(
-            f"{param}: '{excerpt(name)}': the phase field '{field}' holds "
+            f"{label(param)}: '{excerpt(name)}': the phase field '{field}' holds "
             f"{'lines of text' if field == LOG_FIELD else 'one value'}, it has no fields"
         )
     return name
@@ -98,8 +100,8 @@ def check_group_field(name: str, param: str, fields: Sequence[str]) -> str:
     top = name.split(".")[0]
     if top not in fields:
         raise BadRequest(
-            f"{param}: '{excerpt(name)}' is not a field here{suggestion(top, fields)} "
-            f"(fields here: {', '.join(fields)})"
+            f"{label(param)}: '{excerpt(name)}' is not a field here"
+            f"{suggestion(top, fields)} (fields here: {', '.join(map(excerpt, fields))})"
         )
     return name
 
@@ -111,7 +113,7 @@ def sort_keys(spec: dict[str, Any], param: str) -> list[tuple[str, int]]:
         if isinstance(direction, str) and direction.lower() in _DIRECTIONS:
             direction = _DIRECTIONS[direction.lower()]
         if isinstance(direction, bool) or direction not in (1, -1):
-            raise BadRequest(f"{param}: direction of '{excerpt(name)}' must be 1 or -1")
+            raise BadRequest(f"{label(param)}: direction of '{excerpt(name)}' must be 1 or -1")
         keys.append((check_field(name, param), int(direction)))
     return keys
 
@@ -124,10 +126,10 @@ def check_sortable(
     for name, _ in keys:
         if name not in sortable:
             raise BadRequest(
-                f"{param}: cannot sort by '{excerpt(name)}'{suggestion(name, sortable)} "
+                f"{label(param)}: cannot sort by '{excerpt(name)}'{suggestion(name, sortable)} "
                 f"(sortable: {', '.join(sortable)})"
             )
         if name in seen:
-            raise BadRequest(f"{param}: '{excerpt(name)}' is given twice")
+            raise BadRequest(f"{label(param)}: '{excerpt(name)}' is given twice")
         seen.add(name)
     return keys

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from procexec.engine.errors import BadRequest
+from procexec.engine.errors import BadRequest, excerpt
 from procexec.engine.query.fields import check_document_field, check_group_field
 from procexec.engine.query.json_input import json_type
 from procexec.engine.query.regex import with_flags
@@ -25,7 +25,7 @@ from procexec.engine.query.tree import (
     Or,
     Scalar,
 )
-from procexec.engine.query.values import check_closed_values
+from procexec.engine.query.values import check_closed_values, check_in_values
 
 #: the operators a JSON `_filter` may use; anything else is refused by name
 SAFE_OPERATORS = (
@@ -60,7 +60,9 @@ class _JsonFilter:
 
     def refuse(self, operator: str, where: str) -> BadRequest:
         allowed = ", ".join(SAFE_OPERATORS)
-        return self.fail(f"operator '{operator}' is not allowed{where} (allowed: {allowed})")
+        return self.fail(
+            f"operator '{excerpt(operator)}' is not allowed{where} (allowed: {allowed})"
+        )
 
     def document(self, spec: Any, depth: int) -> Node:
         if depth > MAX_FILTER_DEPTH:
@@ -75,10 +77,10 @@ class _JsonFilter:
             if key.startswith("$"):
                 if key not in _COMBINATORS:
                     if key in SAFE_OPERATORS:
-                        raise self.fail(f"operator '{key}' must be applied to a field")
+                        raise self.fail(f"operator '{excerpt(key)}' must be applied to a field")
                     raise self.refuse(key, "")
                 if not isinstance(value, list) or not value:
-                    raise self.fail(f"'{key}' takes a non-empty array of filters")
+                    raise self.fail(f"'{excerpt(key)}' takes a non-empty array of filters")
                 parts = tuple(self.document(item, depth + 1) for item in value)
                 group = (
                     parts[0] if len(parts) == 1 else (And(parts) if key == "$and" else Or(parts))
@@ -99,9 +101,10 @@ class _JsonFilter:
             return self.operators(name, value, depth)
         if isinstance(value, dict):
             if any(key.startswith("$") for key in value):
-                raise self.fail(f"'{name}' mixes operators and fields in one object")
+                raise self.fail(f"'{excerpt(name)}' mixes operators and fields in one object")
             raise self.fail(
-                f"value of '{name}' must be a string, number or null, or an object of operators"
+                f"value of '{excerpt(name)}' must be a string, number or null, or an object of "
+                f"operators"
             )
         return self.condition(name, "eq", self.scalar(name, value))
 
@@ -109,7 +112,7 @@ class _JsonFilter:
         items: list[Node] = []
         options = spec.get("$options")
         if options is not None and "$regex" not in spec:
-            raise self.fail(f"'$options' of '{name}' needs '$regex'")
+            raise self.fail(f"'$options' of '{excerpt(name)}' needs '$regex'")
         for operator, value in spec.items():
             if operator in _FIELD_OPERATORS:
                 items.append(
@@ -117,22 +120,30 @@ class _JsonFilter:
                 )
             elif operator in ("$in", "$nin"):
                 if not isinstance(value, list):
-                    raise self.fail(f"'{operator}' of '{name}' takes an array of values")
+                    raise self.fail(
+                        f"'{excerpt(operator)}' of '{excerpt(name)}' takes an array of values"
+                    )
+                try:
+                    check_in_values(excerpt(name), len(value), f"'{excerpt(operator)}'")
+                except BadRequest as exc:
+                    raise self.fail(str(exc)) from None
                 values = tuple(self.scalar(name, item) for item in value)
                 inside = self.condition(name, "in", values)
                 items.append(inside if operator == "$in" else Not(inside))
             elif operator == "$exists":
                 if not isinstance(value, bool):
-                    raise self.fail(f"'$exists' of '{name}' takes true or false")
+                    raise self.fail(f"'$exists' of '{excerpt(name)}' takes true or false")
                 present = self.condition(name, "exists", True)
                 items.append(present if value else Not(present))
             elif operator == "$regex":
                 if not isinstance(value, str):
-                    raise self.fail(f"'$regex' of '{name}' takes a string")
+                    raise self.fail(f"'$regex' of '{excerpt(name)}' takes a string")
                 if options is not None and (
                     not isinstance(options, str) or not _REGEX_OPTIONS.match(options)
                 ):
-                    raise self.fail(f"'$options' of '{name}' takes some of the letters i, m, s, x")
+                    raise self.fail(
+                        f"'$options' of '{excerpt(name)}' takes some of the letters i, m, s, x"
+                    )
                 try:
                     pattern = with_flags(name, value, options or "")
                 except BadRequest as exc:
@@ -144,12 +155,15 @@ class _JsonFilter:
                 if not (
                     isinstance(value, dict) and value and all(k.startswith("$") for k in value)
                 ):
-                    raise self.fail(f"'$not' of '{name}' takes an object of operators")
+                    raise self.fail(f"'$not' of '{excerpt(name)}' takes an object of operators")
                 items.append(Not(self.operators(name, value, depth + 1)))
             elif operator in SAFE_OPERATORS:
-                raise self.fail(f"operator '{operator}' cannot be applied to the field '{name}'")
+                raise self.fail(
+                    f"operator '{excerpt(operator)}' cannot be applied to the field "
+                    f"'{excerpt(name)}'"
+                )
             else:
-                raise self.refuse(operator, f" (in '{name}')")
+                raise self.refuse(operator, f" (in '{excerpt(name)}')")
         return items[0] if len(items) == 1 else And(tuple(items))
 
     def condition(self, name: str, op: Op, value: Any) -> Condition:
@@ -163,12 +177,15 @@ class _JsonFilter:
             return value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(
-                f"value of '{name}' must be a string, number or null, not {json_type(value)}"
+                f"value of '{excerpt(name)}' must be a string, number or null, not "
+                f"{json_type(value)}"
             )
         if isinstance(value, float) and not math.isfinite(value):
-            raise self.fail(f"value of '{name}' must be a finite number")
+            raise self.fail(f"value of '{excerpt(name)}' must be a finite number")
         if abs(value) > MAX_INTEGER:
-            raise self.fail(f"value of '{name}' is out of range (at most {MAX_INTEGER} either way)")
+            raise self.fail(
+                f"value of '{excerpt(name)}' is out of range (at most {MAX_INTEGER} either way)"
+            )
         return value
 
 

@@ -7,6 +7,7 @@ also in the platform's relaxed form (`load_relaxed_json`, for a JSON `_filter`:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,11 +48,31 @@ def strings_in(value: Any) -> Iterator[str]:
             stack.extend(item)
 
 
+#: a UTF-16 surrogate alone (`"\\ud800"` in JSON): no text in UTF-8, which both stores hold
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(param: str, text: str) -> BadRequest | None:
+    """The `BadRequest` naming `param` when `text` holds a lone surrogate, else None."""
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    return BadRequest(
+        f"{param}: a lone surrogate (\\u{ord(found.group()):04x}) is not text: a string "
+        "must be valid Unicode (a pair of surrogates encodes one character)"
+    )
+
+
 def refuse_nul(param: str, value: Any) -> Any:
     """`value`, or a `BadRequest` when one of its strings (keys included) holds a NUL, escaped
-    as `\\u0000`: the stores do not hold it alike."""
-    if any("\x00" in item for item in strings_in(value)):
-        raise BadRequest(f"{param}: a NUL character (\\u0000) in a string is not allowed")
+    as `\\u0000` (the stores do not hold it alike), or a lone surrogate (`\\ud800`, which
+    no store can encode)."""
+    for item in strings_in(value):
+        if "\x00" in item:
+            raise BadRequest(f"{param}: a NUL character (\\u0000) in a string is not allowed")
+        refused = lone_surrogate(param, item)
+        if refused is not None:
+            raise refused
     return value
 
 

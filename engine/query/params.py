@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from procexec.engine import deadline
 from procexec.engine.domain import DEFAULT_ENVIRONMENT
-from procexec.engine.errors import BadRequest, excerpt
-from procexec.engine.limits import DEFAULT_LIMIT, MAX_LIMIT
+from procexec.engine.errors import BadRequest, excerpt, label
+from procexec.engine.limits import DEFAULT_LIMIT, MAX_LIMIT, MAX_PROJECT_FIELDS, MAX_SORT_KEYS
 from procexec.engine.query.expression import ExpressionParser
 from procexec.engine.query.fields import (
     KNOWN_FIELDS_TEXT,
@@ -26,9 +27,9 @@ from procexec.engine.query.fields import (
     suggestion,
 )
 from procexec.engine.query.json_filter import json_filter
-from procexec.engine.query.json_input import load_json, load_relaxed_json
-from procexec.engine.query.pipeline import Pipeline, parse_pipeline
-from procexec.engine.query.tree import And, Node
+from procexec.engine.query.json_input import load_json, load_relaxed_json, lone_surrogate
+from procexec.engine.query.pipeline import Match, Pipeline, parse_pipeline
+from procexec.engine.query.tree import MAX_QUERY_NODES, And, Node, size
 from procexec.engine.query.values import check_closed_values, parse_condition, split_args
 from procexec.engine.schema import DOCUMENT_FIELDS
 from procexec.engine.search import AllOf, SearchNode, parse_search
@@ -75,13 +76,16 @@ DOCUMENT_OPTIONS = ("_project",)
 
 def _check_nul(name: str, raw: str) -> None:
     """Neither a parameter's name nor its value holds a NUL, which the stores cannot hold alike
-    (SQLite's functions cut a text there)."""
+    (SQLite's functions cut a text there), nor a lone surrogate, which no store can encode."""
     for text, what in ((name, "name"), (raw, "value")):
         if "\x00" in text:
             raise BadRequest(
-                f"{name}: a NUL character (\\x00) at position {text.index(chr(0))} of the "
-                f"{what} is not allowed"
+                f"{label(name)}: a NUL character (\\x00) at position {text.index(chr(0))} "
+                f"of the {what} is not allowed"
             )
+        refused = lone_surrogate(label(name), text)
+        if refused is not None:
+            raise refused
 
 
 def _check_parameter(name: str, raw: str) -> None:
@@ -90,7 +94,7 @@ def _check_parameter(name: str, raw: str) -> None:
     _check_nul(name, raw)
     if name.startswith("_") and name != "_id" and name not in OPTIONS:
         raise BadRequest(
-            f"{name}: unknown query parameter{suggestion(name, OPTIONS)} "
+            f"{label(name)}: unknown query parameter{suggestion(name, OPTIONS)} "
             f"(options: {', '.join(OPTIONS)}; other parameters are filters on fields)"
         )
     if name.startswith("_"):
@@ -98,7 +102,7 @@ def _check_parameter(name: str, raw: str) -> None:
     top = check_field(name, name).split(".")[0]
     if top not in DOCUMENT_FIELDS:
         raise BadRequest(
-            f"{name}: unknown query parameter, and not a field of an execution"
+            f"{label(name)}: unknown query parameter, and not a field of an execution"
             f"{suggestion(top, DOCUMENT_FIELDS)} (options: {', '.join(OPTIONS)}; "
             f"{KNOWN_FIELDS_TEXT})"
         )
@@ -124,6 +128,12 @@ def _parse_int(param: str, raw: str, low: int, high: int) -> int:
     return value
 
 
+def _too_many(param: str, count: int, limit: int, what: str) -> None:
+    """A `BadRequest` naming `param` and the limit when `count` passes it."""
+    if count > limit:
+        raise BadRequest(f"{param}: {count} {what}, at most {limit} allowed")
+
+
 def _parse_sort(raw: str) -> tuple[tuple[str, int], ...]:
     raw = raw.strip()
     keys: list[tuple[str, int]] = []
@@ -131,8 +141,10 @@ def _parse_sort(raw: str) -> tuple[tuple[str, int], ...]:
         spec = load_json("_sort", raw)
         if not isinstance(spec, dict):
             raise BadRequest('_sort: JSON form must be an object such as {"start":-1}')
+        _too_many("_sort", len(spec), MAX_SORT_KEYS, "keys")
         keys = sort_keys(spec, "_sort")
     else:
+        _too_many("_sort", raw.count(",") + 1, MAX_SORT_KEYS, "keys")
         for part in split_args(raw):
             direction = -1 if part.startswith("-") else 1
             name = part[1:] if part[:1] in "+-" else part
@@ -143,12 +155,15 @@ def _parse_sort(raw: str) -> tuple[tuple[str, int], ...]:
 
 
 def _outermost(fields: list[str]) -> tuple[str, ...]:
-    """The paths, once each, without those inside another (MongoDB refuses such pairs)."""
+    """The paths, once each, without those inside another (MongoDB refuses such pairs): each
+    path's prefixes looked up among them (a path has at most `MAX_PATH_PARTS` parts), in time
+    linear in their number."""
+    given = dict.fromkeys(fields)
     return tuple(
-        dict.fromkeys(
-            name
-            for name in fields
-            if not any(name.startswith(other + ".") for other in fields if other != name)
+        name
+        for name in given
+        if not any(
+            ".".join(name.split(".")[:end]) in given for end in range(1, name.count(".") + 1)
         )
     )
 
@@ -162,6 +177,7 @@ def _parse_project(raw: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | 
         spec = load_json("_project", raw)
         if not isinstance(spec, dict):
             raise BadRequest('_project: JSON form must be an object such as {"name":1}')
+        _too_many("_project", len(spec), MAX_PROJECT_FIELDS, "fields")
         for name, keep in spec.items():
             if keep not in (0, 1) or (isinstance(keep, float)):
                 raise BadRequest(f"_project: value of '{excerpt(name)}' must be 1 or 0")
@@ -169,6 +185,7 @@ def _parse_project(raw: str) -> tuple[tuple[str, ...] | None, tuple[str, ...] | 
         if kept:
             dropped = []  # an inclusion keeps what it names: a 0 beside it changes nothing
     else:
+        _too_many("_project", raw.count(",") + 1, MAX_PROJECT_FIELDS, "fields")
         for part in split_args(raw):
             (dropped if part.startswith("-") else kept).append(part.removeprefix("-"))
         if kept and dropped:
@@ -195,11 +212,23 @@ def parse_document_params(params: Iterable[tuple[str, str]]) -> Projection:
         _check_nul(name, raw)
         if name not in DOCUMENT_OPTIONS:
             raise BadRequest(
-                f"{excerpt(name)}: unknown query parameter{suggestion(name, DOCUMENT_OPTIONS)} "
+                f"{label(name)}: unknown query parameter{suggestion(name, DOCUMENT_OPTIONS)} "
                 f"(options: {', '.join(DOCUMENT_OPTIONS)}; one execution takes no filters)"
             )
         project = _parse_project(raw)
     return project
+
+
+def _count_nodes(param: str, before: int, node: Node) -> int:
+    """The nodes of the query's filters once `node` joins them; a `BadRequest` naming `param`
+    past `MAX_QUERY_NODES`."""
+    total = before + size(node)
+    if total > MAX_QUERY_NODES:
+        raise BadRequest(
+            f"{param}: the query's filters pass {MAX_QUERY_NODES} nodes (each condition, and, "
+            f"or, not, and each value of an in() counts one; at most {MAX_QUERY_NODES} allowed)"
+        )
+    return total
 
 
 def parse_query(
@@ -218,13 +247,15 @@ def parse_query(
     distinct: str | None = None
     fieldinfo: str | None = None
     pipeline: Pipeline | None = None
-    given: list[str] = []  # the parameters met, in order
+    given: set[str] = set()  # the parameters met
+    answer: str | None = None  # the first of `ANSWERS` met
+    nodes = 0  # the filters' nodes so far (`MAX_QUERY_NODES`)
     skipped = set(ignore)
     for name, raw in params:
+        deadline.check()
         if name in skipped:
             continue
-        answer = next((other for other in given if other in ANSWERS), None)
-        given.append(name)
+        given.add(name)
         if name in ANSWERS and answer is not None:
             if answer == name:
                 what = "pipeline" if name == "_aggregate" else "field"
@@ -232,6 +263,8 @@ def parse_query(
             raise BadRequest(
                 f"{name}: cannot be combined with {answer} (one of {', '.join(ANSWERS)} at a time)"
             )
+        if name in ANSWERS:
+            answer = name
         _check_parameter(name, raw)
         if name == "_limit":
             limit = MAX_LIMIT if raw.strip() == "-1" else _parse_int(name, raw, 0, MAX_LIMIT)
@@ -243,6 +276,7 @@ def parse_query(
             project, exclude = _parse_project(raw)
         elif name == "_filter":
             conditions.append(parse_filter(raw))
+            nodes = _count_nodes(name, nodes, conditions[-1])
         elif name == "_search":
             found = parse_search(raw)
             if found is not None:
@@ -253,8 +287,12 @@ def parse_query(
             fieldinfo = check_document_field(raw.strip(), name)
         elif name == "_aggregate":
             pipeline = parse_pipeline(raw)
+            for stage in pipeline.stages():
+                if isinstance(stage, Match):
+                    nodes = _count_nodes(name, nodes, stage.where)
         else:
             conditions.append(check_closed_values(parse_condition(name, raw), name))
+            nodes = _count_nodes(name, nodes, conditions[-1])
     where: Node | None = None
     if len(conditions) == 1:
         where = conditions[0]

@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from procexec.engine.errors import BadRequest
+from procexec.engine.errors import BadRequest, excerpt
 from procexec.engine.limits import MAX_DISTINCT
 from procexec.engine.query.fields import (
     SORT_FIELDS,
@@ -202,10 +202,11 @@ class _Parser:
             if not isinstance(item, dict) or len(item) != 1:
                 raise self.fail('a stage is an object with one key, such as {"$match": {…}}')
             ((name, body),) = item.items()
-            self.where = f"stage {number} ({name})"
+            self.where = f"stage {number} ({excerpt(name)})"
             if name not in STAGES:
                 raise _fail(
-                    f"stage {number}: '{name}' is not allowed (allowed: {', '.join(STAGES)})"
+                    f"stage {number}: '{excerpt(name)}' is not allowed (allowed: "
+                    f"{', '.join(STAGES)})"
                 )
             if name == "$group" or (name == "$count" and grouping is None):
                 if grouping is not None:
@@ -243,7 +244,7 @@ class _Parser:
             keys = self.sort_keys(body)
             for path, _ in keys:
                 if path.split(".")[0] not in self.fields:
-                    raise self.fail(f"cannot sort by '{path}' ({self.known()})")
+                    raise self.fail(f"cannot sort by '{excerpt(path)}' ({self.known()})")
             return Sort(_with_id(keys) if "_id" in self.fields else tuple(keys))
         if name == "$project":
             return self.project(body)
@@ -256,7 +257,7 @@ class _Parser:
         return f"{PARAM}: {self.where}"
 
     def known(self) -> str:
-        return f"fields here: {', '.join(self.fields or ())}"
+        return f"fields here: {', '.join(excerpt(name) for name in self.fields or ())}"
 
     def step(self, name: str, body: Any) -> Skip | Limit | None:
         if name not in ("$skip", "$limit"):
@@ -283,11 +284,13 @@ class _Parser:
             raise self.fail('takes an object of the fields to keep, such as {"count": 1}')
         for name, keep in body.items():
             if name not in self.fields:
-                raise self.fail(f"'{name}' is not a field ({self.known()})")
+                raise self.fail(f"'{excerpt(name)}' is not a field ({self.known()})")
             if keep not in (0, 1) or isinstance(keep, float):
-                raise self.fail(f"value of '{name}' must be 1 or 0")
+                raise self.fail(f"value of '{excerpt(name)}' must be 1 or 0")
             if not keep and name != "_id":
-                raise self.fail(f"only _id can be dropped (keep fields with 1, not '{name}')")
+                raise self.fail(
+                    f"only _id can be dropped (keep fields with 1, not '{excerpt(name)}')"
+                )
         if not any(body.values()):
             raise self.fail("name at least one field to keep")
         # as MongoDB: `_id` stays unless dropped; the fields stay in the document's order
@@ -314,9 +317,10 @@ class _Parser:
         if isinstance(spec, dict) and spec:
             for name in spec:
                 if not _NAME.match(name):
-                    raise self.fail(f"'{name}' in _id is not a plain field name")
+                    raise self.fail(f"'{excerpt(name)}' in _id is not a plain field name")
             return tuple(
-                (name, self.reference(value, f"_id.{name}")) for name, value in spec.items()
+                (name, self.reference(value, f"_id.{excerpt(name)}"))
+                for name, value in spec.items()
             )
         raise self.fail(
             '_id must be null, a field reference such as "$status", or an object of them '
@@ -326,43 +330,53 @@ class _Parser:
     def reference(self, spec: Any, owner: str) -> str:
         """A field reference `"$path"` as its path."""
         if not isinstance(spec, str) or not spec.startswith("$"):
-            found = json.dumps(spec)
+            found = excerpt(json.dumps(spec))
             raise self.fail(f'{owner} takes a field reference such as "$status", not {found}')
         path = check_document_field(spec[1:], self.param)
         parts = path.split(".")
         if parts[0] == "phases":
             raise self.fail(
-                f"'{spec}' reaches into the phases array, which $group does not (count phase "
-                f"values with _fieldinfo={path})"
+                f"'{excerpt(spec)}' reaches into the phases array, which $group does not (count "
+                f"phase "
+                f"values with _fieldinfo={excerpt(path)})"
             )
         if any(part.isdigit() for part in parts):
-            raise self.fail(f"'{spec}': array positions are not supported in a field reference")
+            raise self.fail(
+                f"'{excerpt(spec)}': array positions are not supported in a field reference"
+            )
         return path
 
     def accumulator(self, name: str, spec: Any) -> Accumulator:
         if not _NAME.match(name):
-            raise self.fail(f"'{name}' is not a plain field name (letters, digits and _)")
+            raise self.fail(f"'{excerpt(name)}' is not a plain field name (letters, digits and _)")
         if not isinstance(spec, dict) or len(spec) != 1:
-            raise self.fail(f"'{name}' takes one accumulator, such as {{\"$sum\": 1}}")
+            raise self.fail(f"'{excerpt(name)}' takes one accumulator, such as {{\"$sum\": 1}}")
         ((operator, argument),) = spec.items()
         if operator not in ACCUMULATORS:
             raise self.fail(
-                f"accumulator '{operator}' is not allowed (allowed: {', '.join(ACCUMULATORS)})"
+                f"accumulator '{excerpt(operator)}' is not allowed (allowed: "
+                f"{', '.join(ACCUMULATORS)})"
             )
         if operator == "$count":
             if argument != {}:
-                raise self.fail(f"'$count' of '{name}' takes {{}}")
+                raise self.fail(f"'$count' of '{excerpt(name)}' takes {{}}")
             return Accumulator(name, "sum", constant=1)
         if operator == "$sum" and not isinstance(argument, str):
             if isinstance(argument, bool) or not isinstance(argument, int | float):
-                raise self.fail(f"'$sum' of '{name}' takes a whole number or a field reference")
+                raise self.fail(
+                    f"'$sum' of '{excerpt(name)}' takes a whole number or a field reference"
+                )
             if isinstance(argument, float) and not (
                 math.isfinite(argument) and argument.is_integer()
             ):
-                raise self.fail(f"'$sum' of '{name}' takes a whole number or a field reference")
+                raise self.fail(
+                    f"'$sum' of '{excerpt(name)}' takes a whole number or a field reference"
+                )
             if abs(argument) > MAX_INTEGER:
-                raise self.fail(f"'$sum' of '{name}' is out of range")
+                raise self.fail(f"'$sum' of '{excerpt(name)}' is out of range")
             return Accumulator(name, "sum", constant=int(argument))
         return Accumulator(
-            name, operator[1:], self.reference(argument, f"'{operator}' of '{name}'")
+            name,
+            operator[1:],
+            self.reference(argument, f"'{excerpt(operator)}' of '{excerpt(name)}'"),
         )

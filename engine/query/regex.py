@@ -21,7 +21,7 @@ from typing import Any
 
 import re2
 
-from procexec.engine.errors import BadRequest
+from procexec.engine.errors import BadRequest, label
 
 #: longest regular expression accepted, in characters
 MAX_REGEX = 500
@@ -78,7 +78,7 @@ def check_regex(field_name: str, pattern: str) -> str:
     """`pattern`, when RE2 takes it within the bounds; else a `BadRequest` naming it and why."""
     if len(pattern) > MAX_REGEX:
         raise BadRequest(
-            f"{field_name}: regular expression '{excerpt(pattern)}' is longer than "
+            f"{label(field_name)}: regular expression '{excerpt(pattern)}' is longer than "
             f"{MAX_REGEX} characters"
         )
     try:
@@ -91,16 +91,16 @@ def check_regex(field_name: str, pattern: str) -> str:
         if "too large" in reason:
             reason = f"too large for RE2's memory bound of {MAX_MEMORY // 1024} KiB"
         raise BadRequest(
-            f"{field_name}: bad regular expression '{excerpt(pattern)}': "
+            f"{label(field_name)}: bad regular expression '{excerpt(pattern)}': "
             f"{excerpt(str(reason), 2 * EXCERPT_CHARS)}{hint}"
         ) from None
     except UnicodeError:
         raise BadRequest(
-            f"{field_name}: bad regular expression '{excerpt(pattern)}': not valid Unicode"
+            f"{label(field_name)}: bad regular expression '{excerpt(pattern)}': not valid Unicode"
         ) from None
     if size > MAX_PROGRAM:
         raise BadRequest(
-            f"{field_name}: bad regular expression '{excerpt(pattern)}': too complex, "
+            f"{label(field_name)}: bad regular expression '{excerpt(pattern)}': too complex, "
             f"{size} RE2 instructions (at most {MAX_PROGRAM})"
         )
     return pattern
@@ -111,6 +111,7 @@ def without_extended(pattern: str) -> str:
     inside a character class."""
     out: list[str] = []
     i, end = 0, len(pattern)
+    last_close = pattern.rfind(":]")  # a `[:name:]` closes only before it: linear, not quadratic
     while i < end:
         char = pattern[i]
         if char == "\\":
@@ -121,7 +122,7 @@ def without_extended(pattern: str) -> str:
             j += pattern.startswith("^", j)
             j += pattern.startswith("]", j)
             while j < end and pattern[j] != "]":
-                if pattern.startswith("[:", j) and ":]" in pattern[j:]:
+                if pattern.startswith("[:", j) and last_close >= j:
                     j = pattern.index(":]", j) + 2
                 else:
                     j += 2 if pattern[j] == "\\" else 1

@@ -52,3 +52,23 @@ Node = Condition | And | Or | Not
 #: how deeply a `_filter` may nest, and how many conditions it may hold
 MAX_FILTER_DEPTH = 20
 MAX_CONDITIONS = 100
+#: how many nodes the filters of one query hold in all (its parameters, every `_filter`, the
+#: `$match` stages of `_aggregate`): each condition, each and/or/not, each value of an `in`
+MAX_QUERY_NODES = 5000
+
+
+def size(node: Node) -> int:
+    """How many nodes `node` counts toward `MAX_QUERY_NODES`, walked without recursion."""
+    total = 0
+    stack: list[Node] = [node]
+    while stack:
+        item = stack.pop()
+        total += 1
+        if isinstance(item, Condition):
+            if item.op == "in":
+                total += len(item.value)
+        elif isinstance(item, Not):
+            stack.append(item.item)
+        else:
+            stack.extend(item.items)
+    return total

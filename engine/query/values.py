@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from procexec.engine.errors import BadRequest, excerpt
+from procexec.engine.errors import BadRequest, excerpt, label
+from procexec.engine.limits import MAX_IN_VALUES
 from procexec.engine.query.fields import check_document_field, suggestion
 from procexec.engine.query.regex import check_regex
 from procexec.engine.query.tree import And, Condition, Node, Not, Or
@@ -55,10 +56,19 @@ def check_closed_values(node: Node, param: str) -> Node:
             shown = f"'{excerpt(value)}'" if isinstance(value, str) else excerpt(value)
             near = suggestion(value, allowed) if isinstance(value, str) else ""
             raise BadRequest(
-                f"{param}: {shown} is not a value of {node.field}{near} "
+                f"{label(param)}: {shown} is not a value of {excerpt(node.field)}{near} "
                 f"(allowed: {', '.join(allowed)})"
             )
     return node
+
+
+def check_in_values(param: str, count: int, function: str = "in()") -> None:
+    """A `BadRequest` naming `param` when an `in()` (`$in`, `$nin`) lists more than
+    `MAX_IN_VALUES` values."""
+    if count > MAX_IN_VALUES:
+        raise BadRequest(
+            f"{label(param)}: {function} lists {count} values, at most {MAX_IN_VALUES} allowed"
+        )
 
 
 def split_args(text: str) -> list[str]:
@@ -75,7 +85,7 @@ def _date_bound(field_name: str, text: str, *, upper: bool) -> str:
         return iso_ms(parse_iso(text))
     except (ValueError, OverflowError):
         raise BadRequest(
-            f"{field_name}: '{excerpt(text)}' is not a date or an ISO 8601 datetime"
+            f"{label(field_name)}: '{excerpt(text)}' is not a date or an ISO 8601 datetime"
         ) from None
 
 
@@ -96,7 +106,9 @@ def _date_equals(field_name: str, raw: str) -> Node:
 
 def _refuse_operators(field_name: str, raw: str) -> None:
     if raw.startswith("{") or raw.startswith("$"):
-        raise BadRequest(f"{field_name}: operators are not allowed in a value ('{excerpt(raw)}')")
+        raise BadRequest(
+            f"{label(field_name)}: operators are not allowed in a value ('{excerpt(raw)}')"
+        )
 
 
 def equals_condition(field_name: str, raw: str) -> Node:
@@ -114,7 +126,8 @@ def apply_function(field_name: str, function: str, args: list[str], body: str) -
         return Condition(field_name, "regex", check_regex(field_name, body))
     if function == "in":
         if not args:
-            raise BadRequest(f"{field_name}: in() needs at least one value")
+            raise BadRequest(f"{label(field_name)}: in() needs at least one value")
+        check_in_values(field_name, len(args))
         for arg in args:
             _refuse_operators(field_name, arg)
         if is_date:
@@ -123,7 +136,7 @@ def apply_function(field_name: str, function: str, args: list[str], body: str) -
         return Condition(field_name, "in", tuple(_scalar(a) for a in args))
     if function == "range":
         if len(args) != 2:
-            raise BadRequest(f"{field_name}: range() takes two values, got {len(args)}")
+            raise BadRequest(f"{label(field_name)}: range() takes two values, got {len(args)}")
         low, high = args
         for arg in args:
             _refuse_operators(field_name, arg)
@@ -132,7 +145,7 @@ def apply_function(field_name: str, function: str, args: list[str], body: str) -
             high = _date_bound(field_name, high, upper=True)
         return And((Condition(field_name, "gte", low), Condition(field_name, "lte", high)))
     if len(args) != 1:
-        raise BadRequest(f"{field_name}: {function}() takes one value, got {len(args)}")
+        raise BadRequest(f"{label(field_name)}: {function}() takes one value, got {len(args)}")
     _refuse_operators(field_name, args[0])
     value: str | None = args[0]
     if function == "ne":
@@ -156,14 +169,15 @@ def _check_plain(field_name: str, raw: str) -> None:
     opening = _FUNCTION_START.match(raw)
     if opening:
         raise BadRequest(
-            f"{field_name}: malformed call of {opening.group(1)}(): '(' at position "
+            f"{label(field_name)}: malformed call of {opening.group(1)}(): '(' at position "
             f"{opening.end() - 1} is never closed by a ')' at the end of '{excerpt(raw)}'"
         )
     if raw[:1] in _OPERATOR_CHARS:
         raise BadRequest(
-            f"{field_name}: the value '{excerpt(raw)}' starts with '{raw[0]}': "
-            f"'{field_name}={excerpt(raw)}' is not an operator (write {field_name}=value, or "
-            f"{field_name}=gt(value) and the like; quote such a value in _filter)"
+            f"{label(field_name)}: the value '{excerpt(raw)}' starts with '{raw[0]}': "
+            f"'{excerpt(field_name)}={excerpt(raw)}' is not an operator (write "
+            f"{excerpt(field_name)}=value, or {excerpt(field_name)}=gt(value) and the like; "
+            "quote such a value in _filter)"
         )
 
 
@@ -177,6 +191,9 @@ def parse_condition(field_name: str, raw: str) -> Node:
     function, body = match.group(1), match.group(2)
     if function not in _FUNCTIONS:
         raise BadRequest(
-            f"{field_name}: unknown function '{excerpt(function)}' (known: {', '.join(_FUNCTIONS)})"
+            f"{label(field_name)}: unknown function '{excerpt(function)}' (known: "
+            f"{', '.join(_FUNCTIONS)})"
         )
+    if function == "in":  # counted before the values are split and checked
+        check_in_values(field_name, body.count(",") + 1)
     return apply_function(field_name, function, split_args(body), body)

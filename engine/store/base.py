@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from procexec.engine.errors import StoreUnavailable
+from procexec.engine.errors import BadRequest, StoreUnavailable, excerpt
 from procexec.engine.query import Query
+from procexec.engine.query.tree import MAX_FILTER_DEPTH, MAX_QUERY_NODES
 from procexec.engine.schema import DOCUMENT_FIELDS, PHASE_FIELDS
 
 # `TokenRecord`: the store's record of a token, importable beside the store's interface
@@ -279,33 +280,55 @@ class ExecutionStore(TokenStore, abc.ABC):
         """Release what the calling thread holds (its connection), before the thread ends."""
 
 
+#: which backend errors are the query's fault, not the store's: a predicate (`translate_errors`)
+Refused = Callable[[BaseException], bool]
+
+
+def too_large(backend: str, exc: BaseException) -> BadRequest:
+    """The 400 of a query the store refuses as too large or too deep to run (SQLite's
+    `Expression tree is too large`, `parser stack overflow`…): the query's fault, not an
+    outage; its own limit named beside the query language's."""
+    return BadRequest(
+        f"query: too large or too deep for the {backend} store ({excerpt(str(exc))}); the "
+        f"filters hold at most {MAX_QUERY_NODES} nodes nested {MAX_FILTER_DEPTH} levels, and "
+        "fewer when they reach into data and phases: narrow them"
+    )
+
+
 def translate_errors(
-    errors: tuple[type[BaseException], ...], backend: str
+    errors: tuple[type[BaseException], ...], backend: str, refused: Refused | None = None
 ) -> Callable[[type[StoreT]], type[StoreT]]:
     """Class decorator: a backend error in any public method becomes `StoreUnavailable`.
 
     So that the API answers 503 with a clear message when the store is down, full or locked,
-    instead of a 500; the backend's own message is kept.
+    instead of a 500; the backend's own message is kept. An error `refused` says is the
+    query's (too large, too deep) becomes a `BadRequest` instead (`too_large`): a 400, never a
+    503 that monitoring reads as an outage.
     """
 
     def decorate(cls: type[StoreT]) -> type[StoreT]:
         for name, member in list(vars(cls).items()):
             if name.startswith("_") or not callable(member):
                 continue
-            setattr(cls, name, _translating(member, errors, backend))
+            setattr(cls, name, _translating(member, errors, backend, refused))
         return cls
 
     return decorate
 
 
 def _translating(
-    method: Callable[..., Any], errors: tuple[type[BaseException], ...], backend: str
+    method: Callable[..., Any],
+    errors: tuple[type[BaseException], ...],
+    backend: str,
+    refused: Refused | None,
 ) -> Callable[..., Any]:
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, **kwargs)
         except errors as exc:
+            if refused is not None and refused(exc):
+                raise too_large(backend, exc) from exc
             raise StoreUnavailable(f"the {backend} store is unavailable: {exc}") from exc
 
     return wrapper

@@ -18,8 +18,14 @@ from urllib.parse import urlparse
 import pymongo
 from pymongo.errors import DuplicateKeyError, ExecutionTimeout, OperationFailure, PyMongoError
 
-from procexec.engine import answers
-from procexec.engine.errors import BadRequest, DuplicateExecution, QueryTimeout, StoreUnavailable
+from procexec.engine import answers, deadline
+from procexec.engine.errors import (
+    BadRequest,
+    DuplicateExecution,
+    QueryTimeout,
+    StoreUnavailable,
+    excerpt,
+)
 from procexec.engine.limits import MAX_DISTINCT
 from procexec.engine.query import Query, field_buckets, sorted_distinct, too_many_values, values_at
 from procexec.engine.query.pipeline import too_many_results
@@ -36,6 +42,7 @@ from procexec.engine.store.base import (
     TokenRecord,
     Update,
     canonical,
+    too_large,
     translate_errors,
 )
 from procexec.engine.store.mongo_query import (
@@ -54,6 +61,9 @@ T = TypeVar("T")
 compact_json = json.JSONEncoder(separators=(",", ":")).encode
 #: MongoDB's codes for a query it cannot take (a bad value, a regular expression PCRE refuses)
 _BAD_QUERY_CODES = frozenset({2, 51091})
+#: MongoDB's codes for a query too large or too deep to run (BSONObjectTooLarge, Overflow…):
+#: its fault too, a 400 (`engine.store.base.too_large`)
+_TOO_LARGE_CODES = frozenset({10334, 15, 17279})
 
 
 def database_of(url: str) -> str:
@@ -217,8 +227,12 @@ class MongoStore(ExecutionStore):
             self._local.max_time_ms = None
 
     def _max_time_ms(self) -> int | None:
-        """The limit of this thread's reads, in milliseconds; None outside `limited`."""
+        """The limit of this thread's reads, in milliseconds, what is left of the read's
+        deadline (`engine.deadline`) when less; None outside `limited`."""
         limit: int | None = getattr(self._local, "max_time_ms", None)
+        left = deadline.remaining()
+        if limit is not None and left is not None:
+            limit = min(limit, max(1, math.ceil(left * 1000)))
         return limit
 
     def _limit_options(self) -> dict[str, Any]:
@@ -269,7 +283,7 @@ class MongoStore(ExecutionStore):
             cursor = cursor.sort(keys).skip(query.skip).limit(query.limit)
             budget = answers.current()
             found = []
-            for doc in cursor:
+            for doc in deadline.checked(cursor, 64):
                 item = shape(canonical(doc))
                 if budget is not None and isinstance(item, bytes):
                     budget.take(len(item) + 1)
@@ -298,23 +312,16 @@ class MongoStore(ExecutionStore):
                 found = self.executions.distinct(field, selector, **self._limit_options())
             else:  # `$text` is certain to work in a find
                 parts = field.split(".")
-                found = answers.at_most(
-                    (
-                        value
-                        for doc in self.executions.find(
-                            selector, {field: 1}, max_time_ms=self._max_time_ms()
-                        )
-                        for value in values_at(doc, parts)
-                    ),
-                    MAX_DISTINCT,
-                    lambda: too_many_values("_distinct", field),
+                found = (
+                    value
+                    for doc in self.executions.find(
+                        selector, {field: 1}, max_time_ms=self._max_time_ms()
+                    )
+                    for value in values_at(doc, parts)
                 )
-            values = sorted_distinct(found)  # the find's cursor read here
+            return sorted_distinct(found, field)
         except OperationFailure as exc:
             raise self._refused(exc) from exc
-        if len(values) > MAX_DISTINCT:
-            raise too_many_values("_distinct", field)
-        return values
 
     def fieldinfo(self, query: Query) -> builtins.list[dict[str, Any]]:
         field = query.fieldinfo
@@ -348,7 +355,9 @@ class MongoStore(ExecutionStore):
             {"$limit": MAX_DISTINCT + 1},
         ]
         try:
-            rows = list(self.executions.aggregate(pipeline, **self._limit_options()))
+            rows = list(
+                deadline.checked(self.executions.aggregate(pipeline, **self._limit_options()))
+            )
         except OperationFailure as exc:
             raise self._refused(exc) from exc
         if len(rows) > MAX_DISTINCT:
@@ -359,7 +368,9 @@ class MongoStore(ExecutionStore):
     def _refused(exc: OperationFailure) -> Exception:
         if exc.code in _BAD_QUERY_CODES:
             message = (exc.details or {}).get("errmsg", str(exc))
-            return BadRequest(f"query: MongoDB refused it: {message}")
+            return BadRequest(f"query: MongoDB refused it: {excerpt(message)}")
+        if exc.code in _TOO_LARGE_CODES:
+            return too_large("MongoDB", exc)
         return exc
 
     def add_token(self, record: TokenRecord) -> None:

@@ -21,6 +21,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from procexec.engine import deadline
 from procexec.engine.limits import MAX_DISTINCT
 from procexec.engine.query import Condition, Not, Query, distinct_key
 from procexec.engine.query.pipeline import (
@@ -343,4 +344,4 @@ def aggregate(conn: sqlite3.Connection, query: Query) -> list[dict[str, Any]]:
     rows = conn.execute(sql, statement.params).fetchall()
     if len(rows) > MAX_DISTINCT:
         raise too_many_results()
-    return [json.loads(doc) for (doc,) in rows]
+    return [json.loads(doc) for (doc,) in deadline.checked(rows)]

@@ -13,6 +13,7 @@ A query's compiled clauses are remembered in it (`Query.compiled`).
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -45,6 +46,43 @@ def _is_plain(value: Any) -> bool:
     return value is None or isinstance(value, str)
 
 
+#: an AND or OR of more terms is written as runs of this many, each in parentheses: SQLite
+#: reads `a OR b OR c …` as a tree as deep as it is long, and refuses one past 1000 levels
+CHAIN = 50
+#: an `in` of more values is bound as one JSON array, read with `json_each`, rather than one
+#: parameter (and, on a path, one comparison) per value
+LISTED_IN = 16
+
+
+def normal(node: Node, negated: bool = False) -> Node:
+    """`node` (negated when `negated`) with its negations pushed down to the conditions (De
+    Morgan's laws; `not not x` is `x`) and nested ANDs and ORs merged: the same filter, written
+    as shallow as its ANDs and ORs alternate. Sound because a negation is two-valued here (a
+    condition's unknown is false, `Compiler.node`), so that `not (a and b)` is `not a or not b`
+    whatever a comparison with a missing field gives; it keeps a deep `not not not …` or
+    `$nor` within SQLite's parser stack."""
+    if isinstance(node, Not):
+        return normal(node.item, not negated)
+    if isinstance(node, Condition):
+        return Not(node) if negated else node
+    kind: type[And] | type[Or] = (Or if isinstance(node, And) else And) if negated else type(node)
+    items: list[Node] = []
+    for item in node.items:
+        found = normal(item, negated)
+        if isinstance(found, kind):
+            items.extend(found.items)
+        else:
+            items.append(found)
+    return items[0] if len(items) == 1 else kind(tuple(items))
+
+
+def _chain(terms: list[str], joint: str) -> str:
+    """The terms joined by `joint` (AND, OR), in runs of at most `CHAIN` (see there)."""
+    if len(terms) > CHAIN:
+        terms = [_chain(terms[i : i + CHAIN], joint) for i in range(0, len(terms), CHAIN)]
+    return "(" + f" {joint} ".join(terms) + ")"
+
+
 class Compiler:
     """Compiles a filter tree into a WHERE clause and its parameters.
 
@@ -58,21 +96,27 @@ class Compiler:
         self._aliases = 0
 
     def node(self, node: Node) -> str:
+        """The SQL of `node`, its negations pushed down first (`normal`)."""
+        return self._node(normal(node))
+
+    def _node(self, node: Node) -> str:
         if isinstance(node, Condition):
             return self.condition(node)
         if isinstance(node, And):
             if not node.items:
                 return "1"
-            return "(" + " AND ".join(self.node(item) for item in node.items) + ")"
+            return _chain([self._node(item) for item in node.items], "AND")
         if isinstance(node, Or):
+            if not node.items:
+                return "0"
             merged = _one_in(node)
             if merged is not None:
                 return self.condition(merged)
-            return "(" + " OR ".join(self.node(item) for item in node.items) + ")"
+            return _chain([self._node(item) for item in node.items], "OR")
         if isinstance(node, Not):
             # A comparison with a missing field is false, so its negation is true (as with
             # MongoDB's $nor); SQL would make both unknown.
-            return f"(NOT coalesce({self.node(node.item)}, 0))"
+            return f"(NOT coalesce({self._node(node.item)}, 0))"
         raise TypeError(f"unknown query node {node!r}")
 
     def condition(self, cond: Condition) -> str:
@@ -99,7 +143,10 @@ class Compiler:
         if cond.op == "in":
             present = [v for v in value if v is not None]
             clauses = []
-            if present:
+            if len(present) > LISTED_IN:
+                self.params.append(json.dumps(present))
+                clauses.append(f"{column} IN (SELECT value FROM json_each(?))")
+            elif present:
                 self.params.extend(present)
                 clauses.append(f"{column} IN ({', '.join('?' * len(present))})")
             if len(present) != len(value):
@@ -155,11 +202,28 @@ class Compiler:
         if cond.op == "in":
             if not cond.value:
                 return "0"
-            return "(" + " OR ".join(self._compare(value, kind, "eq", v) for v in cond.value) + ")"
+            if len(cond.value) > LISTED_IN:
+                return self._listed_in(value, kind, cond.value)
+            return _chain([self._compare(value, kind, "eq", v) for v in cond.value], "OR")
         if cond.op == "regex":
             self.params.append(cond.value)
             return f"({kind} = 'text' AND regexp(?, {value}))"
         return self._compare(value, kind, cond.op, cond.value)
+
+    def _listed_in(self, value: str, kind: str, values: Sequence[Any]) -> str:
+        """`value` equal to one of `values`, bound as one JSON array: a string equals a text,
+        a number a number (as `_compare`), null a null or missing value."""
+        present = [v for v in values if v is not None]
+        self.params.append(json.dumps(present))
+        alias = self._alias()
+        clause = (
+            f"EXISTS (SELECT 1 FROM json_each(?) AS {alias} WHERE {alias}.value = {value} AND "
+            f"(CASE {alias}.type WHEN 'text' THEN {kind} = 'text' "
+            f"ELSE {kind} IN ('integer', 'real') END))"
+        )
+        if len(present) != len(values):
+            clause = f"({clause} OR {kind} IS NULL OR {kind} = 'null')"
+        return clause
 
     def _compare(self, value: str, kind: str, op: str, operand: Any) -> str:
         if operand is None:

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from procexec.engine import answers
+from procexec.engine import answers, deadline
 from procexec.engine.errors import DuplicateExecution, QueryTimeout, StoreUnavailable
 from procexec.engine.private_files import private_store_file
 from procexec.engine.query import Query, project_document
@@ -31,6 +31,7 @@ from procexec.engine.store.base import (
     TokenRecord,
     Update,
     apply_update,
+    too_large,
     translate_errors,
 )
 from procexec.engine.store.sqlite import (
@@ -76,7 +77,29 @@ def _bytes_under(most: int, shape: pages.Shape | None) -> pages.Shape:
     return counted
 
 
-@translate_errors((sqlite3.OperationalError, sqlite3.DatabaseError), "SQLite")
+#: what SQLite says of a statement too large or too deep to compile or run: the query's fault
+TOO_LARGE = (
+    "expression tree is too large",
+    "parser stack overflow",
+    "too many sql variables",
+    "pattern too complex",
+    "too many terms in compound select",
+    "string or blob too big",
+    "too many arguments on function",
+    "tables in a join",
+    "too many columns",
+)
+
+
+def too_large_for_sqlite(exc: BaseException) -> bool:
+    """Whether SQLite refused a statement for its size or depth (`TOO_LARGE`), not for its state."""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.Error) and any(words in text for words in TOO_LARGE)
+
+
+@translate_errors(
+    (sqlite3.OperationalError, sqlite3.DatabaseError), "SQLite", refused=too_large_for_sqlite
+)
 class SQLiteStore(ExecutionStore):
     kind = "sqlite"
 
@@ -188,7 +211,7 @@ class SQLiteStore(ExecutionStore):
 
     def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
         docs, total = self.list_json(query)
-        return [json.loads(doc) for doc in docs], total
+        return [json.loads(doc) for doc in deadline.checked(docs, 64)], total
 
     def list_json(self, query: Query) -> tuple[builtins.list[bytes], int]:
         shape: pages.Shape | None = None
@@ -234,6 +257,8 @@ class SQLiteStore(ExecutionStore):
             ):
                 raise InlineBudgetExceeded from exc
             if isinstance(exc, sqlite3.OperationalError):
+                if too_large_for_sqlite(exc):
+                    raise too_large("SQLite", exc) from exc
                 raise StoreUnavailable(f"the SQLite store is unavailable: {exc}") from exc
             raise
         finally:
@@ -257,7 +282,8 @@ class SQLiteStore(ExecutionStore):
         when it was stopped is rolled back, and the connection serves the next call as usual."""
         conn = self._connect()
         outside = conn.in_transaction  # a transaction of the caller's, not the block's
-        limit = self._local.limit = Deadline(seconds)
+        left = deadline.remaining()  # what the read's deadline leaves, when it has one
+        limit = self._local.limit = Deadline(seconds if left is None else min(seconds, left))
         conn.set_progress_handler(limit.progress, LIMIT_STEP)
         try:
             yield
