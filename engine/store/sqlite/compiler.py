@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -354,3 +355,23 @@ def _compile_listed_where(query: Query, _: Any) -> Clause:
 
 
 _listed_where_remembered = _remembered(_compile_listed_where)
+
+
+#: what SQLite says of a statement too large or too deep to compile or run: the query's fault
+TOO_LARGE = (
+    "expression tree is too large",
+    "parser stack overflow",
+    "too many sql variables",
+    "pattern too complex",
+    "too many terms in compound select",
+    "string or blob too big",
+    "too many arguments on function",
+    "tables in a join",
+    "too many columns",
+)
+
+
+def too_large_for_sqlite(exc: BaseException) -> bool:
+    """Whether SQLite refused a statement for its size or depth (`TOO_LARGE`), not for its state."""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.Error) and any(words in text for words in TOO_LARGE)
