@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +29,8 @@ from procexec.service import build
 
 #: where the API is mounted: the seed page's path, and the platform SDK's
 BASE_PATHS = ("/service/process-exec", "/api/process-exec")
+#: how long a thread holds the interpreter's lock before it must let another run (`app_factory`)
+SWITCH_SECONDS = 0.001
 #: where the process list is mounted
 PROCESS_PATHS = ("/service/process", "/api/process")
 
@@ -101,4 +104,7 @@ def app_factory() -> FastAPI:
     """Entry point for `uvicorn --factory procexec.api.app:app_factory`: in each API process,
     once uvicorn has set up its logging, no password or token goes into a log line."""
     redact_logging()
+    # a worker thread reading a long query or the rows of a `_distinct` holds the interpreter's
+    # lock between I/O: the event loop waits for it at most this long, not CPython's 5 ms
+    sys.setswitchinterval(SWITCH_SECONDS)
     return create_app()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -211,19 +212,23 @@ class Compiler:
         return self._compare(value, kind, cond.op, cond.value)
 
     def _listed_in(self, value: str, kind: str, values: Sequence[Any]) -> str:
-        """`value` equal to one of `values`, bound as one JSON array: a string equals a text,
-        a number a number (as `_compare`), null a null or missing value."""
-        present = [v for v in values if v is not None]
-        self.params.append(json.dumps(present))
-        alias = self._alias()
-        clause = (
-            f"EXISTS (SELECT 1 FROM json_each(?) AS {alias} WHERE {alias}.value = {value} AND "
-            f"(CASE {alias}.type WHEN 'text' THEN {kind} = 'text' "
-            f"ELSE {kind} IN ('integer', 'real') END))"
-        )
-        if len(present) != len(values):
-            clause = f"({clause} OR {kind} IS NULL OR {kind} = 'null')"
-        return clause
+        """`value` equal to one of `values`, each kind bound as one JSON array: a string equals
+        a text, a number a number (as `_compare`), null a null or missing value. Each array is
+        read into a table once a statement (its subquery reads nothing of the row), then
+        looked up, not walked, for every value compared."""
+        clauses = []
+        texts = [v for v in values if isinstance(v, str)]
+        numbers = [v for v in values if v is not None and not isinstance(v, str)]
+        for group, kinds in ((texts, "= 'text'"), (numbers, "IN ('integer', 'real')")):
+            if group:
+                self.params.append(json.dumps(group))
+                clauses.append(
+                    f"({kind} {kinds} AND {value} IN (SELECT value FROM json_each(?) "
+                    f"WHERE type {kinds}))"
+                )
+        if len(texts) + len(numbers) != len(values):
+            clauses.append(f"({kind} IS NULL OR {kind} = 'null')")
+        return "(" + " OR ".join(clauses) + ")"
 
     def _compare(self, value: str, kind: str, op: str, operand: Any) -> str:
         if operand is None:
@@ -350,3 +355,23 @@ def _compile_listed_where(query: Query, _: Any) -> Clause:
 
 
 _listed_where_remembered = _remembered(_compile_listed_where)
+
+
+#: what SQLite says of a statement too large or too deep to compile or run: the query's fault
+TOO_LARGE = (
+    "expression tree is too large",
+    "parser stack overflow",
+    "too many sql variables",
+    "pattern too complex",
+    "too many terms in compound select",
+    "string or blob too big",
+    "too many arguments on function",
+    "tables in a join",
+    "too many columns",
+)
+
+
+def too_large_for_sqlite(exc: BaseException) -> bool:
+    """Whether SQLite refused a statement for its size or depth (`TOO_LARGE`), not for its state."""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.Error) and any(words in text for words in TOO_LARGE)

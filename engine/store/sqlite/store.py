@@ -44,6 +44,7 @@ from procexec.engine.store.sqlite import (
     schema,
     tokens,
 )
+from procexec.engine.store.sqlite.compiler import too_large_for_sqlite
 from procexec.engine.store.sqlite.deadlines import LIMIT_STEP, Budget, Deadline
 
 __all__ = ["SQLiteStore"]
@@ -75,26 +76,6 @@ def _bytes_under(most: int, shape: pages.Shape | None) -> pages.Shape:
         return stored if shape is None else shape(stored)
 
     return counted
-
-
-#: what SQLite says of a statement too large or too deep to compile or run: the query's fault
-TOO_LARGE = (
-    "expression tree is too large",
-    "parser stack overflow",
-    "too many sql variables",
-    "pattern too complex",
-    "too many terms in compound select",
-    "string or blob too big",
-    "too many arguments on function",
-    "tables in a join",
-    "too many columns",
-)
-
-
-def too_large_for_sqlite(exc: BaseException) -> bool:
-    """Whether SQLite refused a statement for its size or depth (`TOO_LARGE`), not for its state."""
-    text = str(exc).lower()
-    return isinstance(exc, sqlite3.Error) and any(words in text for words in TOO_LARGE)
 
 
 @translate_errors(
