@@ -61,21 +61,6 @@ def _meta_columns(meta: Mapping[str, Any] | None) -> dict[str, Any]:
     return columns
 
 
-def _bytes_under(most: int, shape: pages.Shape | None) -> pages.Shape:
-    """`shape` (or the document as it is), giving up with `InlineBudgetExceeded` once the
-    documents read pass `most` bytes."""
-    read = 0
-
-    def counted(stored: bytes) -> bytes:
-        nonlocal read
-        read += len(stored)
-        if read > most:
-            raise InlineBudgetExceeded
-        return stored if shape is None else shape(stored)
-
-    return counted
-
-
 @translate_errors((sqlite3.OperationalError, sqlite3.DatabaseError), "SQLite")
 class SQLiteStore(ExecutionStore):
     kind = "sqlite"
@@ -200,7 +185,7 @@ class SQLiteStore(ExecutionStore):
 
         budget: Budget | None = getattr(self._local, "budget", None)
         if budget is not None and getattr(self._local, "conn", None) is budget.conn:  # inline()
-            shape = _bytes_under(deadlines.INLINE_BYTES, shape)
+            shape = pages.bytes_under(deadlines.INLINE_BYTES, shape)
         return pages.list_page(self._connect(), query, shape)  # else the stored JSON as it is
 
     def distinct(self, query: Query) -> builtins.list[Any]:
