@@ -17,6 +17,11 @@ from one address and then from many (`--slow-sources`), for `--slow-seconds` eac
 another client's calls on fresh connections: what the server did with the slow connections,
 that client's p50, p99 and lost calls, and the API's memory before and after.
 
+Then, unless `--large 0`, large answers (`bench/large_answers.py`): `--large` executions with
+long logs, asked for in pages past `PROCEXEC_MAX_ANSWER_BYTES` and within it (JSON, CSV, XML,
+`_distinct`, one execution), each again and again beside another client's calls: that client's
+p50 and p99, and the API's memory at the start, at its highest and after.
+
 Each attack is an entry of `ATTACKS` (an `Attack`: a name, a method, a path, parameters,
 headers, a body, whether it carries the read token, and how many copies are sent at once):
 more attacks go in as more entries. Beside each, the API's resident memory (RSS) at its most
@@ -398,6 +403,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-bodies", action="store_true", help="leave out bench/hostile_bodies.py's attacks"
     )
+    parser.add_argument(
+        "--large", type=int, default=300, help="executions of ~279 KB for large answers (0: none)"
+    )
     parser.add_argument("--slow", type=int, default=3000, help="slowloris connections (0: none)")
     parser.add_argument(
         "--slow-sources",
@@ -470,6 +478,11 @@ def main(argv: list[str] | None = None) -> None:
                     seconds=args.slow_seconds,
                     burst=args.slow_burst,
                 )
+    if args.large > 0:  # large answers, on an API of their own
+        print()
+        import large_answers  # bench/, beside this script
+
+        large_answers.run(args.large, 279, args.seconds, args.repeat)
     if not args.no_bodies:  # the request-body attacks, on an API of their own
         print()
         import hostile_bodies  # bench/, beside this script

@@ -135,9 +135,8 @@ class Settings(BaseSettings):
     )
     max_answer_bytes: int = Field(
         DEFAULT_MAX_ANSWER_BYTES,
-        description="bytes one API answer may hold (a page of executions in any format, "
-        "`_distinct`, `_fieldinfo`, `_aggregate`, one execution); a larger one is refused 400, "
-        "counted as it is read; at least 1024",
+        description="bytes one API answer may hold (any format; `_distinct`, `_fieldinfo`, "
+        "`_aggregate`, one execution), counted as it is read; past it a 400; at least 1024",
     )
     loader_queue: str = Field(
         "loader",
@@ -308,18 +307,12 @@ class Settings(BaseSettings):
     def _lines(cls, value: Any, info: ValidationInfo) -> Any:
         return int(_number(cls, info, value, minimum=10))
 
-    @field_validator("max_connections_per_client", "max_connections", mode="before")
+    @field_validator(
+        "max_connections_per_client", "max_connections", "max_answer_bytes", mode="before"
+    )
     @classmethod
     def _count(cls, value: Any, info: ValidationInfo) -> Any:
-        number = _number(cls, info, value, minimum=0)
-        if number != int(number):
-            raise ValueError(f"{cls.env_name(_field(info))}: '{value}' is not a whole number")
-        return int(number)
-
-    @field_validator("max_answer_bytes", mode="before")
-    @classmethod
-    def _bytes(cls, value: Any, info: ValidationInfo) -> Any:
-        number = _number(cls, info, value, minimum=1024)
+        number = _number(cls, info, value, minimum=1024 * (_field(info) == "max_answer_bytes"))
         if number != int(number):
             raise ValueError(f"{cls.env_name(_field(info))}: '{value}' is not a whole number")
         return int(number)

@@ -17,6 +17,7 @@ from typing import Any
 
 from procexec.engine.answers import gathered
 from procexec.engine.query import Query
+from procexec.engine.store.base import InlineBudgetExceeded
 from procexec.engine.store.sqlite.compiler import (
     counter_where,
     expression,
@@ -120,6 +121,21 @@ def _reach(
 
 #: what a page's reader makes of each stored document (a projection), when not the document
 Shape = Callable[[bytes], bytes]
+
+
+def bytes_under(most: int, shape: Shape | None) -> Shape:
+    """`shape` (or the document as it is), giving up with `InlineBudgetExceeded` once the
+    documents read pass `most` bytes."""
+    read = 0
+
+    def counted(stored: bytes) -> bytes:
+        nonlocal read
+        read += len(stored)
+        if read > most:
+            raise InlineBudgetExceeded
+        return stored if shape is None else shape(stored)
+
+    return counted
 
 
 def page(

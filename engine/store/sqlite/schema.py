@@ -22,11 +22,13 @@ stores).
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from procexec.engine.store.base import META_KEYS
+from procexec.engine.store.base import JSON_META_KEYS, META_KEYS
 from procexec.engine.store.sqlite import retention
 from procexec.engine.store.sqlite.tokens import ensure_token_columns
 
@@ -315,3 +317,13 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     conn.execute(retention.INDEX)
     # The list call's indexes, full-text index and counters.
     ensure_list_schema(conn)
+
+
+def meta_columns(meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An execution's meta (`META_KEYS`) as its columns' values, JSON where the column holds it."""
+    columns = {}
+    for key, value in (meta or {}).items():
+        if key not in META_KEYS:
+            raise KeyError(f"unknown meta key {key!r}")
+        columns[key] = json.dumps(value) if key in JSON_META_KEYS else value
+    return columns

@@ -54,30 +54,6 @@ __all__ = ["SQLiteStore"]
 compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def _meta_columns(meta: Mapping[str, Any] | None) -> dict[str, Any]:
-    columns = {}
-    for key, value in (meta or {}).items():
-        if key not in META_KEYS:
-            raise KeyError(f"unknown meta key {key!r}")
-        columns[key] = json.dumps(value) if key in JSON_META_KEYS else value
-    return columns
-
-
-def _bytes_under(most: int, shape: pages.Shape | None) -> pages.Shape:
-    """`shape` (or the document as it is), giving up with `InlineBudgetExceeded` once the
-    documents read pass `most` bytes."""
-    read = 0
-
-    def counted(stored: bytes) -> bytes:
-        nonlocal read
-        read += len(stored)
-        if read > most:
-            raise InlineBudgetExceeded
-        return stored if shape is None else shape(stored)
-
-    return counted
-
-
 @translate_errors(
     (sqlite3.OperationalError, sqlite3.DatabaseError), "SQLite", refused=too_large_for_sqlite
 )
@@ -117,7 +93,7 @@ class SQLiteStore(ExecutionStore):
         return conn
 
     def insert(self, doc: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> None:
-        meta = _meta_columns(meta)
+        meta = schema.meta_columns(meta)
         columns = ", ".join(["id", "doc", *meta])
         try:
             self._connect().execute(
@@ -169,7 +145,7 @@ class SQLiteStore(ExecutionStore):
                 return False
             if not change.set and not change.push and change.fail_running_phases is None:
                 # bookkeeping only (a heartbeat): the document stays as it is
-                meta = _meta_columns(change.meta)
+                meta = schema.meta_columns(change.meta)
                 if meta:
                     conn.execute(
                         f"UPDATE executions SET {', '.join(f'{k} = ?' for k in meta)} WHERE id = ?",
@@ -178,7 +154,7 @@ class SQLiteStore(ExecutionStore):
                 conn.execute("COMMIT")
                 return True
             apply_update(doc, change)
-            meta = _meta_columns(change.meta)
+            meta = schema.meta_columns(change.meta)
             assignments = ", ".join(["doc = ?", *(f"{key} = ?" for key in meta)])
             conn.execute(
                 f"UPDATE executions SET {assignments} WHERE id = ?",
@@ -204,7 +180,7 @@ class SQLiteStore(ExecutionStore):
 
         budget: Budget | None = getattr(self._local, "budget", None)
         if budget is not None and getattr(self._local, "conn", None) is budget.conn:  # inline()
-            shape = _bytes_under(deadlines.INLINE_BYTES, shape)
+            shape = pages.bytes_under(deadlines.INLINE_BYTES, shape)
         return pages.list_page(self._connect(), query, shape)  # else the stored JSON as it is
 
     def distinct(self, query: Query) -> builtins.list[Any]:
