@@ -127,17 +127,25 @@ def test_the_installed_build_is_stamped(installed: Installed, commit: str, tmp_p
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", info["buildTime"]), info
 
 
-def test_standalone(installed: Installed, broker: Broker, tmp_path: Path) -> None:
-    env = installed.env(tmp_path / "data", broker.url)
-    standalone, url, token = start_standalone(env, tmp_path, installed.procexec)
+def _standalone_runs_ecb_fx(
+    installed: Installed, env: dict[str, str], tmp_path: Path, broker: str, cwd: Path | None = None
+) -> None:
+    """`procexec standalone` (run in `cwd`) on `broker`: ready with its worker and beat, and
+    ECB_FX triggered through it ends `success`; then stopped."""
+    standalone, url, token = start_standalone(env, tmp_path, installed.procexec, cwd=cwd)
     try:
-        assert wait_http(standalone, url)["broker"] == broker.kind
+        assert wait_http(standalone, url)["broker"] == broker
         ready = _wait_readyz(url, 200, timeout=60)
         assert set(ready["checks"]["children"]) == {"worker", "beat"}
         _run_ecb_fx(url, token)
         assert standalone.alive()
     finally:
         assert standalone.stop() in (0, 143), standalone.tail()
+
+
+def test_standalone(installed: Installed, broker: Broker, tmp_path: Path) -> None:
+    env = installed.env(tmp_path / "data", broker.url)
+    _standalone_runs_ecb_fx(installed, env, tmp_path, broker.kind)
 
 
 @pytest.fixture(params=["checkout-root", "empty-folder"])
@@ -180,14 +188,7 @@ def test_standalone_embedded_from_any_folder(
     standalone` where they stand (the embedded store and broker), and nothing written there."""
     before = _untracked(ROOT)
     env = installed.env(tmp_path / "data")
-    standalone, url, token = start_standalone(env, tmp_path, installed.procexec, cwd=where)
-    try:
-        ready = _wait_readyz(url, 200, timeout=60)
-        assert set(ready["checks"]["children"]) == {"worker", "beat"}
-        _run_ecb_fx(url, token)
-        assert standalone.alive()
-    finally:
-        assert standalone.stop() in (0, 143), standalone.tail()
+    _standalone_runs_ecb_fx(installed, env, tmp_path, "embedded", cwd=where)
     assert _untracked(ROOT) == before
     if where != ROOT:
         assert list(where.iterdir()) == []
