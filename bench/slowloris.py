@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import http.client
 import math
+import multiprocessing
 import resource
 import selectors
 import socket
@@ -29,6 +30,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: the slow connections' first bytes: a request line and one header, never the blank line
 HEAD = b"GET /healthz HTTP/1.1\r\nHost: bench\r\n"
@@ -124,7 +126,8 @@ class Slow:
         return [key.fileobj for key in self.selector.get_map().values()]  # type: ignore[misc]
 
     def run(self) -> None:
-        next_tick = time.monotonic()
+        next_tick = last = time.monotonic()
+        credit = 0.0
         while not self.stop.is_set():
             now = time.monotonic()
             if now >= next_tick:
@@ -141,7 +144,11 @@ class Slow:
                     self.reopen(self.count)
                 next_tick = now + self.interval
             if not self.burst:  # spread over the tick: at most `count` a tick, evenly
-                self.reopen(math.ceil(self.count * PASS_SECONDS / self.interval))
+                credit = min(self.count, credit + (now - last) * self.count / self.interval)
+                last = now
+                opened = min(math.floor(credit), self.count - len(self.selector.get_map()))
+                self.reopen(opened)
+                credit -= opened
             self.watch(PASS_SECONDS)
         held = self.held()
         self.outcomes.held_at_end = len(held)
@@ -201,6 +208,22 @@ def p99(values: list[float]) -> float:
     return sorted(values)[min(len(values) - 1, int(len(values) * 0.99))] if values else -1.0
 
 
+def _attack_until(
+    port: int,
+    count: int,
+    sources: int,
+    interval: float,
+    burst: bool,
+    stop: Any,
+    results: multiprocessing.Queue[Outcomes],
+) -> None:
+    """The attacker's process: the slow connections until `stop` is set, then their outcomes."""
+    slow = Slow(port, count, sources, interval, burst)
+    slow.stop = stop
+    slow.run()
+    results.put(slow.outcomes)
+
+
 def attack(
     port: int,
     pid: int,
@@ -216,16 +239,22 @@ def attack(
     """Run the attack and print its lines."""
     before = rss_mb(pid)
     alone, _, _ = other_client(port, path, token, time.monotonic() + min(2.0, seconds))
-    slow = Slow(port, count, sources, interval, burst)
-    thread = threading.Thread(target=slow.run, daemon=True)
-    thread.start()
+    # the attacker in a process of its own: in this one, it would hold the interpreter's lock
+    # from the other client, whose latency would then measure this script, not the API
+    context = multiprocessing.get_context("fork")
+    stop = context.Event()
+    results: multiprocessing.Queue[Outcomes] = context.Queue()
+    attacker = context.Process(
+        target=_attack_until, args=(port, count, sources, interval, burst, stop, results)
+    )
+    attacker.start()
     latencies, made, lost = other_client(port, path, token, time.monotonic() + seconds)
     at_end = rss_mb(pid)
-    slow.stop.set()
-    thread.join()
+    stop.set()
+    out = results.get(timeout=60)
+    attacker.join(timeout=30)
     time.sleep(1.0)
     after = rss_mb(pid)
-    out = slow.outcomes
     answered = ", ".join(f"{n} answered {code}" for code, n in sorted(out.answered.items()))
     print(
         f"slowloris: {count:,} connections from {sources} address(es), a header line every "
