@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -127,3 +128,28 @@ def assert_bad_query(
         assert response.headers["content-type"] == "application/json"
         assert response.json() == {"error": message, "status": 400}
         assert response.headers["x-odsl-error"] == message
+
+
+def watch_where_lists_run(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[int], list[str]]:
+    """Spies on the list call: a mark in the first list each time it is tried on the event
+    loop (the store's `inline()`), and in the second the name of each function handed to a
+    worker thread (`routes.run_in_threadpool`)."""
+    from procexec.api import routes
+
+    tries: list[int] = []
+    handed: list[str] = []
+    inline, handover = service.store.inline, routes.run_in_threadpool
+
+    def counted_inline() -> Any:
+        tries.append(1)
+        return inline()
+
+    async def spy(function: Any, *args: Any) -> Any:
+        handed.append(function.__name__)
+        return await handover(function, *args)
+
+    monkeypatch.setattr(service.store, "inline", counted_inline)
+    monkeypatch.setattr(routes, "run_in_threadpool", spy)
+    return tries, handed

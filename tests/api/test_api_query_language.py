@@ -15,7 +15,14 @@ import procexec.api.routes as routes
 from procexec.api.formats import negotiate
 from procexec.api.listing import csv_text
 from procexec.engine.store.sqlite import deadlines
-from tests.api.api_helpers import BASES, KNOWN, OPTIONS, Service, assert_bad_query
+from tests.api.api_helpers import (
+    BASES,
+    KNOWN,
+    OPTIONS,
+    Service,
+    assert_bad_query,
+    watch_where_lists_run,
+)
 from tests.engine.query_strategies import DOCS
 
 URL = f"{BASES[0]}/v1"
@@ -221,20 +228,7 @@ def test_the_loop_and_the_worker_threads_answer_alike(
 def test_a_query_that_overran_the_budget_goes_straight_to_a_thread(
     client: TestClient, service: Service, corpus: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tries: list[int] = []
-    handed: list[str] = []
-    inline, handover = service.store.inline, routes.run_in_threadpool
-
-    def counted_inline() -> Any:
-        tries.append(1)
-        return inline()
-
-    async def spy(function: Any, *args: Any) -> Any:
-        handed.append(function.__name__)
-        return await handover(function, *args)
-
-    monkeypatch.setattr(service.store, "inline", counted_inline)
-    monkeypatch.setattr(routes, "run_in_threadpool", spy)
+    tries, handed = watch_where_lists_run(service, monkeypatch)
     monkeypatch.setattr(deadlines, "INLINE_SECONDS", 0.0)
     monkeypatch.setattr(deadlines, "INLINE_STEP", 1)
     monkeypatch.setattr(routes, "QUICK_SECONDS", 0.0)  # no threaded run is quick enough

@@ -19,7 +19,7 @@ from procexec.api.limits import MAX_QUERY_STRING_BYTES
 from procexec.engine.errors import EXCERPT_CHARS
 from procexec.engine.limits import MAX_IN_VALUES, MAX_PROJECT_FIELDS, MAX_SORT_KEYS
 from procexec.engine.query.tree import MAX_FILTER_DEPTH, MAX_QUERY_NODES
-from tests.api.api_helpers import BASES, Service
+from tests.api.api_helpers import BASES, Service, watch_where_lists_run
 
 URL = f"{BASES[0]}/v1"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -417,20 +417,7 @@ def test_a_long_query_is_read_and_answered_in_a_worker_thread(
     """Past `INLINE_QUERY_BYTES` a list call is not tried on the event loop: its reading
     alone would hold it."""
     failed = get(client, service, {"status": "failed"}).content
-    tries: list[int] = []
-    handed: list[str] = []
-    inline, handover = service.store.inline, routes.run_in_threadpool
-
-    def counted_inline() -> Any:
-        tries.append(1)
-        return inline()
-
-    async def spy(function: Any, *args: Any) -> Any:
-        handed.append(function.__name__)
-        return await handover(function, *args)
-
-    monkeypatch.setattr(service.store, "inline", counted_inline)
-    monkeypatch.setattr(routes, "run_in_threadpool", spy)
+    tries, handed = watch_where_lists_run(service, monkeypatch)
     short = {"_filter": "status=failed or status=success"}
     assert get(client, service, short).status_code == 200
     assert (len(tries), handed) == (1, [])  # on the loop
