@@ -49,7 +49,7 @@ def resume_point(store: ExecutionStore, doc: dict[str, Any], phases: int) -> tup
         done += 1
     if done == 0:
         return 0, Carried(None)
-    checkpoint = store.load_checkpoint(doc["_id"])
+    checkpoint = store.load_checkpoint(doc["_id"], done - 1)
     if checkpoint is None or checkpoint[0] != done - 1 or done > phases:
         return 0, Carried(None)
     kept = pickle.loads(checkpoint[1])
@@ -57,15 +57,12 @@ def resume_point(store: ExecutionStore, doc: dict[str, Any], phases: int) -> tup
     return done, kept if isinstance(kept, Carried) else Carried(kept)
 
 
-def keep(store: ExecutionStore, execution_id: str, index: int, carried: Carried) -> bool:
-    """Keep what a finished phase hands on; False where it cannot be kept (not picklable, or
-    larger than `MAX_CHECKPOINT_BYTES`): a recovered run then starts again from the first
-    phase, and LOAD runs where SEND ran."""
+def pack(carried: Carried) -> bytes | None:
+    """What a finished phase hands on, as its checkpoint; None where it cannot be kept (not
+    picklable, or larger than `MAX_CHECKPOINT_BYTES`): a recovered run then starts again from
+    the first phase, and LOAD runs where SEND ran."""
     try:
         blob = pickle.dumps(carried)
     except Exception:
-        return False
-    if len(blob) > MAX_CHECKPOINT_BYTES:
-        return False
-    store.save_checkpoint(execution_id, index, blob)
-    return True
+        return None
+    return blob if len(blob) <= MAX_CHECKPOINT_BYTES else None

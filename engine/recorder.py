@@ -56,10 +56,13 @@ class _PhaseLog:
         self.dropped += overflow
         self.tail.extend(rest)
         self.pending: list[str] = []
+        #: every line added since the last write, for the change journal
+        self.fresh: list[str] = []
         #: the head is full: the stored log is rewritten whole (head, marker, tail) on flush
         self.rewrite = overflow > 0
 
     def add(self, line: str) -> None:
+        self.fresh.append(line)
         if len(self.head) < self.head_size and not self.rewrite:
             self.head.append(line)
             self.pending.append(line)
@@ -110,6 +113,9 @@ class ExecutionRecorder:
         #: monotonic time after which `on_deadline` is called once (a timeout)
         self.deadline: float | None = None
         self.on_deadline: Callable[[], None] | None = None
+        #: a finished phase's fields and checkpoint, written with the next write
+        self._staged: dict[str, Any] = {}
+        self._staged_checkpoint: tuple[int, bytes] | None = None
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._stop = threading.Event()
@@ -181,9 +187,13 @@ class ExecutionRecorder:
                 log = self._logs[phase_index] = _PhaseLog(self.max_log_lines)
             log.add(line)
 
-    def _take_pending(self) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    def _take_pending(
+        self,
+    ) -> tuple[dict[str, Any], dict[str, list[str]], dict[str, list[str]]]:
+        """The log's writes (whole logs to set, lines to push), and the lines new to each."""
         sets: dict[str, Any] = {}
         pushes: dict[str, list[str]] = {}
+        fresh: dict[str, list[str]] = {}
         with self._lock:
             for index, log in self._logs.items():
                 if log.rewrite:
@@ -193,37 +203,57 @@ class ExecutionRecorder:
                 elif log.pending:
                     pushes[f"phases.{index}.log"] = log.pending
                     log.pending = []
-        return sets, pushes
+                if log.fresh:
+                    fresh[str(index)], log.fresh = log.fresh, []
+        return sets, pushes, fresh
 
-    def _restore(self, pushes: Mapping[str, list[str]]) -> None:
+    def _restore(self, pushes: Mapping[str, list[str]], fresh: Mapping[str, list[str]]) -> None:
         with self._lock:
             for path, lines in pushes.items():
                 log = self._logs[int(path.split(".")[1])]
                 log.pending = lines + log.pending
+            for index, lines in fresh.items():
+                log = self._logs[int(index)]
+                log.fresh = lines + log.fresh
 
     def _write(
-        self, *, set: Mapping[str, Any] | None = None, fail_running: str | None = None
+        self,
+        *,
+        set: Mapping[str, Any] | None = None,
+        push: Mapping[str, list[Any]] | None = None,
     ) -> bool:
+        """One write of everything waiting: the log's lines, a finished phase staged by
+        `end_phase` (with its checkpoint), then `set` and `push`."""
         with self._write_lock:
-            log_sets, pushes = self._take_pending()
-            fields = {**log_sets, **(set or {})}
-            if not pushes and not fields and fail_running is None:
+            log_sets, pushes, fresh = self._take_pending()
+            staged, checkpoint = self._staged, self._staged_checkpoint
+            fields = {**staged, **(set or {})}
+            if not pushes and not log_sets and not fields and not push:
                 return True
             # a backstop: the log arrays stay bounded in the store even if lines are pushed
             # twice (a write that was applied, then reported failed, and is sent again)
             limits = dict.fromkeys(pushes, self.max_log_lines)
+            # the journal records the lines new to each log, never a whole log set again
+            note: dict[str, Any] = {"set": fields} if fields else {}
+            if push:
+                note["push"] = dict(push)
+            if fresh:
+                note["lines"] = fresh
             try:
-                return self._apply(
+                done = self._apply(
                     Update(
-                        set=fields,
-                        push=pushes,
+                        set={**log_sets, **fields},
+                        push={**pushes, **(push or {})},
                         push_limit=limits,
-                        fail_running_phases=fail_running,
+                        checkpoint=checkpoint,
+                        note=note,
                     )
                 )
             except Exception:
-                self._restore(pushes)
+                self._restore(pushes, fresh)
                 raise
+            self._staged, self._staged_checkpoint = {}, None
+            return done
 
     def flush(self) -> bool:
         """Write the buffered log lines now."""
@@ -245,9 +275,8 @@ class ExecutionRecorder:
             )
 
     def start_phase(self, name: str, message: str, status: str = "running") -> int:
-        """Begin phase `name`: a new `running` entry, or the existing one of a resumed run."""
-        self.flush()
-        stamp = iso_ms()
+        """Begin phase `name`: a new `running` entry, or the existing one of a resumed run;
+        written with the end of the phase before it (`end_phase`), in one write."""
         if name in self.phase_names:
             index = self.phase_names.index(name)
             self._write(
@@ -260,25 +289,50 @@ class ExecutionRecorder:
             )
         else:
             index = self.phase_count
-            phase = {
-                "name": name,
-                "start": stamp,
-                "status": PhaseStatus.RUNNING.value,
-                "message": message,
-                "log": [],
-            }
-            with self._write_lock:
-                self._apply(
-                    Update(set={"status": status, "message": message}, push={"phases": [phase]})
-                )
-            self.phase_names.append(name)
-            with self._lock:
+            with self._lock:  # before the write: a line logged at once has its phase
                 self._logs.setdefault(index, _PhaseLog(self.max_log_lines))
+            self._write(
+                set={"status": status, "message": message},
+                push={"phases": [new_phase(name, message)]},
+            )
+            self.phase_names.append(name)
         self.control.check()
+        return index
+
+    def opened(self, name: str) -> int:
+        """Take phase `name` as begun by the claim that took the run (`new_phase`)."""
+        index = self.phase_count
+        self.phase_names.append(name)
+        with self._lock:
+            self._logs.setdefault(index, _PhaseLog(self.max_log_lines))
         return index
 
     def set_phase(self, index: int, **fields: Any) -> bool:
         return self._write(set={f"phases.{index}.{key}": value for key, value in fields.items()})
 
-    def end_phase(self, index: int, status: PhaseStatus, message: str) -> bool:
-        return self.set_phase(index, status=status.value, message=message, end=iso_ms())
+    def end_phase(
+        self,
+        index: int,
+        status: PhaseStatus,
+        message: str,
+        checkpoint: bytes | None = None,
+    ) -> None:
+        """End a phase, with what it hands on (`checkpoint`): staged, and written with the
+        next write (the next phase's start, the run's end, or the next flush), in the same
+        store transaction, so that a finished phase is never seen without its checkpoint."""
+        fields = {"status": status.value, "message": message, "end": iso_ms()}
+        with self._write_lock:
+            self._staged.update({f"phases.{index}.{key}": value for key, value in fields.items()})
+            if checkpoint is not None:
+                self._staged_checkpoint = (index, checkpoint)
+
+
+def new_phase(name: str, message: str) -> dict[str, Any]:
+    """A phase's entry as it begins."""
+    return {
+        "name": name,
+        "start": iso_ms(),
+        "status": PhaseStatus.RUNNING.value,
+        "message": message,
+        "log": [],
+    }

@@ -6,9 +6,10 @@ import logging
 import time
 import traceback
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from procexec.engine.checkpoints import MAX_CHECKPOINT_BYTES, Carried, keep, resume_point
+from procexec.engine.checkpoints import MAX_CHECKPOINT_BYTES, Carried, pack, resume_point
 from procexec.engine.context import DataUpdates, PhaseContext
 from procexec.engine.control import RunAborted, RunControl
 from procexec.engine.domain import (
@@ -21,7 +22,7 @@ from procexec.engine.domain import (
 )
 from procexec.engine.errors import DuplicateExecution
 from procexec.engine.process import PhaseDefinition, Process, ProcessRegistry
-from procexec.engine.recorder import ExecutionRecorder
+from procexec.engine.recorder import ExecutionRecorder, new_phase
 from procexec.engine.store.base import ExecutionStore, Update
 from procexec.engine.subscriptions import follow_ups
 from procexec.engine.timeutil import iso_ms, log_line
@@ -46,6 +47,21 @@ class _HandOff(Exception):
         self.process = process
 
 
+@dataclass(frozen=True)
+class _Start:
+    """Where a run starts, as read before its claim (`PhaseRunner._start`)."""
+
+    process: Process | None
+    #: the index of the first phase to run, and what it takes (`resume_point`)
+    first: int
+    carried: Carried
+    #: the entry of the first phase, begun by the claim; None where it exists (a resumed
+    #: phase) or is handed over
+    opening: dict[str, Any] | None
+    #: LOAD goes to the loader queue
+    hand_off: bool
+
+
 class PhaseRunner:
     """Claims a triggered execution and runs its process phase by phase.
 
@@ -64,6 +80,7 @@ class PhaseRunner:
         triggers: TriggerService | None = None,
         heartbeat_interval: float = 5.0,
         max_log_lines: int = 1000,
+        loads_here: bool = False,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -73,18 +90,33 @@ class PhaseRunner:
         self.triggers = triggers
         self.heartbeat_interval = heartbeat_interval
         self.max_log_lines = max_log_lines
+        #: this worker consumes the loader queue itself: LOAD runs here, never handed over to
+        #: itself (a message, a claim and a recorder saved a run)
+        self.loads_here = loads_here
 
-    def claim(self, execution_id: str, ticket: str | None = None) -> str | None:
+    def claim(
+        self,
+        execution_id: str,
+        ticket: str | None = None,
+        *,
+        seq: int | None = None,
+        opening: dict[str, Any] | None = None,
+    ) -> str | None:
         """Take a triggered execution, or with `ticket` a run whose batch waits for a loader
-        under that ticket; returns this claim's fencing token, or None."""
+        under that ticket; returns this claim's fencing token, or None. With `seq`, only while
+        the document is still as read at that sequence number; with `opening`, the claim also
+        begins that phase (`recorder.new_phase`): one write."""
         token = f"{self.worker_id}#{uuid.uuid4().hex[:12]}"
         expected = Status.RUNNING if ticket is not None else Status.TRIGGERED
+        message = "Running" if opening is None else str(opening["message"])
         claimed = self.store.update(
             execution_id,
             Update(
-                set={"status": Status.RUNNING.value, "message": "Running"},
+                set={"status": Status.RUNNING.value, "message": message},
+                push=None if opening is None else {"phases": [opening]},
                 expect_status=frozenset({expected.value}),
                 expect_worker=ticket,
+                expect_seq=seq,
                 meta={"worker": token, "heartbeat": iso_ms()},
             ),
         )
@@ -93,7 +125,9 @@ class PhaseRunner:
     @property
     def hands_off(self) -> bool:
         """Whether this runner sends LOAD phases to the loader queue."""
-        return self.triggers is not None and self.triggers.hand_off is not None
+        return (
+            self.triggers is not None and self.triggers.hand_off is not None and not self.loads_here
+        )
 
     def run(self, execution_id: str, ticket: str | None = None) -> str | None:
         """Run the execution if it is still `triggered`; returns its final status, or None.
@@ -101,15 +135,35 @@ class PhaseRunner:
         With `ticket` (a loader's task): run what is left, LOAD, of a run whose batch was
         handed over under that ticket. A run handed to the loader queue returns `running`.
         """
-        token = self.claim(execution_id, ticket)
-        if token is None:
+        expected = Status.RUNNING if ticket is not None else Status.TRIGGERED
+        found = self.store.get_at(execution_id)
+        start = None
+        if found is not None and found[0].get("status") == expected.value:
+            start = self._start(found[0], ticket is None)
+            token = self.claim(execution_id, ticket, seq=found[1], opening=start.opening)
+        if found is None or start is None or token is None:
             waiting = "waiting for this loader" if ticket else "waiting to run"
             logger.info("execution %s is not %s; skipped", execution_id, waiting)
             return None
         try:
-            return self._run_claimed(execution_id, token, hand_off=ticket is None)
+            return self._run_claimed(found[0], start, token)
         except _HandOff as handing:
             return self._hand_off(execution_id, token, handing.process)
+
+    def _start(self, doc: dict[str, Any], may_hand_off: bool) -> _Start:
+        """Where a run read before its claim starts: its process, the first phase to run and
+        what that phase takes, and the entry of that phase when the claim can begin it."""
+        process = self.registry.get(doc["name"])
+        if process is None:
+            return _Start(None, 0, Carried(None), None, False)
+        first, carried = resume_point(self.store, doc, len(process.phases))
+        hand_off = may_hand_off and self.hands_off
+        opening = None
+        if first < len(process.phases) and first == len(doc.get("phases") or []):
+            name = process.phases[first].name
+            if not (hand_off and name == LOAD_PHASE):
+                opening = new_phase(name, f"Running {name}")
+        return _Start(process, first, carried, opening, hand_off)
 
     def _hand_off(self, execution_id: str, token: str, process: str) -> str | None:
         """Pass this run's claim to a ticket, then send its LOAD to the loader queue. The
@@ -131,11 +185,11 @@ class PhaseRunner:
         self.triggers.send_load(execution_id, ticket, process)
         return Status.RUNNING.value
 
-    def _run_claimed(self, execution_id: str, token: str, *, hand_off: bool) -> str | None:
-        doc = self.store.get(execution_id)
+    def _run_claimed(self, doc: dict[str, Any], start: _Start, token: str) -> str | None:
+        execution_id = doc["_id"]
+        if start.opening is not None:
+            doc = {**doc, "phases": [*(doc.get("phases") or []), start.opening]}
         meta = self.store.get_meta(execution_id)
-        assert doc is not None  # claimed a moment ago
-        process = self.registry.get(doc["name"])
         control = RunControl()
         with ExecutionRecorder(
             self.store,
@@ -147,7 +201,7 @@ class PhaseRunner:
             max_log_lines=self.max_log_lines,
             phases=doc.get("phases") or [],
         ) as recorder:
-            if process is None:
+            if start.process is None:
                 recorder.set(
                     status=Status.FAILED.value,
                     message=f"Unknown process '{doc['name']}' on worker {self.worker_id}",
@@ -157,12 +211,11 @@ class PhaseRunner:
             try:
                 return self._run_phases(
                     doc,
-                    process,
+                    start,
                     meta.get("input") or {},
                     recorder,
                     meta.get("chain") or [],
                     control,
-                    hand_off=hand_off and self.hands_off,
                 )
             except RunAborted as aborted:
                 logger.info("execution %s stopped: %s", execution_id, aborted.reason)
@@ -172,25 +225,27 @@ class PhaseRunner:
     def _run_phases(
         self,
         doc: dict[str, Any],
-        process: Process,
+        start: _Start,
         params: dict[str, Any],
         recorder: ExecutionRecorder,
         chain: list[str],
         control: RunControl,
-        *,
-        hand_off: bool = False,
     ) -> str:
-        first, carried = resume_point(self.store, doc, len(process.phases))
+        process, hand_off, carried = start.process, start.hand_off, start.carried
+        assert process is not None
         previous, updates, warnings = carried.result, carried.updates(), carried.warnings
         kept = True  # the result LOAD would take is kept (a checkpoint), or there is none
         run_started = time.monotonic()
-        for phase in process.phases[first:]:
+        for number, phase in enumerate(process.phases[start.first :]):
             if hand_off and phase.name == LOAD_PHASE and kept:
                 raise _HandOff(process.name)
             resumed = phase.name in recorder.phase_names
-            index = recorder.start_phase(
-                phase.name, f"{'Resuming' if resumed else 'Running'} {phase.name}"
-            )
+            if number == 0 and start.opening is not None:  # begun by the claim
+                resumed, index = False, recorder.phase_names.index(phase.name)
+            else:
+                index = recorder.start_phase(
+                    phase.name, f"{'Resuming' if resumed else 'Running'} {phase.name}"
+                )
             if resumed:
                 recorder.log(index, log_line("info", f"Resuming {phase.name} on {self.worker_id}"))
             if hand_off and phase.name == LOAD_PHASE:
@@ -258,9 +313,10 @@ class PhaseRunner:
                 recorder.log(index, updates.loader_message)
             else:
                 recorder.log(index, log_line("info", f"Completed {phase.name}"))
-            recorder.end_phase(index, PhaseStatus.SUCCESS, f"Completed {phase.name}")
+            blob = pack(Carried.of(previous, updates, warnings))
+            kept = blob is not None
+            recorder.end_phase(index, PhaseStatus.SUCCESS, f"Completed {phase.name}", blob)
             control.check()
-            kept = keep(self.store, doc["_id"], index, Carried.of(previous, updates, warnings))
         status = Status.WARNING if warnings else Status.SUCCESS
         message = COMPLETED_WITH_WARNINGS if warnings else COMPLETED
         self._finish(doc, recorder, updates, chain, status=status, message=message)

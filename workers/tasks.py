@@ -39,7 +39,17 @@ def _runner(pid: int) -> PhaseRunner:
         triggers=service.triggers,
         heartbeat_interval=settings.heartbeat_interval,
         max_log_lines=settings.max_log_lines,
+        loads_here=_consumes(settings.loader_queue),
     )
+
+
+def _consumes(queue: str) -> bool:
+    """Whether this worker consumes `queue` (its `-Q`, or every queue the app declares when
+    none was chosen): one that consumes the loader queue runs LOAD itself, never handing the
+    batch over to itself."""
+    if not queue:
+        return False
+    return queue in (app.amqp.queues.consume_from or app.amqp.queues)
 
 
 class RunFailed(Exception):

@@ -17,6 +17,10 @@ from procexec.engine.query import Query
 from procexec.engine.query.tree import MAX_FILTER_DEPTH, MAX_QUERY_NODES
 from procexec.engine.schema import DOCUMENT_FIELDS, PHASE_FIELDS
 
+# `Update` and `apply_update`: a change to one document, importable beside the store's interface
+from procexec.engine.store.changes import Update as Update
+from procexec.engine.store.changes import apply_update as apply_update
+
 # `TokenRecord`: the store's record of a token, importable beside the store's interface
 from procexec.engine.store.credentials import TokenRecord as TokenRecord
 from procexec.engine.store.credentials import TokenStore
@@ -82,29 +86,6 @@ PROCESS_OVERRIDES = ("enabled", "schedule", "timezone")
 
 
 @dataclass(frozen=True)
-class Update:
-    """A change to one document, as MongoDB expresses it.
-
-    `set` maps dotted paths (`phases.2.status`) to values; `push` maps dotted paths of arrays
-    to values appended in order, and `push_limit` some of those paths to the most items their
-    array keeps after the push: its first ones (MongoDB's `$slice`), a backstop that keeps an
-    array bounded in the store whatever its writer does. `expect_status` and `expect_worker`,
-    when given, make the update conditional: it applies only while the document has one of
-    those statuses and is held by that worker claim (its fencing token), atomically.
-    `fail_running_phases` marks every phase still `running` as `failed` with that message
-    (cancellation, a lost worker, a timeout).
-    """
-
-    set: Mapping[str, Any] | None = None
-    push: Mapping[str, Sequence[Any]] | None = None
-    push_limit: Mapping[str, int] | None = None
-    expect_status: frozenset[str] | None = None
-    expect_worker: str | None = None
-    meta: Mapping[str, Any] | None = None
-    fail_running_phases: str | None = None
-
-
-@dataclass(frozen=True)
 class IndexState:
     """One index a store makes when it opens, and whether its database holds it."""
 
@@ -161,8 +142,18 @@ class ExecutionStore(TokenStore, abc.ABC):
         """One document by id, or None; with `environment`, only from that environment."""
 
     @abc.abstractmethod
+    def get_at(self, execution_id: str) -> tuple[dict[str, Any], int] | None:
+        """One document by id and its sequence number, read together; None when unknown."""
+
+    @abc.abstractmethod
     def update(self, execution_id: str, change: Update) -> bool:
         """Apply `change` atomically; False when the document is missing or not as expected."""
+
+    @abc.abstractmethod
+    def changes(
+        self, execution_id: str, after: int = 0
+    ) -> builtins.list[tuple[int, dict[str, Any]]]:
+        """The run's change journal after sequence number `after`: (number, entry), in order."""
 
     @abc.abstractmethod
     def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
@@ -229,11 +220,14 @@ class ExecutionStore(TokenStore, abc.ABC):
 
     @abc.abstractmethod
     def save_checkpoint(self, execution_id: str, phase: int, blob: bytes) -> None:
-        """Keep the result of a finished phase, so a recovered run resumes after it."""
+        """Keep what a finished phase hands on, one checkpoint per phase, so that a recovered
+        run resumes after it (and a rerun may start from any phase)."""
 
     @abc.abstractmethod
-    def load_checkpoint(self, execution_id: str) -> tuple[int, bytes] | None:
-        """The latest checkpoint of a run: (phase index, result blob), or None."""
+    def load_checkpoint(
+        self, execution_id: str, phase: int | None = None
+    ) -> tuple[int, bytes] | None:
+        """A run's checkpoint of `phase`, or its latest: (phase index, blob), or None."""
 
     @abc.abstractmethod
     def purge(self, before: str, limit: int = 100) -> int:
@@ -332,50 +326,3 @@ def _translating(
             raise StoreUnavailable(f"the {backend} store is unavailable: {exc}") from exc
 
     return wrapper
-
-
-def apply_update(doc: dict[str, Any], change: Update) -> None:
-    """Apply `change` to a document in memory, as MongoDB would; used by stores without `$set`."""
-    if change.fail_running_phases is not None:
-        for phase in doc.get("phases", []):
-            if phase.get("status") == "running":
-                phase["status"] = "failed"
-                phase["message"] = change.fail_running_phases
-                if "end" in (change.set or {}):
-                    phase["end"] = change.set["end"]  # type: ignore[index]
-    for path, value in (change.set or {}).items():
-        parent, key = _walk(doc, path, create=True)
-        _assign(parent, key, value)
-    for path, values in (change.push or {}).items():
-        parent, key = _walk(doc, path, create=True)
-        target = parent[int(key)] if isinstance(parent, list) else parent.setdefault(key, [])
-        if not isinstance(target, list):
-            raise TypeError(f"cannot push to non-array field {path!r}")
-        target.extend(values)
-        limit = (change.push_limit or {}).get(path)
-        if limit is not None:
-            del target[limit:]
-
-
-def _walk(doc: dict[str, Any], path: str, *, create: bool) -> tuple[Any, str]:
-    parts = path.split(".")
-    node: Any = doc
-    for part in parts[:-1]:
-        if isinstance(node, list):
-            node = node[int(part)]
-        else:
-            if part not in node and create:
-                node[part] = {}
-            node = node[part]
-    return node, parts[-1]
-
-
-def _assign(parent: Any, key: str, value: Any) -> None:
-    if isinstance(parent, list):
-        index = int(key)
-        if index == len(parent):
-            parent.append(value)
-        else:
-            parent[index] = value
-    else:
-        parent[key] = value

@@ -32,6 +32,7 @@ from procexec.engine.query.pipeline import too_many_results
 from procexec.engine.redact import masked_url
 from procexec.engine.store import mongo_admin, mongo_tokens
 from procexec.engine.store import mongo_retention as retention
+from procexec.engine.store import mongo_runs as runs
 from procexec.engine.store.base import (
     META_KEYS,
     PROCESS_OVERRIDES,
@@ -109,11 +110,13 @@ class MongoStore(ExecutionStore):
         self.observations = self.db["observations"]
         self.processes = self.db["processes"]
         self.checkpoints = self.db["checkpoints"]
+        self.changes_ = self.db["changes"]
         if not prepare:
             return
         try:
             mongo_admin.ensure_indexes(self.db)
             self._add_search_words()
+            runs.migrate_checkpoints(self.checkpoints, self.db["migrations"])
         except PyMongoError as exc:
             raise StoreUnavailable(f"cannot open MongoDB at {masked_url(url)}: {exc}") from exc
 
@@ -156,8 +159,26 @@ class MongoStore(ExecutionStore):
         )
         return None if doc is None else canonical(doc)
 
+    def get_at(self, execution_id: str) -> tuple[dict[str, Any], int] | None:
+        doc: dict[str, Any] | None = self.executions.find_one(
+            {"_id": execution_id}, {TEXT: 0}, max_time_ms=self._max_time_ms()
+        )
+        if doc is None:
+            return None
+        seq = (doc.pop("_meta", None) or {}).get("seq") or 0
+        return canonical(doc), int(seq)
+
+    def changes(
+        self, execution_id: str, after: int = 0
+    ) -> builtins.list[tuple[int, dict[str, Any]]]:
+        return runs.read_changes(self.changes_, execution_id, after)
+
     def update(self, execution_id: str, change: Update) -> bool:
         selector: dict[str, Any] = {"_id": execution_id}
+        if change.expect_seq is not None:  # a document stored before the numbers has none
+            selector["_meta.seq"] = {
+                "$in": [change.expect_seq, *([None] * (not change.expect_seq))]
+            }
         if change.expect_status is not None:
             selector["status"] = {"$in": sorted(change.expect_status)}
         if change.expect_worker is not None:
@@ -200,10 +221,44 @@ class MongoStore(ExecutionStore):
             operations["$unset"] = undated
         if not operations:
             return self.executions.count_documents(selector, limit=1) == 1
-        result = self.executions.update_one(selector, operations, array_filters=array_filters)
-        if result.matched_count and ended:
-            retention.mark_checkpoint(self.checkpoints, execution_id, ended[retention.ENDED])
-        return bool(result.matched_count)
+        if change.checkpoint is not None:  # kept first: a phase marked done has its checkpoint
+            runs.save_checkpoint(self.checkpoints, execution_id, *change.checkpoint)
+        moment = ended.get(retention.ENDED) if ended else None
+        if not change.changes_document:
+            result = self.executions.update_one(selector, operations)
+            after: Any = result.matched_count
+        else:
+            after = self._change_document(selector, operations, array_filters)
+        if not after and change.checkpoint is not None:
+            runs.date_if_ended(
+                self.executions, self.checkpoints, execution_id, change.checkpoint[0]
+            )
+        if not after or not change.changes_document:
+            return bool(after)
+        runs.journal(self.changes_, execution_id, after["_meta"]["seq"], change.journal(), moment)
+        if moment is not None:  # after the journal's last entry, which is dated already
+            retention.mark_checkpoint(self.checkpoints, execution_id, moment)
+        return True
+
+    def _change_document(
+        self, selector: dict[str, Any], operations: dict[str, Any], array_filters: Any
+    ) -> Any:
+        """Apply a change to the document and raise its sequence number; the document's `_meta`
+        after it (its new number), or None where the selector matched nothing."""
+        operations["$inc"] = {"_meta.seq": 1}
+        if array_filters is None:
+            after = self.executions.find_one_and_update(
+                selector,
+                operations,
+                projection={"_meta.seq": 1},
+                return_document=pymongo.ReturnDocument.AFTER,
+            )
+        else:  # the stand-in of the tests takes array filters on `update_one` alone
+            result = self.executions.update_one(selector, operations, array_filters=array_filters)
+            after = result.matched_count and self.executions.find_one(
+                {"_id": selector["_id"]}, {"_meta.seq": 1}
+            )
+        return after
 
     def _limited(self, seconds: float) -> contextlib.AbstractContextManager[None]:
         if self._max_time_ms() is not None:
@@ -430,14 +485,13 @@ class MongoStore(ExecutionStore):
         ]
 
     def save_checkpoint(self, execution_id: str, phase: int, blob: bytes) -> None:
-        # `$set`, not a replacement: a checkpoint saved late keeps its run's `ended` date
-        self.checkpoints.update_one(
-            {"_id": execution_id}, {"$set": {"phase": phase, "blob": blob}}, upsert=True
-        )
+        runs.save_checkpoint(self.checkpoints, execution_id, phase, blob)
+        runs.date_if_ended(self.executions, self.checkpoints, execution_id, phase)
 
-    def load_checkpoint(self, execution_id: str) -> tuple[int, bytes] | None:
-        row = self.checkpoints.find_one({"_id": execution_id})
-        return (int(row["phase"]), bytes(row["blob"])) if row else None
+    def load_checkpoint(
+        self, execution_id: str, phase: int | None = None
+    ) -> tuple[int, bytes] | None:
+        return runs.load_checkpoint(self.checkpoints, execution_id, phase)
 
     def purge(self, before: str, limit: int = 100) -> int:
         return retention.purge(self.executions, self.checkpoints, before, limit)

@@ -44,6 +44,9 @@ INDEXES: dict[str, list[IndexModel]] = {
             language_override="_textLanguage",
         ),
     ],
+    # a run's checkpoints and its change journal, by run (then phase, number)
+    "checkpoints": [IndexModel([("run", 1), ("phase", -1)])],
+    "changes": [IndexModel([("run", 1), ("seq", 1)])],
     "observations": [
         IndexModel([("environment", 1), ("series_id", 1), ("date", 1)], unique=True),
     ],

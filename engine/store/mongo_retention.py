@@ -80,8 +80,9 @@ def status_change(change: Update) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def mark_checkpoint(checkpoints: Collection[Any], execution_id: str, moment: datetime) -> None:
-    """Give a finished run's checkpoint (if it has one) the date it finished."""
-    checkpoints.update_one({"_id": execution_id}, {"$set": {CHECKPOINT_ENDED: moment}})
+    """Give a finished run's checkpoints and change journal the date it finished."""
+    for side in (checkpoints, checkpoints.database["changes"]):
+        side.update_many({"run": execution_id}, {"$set": {CHECKPOINT_ENDED: moment}})
 
 
 def keep_for(
@@ -95,6 +96,7 @@ def keep_for(
     seconds = ttl_seconds(days)
     _ensure_ttl(executions, ENDED, seconds)
     _ensure_ttl(checkpoints, CHECKPOINT_ENDED, seconds)
+    _ensure_ttl(checkpoints.database["changes"], CHECKPOINT_ENDED, seconds)
     if seconds is not None and migrations.find_one({"_id": _MIGRATION}) is None:
         _date_earlier_runs(executions, checkpoints)
         migrations.update_one({"_id": _MIGRATION}, {"$set": {"done": True}}, upsert=True)
@@ -138,8 +140,10 @@ def _date_earlier_runs(executions: Collection[Any], checkpoints: Collection[Any]
                 {"_id": doc["_id"], "status": terminal}, {"$set": {ENDED: moment}}
             )
     now = datetime.now(UTC).replace(tzinfo=None)
-    for checkpoint in checkpoints.find({CHECKPOINT_ENDED: {"$exists": False}}, {"_id": 1}):
-        run = executions.find_one({"_id": checkpoint["_id"]}, {"status": 1, ENDED: 1})
+    for checkpoint in checkpoints.find({CHECKPOINT_ENDED: {"$exists": False}}, {"run": 1}):
+        run = executions.find_one(
+            {"_id": checkpoint.get("run", checkpoint["_id"])}, {"status": 1, ENDED: 1}
+        )
         if run is None:
             moment = now
         elif run.get("status") in TERMINAL:
@@ -166,5 +170,6 @@ def purge(
     if not ids:
         return 0
     deleted = executions.delete_many({"_id": {"$in": ids}, **expired}).deleted_count
-    checkpoints.delete_many({"_id": {"$in": ids}})
+    checkpoints.delete_many({"run": {"$in": ids}})
+    checkpoints.database["changes"].delete_many({"run": {"$in": ids}})
     return int(deleted)

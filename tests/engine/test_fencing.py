@@ -74,7 +74,9 @@ def test_a_stale_claims_writes_are_refused_and_its_control_aborts(bench: Bench) 
         recorder.control.check()
     # Nothing more gets through with the stale token: no status, no phase, no heartbeat.
     assert recorder.set(status="success", message="Completed Successfully") is False
-    assert recorder.end_phase(0, PhaseStatus.SUCCESS, "Completed EXTRACT") is False
+    recorder.end_phase(0, PhaseStatus.SUCCESS, "Completed EXTRACT", b"checkpoint")
+    assert recorder.flush() is False  # the phase's end and its checkpoint: refused together
+    assert bench.store.load_checkpoint(execution_id) is None
     assert recorder.heartbeat() is False
     assert bench.doc(execution_id) == held
     assert bench.store.get_meta(execution_id)["worker"] == fresh

@@ -1,7 +1,7 @@
 """Retention on the SQLite store: finished runs past their time deleted in bounded batches.
 
 The triggers on `executions` (`schema.TRIGGERS`) take each deleted row out of the search index
-and the counters in the same transaction; the run's checkpoint goes with it.
+and the counters in the same transaction; the run's checkpoints and change journal go with it.
 """
 
 from __future__ import annotations
@@ -40,11 +40,12 @@ def purge(conn: sqlite3.Connection, before: str, limit: int) -> int:
             f"DELETE FROM executions WHERE id IN ({chosen}) AND {expired}",
             (*ids, *statuses, before),
         ).rowcount
-        conn.execute(
-            f"DELETE FROM checkpoints WHERE id IN ({chosen}) AND NOT EXISTS "
-            "(SELECT 1 FROM executions WHERE executions.id = checkpoints.id)",
-            ids,
-        )
+        for table in ("checkpoints", "execution_changes"):
+            conn.execute(
+                f"DELETE FROM {table} WHERE id IN ({chosen}) AND NOT EXISTS "
+                f"(SELECT 1 FROM executions WHERE executions.id = {table}.id)",
+                ids,
+            )
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS executions (
     heartbeat TEXT,
     input TEXT,
     chain TEXT,
+    seq INTEGER NOT NULL DEFAULT 0,
     environment TEXT GENERATED ALWAYS AS (json_extract(doc, '$.environment')) VIRTUAL,
     name TEXT GENERATED ALWAYS AS (json_extract(doc, '$.name')) VIRTUAL,
     status TEXT GENERATED ALWAYS AS (json_extract(doc, '$.status')) VIRTUAL,
@@ -67,9 +68,16 @@ CREATE TABLE IF NOT EXISTS observations (
     PRIMARY KEY (environment, series_id, date)
 );
 CREATE TABLE IF NOT EXISTS checkpoints (
-    id TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
     phase INTEGER NOT NULL,
-    blob BLOB NOT NULL
+    blob BLOB NOT NULL,
+    PRIMARY KEY (id, phase)
+);
+CREATE TABLE IF NOT EXISTS execution_changes (
+    id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    change TEXT NOT NULL,
+    PRIMARY KEY (id, seq)
 );
 CREATE TABLE IF NOT EXISTS processes (
     name TEXT PRIMARY KEY,
@@ -310,13 +318,46 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     for key in META_KEYS:
         if key not in present:
             conn.execute(f"ALTER TABLE executions ADD COLUMN {key} TEXT")
+    if "seq" not in present:  # the sequence number of a run's changes, added later
+        conn.execute("ALTER TABLE executions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
     ensure_token_columns(conn)
+    _checkpoints_by_phase(conn)
     for statement in HOUSEKEEPING_INDEXES:
         conn.execute(statement)
     # Retention looks for finished runs by when they finished.
     conn.execute(retention.INDEX)
     # The list call's indexes, full-text index and counters.
     ensure_list_schema(conn)
+
+
+def _checkpoints_by_phase(conn: sqlite3.Connection) -> None:
+    """A store made by an earlier version keeps one checkpoint a run (the latest, its key the
+    run's id alone): its table is made again keyed by run and phase, keeping every row."""
+
+    def keys() -> list[str]:
+        return [row[1] for row in conn.execute("PRAGMA table_info(checkpoints)") if row[5]]
+
+    if keys() != ["id"]:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if keys() != ["id"]:  # another process made it meanwhile
+            conn.execute("ROLLBACK")
+            return
+        conn.execute("ALTER TABLE checkpoints RENAME TO checkpoints_by_run")
+        conn.execute(
+            "CREATE TABLE checkpoints (id TEXT NOT NULL, phase INTEGER NOT NULL, "
+            "blob BLOB NOT NULL, PRIMARY KEY (id, phase))"
+        )
+        conn.execute(
+            "INSERT INTO checkpoints (id, phase, blob) "
+            "SELECT id, phase, blob FROM checkpoints_by_run"
+        )
+        conn.execute("DROP TABLE checkpoints_by_run")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def meta_columns(meta: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from procexec.engine.query import Query, project_document
 from procexec.engine.store.base import (
     JSON_META_KEYS,
     META_KEYS,
-    PROCESS_OVERRIDES,
     ExecutionStore,
     InlineBudgetExceeded,
     Observation,
@@ -40,6 +39,7 @@ from procexec.engine.store.sqlite import (
     fields,
     health,
     pages,
+    processes,
     retention,
     schema,
     tokens,
@@ -127,44 +127,68 @@ class SQLiteStore(ExecutionStore):
         answers.fits(len(row[0]))  # under an API answer's limit, before it is parsed
         return json.loads(row[0])
 
+    def get_at(self, execution_id: str) -> tuple[dict[str, Any], int] | None:
+        row = (
+            self._connect()
+            .execute("SELECT doc, seq FROM executions WHERE id = ?", (execution_id,))
+            .fetchone()
+        )
+        return None if row is None else (json.loads(row[0]), int(row[1]))
+
     def update(self, execution_id: str, change: Update) -> bool:
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            row = conn.execute(
-                "SELECT doc, worker FROM executions WHERE id = ?", (execution_id,)
-            ).fetchone()
-            if row is None:
+            if not self._apply(conn, execution_id, change):
                 conn.execute("ROLLBACK")
                 return False
-            doc = json.loads(row[0])
-            if (
-                change.expect_status is not None and doc.get("status") not in change.expect_status
-            ) or (change.expect_worker is not None and row[1] != change.expect_worker):
-                conn.execute("ROLLBACK")
-                return False
-            if not change.set and not change.push and change.fail_running_phases is None:
-                # bookkeeping only (a heartbeat): the document stays as it is
-                meta = schema.meta_columns(change.meta)
-                if meta:
-                    conn.execute(
-                        f"UPDATE executions SET {', '.join(f'{k} = ?' for k in meta)} WHERE id = ?",
-                        (*meta.values(), execution_id),
-                    )
-                conn.execute("COMMIT")
-                return True
-            apply_update(doc, change)
-            meta = schema.meta_columns(change.meta)
-            assignments = ", ".join(["doc = ?", *(f"{key} = ?" for key in meta)])
-            conn.execute(
-                f"UPDATE executions SET {assignments} WHERE id = ?",
-                (compact_json(doc), *meta.values(), execution_id),
-            )
             conn.execute("COMMIT")
             return True
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, execution_id: str, change: Update) -> bool:
+        """`update`'s work, in the caller's transaction; False where it does not apply."""
+        row = conn.execute(
+            "SELECT doc, worker, seq FROM executions WHERE id = ?", (execution_id,)
+        ).fetchone()
+        if row is None or (change.expect_seq is not None and row[2] != change.expect_seq):
+            return False
+        if change.expect_worker is not None and row[1] != change.expect_worker:
+            return False
+        changes_document = change.changes_document
+        if change.expect_status is not None or changes_document:
+            doc = json.loads(row[0])
+            if change.expect_status is not None and doc.get("status") not in change.expect_status:
+                return False
+        meta = schema.meta_columns(change.meta)
+        if changes_document:
+            apply_update(doc, change)
+            seq = row[2] + 1
+            meta = {"doc": compact_json(doc), "seq": seq, **meta}
+            conn.execute(
+                "INSERT INTO execution_changes (id, seq, change) VALUES (?, ?, ?)",
+                (execution_id, seq, compact_json(change.journal())),
+            )
+        if meta:  # else bookkeeping only (a heartbeat): the document stays as it is
+            conn.execute(
+                f"UPDATE executions SET {', '.join(f'{k} = ?' for k in meta)} WHERE id = ?",
+                (*meta.values(), execution_id),
+            )
+        if change.checkpoint is not None:
+            SQLiteStore._keep(conn, execution_id, *change.checkpoint)
+        return True
+
+    def changes(
+        self, execution_id: str, after: int = 0
+    ) -> builtins.list[tuple[int, dict[str, Any]]]:
+        rows = self._connect().execute(
+            "SELECT seq, change FROM execution_changes WHERE id = ? AND seq > ? ORDER BY seq",
+            (execution_id, after),
+        )
+        return [(int(seq), json.loads(change)) for seq, change in rows]
 
     def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
         docs, total = self.list_json(query)
@@ -311,56 +335,37 @@ class SQLiteStore(ExecutionStore):
         return [(row[0], self.get_meta(row[0])) for row in rows]
 
     def save_checkpoint(self, execution_id: str, phase: int, blob: bytes) -> None:
-        self._connect().execute(
+        self._keep(self._connect(), execution_id, phase, blob)
+
+    @staticmethod
+    def _keep(conn: sqlite3.Connection, execution_id: str, phase: int, blob: bytes) -> None:
+        conn.execute(
             "INSERT INTO checkpoints (id, phase, blob) VALUES (?, ?, ?)"
-            " ON CONFLICT (id) DO UPDATE SET phase = excluded.phase, blob = excluded.blob",
+            " ON CONFLICT (id, phase) DO UPDATE SET blob = excluded.blob",
             (execution_id, phase, blob),
         )
 
-    def load_checkpoint(self, execution_id: str) -> tuple[int, bytes] | None:
-        row = (
-            self._connect()
-            .execute("SELECT phase, blob FROM checkpoints WHERE id = ?", (execution_id,))
-            .fetchone()
-        )
+    def load_checkpoint(
+        self, execution_id: str, phase: int | None = None
+    ) -> tuple[int, bytes] | None:
+        sql = "SELECT phase, blob FROM checkpoints WHERE id = ?"
+        params: list[Any] = [execution_id]
+        if phase is not None:
+            sql, params = f"{sql} AND phase = ?", [execution_id, phase]
+        row = self._connect().execute(f"{sql} ORDER BY phase DESC LIMIT 1", params).fetchone()
         return (int(row[0]), bytes(row[1])) if row else None
 
     def purge(self, before: str, limit: int = 100) -> int:
         return retention.purge(self._connect(), before, limit)
 
     def process_states(self) -> dict[str, ProcessState]:
-        rows = self._connect().execute(
-            "SELECT name, enabled, schedule, timezone, last_fire, missed FROM processes"
-        )
-        return {
-            name: ProcessState(
-                name, None if enabled is None else bool(enabled), schedule, zone, last, missed
-            )
-            for name, enabled, schedule, zone, last, missed in rows
-        }
+        return processes.process_states(self._connect())
 
     def set_process_state(self, name: str, **overrides: Any) -> ProcessState:
-        unknown = set(overrides) - set(PROCESS_OVERRIDES)
-        if unknown:
-            raise KeyError(f"unknown process overrides {sorted(unknown)}")
-        conn = self._connect()
-        conn.execute("INSERT OR IGNORE INTO processes (name) VALUES (?)", (name,))
-        if overrides:
-            assignments = ", ".join(f"{key} = ?" for key in overrides)
-            conn.execute(
-                f"UPDATE processes SET {assignments} WHERE name = ?", (*overrides.values(), name)
-            )
-        return self.process_states()[name]
+        return processes.set_process_state(self._connect(), name, **overrides)
 
     def advance_schedule(self, name: str, last_fire: str, missed: int = 0) -> bool:
-        conn = self._connect()
-        conn.execute("INSERT OR IGNORE INTO processes (name) VALUES (?)", (name,))
-        cursor = conn.execute(
-            "UPDATE processes SET last_fire = ?, missed = missed + ?"
-            " WHERE name = ? AND (last_fire IS NULL OR last_fire < ?)",
-            (last_fire, missed, name, last_fire),
-        )
-        return cursor.rowcount == 1
+        return processes.advance_schedule(self._connect(), name, last_fire, missed)
 
     def ping(self) -> None:
         self._connect().execute("SELECT 1 FROM executions LIMIT 1").fetchall()

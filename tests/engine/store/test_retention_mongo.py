@@ -51,11 +51,11 @@ def test_the_update_that_finishes_a_run_dates_it_and_its_checkpoint(mongo: Mongo
     )
     assert mongo.update("r1", finish)
     assert hidden_date(mongo, "r1") == ENDED
-    checkpoint = mongo.checkpoints.find_one({"_id": "r1"})
+    checkpoint = mongo.checkpoints.find_one({"run": "r1", "phase": 0})
     assert checkpoint is not None and checkpoint["ended"] == ENDED
-    # a checkpoint written late (a worker that lost the run) keeps the date
+    # a checkpoint written late (a worker that lost the run) takes the date
     mongo.save_checkpoint("r1", 1, b"late")
-    checkpoint = mongo.checkpoints.find_one({"_id": "r1"})
+    checkpoint = mongo.checkpoints.find_one({"run": "r1", "phase": 1})
     assert checkpoint is not None and checkpoint["ended"] == ENDED
     assert mongo.load_checkpoint("r1") == (1, b"late")
     # a conditional update that does not apply dates nothing
@@ -127,7 +127,7 @@ def test_keep_for_changes_the_seconds_of_an_index_in_place(
     mongo.keep_for(30)
     if MONGO_URI:  # a real server: collMod changes the index
         mongo.keep_for(7)
-        for collection in ("executions", "checkpoints"):
+        for collection in ("executions", "checkpoints", "changes"):
             index = ttl(mongo, collection)
             assert index is not None and index["expireAfterSeconds"] == 7 * DAY
         return
@@ -138,7 +138,7 @@ def test_keep_for_changes_the_seconds_of_an_index_in_place(
     mongo.keep_for(7)
     assert sent == [
         ("collMod", name, {"index": {"name": TTL_INDEX, "expireAfterSeconds": 7 * DAY}})
-        for name in ("executions", "checkpoints")
+        for name in ("executions", "checkpoints", "changes")
     ]
 
 
@@ -152,16 +152,18 @@ def test_keep_for_dates_the_runs_and_checkpoints_stored_before_dates_were_kept(
     ):
         mongo.executions.insert_one({**doc, "_meta": {}})  # as an earlier version stored them
     for execution_id in ("old-ended", "old-active", "gone"):
-        mongo.checkpoints.insert_one({"_id": execution_id, "phase": 0, "blob": b"x"})
+        mongo.checkpoints.insert_one(
+            {"_id": f"{execution_id}/0", "run": execution_id, "phase": 0, "blob": b"x"}
+        )
     assert mongo.purge("2030-01-01T00:00:00.000Z", 10) == 0  # undated: out of the purge's sight
     # ten years: none of these expires by itself (TTL) while the test looks at them
     mongo.keep_for(3650)
     assert hidden_date(mongo, "old-ended") == ENDED
     assert hidden_date(mongo, "old-no-end") == datetime(2023, 12, 1, 10, 0)
     assert hidden_date(mongo, "old-active") is None
-    dates = {row["_id"]: row.get("ended") for row in mongo.checkpoints.find({})}
+    dates = {row["run"]: row.get("ended") for row in mongo.checkpoints.find({})}
     assert dates["old-ended"] == ENDED and dates["old-active"] is None
     assert isinstance(dates["gone"], datetime)  # its run is gone: it expires from now
     assert mongo.purge("2030-01-01T00:00:00.000Z", 10) == 2
     assert mongo.get("old-active") is not None
-    assert {row["_id"] for row in mongo.checkpoints.find({})} == {"old-active", "gone"}
+    assert {row["run"] for row in mongo.checkpoints.find({})} == {"old-active", "gone"}
