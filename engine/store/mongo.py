@@ -221,20 +221,20 @@ class MongoStore(ExecutionStore):
             operations["$unset"] = undated
         if not operations:
             return self.executions.count_documents(selector, limit=1) == 1
-        if change.checkpoint is not None:  # kept first: a phase marked done has its checkpoint
-            runs.save_checkpoint(self.checkpoints, execution_id, *change.checkpoint)
         moment = ended.get(retention.ENDED) if ended else None
         if not change.changes_document:
             result = self.executions.update_one(selector, operations)
             after: Any = result.matched_count
         else:
             after = self._change_document(selector, operations, array_filters)
-        if not after and change.checkpoint is not None:
-            runs.date_if_ended(
-                self.executions, self.checkpoints, execution_id, change.checkpoint[0]
-            )
-        if not after or not change.changes_document:
-            return bool(after)
+        if not after:
+            return False
+        # Kept once the change holds (a refused one keeps nothing); a worker lost in between
+        # leaves a finished phase without it, and the run resumes from an earlier phase.
+        if change.checkpoint is not None:
+            runs.save_checkpoint(self.checkpoints, execution_id, *change.checkpoint)
+        if not change.changes_document:
+            return True
         runs.journal(self.changes_, execution_id, after["_meta"]["seq"], change.journal(), moment)
         if moment is not None:  # after the journal's last entry, which is dated already
             retention.mark_checkpoint(self.checkpoints, execution_id, moment)

@@ -326,3 +326,24 @@ def test_a_checkpoint_of_the_earlier_form_still_resumes(bench: Bench) -> None:
     assert seen == [["extracted"], ["as kept before"]]
     release.set()
     hung.join()
+
+
+def test_a_worker_that_consumes_the_loader_queue_loads_the_batch_itself(
+    bench: Bench, loader: LoaderQueue
+) -> None:
+    process, ran = reporting("SELF")
+    bench.registry.add(process)
+    execution_id = bench.record("SELF")
+
+    assert bench.runner("both", loads_here=True).run(execution_id) == "warning"
+    assert loader.sent == []  # no hand-over to itself: no message, no ticket
+    assert ran == {name: ["both"] for name in PHASES}
+    final = bench.doc(execution_id)
+    assert [(p["name"], p["status"]) for p in final["phases"]] == [
+        (name, "success") for name in PHASES
+    ]
+    assert final["loaderMessage"] == "Loaded 3 rows"
+    assert final["data"]["series"] == {"2026-12-01": ["S1", "S2", "S3"]}
+    assert not any(
+        WAITING_FOR_LOADER in str(change) for _, change in bench.store.changes(execution_id)
+    )

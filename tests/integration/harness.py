@@ -281,10 +281,14 @@ def start_worker(
     pool: str = "threads",
     concurrency: int = 2,
     wait: bool = True,
+    queues: str | None = None,
 ) -> Service:
+    """`procexec worker`; `queues` (`-Q`), else its default: the run and the loader queues."""
     node = f"procexec-test-{uuid.uuid4().hex[:8]}@%h"
     argv = [sys.executable, "-m", "procexec.cli", "worker", "--pool", pool]
     argv += ["--concurrency", str(concurrency), "--hostname", node]
+    if queues is not None:
+        argv.append(f"--queues={queues}")
     worker = Service("worker", argv, env=env, log_dir=log_dir)
     if wait:
         wait_worker_ready(worker)

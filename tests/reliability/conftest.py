@@ -118,8 +118,17 @@ class Cluster:
 
     # --- processes -------------------------------------------------------------------------
 
-    def worker(self, *, pool: str = "threads", concurrency: int = 2, wait: bool = True) -> Service:
-        worker = start_worker(self.env, self.root, pool=pool, concurrency=concurrency, wait=False)
+    def worker(
+        self,
+        *,
+        pool: str = "threads",
+        concurrency: int = 2,
+        wait: bool = True,
+        queues: str | None = None,
+    ) -> Service:
+        worker = start_worker(
+            self.env, self.root, pool=pool, concurrency=concurrency, wait=False, queues=queues
+        )
         self.services.append(worker)
         if wait:
             wait_worker_ready(worker)

@@ -175,7 +175,8 @@ def test_duplicated_task_messages_run_an_execution_once(cluster: Cluster) -> Non
 
 @pytest.mark.parametrize("pool", ["prefork", "threads"])
 def test_a_worker_stopped_with_sigterm_finishes_its_run(cluster: Cluster, pool: str) -> None:
-    worker = cluster.worker(pool=pool)
+    # a worker of the run queue alone: SEND hands its batch to the loader queue
+    worker = cluster.worker(pool=pool, queues="procexec")
     execution_id = cluster.trigger("DEMO", {"sleep": 0.6, "log_lines": 2})
     cluster.wait_doc(
         execution_id,
@@ -193,11 +194,18 @@ def test_a_worker_stopped_with_sigterm_finishes_its_run(cluster: Cluster, pool: 
         (p, "success") for p in PHASES[:3]
     ]
 
-    cluster.worker(pool=pool)  # the next worker of the loader queue loads it
+    assert "batch handed to the loader queue" in worker.output()
+    both = cluster.worker(pool=pool)  # the next worker, of both queues, loads it
     final = cluster.wait_terminal(execution_id, timeout=30)
     assert (final["status"], final["message"]) == ("success", "Completed Successfully"), final
     assert [(p["name"], p["status"]) for p in final["phases"]] == [(p, "success") for p in PHASES]
     assert final["phases"][:3] == waiting["phases"]  # nothing ran twice
+
+    # a worker of both queues runs a run's LOAD itself: it never hands a batch to itself
+    other = cluster.trigger("DEMO", {})
+    assert cluster.wait_terminal(other, timeout=30)["status"] == "success"
+    assert f"DEMO {other}: finished success" in both.output()
+    assert "handed to the loader queue" not in both.output()
     meta = cluster.store.get_meta(execution_id)
     assert meta["recoveries"] is None  # handed over, not recovered
 

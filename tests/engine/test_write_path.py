@@ -1,0 +1,79 @@
+"""The store's work a run: one write per phase boundary (the claim begins the first phase; a
+phase's end, its checkpoint and the next phase's start are one write; the last phase's end and
+the run's end are one), each numbered in the run's change journal, with the lines new to each
+log recorded once."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from procexec import PhaseContext, Process
+from tests.engine.runs import Bench
+
+PHASES = ["EXTRACT", "TRANSFORM", "SEND", "LOAD"]
+
+
+def traced(conn: sqlite3.Connection) -> list[str]:
+    """The statements run on `conn` from now on (and the triggers they fire)."""
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    return statements
+
+
+def quiet(name: str, lines: int = 0) -> Process:
+    process = Process(name)
+    for phase in PHASES:
+
+        @process.phase(phase)
+        def run(ctx: PhaseContext, previous: Any, phase: str = phase) -> int:
+            for number in range(lines):
+                ctx.log(f"{phase} line {number}")
+            return (previous or 0) + 1
+
+    return process
+
+
+def test_a_four_phase_run_is_five_store_transactions(bench: Bench) -> None:
+    bench.add(quiet("QUIET"))
+    execution_id = bench.record("QUIET")
+    # the recorder's thread flushes nothing in between: its interval is longer than the run
+    runner = bench.runner("w1", flush_interval=60, heartbeat_interval=60)
+    statements = traced(bench.store._connect())
+    assert runner.run(execution_id) == "success"
+    transactions = [s for s in statements if s.startswith("BEGIN")]
+    assert len(transactions) == len(PHASES) + 1
+    found = bench.store.get_at(execution_id)
+    assert found is not None and found[1] == len(PHASES) + 1  # the document written five times
+    # every finished phase kept its own checkpoint, in the write that ended it
+    for index in range(len(PHASES)):
+        kept = bench.store.load_checkpoint(execution_id, index)
+        assert kept is not None and kept[0] == index
+    journal = bench.store.changes(execution_id)
+    assert [number for number, _ in journal] == list(range(1, len(PHASES) + 2))
+    claim = journal[0][1]
+    assert claim["set"]["status"] == "running"
+    assert [phase["name"] for phase in claim["push"]["phases"]] == ["EXTRACT"]
+    boundary = journal[1][1]
+    assert boundary["set"]["phases.0.status"] == "success"
+    assert boundary["set"]["message"] == "Running TRANSFORM"
+    assert boundary["lines"]["0"][0].endswith("info Completed EXTRACT")
+    assert journal[-1][1]["set"]["status"] == "success"
+
+
+def test_the_journal_records_each_line_once_even_past_the_log_cap(bench: Bench) -> None:
+    bench.add(quiet("CHATTY", lines=30))
+    execution_id = bench.record("CHATTY")
+    runner = bench.runner("w1", max_log_lines=10)
+    assert runner.run(execution_id) == "success"
+    doc = bench.doc(execution_id)
+    assert len(doc["phases"][0]["log"]) == 10  # capped: head, marker, tail
+    sent: dict[str, list[str]] = {}
+    for _, change in bench.store.changes(execution_id):
+        for index, lines in change.get("lines", {}).items():
+            sent.setdefault(index, []).extend(lines)
+        assert not any(path.endswith(".log") for path in change.get("set", {}))
+    assert [line.split(" ", 2)[2] for line in sent["0"]] == [
+        *(f"EXTRACT line {number}" for number in range(30)),
+        "Completed EXTRACT",
+    ]
