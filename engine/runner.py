@@ -21,7 +21,8 @@ from procexec.engine.domain import (
     Trigger,
 )
 from procexec.engine.errors import DuplicateExecution
-from procexec.engine.process import PhaseDefinition, Process, ProcessRegistry
+from procexec.engine.phase_timing import arm_timeout, wait_to_retry
+from procexec.engine.process import Process, ProcessRegistry
 from procexec.engine.recorder import ExecutionRecorder, new_phase
 from procexec.engine.store.base import ExecutionStore, Update
 from procexec.engine.subscriptions import follow_ups
@@ -274,7 +275,7 @@ class PhaseRunner:
                     control=control,
                     attempt=attempt,
                 )
-                self._arm_timeout(recorder, control, process, phase, run_started)
+                arm_timeout(recorder, control, process, phase, run_started)
                 try:
                     result = phase.function(context, previous)
                     control.check()  # a timeout or a cancellation while the phase ran
@@ -300,10 +301,8 @@ class PhaseRunner:
                     attempt += 1
                     of = f"attempt {attempt} of {retries + 1}"
                     # the run's own limit holds while it waits to retry, too
-                    self._arm_timeout(
-                        recorder, control, process, phase, run_started, phase_limit=False
-                    )
-                    self._wait_to_retry(recorder, control, index, phase.name, of, delay)
+                    arm_timeout(recorder, control, process, phase, run_started, phase_limit=False)
+                    wait_to_retry(recorder, control, index, phase.name, of, delay)
                 finally:
                     recorder.deadline = None
             previous = result
@@ -321,59 +320,6 @@ class PhaseRunner:
         message = COMPLETED_WITH_WARNINGS if warnings else COMPLETED
         self._finish(doc, recorder, updates, chain, status=status, message=message)
         return status.value
-
-    @staticmethod
-    def _wait_to_retry(
-        recorder: ExecutionRecorder,
-        control: RunControl,
-        index: int,
-        phase: str,
-        of: str,
-        delay: float,
-    ) -> None:
-        """Between two attempts: `waiting` for the delay, then `retrying`."""
-        recorder.log(index, log_line("info", f"Retrying {phase} in {delay:g} s ({of})"))
-        recorder.set(status=Status.WAITING.value, message=f"Waiting to retry {phase} ({of})")
-        control.check()
-        control.sleep(delay)
-        recorder.set(status=Status.RETRYING.value, message=f"Retrying {phase} ({of})")
-        control.check()
-
-    @staticmethod
-    def _arm_timeout(
-        recorder: ExecutionRecorder,
-        control: RunControl,
-        process: Process,
-        phase: PhaseDefinition,
-        run_started: float,
-        *,
-        phase_limit: bool = True,
-    ) -> None:
-        """Set the recorder's watchdog to fail the run when the phase or the run overruns."""
-        now = time.monotonic()
-        limits = []
-        if phase_limit and phase.timeout is not None:
-            limits.append(
-                (now + phase.timeout, f"the phase ran longer than its {phase.timeout:g} s limit")
-            )
-        if process.timeout is not None:
-            limits.append(
-                (
-                    run_started + process.timeout,
-                    f"the run ran longer than its {process.timeout:g} s limit",
-                )
-            )
-        if not limits:
-            recorder.deadline = None
-            return
-        deadline, why = min(limits)
-
-        def expire() -> None:
-            recorder.fail(f"Timed out in {phase.name}: {why}", f"Timed out: {why}")
-            control.abort(f"timed out in {phase.name}")
-
-        recorder.on_deadline = expire
-        recorder.deadline = deadline
 
     def _finish(
         self,
