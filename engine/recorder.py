@@ -33,6 +33,9 @@ from procexec.engine.timeutil import iso_ms, log_line
 
 logger = logging.getLogger(__name__)
 
+#: the pause between two flushes is at least this many times the last flush's duration
+WRITE_SHARE = 10
+
 
 #: the marker line of a capped log (after its timestamp), with the count of dropped lines
 _MARKER = re.compile(r"^\S+ warning \.\.\. (\d+) log lines dropped: a phase keeps its first ")
@@ -141,12 +144,17 @@ class ExecutionRecorder:
 
     def _loop(self) -> None:
         last_beat = time.monotonic()
+        pause = self.flush_interval
         try:
-            while not self._stop.wait(self.flush_interval):
+            while not self._stop.wait(pause):
                 try:
                     self._watch_deadline()
                     if not self.control.aborted:
+                        began = time.monotonic()
                         self.flush()
+                        # a run whose writes grow costly (a long log rewritten whole) is
+                        # flushed less often: its writes take at most a tenth of its time
+                        pause = max(self.flush_interval, WRITE_SHARE * (time.monotonic() - began))
                     if time.monotonic() - last_beat >= self.heartbeat_interval:
                         last_beat = time.monotonic()
                         self.heartbeat()

@@ -97,7 +97,7 @@ class Settings(BaseSettings):
         "unless an address or network entry holds them",
     )
     log_flush_interval: float = Field(
-        0.25, description="seconds between two flushes of buffered log lines to the store"
+        0.05, description="seconds between two flushes of buffered log lines to the store"
     )
     lost_run_timeout: float = Field(
         60.0, description="seconds without a heartbeat after which a run's worker is taken for dead"

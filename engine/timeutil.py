@@ -16,11 +16,19 @@ def iso_ms(moment: datetime | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+#: the last second stamped, and its text (a phase logs many lines within one second)
+_last_second: tuple[int, str] = (-1, "")
+
+
 def log_stamp(ns: int | None = None) -> str:
     """`2021-07-01T16:30:13.390935800Z[UTC]`: the prefix of a log line, in nanoseconds."""
+    global _last_second
     ns = time.time_ns() if ns is None else ns
     seconds, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    second, base = _last_second  # one tuple read: safe across threads
+    if second != seconds:
+        base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (seconds, base)
     return f"{base}.{frac:09d}Z[UTC]"
 
 

@@ -61,7 +61,7 @@ def test_blank_is_the_default(tmp_path: Path) -> None:
     found = Settings.from_env(blank)
     assert found.store_url == f"sqlite:///{tmp_path / 'procexec.db'}"
     assert found.broker_url is None
-    assert (found.log_flush_interval, found.max_log_lines, found.read_timeout) == (0.25, 1000, 10)
+    assert (found.log_flush_interval, found.max_log_lines, found.read_timeout) == (0.05, 1000, 10)
     assert Settings.from_env({"PROCEXEC_DATA_DIR": ""}).data_dir == Path(".procexec").absolute()
 
 
