@@ -132,7 +132,7 @@ def test_a_wrong_default_is_found(field: str, column: str) -> None:
     ("field", "column"),
     [
         ("lost_run_timeout", "`60`"),
-        ("log_flush_interval", "`0.25`"),
+        ("log_flush_interval", "`0.05`"),
         ("read_timeout", "`10`"),
         ("retention_days", "`0`"),
         ("data_dir", "`./.procexec`"),

@@ -169,7 +169,7 @@ def test_settings_defaults(tmp_path: Path) -> None:
     assert settings.broker_kind == "embedded"
     assert settings.process_modules == ()
     assert settings.examples is True
-    assert settings.log_flush_interval == 0.25
+    assert settings.log_flush_interval == 0.05
     other = settings_for(
         tmp_path,
         PROCEXEC_STORE_URL="mongodb://db:27017/procexec",
