@@ -42,10 +42,12 @@ from procexec.engine.store.sqlite import (
     processes,
     retention,
     schema,
+    series,
     tokens,
 )
 from procexec.engine.store.sqlite.compiler import too_large_for_sqlite
 from procexec.engine.store.sqlite.deadlines import LIMIT_STEP, Budget, Deadline
+from procexec.engine.store.sqlite.writers import BUSY_SECONDS, begin_immediate
 
 __all__ = ["SQLiteStore"]
 
@@ -77,7 +79,7 @@ class SQLiteStore(ExecutionStore):
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = self._open(busy_seconds=30)
+            conn = self._local.conn = self._open(busy_seconds=BUSY_SECONDS)
         return conn
 
     def _open(self, busy_seconds: float) -> sqlite3.Connection:
@@ -95,13 +97,20 @@ class SQLiteStore(ExecutionStore):
     def insert(self, doc: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> None:
         meta = schema.meta_columns(meta)
         columns = ", ".join(["id", "doc", *meta])
+        conn = self._connect()
+        begin_immediate(conn, BUSY_SECONDS)
         try:
-            self._connect().execute(
+            conn.execute(
                 f"INSERT INTO executions ({columns}) VALUES ({', '.join('?' * (2 + len(meta)))})",
                 (doc["_id"], compact_json(doc), *meta.values()),
             )
+            conn.execute("COMMIT")
         except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK")
             raise DuplicateExecution(f"execution {doc['_id']} exists already") from None
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def get_meta(self, execution_id: str) -> dict[str, Any]:
         row = (
@@ -137,7 +146,7 @@ class SQLiteStore(ExecutionStore):
 
     def update(self, execution_id: str, change: Update) -> bool:
         conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
+        begin_immediate(conn, BUSY_SECONDS)
         try:
             if not self._apply(conn, execution_id, change):
                 conn.execute("ROLLBACK")
@@ -291,31 +300,10 @@ class SQLiteStore(ExecutionStore):
         return tokens.revoke_token(self._connect(), token_hash, when)
 
     def upsert_observations(self, environment: str, rows: Sequence[Observation]) -> int:
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(
-                "INSERT INTO observations (environment, series_id, date, value) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (environment, series_id, date) DO UPDATE SET value = excluded.value",
-                [(environment, row.series_id, row.date, row.value) for row in rows],
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return len(rows)
+        return series.upsert_observations(self._connect(), environment, rows)
 
     def get_series(self, environment: str, series_id: str) -> dict[str, float]:
-        rows = (
-            self._connect()
-            .execute(
-                "SELECT date, value FROM observations WHERE environment = ? AND series_id = ?"
-                " ORDER BY date",
-                (environment, series_id),
-            )
-            .fetchall()
-        )
-        return dict(rows)
+        return series.get_series(self._connect(), environment, series_id)
 
     def stale(
         self, statuses: Sequence[str], meta_key: str, before: str, limit: int = 100

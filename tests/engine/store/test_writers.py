@@ -1,0 +1,52 @@
+"""Taking SQLite's write lock (`engine.store.sqlite.writers`): a writer waits for another in
+short steps, and gets it as soon as it is free; past its patience, SQLite's own error; the
+connection keeps its busy timeout."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from procexec.engine.store.sqlite.writers import begin_immediate
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    return conn
+
+
+def test_a_writer_gets_the_lock_once_the_other_lets_it_go(tmp_path: Path) -> None:
+    holder, waiter = connect(tmp_path / "s.db"), connect(tmp_path / "s.db")
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    took = threading.Event()
+
+    def wait() -> None:
+        begin_immediate(waiter, 10)
+        took.set()
+        waiter.execute("INSERT INTO t VALUES (2)")
+        waiter.execute("COMMIT")
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    assert not took.wait(0.2)  # held: it waits
+    holder.execute("INSERT INTO t VALUES (1)")
+    holder.execute("COMMIT")
+    thread.join(10)
+    assert took.is_set()
+    assert [row[0] for row in holder.execute("SELECT x FROM t ORDER BY x")] == [1, 2]
+    assert waiter.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
+
+
+def test_past_its_patience_a_writer_gets_sqlites_error(tmp_path: Path) -> None:
+    holder, waiter = connect(tmp_path / "s.db"), connect(tmp_path / "s.db")
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        begin_immediate(waiter, 0.05)
+    assert not waiter.in_transaction
+    assert waiter.execute("PRAGMA busy_timeout").fetchone()[0] == 50
+    holder.execute("ROLLBACK")
