@@ -44,8 +44,11 @@ def run(argv: list[str], output: Path, rate: int = 250) -> None:
     subprocess.run([*record, str(output), "--", *argv], check=True)
 
 
-def record(pid: int, output: Path, seconds: float, rate: int = 200) -> subprocess.Popen[bytes]:
-    """Start recording process `pid` for `seconds` into a speedscope file; returns py-spy."""
+def record(
+    pid: int, output: Path, seconds: float, rate: int = 200, gil: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start recording process `pid` for `seconds` into a speedscope file; returns py-spy.
+    With `gil`, only the samples of the thread holding the interpreter's lock are kept."""
     return subprocess.Popen(
         [
             py_spy(),
@@ -61,6 +64,7 @@ def record(pid: int, output: Path, seconds: float, rate: int = 200) -> subproces
             "--output",
             str(output),
             "--nonblocking",
+            *(["--gil"] if gil else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -80,15 +84,25 @@ def _frame_names(frame: dict[str, Any]) -> tuple[str, str]:
     return f"{where})", f"{where}:{line}) {source}".rstrip()
 
 
+#: leaves of a thread waiting for work (py-spy counts them as active)
+IDLE = ("Condition.wait (", "Event.wait (")
+#: frames under every sample of a thread (its start, the server's loop): left out of the
+#: inclusive list, which would otherwise open with them
+PLUMBING = ("(<frozen runpy>)", "(threading.py)", "(src/procexec/cli.py)", "(uvicorn/main.py)")
+PLUMBING += ("(uvicorn/server.py)", "(uvicorn/_compat.py)", "(asyncio/runners.py)")
+PLUMBING += ("WorkerThread.run (anyio", "execute.<locals>.one (bench/logs.py)")
+
+
 def summarize(
     path: Path, *, thread: str = "", within: str = "", top: int = 12
-) -> tuple[int, list[tuple[str, float]], list[tuple[str, float]]]:
-    """The samples kept, and the `top` frames by inclusive and by self share of them."""
+) -> tuple[int, float, list[tuple[str, float]], list[tuple[str, float]]]:
+    """The samples kept (but those of a thread waiting for work), and the `top` frames by
+    inclusive and by self share of them."""
     data = json.loads(path.read_text())
     named = [_frame_names(frame) for frame in data["shared"]["frames"]]
     inclusive: Counter[str] = Counter()
     leaf: Counter[str] = Counter()
-    kept, samples = 0.0, 0
+    kept, samples = 0.0, 0  # the samples' seconds (py-spy's weights), and their number
     for profile in data["profiles"]:
         if thread and thread not in str(profile.get("name", "")):
             continue
@@ -96,25 +110,28 @@ def summarize(
             names = [named[index][0] for index in stack]
             if within and not any(within in name for name in names):
                 continue
+            if names and names[-1].startswith(IDLE):
+                continue
             kept += weight
             samples += 1
             for name in set(names):
-                inclusive[name] += weight
+                if not name.endswith(PLUMBING) and not name.startswith(PLUMBING):
+                    inclusive[name] += weight
             if stack:
                 leaf[named[stack[-1]][1]] += weight
     if not kept:
-        return 0, [], []
+        return 0, 0.0, [], []
 
     def shares(counter: Counter[str]) -> list[tuple[str, float]]:
         return [(name, 100 * count / kept) for name, count in counter.most_common(top)]
 
-    return samples, shares(inclusive), shares(leaf)
+    return samples, kept, shares(inclusive), shares(leaf)
 
 
 def print_summary(title: str, path: Path, *, thread: str = "", within: str = "") -> None:
-    kept, inclusive, leaf = summarize(path, thread=thread, within=within)
-    print(f"\n{title}: {kept} samples (profile: {path})")
-    if not kept:
+    count, seconds, inclusive, leaf = summarize(path, thread=thread, within=within)
+    print(f"\n{title}: {count} samples, {seconds:.2f} s (profile: {path})")
+    if not count:
         print("  no samples matched")
         return
     print("  inclusive (on the stack):")
