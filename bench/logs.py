@@ -219,8 +219,9 @@ def case(work: Work, settings: Settings, spec: Spec, processes: bool) -> dict[st
     if processes and runs > 1:
         trace = "1" if work.writes.commits >= 0 else "0"
         children = [work.spawn(__file__, "--run", work.db, trace, one) for one in ids]
-        for child in children:
-            assert child.stdin is not None
+        ready = [child.stdout.readline() for child in children if child.stdout]  # imported
+        for child in children:  # then all at once
+            assert child.stdin is not None and len(ready) == len(children)
             child.stdin.write("go\n")
             child.stdin.flush()
         parts = [json.loads(child.communicate()[0]) for child in children]
@@ -361,10 +362,11 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--run"]:
         with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
-            sys.stdin.readline()  # go
             writes = Writes(argv[1], trace=argv[2] == "1")
             store = SQLiteStore(argv[1])
             writes.wrap(store)
+            print("ready", flush=True)
+            sys.stdin.readline()  # go
             result = execute(store, argv[3:], Settings.from_env(), writes)
             json.dump(result, sys.stdout)
         return

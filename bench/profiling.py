@@ -88,9 +88,9 @@ def _frame_names(frame: dict[str, Any]) -> tuple[str, str]:
 IDLE = ("Condition.wait (", "Event.wait (")
 #: frames under every sample of a thread (its start, the server's loop): left out of the
 #: inclusive list, which would otherwise open with them
-PLUMBING = ("(<frozen runpy>)", "(threading.py)", "(src/procexec/cli.py)", "(uvicorn/main.py)")
-PLUMBING += ("(uvicorn/server.py)", "(uvicorn/_compat.py)", "(asyncio/runners.py)")
-PLUMBING += ("WorkerThread.run (anyio", "execute.<locals>.one (bench/logs.py)")
+PLUMBING: tuple[str, ...] = ("(<frozen runpy>)", "(threading.py)", "(src/procexec/cli.py)")
+PLUMBING += ("(uvicorn/main.py)", "(uvicorn/server.py)", "(uvicorn/_compat.py)")
+PLUMBING += ("(asyncio/runners.py)", "WorkerThread.run (anyio", "execute.<locals>.one (bench/")
 
 
 def summarize(
