@@ -49,6 +49,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 BASE = "/service/process-exec/v1"
+#: frames whose share of the GIL's samples is printed whatever their rank
+GIL_ALSO = ("TriggerService.trigger", "solve_dependencies", "Celery.send_task", "authenticate")
 TRIGGER = json.dumps({"name": "DEMO", "body": {}}).encode()
 
 
@@ -320,7 +322,7 @@ def profile(args: argparse.Namespace, servers: Servers, post: tuple[int, list[by
         kind = "holding the GIL" if gil else "every sample"
         print(f"\nprofiled POST period ({kind}): {rate:,.0f} req/s (py-spy slows the API)")
         if gil:  # the interpreter's time (SQLite's own work releases the GIL: not here)
-            profiling.print_summary("every thread, holding the GIL", output)
+            profiling.print_summary("every thread, holding the GIL", output, also=GIL_ALSO)
             continue
         profiling.print_summary(f"the event loop's thread, {kind}", output, thread="MainThread")
         profiling.print_summary(

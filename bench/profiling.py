@@ -128,8 +128,13 @@ def summarize(
     return samples, kept, shares(inclusive), shares(leaf)
 
 
-def print_summary(title: str, path: Path, *, thread: str = "", within: str = "") -> None:
-    count, seconds, inclusive, leaf = summarize(path, thread=thread, within=within)
+def print_summary(
+    title: str, path: Path, *, thread: str = "", within: str = "", also: tuple[str, ...] = ()
+) -> None:
+    """The summary of `summarize`, and the inclusive share of each frame named in `also`."""
+    count, seconds, inclusive, leaf = summarize(path, thread=thread, within=within, top=10_000)
+    shown = inclusive[:12] + [(n, v) for n, v in inclusive[12:] if n.startswith(also)]
+    inclusive, leaf = shown, leaf[:12]
     print(f"\n{title}: {count} samples, {seconds:.2f} s (profile: {path})")
     if not count:
         print("  no samples matched")
