@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from procexec.engine.control import RunControl
-from procexec.engine.domain import ACTIVE, PhaseStatus
+from procexec.engine.domain import ACTIVE, TERMINAL, PhaseStatus
 from procexec.engine.store.base import ExecutionStore, Update
 from procexec.engine.timeutil import iso_ms, log_line
 
@@ -116,6 +116,8 @@ class ExecutionRecorder:
         #: monotonic time after which `on_deadline` is called once (a timeout)
         self.deadline: float | None = None
         self.on_deadline: Callable[[], None] | None = None
+        #: the run's final status is written (its heartbeat stops)
+        self.ended = False
         #: a finished phase's fields and checkpoint, written with the next write
         self._staged: dict[str, Any] = {}
         self._staged_checkpoint: tuple[int, bytes] | None = None
@@ -173,6 +175,8 @@ class ExecutionRecorder:
         """Tell the store this worker still holds the run; False if it does not any more."""
         if self.control.aborted:
             return False
+        if self.ended:  # its final status is written: nothing more to hold
+            return True
         return self._apply(Update(meta={"heartbeat": iso_ms()}))
 
     def _apply(self, change: Update) -> bool:
@@ -261,6 +265,8 @@ class ExecutionRecorder:
                 self._restore(pushes, fresh)
                 raise
             self._staged, self._staged_checkpoint = {}, None
+            if done and fields.get("status") in TERMINAL:
+                self.ended = True
             return done
 
     def flush(self) -> bool:

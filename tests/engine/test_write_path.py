@@ -77,3 +77,17 @@ def test_the_journal_records_each_line_once_even_past_the_log_cap(bench: Bench) 
         *(f"EXTRACT line {number}" for number in range(30)),
         "Completed EXTRACT",
     ]
+
+
+def test_no_heartbeat_is_sent_once_the_run_has_ended(bench: Bench) -> None:
+    from procexec.engine.recorder import ExecutionRecorder
+
+    execution_id = bench.record("DEMO")
+    token = bench.runner("w1").claim(execution_id)
+    recorder = ExecutionRecorder(bench.store, execution_id, flush_interval=60, token=token)
+    assert recorder.heartbeat()
+    assert recorder.set(status="success", message="Completed Successfully")
+    before = bench.store.get_meta(execution_id)["heartbeat"]
+    assert recorder.heartbeat()  # not refused, not sent: the run is not taken away
+    assert not recorder.control.aborted
+    assert bench.store.get_meta(execution_id)["heartbeat"] == before
