@@ -9,8 +9,9 @@
 - `execution_totals` (per environment and status), `execution_counts` (per environment, name
   and status), `execution_months` and `execution_days` (per environment, status and month or
   day of `start`) count the executions.
-- Triggers on `executions` keep the search index and the counters in step with every insert,
-  update and delete, in the writer's transaction.
+- Triggers on `executions` keep the search index in step with every insert, update and delete,
+  and the counters with every delete, in the writer's transaction; the store's own inserts and
+  updates keep the counters (`counters`).
 
 `ensure_schema` makes what is missing when a store opens; the search index and the counters
 are filled from the rows already stored. A store made by an earlier version gains the
@@ -186,24 +187,16 @@ _FTS_DELETE = (
     f"INSERT INTO executions_fts (executions_fts, {_FTS_COLUMNS}) "
     f"VALUES ('delete', OLD.rowid, {_texts('OLD')});"
 )
-_COUNTERS_CHANGED = (
-    "OLD.environment IS NOT NEW.environment OR OLD.name IS NOT NEW.name "
-    f"OR OLD.status IS NOT NEW.status OR ({_day('OLD')}) IS NOT ({_day('NEW')})"
-)
 #: the triggers that keep the search index and the counters in step with `executions`
 TRIGGERS = (
     _trigger("executions_fts_insert", "INSERT", [_FTS_INSERT]),
     _trigger("executions_fts_update", "UPDATE OF doc", [_FTS_DELETE, _FTS_INSERT]),
     _trigger("executions_fts_delete", "DELETE", [_FTS_DELETE]),
-    _trigger("execution_counts_insert", "INSERT", [_counters("NEW", "+ 1")]),
-    _trigger(
-        "execution_counts_update",
-        "UPDATE OF doc",
-        [_counters("OLD", "- 1"), _counters("NEW", "+ 1")],
-        _COUNTERS_CHANGED,
-    ),
+    # inserts and updates are counted by the store's writes (`counters`)
     _trigger("execution_counts_delete", "DELETE", [_counters("OLD", "- 1")]),
 )
+#: the triggers of earlier versions that counted inserts and updates (`counters` does now)
+FORMER_TRIGGERS = ("execution_counts_insert", "execution_counts_update")
 #: the indexes of the list call: the default order, and the filters on name and on status; the
 #: trailing columns let a filter on them be checked in the index, without reading documents
 LIST_INDEXES = (
@@ -301,6 +294,8 @@ def ensure_list_schema(conn: sqlite3.Connection) -> None:
             )
         for statement in COUNT_INDEXES:
             conn.execute(statement)
+        for former in FORMER_TRIGGERS:
+            conn.execute(f"DROP TRIGGER IF EXISTS {former}")
         for trigger in TRIGGERS:
             conn.execute(trigger)
         conn.execute("COMMIT")

@@ -35,6 +35,7 @@ from procexec.engine.store.base import (
 )
 from procexec.engine.store.sqlite import (
     aggregate,
+    counters,
     deadlines,
     fields,
     health,
@@ -104,6 +105,7 @@ class SQLiteStore(ExecutionStore):
                 f"INSERT INTO executions ({columns}) VALUES ({', '.join('?' * (2 + len(meta)))})",
                 (doc["_id"], compact_json(doc), *meta.values()),
             )
+            counters.bump(conn, counters.keys(doc), +1)
             conn.execute("COMMIT")
         except sqlite3.IntegrityError:
             conn.execute("ROLLBACK")
@@ -174,7 +176,12 @@ class SQLiteStore(ExecutionStore):
                 return False
         meta = schema.meta_columns(change.meta)
         if changes_document:
+            before = counters.keys(doc)
             apply_update(doc, change)
+            after = counters.keys(doc)
+            if before != after:
+                counters.bump(conn, before, -1)
+                counters.bump(conn, after, +1)
             seq = row[2] + 1
             meta = {"doc": compact_json(doc), "seq": seq, **meta}
             conn.execute(

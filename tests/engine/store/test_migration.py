@@ -70,6 +70,14 @@ def test_an_sqlite_store_of_the_earlier_version_is_migrated_and_its_lost_run_res
     # a new run on the migrated store: numbered from its insert on
     assert runner.run(WAITING) == "success"
     assert (store.get_at(WAITING) or ({}, 0))[1] == len(store.changes(WAITING)) > 0
+    # the store's writes count the runs now; the triggers that did are gone
+    triggers = {
+        row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+    }
+    assert "execution_counts_update" not in triggers and "execution_counts_insert" not in triggers
+    counted = dict(conn.execute("SELECT status, n FROM execution_totals WHERE n > 0").fetchall())
+    actual = conn.execute("SELECT status, count(*) FROM executions GROUP BY status").fetchall()
+    assert counted == dict(actual) == {"failed": 1, "success": 2}
     store.close()
 
 

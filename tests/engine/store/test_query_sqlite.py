@@ -229,7 +229,7 @@ def test_a_store_without_month_counters_gets_them(loaded: SQLiteStore) -> None:
     when it opens, and kept by the triggers from then on."""
     conn = loaded._connect()
     for trigger in ("insert", "update", "delete"):
-        conn.execute(f"DROP TRIGGER execution_counts_{trigger}")
+        conn.execute(f"DROP TRIGGER IF EXISTS execution_counts_{trigger}")
     conn.execute("DROP TABLE execution_months")
     path = loaded.path
     loaded.close()
