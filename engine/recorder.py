@@ -1,8 +1,9 @@
 """Writes a running execution into its document: phases and status at once, log lines batched.
 
-Log lines are buffered and flushed by a background thread every `flush_interval` seconds, and
-before every status change, so readers see them in order while the run goes on, without one
-store write per line. The same thread sends the run's heartbeat and watches its deadline.
+Log lines are buffered and flushed every `flush_interval` seconds by the process's recording
+thread (`engine.flusher`), and before every status change, so readers see them in order while
+the run goes on, without one store write per line. The same thread sends the run's heartbeat
+and watches its deadline.
 
 Every write is fenced: it applies only while the run is still active and still held by this
 worker's claim (its token). When a write is refused, the run was cancelled, timed out or taken
@@ -28,6 +29,7 @@ from typing import Any
 
 from procexec.engine.control import RunControl
 from procexec.engine.domain import ACTIVE, TERMINAL, PhaseStatus
+from procexec.engine.flusher import FLUSHER
 from procexec.engine.store.base import ExecutionStore, Update
 from procexec.engine.timeutil import iso_ms, log_line
 
@@ -123,47 +125,47 @@ class ExecutionRecorder:
         self._staged_checkpoint: tuple[int, bytes] | None = None
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        #: held by the flusher's round; `_closed` once the run's recording ends
+        self._tick_lock = threading.Lock()
+        self._closed = False
+        self._next_flush = self._next_beat = 0.0
 
     @property
     def phase_count(self) -> int:
         return len(self.phase_names)
 
     def __enter__(self) -> ExecutionRecorder:
-        self._thread = threading.Thread(
-            target=self._loop, name=f"recorder-{self.execution_id}", daemon=True
-        )
-        self._thread.start()
+        now = time.monotonic()
+        self._next_flush = now + self.flush_interval
+        self._next_beat = now + self.heartbeat_interval
+        FLUSHER.add(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        with self._tick_lock:  # the flusher is done with it before the last flush
+            self._closed = True
+            FLUSHER.remove(self)
         if not self.control.aborted:
             self.flush()
 
-    def _loop(self) -> None:
-        last_beat = time.monotonic()
-        pause = self.flush_interval
-        try:
-            while not self._stop.wait(pause):
-                try:
-                    self._watch_deadline()
-                    if not self.control.aborted:
-                        began = time.monotonic()
-                        self.flush()
-                        # a run whose writes grow costly (a long log rewritten whole) is
-                        # flushed less often: its writes take at most a tenth of its time
-                        pause = max(self.flush_interval, WRITE_SHARE * (time.monotonic() - began))
-                    if time.monotonic() - last_beat >= self.heartbeat_interval:
-                        last_beat = time.monotonic()
-                        self.heartbeat()
-                except Exception:  # the next round tries again; the lines are kept
-                    logger.exception("recording %s failed", self.execution_id)
-        finally:
-            self.store.release_thread()
+    def tick(self, now: float) -> float:
+        """The flusher's round (`engine.flusher`): watch the deadline, flush when due (less
+        often for a run whose writes grow costly, a long log rewritten whole: its writes take
+        at most a tenth of its time), heartbeat when due; the time of the next round due."""
+        with self._tick_lock:
+            if self._closed:
+                return now + self.flush_interval
+            self._watch_deadline()
+            if now >= self._next_flush:
+                pause = self.flush_interval
+                if not self.control.aborted:
+                    self.flush()
+                    pause = max(pause, WRITE_SHARE * (time.monotonic() - now))
+                self._next_flush = time.monotonic() + pause
+            if now >= self._next_beat:
+                self._next_beat = now + self.heartbeat_interval
+                self.heartbeat()
+            return min(self._next_flush, self._next_beat)
 
     def _watch_deadline(self) -> None:
         deadline, callback = self.deadline, self.on_deadline
