@@ -114,19 +114,21 @@ def service_env(data: Path, broker: str | None, hand_over: bool) -> dict[str, st
     return env
 
 
-def procexec_worker(pool: str, concurrency: int, queues: str = IDLE_QUEUE) -> list[str]:
+def procexec_worker(
+    pool: str, concurrency: int, queues: str = IDLE_QUEUE, *extra: str
+) -> list[str]:
     return [
         sys.executable, "-m", "procexec.cli", "worker", "--log-level", "WARNING",
-        f"--pool={pool}", f"--concurrency={concurrency}", f"--queues={queues}",
+        f"--pool={pool}", f"--concurrency={concurrency}", f"--queues={queues}", *extra,
     ]  # fmt: skip
 
 
-def floor_worker(pool: str, concurrency: int, queues: str = IDLE_QUEUE) -> list[str]:
+def floor_worker(pool: str, concurrency: int, queues: str = IDLE_QUEUE, *extra: str) -> list[str]:
     """The floor's worker, with the options `procexec worker` adds (no mingle, no gossip)."""
     return [
         sys.executable, "-m", "celery", "-A", "floor_app", "worker", "--loglevel=WARNING",
         "--without-mingle", "--without-gossip", f"--pool={pool}",
-        f"--concurrency={concurrency}", f"--queues={queues}",
+        f"--concurrency={concurrency}", f"--queues={queues}", *extra,
     ]  # fmt: skip
 
 
@@ -135,10 +137,12 @@ def floor_env(env: dict[str, str], config: str, stamps: Path) -> dict[str, str]:
             "PYTHONPATH": str(BENCH)}  # fmt: skip
 
 
-def wait_ready(app: Any, process: subprocess.Popen[bytes], timeout: float = 90.0) -> None:
-    """Until the worker answers a ping (it is the only one on this broker)."""
+def wait_ready(
+    app: Any, process: subprocess.Popen[bytes], node: str | None = None, timeout: float = 90.0
+) -> None:
+    """Until the worker (`node`, or the only one on this broker) answers a ping."""
     deadline = time.monotonic() + timeout
-    while not app.control.ping(timeout=0.5):
+    while not app.control.ping(timeout=0.5, destination=[node] if node else None):
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("the worker did not start (its log is in the work folder)")
 

@@ -100,11 +100,14 @@ def drain_procexec(lab: Lab, mode: str, spec: str, runs: int, hand_over: bool) -
     ]
     ids = list(pending)
     pool, concurrency = _pool(spec)
-    worker = lab.spawn("worker", harness.procexec_worker(pool, concurrency), env)
+    # the loader queue (empty until the runs hand their LOAD over) from the start: added
+    # later (`add_consumer`), Redis's worker left its messages waiting for seconds
+    queues = f"{harness.IDLE_QUEUE},loader" if hand_over else harness.IDLE_QUEUE
+    worker = lab.spawn("worker", harness.procexec_worker(pool, concurrency, queues), env)
     control = make_celery(settings)
     harness.wait_ready(control, worker)
     cpu = harness.tree_cpu(worker.pid)
-    harness.consume(control, [QUEUE, *(["loader"] if hand_over else [])])
+    harness.consume(control, [QUEUE])
 
     def done() -> bool:
         while pending and (store.get(pending[0]) or {}).get("status") in TERMINAL:
