@@ -203,4 +203,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # the processes and the folder are gone already (Lab)
+        sys.exit(130)
