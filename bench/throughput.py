@@ -27,8 +27,10 @@ Nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -73,11 +75,11 @@ def _pool(spec: str) -> tuple[str, int]:
     return pool, int(concurrency or 2)
 
 
-def _settle(done: object, process: object, timeout: float) -> None:
+def _settle(done: Callable[[], bool], process: subprocess.Popen[bytes], timeout: float) -> None:
     """Until `done()` or the timeout (a worker that died ends it at once)."""
     deadline = time.monotonic() + timeout
-    while not done():  # type: ignore[operator]
-        if process.poll() is not None or time.monotonic() > deadline:  # type: ignore[attr-defined]
+    while not done():
+        if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("the drain did not finish (the logs are in the work folder)")
         time.sleep(0.02)
 
