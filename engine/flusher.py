@@ -62,7 +62,6 @@ class Flusher:
             wake.wait(max(0.0, due - time.monotonic()))
             wake.clear()
 
-
     def _forked(self) -> None:
         """In a forked child: the parent's thread is not here, nor may its lock be free."""
         self._lock = threading.Lock()

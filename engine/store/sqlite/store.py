@@ -99,19 +99,22 @@ class SQLiteStore(ExecutionStore):
         meta = schema.meta_columns(meta)
         columns = ", ".join(["id", "doc", *meta])
         conn = self._connect()
-        begin_immediate(conn, BUSY_SECONDS)
+        own = not conn.in_transaction  # else in the caller's (a bulk load)
+        if own:
+            begin_immediate(conn, BUSY_SECONDS)
         try:
             conn.execute(
                 f"INSERT INTO executions ({columns}) VALUES ({', '.join('?' * (2 + len(meta)))})",
                 (doc["_id"], compact_json(doc), *meta.values()),
             )
             counters.bump(conn, counters.keys(doc), +1)
-            conn.execute("COMMIT")
-        except sqlite3.IntegrityError:
-            conn.execute("ROLLBACK")
-            raise DuplicateExecution(f"execution {doc['_id']} exists already") from None
-        except BaseException:
-            conn.execute("ROLLBACK")
+            if own:
+                conn.execute("COMMIT")
+        except BaseException as exc:
+            if own:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise DuplicateExecution(f"execution {doc['_id']} exists already") from None
             raise
 
     def get_meta(self, execution_id: str) -> dict[str, Any]:
