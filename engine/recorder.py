@@ -138,7 +138,7 @@ class ExecutionRecorder:
         now = time.monotonic()
         self._next_flush = now + self.flush_interval
         self._next_beat = now + self.heartbeat_interval
-        FLUSHER.add(self)
+        FLUSHER.add(self, min(self._next_flush, self._next_beat))
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -73,13 +73,13 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     phase INTEGER NOT NULL,
     blob BLOB NOT NULL,
     PRIMARY KEY (id, phase)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS execution_changes (
     id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     change TEXT NOT NULL,
     PRIMARY KEY (id, seq)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS processes (
     name TEXT PRIMARY KEY,
     enabled INTEGER,
@@ -342,7 +342,7 @@ def _checkpoints_by_phase(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE checkpoints RENAME TO checkpoints_by_run")
         conn.execute(
             "CREATE TABLE checkpoints (id TEXT NOT NULL, phase INTEGER NOT NULL, "
-            "blob BLOB NOT NULL, PRIMARY KEY (id, phase))"
+            "blob BLOB NOT NULL, PRIMARY KEY (id, phase)) WITHOUT ROWID"
         )
         conn.execute(
             "INSERT INTO checkpoints (id, phase, blob) "
