@@ -122,7 +122,7 @@ class ExecutionRecorder:
         self.ended = False
         #: a finished phase's fields and checkpoint, written with the next write
         self._staged: dict[str, Any] = {}
-        self._staged_checkpoint: tuple[int, bytes] | None = None
+        self._staged_checkpoints: list[tuple[int, bytes]] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         #: held by the flusher's round; `_closed` once the run's recording ends
@@ -240,7 +240,7 @@ class ExecutionRecorder:
         `end_phase` (with its checkpoint), then `set` and `push`."""
         with self._write_lock:
             log_sets, pushes, fresh = self._take_pending()
-            staged, checkpoint = self._staged, self._staged_checkpoint
+            staged, checkpoints = self._staged, self._staged_checkpoints
             fields = {**staged, **(set or {})}
             if not pushes and not log_sets and not fields and not push:
                 return True
@@ -253,20 +253,26 @@ class ExecutionRecorder:
                 note["push"] = dict(push)
             if fresh:
                 note["lines"] = fresh
+            sets, all_pushes = {**log_sets, **fields}, {**pushes, **(push or {})}
+            for path, entry in fields.items():  # a phase begun in this write holds its lines
+                if isinstance(entry, dict) and re.fullmatch(r"phases\.\d+", path):
+                    lines = sets.pop(f"{path}.log", None) or all_pushes.pop(f"{path}.log", None)
+                    if lines:
+                        sets[path] = {**entry, "log": [*entry.get("log", []), *lines]}
             try:
                 done = self._apply(
                     Update(
-                        set={**log_sets, **fields},
-                        push={**pushes, **(push or {})},
-                        push_limit=limits,
-                        checkpoint=checkpoint,
+                        set=sets,
+                        push=all_pushes,
+                        push_limit={path: n for path, n in limits.items() if path in all_pushes},
+                        checkpoints=tuple(checkpoints),
                         note=note,
                     )
                 )
             except Exception:
                 self._restore(pushes, fresh)
                 raise
-            self._staged, self._staged_checkpoint = {}, None
+            self._staged, self._staged_checkpoints = {}, []
             if done and fields.get("status") in TERMINAL:
                 self.ended = True
             return done
@@ -291,29 +297,39 @@ class ExecutionRecorder:
             )
 
     def start_phase(self, name: str, message: str, status: str = "running") -> int:
-        """Begin phase `name`: a new `running` entry, or the existing one of a resumed run;
-        written with the end of the phase before it (`end_phase`), in one write."""
+        """Begin phase `name`: a new `running` entry, or the existing one of a resumed run.
+
+        Staged with the end of the phase before it (`end_phase`) and written with the next
+        write: the next flush (within `flush_interval`), or the run's next status change or
+        end, whichever comes first; a run of short phases writes its boundaries together. The
+        phase begins only while the run is still held by this claim (a read, no write): one
+        cancelled or taken away meanwhile begins no other phase."""
+        self._check_held()
+        fields: dict[str, Any] = {"status": status, "message": message}
         if name in self.phase_names:
             index = self.phase_names.index(name)
-            self._write(
-                set={
-                    "status": status,
-                    "message": message,
-                    f"phases.{index}.status": PhaseStatus.RUNNING.value,
-                    f"phases.{index}.message": message,
-                }
-            )
+            fields[f"phases.{index}.status"] = PhaseStatus.RUNNING.value
+            fields[f"phases.{index}.message"] = message
         else:
             index = self.phase_count
-            with self._lock:  # before the write: a line logged at once has its phase
+            with self._lock:  # a line logged at once has its phase
                 self._logs.setdefault(index, _PhaseLog(self.max_log_lines))
-            self._write(
-                set={"status": status, "message": message},
-                push={"phases": [new_phase(name, message)]},
-            )
+            # set at its index, not pushed: MongoDB refuses a push to `phases` beside a change
+            # to one of its entries (the phase before, ending in the same write)
+            fields[f"phases.{index}"] = new_phase(name, message)
             self.phase_names.append(name)
+        with self._write_lock:
+            self._staged.update(fields)
         self.control.check()
         return index
+
+    def _check_held(self) -> None:
+        """Abort the run's control if the store says it is not held by this claim any more."""
+        if self.control.aborted or self.token is None:
+            return
+        status, worker = self.store.holder(self.execution_id)
+        if status not in ACTIVE or worker != self.token:
+            self._taken_away()
 
     def opened(self, name: str) -> int:
         """Take phase `name` as begun by the claim that took the run (`new_phase`)."""
@@ -340,7 +356,7 @@ class ExecutionRecorder:
         with self._write_lock:
             self._staged.update({f"phases.{index}.{key}": value for key, value in fields.items()})
             if checkpoint is not None:
-                self._staged_checkpoint = (index, checkpoint)
+                self._staged_checkpoints.append((index, checkpoint))
 
 
 def new_phase(name: str, message: str) -> dict[str, Any]:

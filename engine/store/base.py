@@ -146,6 +146,11 @@ class ExecutionStore(TokenStore, abc.ABC):
         """One document by id and its sequence number, read together; None when unknown."""
 
     @abc.abstractmethod
+    def holder(self, execution_id: str) -> tuple[str | None, str | None]:
+        """A run's status and the claim that holds it (its worker's fencing token), read
+        together; (None, None) when unknown."""
+
+    @abc.abstractmethod
     def update(self, execution_id: str, change: Update) -> bool:
         """Apply `change` atomically; False when the document is missing or not as expected."""
 

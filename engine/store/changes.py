@@ -33,8 +33,8 @@ class Update:
     expect_worker: str | None = None
     meta: Mapping[str, Any] | None = None
     fail_running_phases: str | None = None
-    #: a finished phase's checkpoint, kept in the same write: (phase index, blob)
-    checkpoint: tuple[int, bytes] | None = None
+    #: finished phases' checkpoints, kept in the same write: (phase index, blob) each
+    checkpoints: Sequence[tuple[int, bytes]] = ()
     #: applies only while the document's sequence number is still this one (as its writer read)
     expect_seq: int | None = None
     #: what the run's change journal records of this change; its `set` and `push` by default

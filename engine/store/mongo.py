@@ -173,6 +173,12 @@ class MongoStore(ExecutionStore):
     ) -> builtins.list[tuple[int, dict[str, Any]]]:
         return runs.read_changes(self.changes_, execution_id, after)
 
+    def holder(self, execution_id: str) -> tuple[str | None, str | None]:
+        row = self.executions.find_one({"_id": execution_id}, {"status": 1, "_meta.worker": 1})
+        if row is None:
+            return None, None
+        return row.get("status"), (row.get("_meta") or {}).get("worker")
+
     def update(self, execution_id: str, change: Update) -> bool:
         selector: dict[str, Any] = {"_id": execution_id}
         if change.expect_seq is not None:  # a document stored before the numbers has none
@@ -231,8 +237,8 @@ class MongoStore(ExecutionStore):
             return False
         # Kept once the change holds (a refused one keeps nothing); a worker lost in between
         # leaves a finished phase without it, and the run resumes from an earlier phase.
-        if change.checkpoint is not None:
-            runs.save_checkpoint(self.checkpoints, execution_id, *change.checkpoint)
+        for index, blob in change.checkpoints:
+            runs.save_checkpoint(self.checkpoints, execution_id, index, blob)
         if not change.changes_document:
             return True
         runs.journal(self.changes_, execution_id, after["_meta"]["seq"], change.journal(), moment)

@@ -319,6 +319,8 @@ def test_a_checkpoint_of_the_earlier_form_still_resumes(bench: Bench) -> None:
     dead = bench.runner("w1", heartbeat_interval=NO_HEARTBEAT)
     hung = Background(bench.store, lambda: dead.run(execution_id), "dead worker")
     wait_for(lambda: seen, "the first worker to reach TRANSFORM")
+    # EXTRACT's end and checkpoint written (by the recording thread), then overwritten
+    wait_for(lambda: bench.store.load_checkpoint(execution_id, 0), "EXTRACT's checkpoint")
     bench.store.save_checkpoint(execution_id, 0, pickle.dumps(["as kept before"]))
 
     assert bench.housekeeper.run_once(past_lost_timeout()).resumed == [execution_id]

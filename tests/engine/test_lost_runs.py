@@ -68,9 +68,10 @@ def test_a_lost_run_is_resumed_from_its_first_unfinished_phase(bench: Bench) -> 
     try:
         assert entered.wait(DEADLINE)
         wait_for(
-            lambda: (
-                "info first worker, about to die"
-                in texts(bench.phase(execution_id, "TRANSFORM")["log"])
+            lambda: any(
+                phase["name"] == "TRANSFORM"
+                and "info first worker, about to die" in texts(phase["log"])
+                for phase in bench.doc(execution_id)["phases"]
             ),
             "the dying worker's line",
         )
@@ -170,6 +171,7 @@ def start_dead_run(bench: Bench, execution_id: str, worker: str) -> str:
     assert token is not None
     recorder = ExecutionRecorder(bench.store, execution_id, flush_interval=FLUSH, token=token)
     recorder.start_phase("EXTRACT", "Running EXTRACT")
+    assert recorder.flush()  # as its recording thread would have, before the worker died
     return token
 
 

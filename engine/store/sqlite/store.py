@@ -149,6 +149,14 @@ class SQLiteStore(ExecutionStore):
         )
         return None if row is None else (json.loads(row[0]), int(row[1]))
 
+    def holder(self, execution_id: str) -> tuple[str | None, str | None]:
+        row = (
+            self._connect()
+            .execute("SELECT status, worker FROM executions WHERE id = ?", (execution_id,))
+            .fetchone()
+        )
+        return (None, None) if row is None else (row[0], row[1])
+
     def update(self, execution_id: str, change: Update) -> bool:
         conn = self._connect()
         begin_immediate(conn, BUSY_SECONDS)
@@ -196,8 +204,8 @@ class SQLiteStore(ExecutionStore):
                 f"UPDATE executions SET {', '.join(f'{k} = ?' for k in meta)} WHERE id = ?",
                 (*meta.values(), execution_id),
             )
-        if change.checkpoint is not None:
-            SQLiteStore._keep(conn, execution_id, *change.checkpoint)
+        for index, blob in change.checkpoints:
+            SQLiteStore._keep(conn, execution_id, index, blob)
         return True
 
     def changes(

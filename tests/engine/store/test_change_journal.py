@@ -67,7 +67,7 @@ def test_each_finished_phase_keeps_its_checkpoint(store: ExecutionStore, run: st
     for index in range(3):
         ended = Update(
             set={"status": "running", f"phases.{index}": {"name": f"P{index}"}},
-            checkpoint=(index, f"after {index}".encode()),
+            checkpoints=[(index, f"after {index}".encode())],
         )
         assert store.update(run, ended)
     assert store.load_checkpoint(run) == (2, b"after 2")
@@ -83,7 +83,7 @@ def test_a_refused_change_keeps_no_checkpoint_and_no_entry(store: ExecutionStore
     refused = Update(
         set={"status": "success"},
         expect_worker="not the holder",
-        checkpoint=(0, b"never"),
+        checkpoints=[(0, b"never")],
     )
     assert not store.update(run, refused)
     assert store.load_checkpoint(run) is None
@@ -94,7 +94,7 @@ def test_a_refused_change_keeps_no_checkpoint_and_no_entry(store: ExecutionStore
 def test_purging_a_run_takes_its_checkpoints_and_journal(store: ExecutionStore) -> None:
     doc = execution("old", "DEMO", "running", START)
     store.insert(copy.deepcopy(doc), meta={})
-    assert store.update("old", Update(set={"message": "x"}, checkpoint=(0, b"kept")))
+    assert store.update("old", Update(set={"message": "x"}, checkpoints=[(0, b"kept")]))
     end = {"status": "success", "end": "2021-07-01T10:05:00.000Z"}
     assert store.update("old", Update(set=end))
     assert store.purge("2030-01-01T00:00:00.000Z", 10) == 1
