@@ -8,8 +8,9 @@ processes. A consumer that acks a message sends itself an empty one, so that a s
 ack (prefetch 1, acks late) is filled at once, not at the next poll.
 
 A wake-up is a hint: a consumer still looks at the folder at least every fallback interval, so a
-lost one (a full socket buffer, a path too long for a socket's address, a platform without Unix
-sockets, where no socket is bound and the consumer polls as before) costs at most that.
+lost one (a full socket buffer, a socket removed by hand) costs at most that. Where no socket can
+be bound (a platform without Unix sockets; a folder whose path is too long for a socket's
+address, 108 bytes on Linux, where /proc/self/fd cannot shorten it), consumers poll as before.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from procexec.engine.pids import pid_alive
 
 #: the folder of the sockets, beside the queue folder
 FOLDER = "wake"
+
+#: the longest path used as a socket's address as it is (108 bytes on Linux, 104 on macOS)
+MAX_ADDRESS = 100
 
 _numbers = itertools.count()
 _senders: dict[int, socket.socket] = {}  # by process: a forked child makes its own
@@ -54,19 +58,33 @@ def notify(folder: str, queue: str) -> None:
     if not hasattr(socket, "AF_UNIX"):
         return
     try:
-        names = os.listdir(folder)
+        names = [name for name in os.listdir(folder) if name.endswith(".sock")]
+        base, handle = _base(folder)
     except OSError:
         return  # no consumer has bound a socket yet
     payload = queue.encode()
-    for name in names:
-        if name.endswith(".sock"):
-            send(os.path.join(folder, name), payload)
-
-
-def send(path: str, payload: bytes) -> None:
-    """One wake-up to the socket at `path`; a dead process's socket is removed."""
     try:
-        _sender().sendto(payload, path)
+        for name in names:
+            send(os.path.join(folder, name), payload, os.path.join(base, name))
+    finally:
+        if handle is not None:
+            os.close(handle)
+
+
+def _base(folder: str) -> tuple[str, int | None]:
+    """What names `folder` in a socket's address, and the descriptor to close after, if any: a
+    long path through an open descriptor of the folder (/proc/self/fd/N, Linux)."""
+    if len(os.fsencode(folder)) + 32 <= MAX_ADDRESS or not os.path.isdir("/proc/self/fd"):
+        return folder, None
+    handle = os.open(folder, os.O_RDONLY)
+    return f"/proc/self/fd/{handle}", handle
+
+
+def send(path: str, payload: bytes, address: str | None = None) -> None:
+    """One wake-up to the socket at `path` (reached at `address`, where it is too long to be
+    one); a dead process's socket is removed."""
+    try:
+        _sender().sendto(payload, address or path)
     except (BlockingIOError, InterruptedError):
         pass  # its buffer is full: it has wake-ups to read already
     except (ConnectionRefusedError, FileNotFoundError):
@@ -83,15 +101,16 @@ class Waker:
 
     def __init__(self, folder: str) -> None:
         self.pid = os.getpid()
-        self.path = os.path.join(folder, f"{self.pid}-{next(_numbers)}.sock")
+        self.name = f"{self.pid}-{next(_numbers)}.sock"
+        self.path = os.path.join(folder, self.name)
+        self._base: tuple[str, int | None] = (folder, None)
         #: by queue name, how many wake-ups have arrived (a consumer compares them)
         self.generations: dict[str, int] = {}
         self.sock = self._bind(folder)
-        self._closer = (
-            None
-            if self.sock is None
-            else weakref.finalize(self, _close, self.sock, self.path, self.pid)
-        )  # at exit too
+        self._closer = None  # closes the socket and removes it, at exit too
+        if self.sock is not None:
+            handle = self._base[1]
+            self._closer = weakref.finalize(self, _close, self.sock, self.path, self.pid, handle)
 
     def _bind(self, folder: str) -> socket.socket | None:
         if not hasattr(socket, "AF_UNIX"):
@@ -100,15 +119,18 @@ class Waker:
             os.makedirs(folder, mode=0o700, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)  # left by a dead process of the same pid
+            self._base = _base(folder)  # kept open, for `poke`, where the path is long
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         except OSError:
             return None
         try:
-            sock.bind(self.path)
+            sock.bind(os.path.join(self._base[0], self.name))
             os.chmod(self.path, 0o600)
             sock.setblocking(False)
         except OSError:
             sock.close()
+            if self._base[1] is not None:
+                os.close(self._base[1])
             return None
         return sock
 
@@ -141,7 +163,7 @@ class Waker:
     def poke(self) -> None:
         """Wake this consumer itself (from another thread: a slot was freed)."""
         if self.sock is not None:
-            send(self.path, b"")
+            send(self.path, b"", os.path.join(self._base[0], self.name))
 
     def close(self) -> None:
         if self._closer is not None:
@@ -149,8 +171,11 @@ class Waker:
         self.sock = None
 
 
-def _close(sock: socket.socket, path: str, pid: int) -> None:
+def _close(sock: socket.socket, path: str, pid: int, handle: int | None) -> None:
     sock.close()
     if os.getpid() == pid:  # a forked child leaves its parent's socket alone
         with contextlib.suppress(OSError):
             os.unlink(path)
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                os.close(handle)

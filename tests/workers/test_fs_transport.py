@@ -151,6 +151,24 @@ def test_a_wake_up_reaches_a_blocked_consumer(
 
 
 @pytest.mark.e2e
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux /proc/self/fd")
+def test_a_folder_too_deep_for_a_socket_s_address_still_wakes(tmp_path: Path) -> None:
+    deep = tmp_path / ("deep" * 25)  # the socket's path: over 200 bytes, Linux takes 108
+    broker = broker_options(Settings.from_env({"PROCEXEC_DATA_DIR": str(deep / "d")}))
+    url, options = broker
+    consumer = _consumer(broker, tmp_path, 1, polling_interval=NEVER, fallback_interval=NEVER)
+    try:
+        assert len(bytes(_wait_socket(options, consumer))) > 108
+        with Connection(url, transport_options=options) as connection:
+            _publish(connection, "deep down")
+        consumer.wait_for_output("^got deep down$", SOON)
+        assert consumer.proc.wait(SOON) == 0
+    finally:
+        stop_all(consumer)
+    assert _sockets(options, consumer.pid) == []
+
+
+@pytest.mark.e2e
 def test_the_fallback_poll_delivers_when_the_wake_up_is_lost(
     broker: tuple[str, dict[str, Any]], connection: Connection, tmp_path: Path
 ) -> None:
