@@ -121,7 +121,7 @@ class Channel(filesystem.Channel):
 
     @cached_property
     def _listed_at(self) -> float:
-        return 0.0
+        return float("-inf")  # never
 
     @cached_property
     def _wake_dir(self) -> str:
