@@ -12,8 +12,9 @@ with two processes (`-c 2`):
 - latency: with procexec's settings, an idle worker, a task sent every 20 to 100 ms, one at a
   time: from the send to the task's start, p50 and p99 in milliseconds;
 - idle CPU: the worker and its two processes, with nothing to do, over `--idle` seconds, in
-  percent of one core (from /proc/<pid>/stat; Linux only, blank elsewhere);
-- deep queue: `--depth` messages queued, then taken one by one by the channel itself (its
+  percent of one core (from /proc: every thread's schedstat, or the process's stat; Linux only,
+  blank elsewhere);
+- deep queue: each of `--depths` messages queued, then taken one by one by the channel itself (its
   `_get`, in this process, no worker): messages/s.
 
 Run it with `python bench/embedded_transport.py` (about a minute); `--help` lists the knobs.
@@ -147,11 +148,17 @@ class Worker:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    total = 0
+    """CPU time of these processes, every thread of each: in nanoseconds from schedstat where
+    the kernel keeps it, else in clock ticks from stat."""
+    total = 0.0
     for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
+        threads = list(Path(f"/proc/{pid}/task").glob("*/schedstat"))
+        if threads:
+            total += sum(int(path.read_text().split()[0]) for path in threads) / 1e9
+        else:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def drain(work: Path, transport: str, settings: str, count: int, task_ms: float = 0) -> float:
@@ -239,7 +246,7 @@ def main() -> None:
             late = drain(work, transport, "procexec", args.messages)
             slow = drain(work, transport, "procexec", args.messages // 2, args.task_ms)
             p50, p99, cpu = latency_and_idle(work, transport, args.sends, args.idle)
-            idle = "" if cpu is None else f"{cpu:.2f}"
+            idle = "" if cpu is None else f"{cpu:.3f}"
             rates = f"{fast:>15.0f} {late:>15.0f} {slow:>15.0f}"
             print(f"{transport:<12} {rates} {p50:>15.1f} {p99:>8.1f} {idle:>11}", flush=True)
         depths = [int(depth) for depth in args.depths.split(",") if depth]
