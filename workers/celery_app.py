@@ -63,7 +63,10 @@ def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:
         "processed_folder": str(processed),
         "control_folder": str(control),
         "store_processed": False,
+        # A consumer waits on a wake-up socket (`workers.fs_wake`) and looks at the folder
+        # every `fallback_interval` in case one was lost; without a socket, it polls.
         "polling_interval": 0.1,
+        "fallback_interval": 1.0,
     }
 
 
