@@ -23,7 +23,7 @@ from procexec.engine.redact import mask_secrets, masked_url, redact_logging
 from procexec.engine.settings import Settings
 from procexec.engine.trigger_service import Dispatch, HandOff
 from procexec.workers.fs_transport import SCHEME
-from procexec.workers.sent_events import SentEvents
+from procexec.workers.sent_events import SentEvents, TaskEventsEvery
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ def make_celery(settings: Settings) -> Celery:
         # worker dies, the housekeeper recovers the run from the store.
         worker_cancel_long_running_tasks_on_connection_loss=False,
     )
+    app.steps["consumer"].add(TaskEventsEvery)  # the worker's task events, batched
     app.conf.procexec_settings = settings
     return app
 
