@@ -1,6 +1,6 @@
 """The trigger call (`POST v1`, and the platform SDK's `POST` on the base path): its body read
-and checked, the caller's token and limits, then the run recorded and dispatched in one worker
-thread (`TriggerService.trigger`: the document first, it is the outbox)."""
+and checked, the caller's token and limits, then the run recorded and dispatched by the
+threads of `api.trigger_queue` (the document first, it is the outbox)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from procexec.api.auth import caller, permit
@@ -93,21 +92,15 @@ async def trigger(request: Request) -> Response:
 
     Checked in the order FastAPI's dependencies checked it: the environment (400), the
     caller (401, 403), the body (400), the token's limits (403). On the event loop but for
-    one hop to a worker thread, which records the run and hands it to the broker: a token
+    the run recorded and handed to the broker by the threads of `api.trigger_queue`: a token
     the cache trusts costs no thread (`api.auth.caller`)."""
     state = get_state(request)
     environment = get_environment(request)
     runner = await caller(request, state.tokens, Scope.RUN)
     name, params, reason, delay = _trigger_request(await request.body(), request)
     permit(runner, environment, name)
-    doc = await run_in_threadpool(
-        state.triggers.trigger,
-        name,
-        run_as=runner.user,
-        environment=environment,
-        body=params,
-        reason=reason,
-        delay=delay,
+    doc = await state.trigger_queue.trigger(
+        name, run_as=runner.user, environment=environment, body=params, reason=reason, delay=delay
     )
     base = request.url.path.rstrip("/")
     if not base.endswith("/v1"):
