@@ -15,6 +15,7 @@ from procexec.api.deps import ServiceState
 from procexec.api.health import Check, Children, Readiness
 from procexec.api.limits import BodyLimit
 from procexec.api.routes import read_routes, router
+from procexec.api.trigger import trigger_routes
 from procexec.buildinfo import build_stamp
 from procexec.engine.cancellation import Revoke
 from procexec.engine.domain import SERVICE_NAME
@@ -94,7 +95,8 @@ def create_app(
     app.include_router(health.router)
     for base in BASE_PATHS:
         app.include_router(router, prefix=base)
-    app.router.routes[0:0] = [route for base in BASE_PATHS for route in read_routes(base)]
+    hot = [route for base in BASE_PATHS for route in (*read_routes(base), *trigger_routes(base))]
+    app.router.routes[0:0] = hot
     for base in PROCESS_PATHS:
         app.include_router(processes.router, prefix=base)
     return app

@@ -6,6 +6,7 @@ import base64
 import binascii
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from procexec.api.errors import ApiError
 from procexec.engine.domain import Scope
@@ -49,7 +50,23 @@ def _credentials(request: Request) -> tuple[str | None, str]:
 def authenticate(request: Request, tokens: TokenCache, needed: Scope) -> TokenRecord:
     """The token record of the caller, if it may do what `needed` names."""
     claimed_user, token = _credentials(request)
-    record = tokens.verify(token)
+    return _checked(tokens.verify(token), claimed_user, needed)
+
+
+async def caller(request: Request, tokens: TokenCache, needed: Scope) -> TokenRecord:
+    """As `authenticate`, for the event loop: a token the cache trusts is taken there (no
+    thread, no store); any other is verified against the store in a worker thread (a store
+    that does not answer must not hold the loop)."""
+    claimed_user, token = _credentials(request)
+    record = tokens.trusted(token)
+    if record is None:
+        record = await run_in_threadpool(tokens.verify, token)
+    return _checked(record, claimed_user, needed)
+
+
+def _checked(record: TokenRecord | None, claimed_user: str | None, needed: Scope) -> TokenRecord:
+    """`record` if it is a valid token's, of `claimed_user` (when one is claimed), allowing
+    `needed`; a 401 or 403 otherwise."""
     if record is None:
         raise _unauthorized("invalid token")
     if claimed_user is not None and claimed_user != record.user:

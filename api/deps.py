@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from procexec.api.auth import authenticate
 from procexec.api.errors import ApiError
 from procexec.api.health import Readiness
+from procexec.api.trigger_queue import TriggerQueue
 from procexec.engine.cancellation import Revoke
 from procexec.engine.domain import DEFAULT_ENVIRONMENT, Scope
 from procexec.engine.errors import excerpt
@@ -54,6 +55,11 @@ class ServiceState:
     #: list queries (by hash) that overran the event loop's budget, and until when they go
     #: straight to a worker thread (`api.routes._serve_list`)
     overran: dict[int, float] = field(default_factory=dict)
+    #: records and dispatches the triggers (`api.trigger_queue`), made from `triggers`
+    trigger_queue: TriggerQueue = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.trigger_queue = TriggerQueue(self.triggers)
 
 
 def get_state(request: Request) -> ServiceState:

@@ -14,11 +14,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from procexec.api.auth import authenticate
+from procexec.api.auth import caller
 from procexec.api.errors import ApiError, error_response
 from procexec.engine.domain import Scope as TokenScope
 from procexec.engine.errors import ProcexecError, excerpt
@@ -89,9 +88,9 @@ class BodyLimit:
             if length is None:
                 await self.app(scope, receive, send)
                 return
-            # authentication first: its store lookup off the event loop (a store that does
-            # not answer must not hold it)
-            await run_in_threadpool(authenticate, request, self.tokens, TokenScope.READ)
+            # authentication first: a token the cache trusts on the loop, any other against
+            # the store in a worker thread (a store that does not answer must not hold it)
+            await caller(request, self.tokens, TokenScope.READ)
             if length > self.limit:
                 raise BodyTooLarge(self.limit)
         except ApiError as exc:

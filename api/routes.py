@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from time import monotonic
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from procexec.api import listing
 from procexec.api.access import SOURCES, Source, read_one, visible
 from procexec.api.auth import authenticate, permit
-from procexec.api.bodies import described, json_body
 from procexec.api.deps import (
     ENVIRONMENT_HEADER,
     EnvironmentDep,
@@ -25,8 +22,7 @@ from procexec.api.deps import (
     get_environment,
     get_state,
 )
-from procexec.api.errors import ApiError, error_responses
-from procexec.api.limits import check_trigger
+from procexec.api.errors import error_responses
 from procexec.api.queries import (
     INLINE_QUERY_BYTES,
     QueryItems,
@@ -36,11 +32,11 @@ from procexec.api.queries import (
     query_items,
     query_parts,
 )
+from procexec.api.trigger import TRIGGER_ROUTE, trigger
 from procexec.engine import deadline
 from procexec.engine.answers import answer_limit
 from procexec.engine.cancellation import cancel_execution
 from procexec.engine.domain import Scope
-from procexec.engine.errors import excerpt
 from procexec.engine.query import Query, parse_query
 from procexec.engine.store.base import InlineBudgetExceeded
 from procexec.engine.tokens import restrict
@@ -65,9 +61,6 @@ def _parsed(params: QueryItems, environment: str, processes: tuple[str, ...] = (
     return restrict(parse_query(params, environment), processes)
 
 
-#: the longest `_delay` accepted on a trigger, in milliseconds (one day)
-MAX_DELAY_MS = 86_400_000
-
 #: what a read answers besides JSON, as `Accept` asks (`api.listing.response_format`)
 READ_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -77,25 +70,6 @@ READ_RESPONSES: dict[int | str, dict[str, Any]] = {
         }
     }
 }
-#: a trigger's body, as `_trigger_request` reads it
-TRIGGER_BODY = described(
-    {
-        "type": "object",
-        "required": ["name"],
-        "properties": {
-            "name": {"type": "string", "pattern": r"\S", "description": "a process"},
-            "body": {"type": "object", "description": "its parameters"},
-            "input": {"type": "object", "description": "an alias of `body`"},
-            "_reason": {"type": "string", "pattern": "^[^\\u0000]*$", "description": "no NUL"},
-            "_delay": {
-                "type": "number",
-                "minimum": 0,
-                "maximum": MAX_DELAY_MS,
-                "description": "milliseconds before the run starts",
-            },
-        },
-    }
-)
 
 
 @router.get("", summary="Build information of this service")
@@ -277,43 +251,6 @@ async def get_execution(
     )
 
 
-def _trigger_request(
-    raw: bytes, request: Request
-) -> tuple[str, dict[str, Any] | None, str | None, float]:
-    """Validate a trigger's JSON body: its process name, parameters, reason and delay."""
-    if not raw.strip():
-        raise ApiError(400, 'request body: expected a JSON object such as {"name": "ECB_FX"}')
-    payload = json_body(raw)
-    if not isinstance(payload, dict):
-        raise ApiError(400, f"request body: expected a JSON object, got {type(payload).__name__}")
-    name = payload.get("name")
-    if name is None:
-        raise ApiError(400, "name: required (the name of the process to run)")
-    if not isinstance(name, str) or not name.strip():
-        raise ApiError(400, "name: must be a non-empty string")
-    params = payload.get("body", payload.get("input"))
-    if params is not None and not isinstance(params, dict):
-        field = "body" if "body" in payload else "input"
-        raise ApiError(400, f"{field}: must be a JSON object of parameters")
-    reason = payload.get("_reason", request.query_params.get("_reason"))
-    if reason is not None and not isinstance(reason, str):
-        raise ApiError(400, "_reason: must be a string")
-    delay_raw = payload.get("_delay", request.query_params.get("_delay", 0))
-    if isinstance(delay_raw, bool):
-        raise ApiError(400, f"_delay: '{excerpt(delay_raw)}' is not a number of milliseconds")
-    try:
-        delay_ms = float(delay_raw)
-    except OverflowError:  # an integer past the largest float: out of range
-        delay_ms = math.inf
-    except (TypeError, ValueError):
-        problem = f"_delay: '{excerpt(delay_raw)}' is not a number of milliseconds"
-        raise ApiError(400, problem) from None
-    if not math.isfinite(delay_ms) or not 0 <= delay_ms <= MAX_DELAY_MS:
-        raise ApiError(400, f"_delay: must be between 0 and {MAX_DELAY_MS} milliseconds")
-    check_trigger(name, params, "body" if "body" in payload else "input", reason)
-    return name.strip(), params, reason, delay_ms / 1000
-
-
 @router.post(
     "/v1/{execution_id}/cancel",
     summary="Cancel an execution",
@@ -335,32 +272,8 @@ def cancel(
     )
 
 
-#: how both trigger paths answer and what they take
-TRIGGER_ROUTE: dict[str, Any] = {
-    "status_code": 202,
-    "responses": error_responses(400, 401, 403, 404, 413, 503),
-    "openapi_extra": {**TRIGGER_BODY, **ENVIRONMENT_HEADER},
-}
-
-
-@router.post("/v1", summary="Trigger a process", **TRIGGER_ROUTE)
-@router.post("", summary="Trigger a process (the platform SDK's `update()`)", **TRIGGER_ROUTE)
-async def trigger(
-    request: Request, state: StateDep, environment: EnvironmentDep, caller: Runner
-) -> Response:
-    """Run a process: `{"name": "ECB_FX", "body": {...}}`; answers 202 with the new execution."""
-    name, params, reason, delay = _trigger_request(await request.body(), request)
-    permit(caller, environment, name)
-    doc = await run_in_threadpool(
-        state.triggers.trigger,
-        name,
-        run_as=caller.user,
-        environment=environment,
-        body=params,
-        reason=reason,
-        delay=delay,
-    )
-    base = request.url.path.rstrip("/")
-    if not base.endswith("/v1"):
-        base += "/v1"
-    return JSONResponse(doc, status_code=202, headers={"Location": f"{base}/{doc['_id']}"})
+# described here, served by `api.trigger.trigger_routes` (the same endpoint, as a plain route)
+router.post("/v1", summary="Trigger a process", **TRIGGER_ROUTE)(trigger)
+router.post("", summary="Trigger a process (the platform SDK's `update()`)", **TRIGGER_ROUTE)(
+    trigger
+)

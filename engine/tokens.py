@@ -176,15 +176,23 @@ class TokenCache:
         #: hash: (record, until when on `clock` it is trusted, its expiry on `wall`)
         self._seen: dict[str, tuple[TokenRecord, float, float]] = {}
 
+    def trusted(self, token: str) -> TokenRecord | None:
+        """The record of `token` if this cache trusts it now, without asking the store (so
+        cheap that the API calls it on its event loop); None: `verify` must ask the store."""
+        seen = self._seen.get(hash_token(token)) if token else None
+        if seen is None or seen[1] <= self.clock():
+            return None
+        return seen[0] if seen[2] == math.inf or seen[2] > self.wall() else None
+
     def verify(self, token: str) -> TokenRecord | None:
         """As `verify_token`."""
         if not token:
             return None
+        record = self.trusted(token)
+        if record is not None:
+            return record
         token_hash = hash_token(token)
-        seen = self._seen.get(token_hash)
         now_ = self.clock()
-        if seen is not None and seen[1] > now_ and (seen[2] == math.inf or seen[2] > self.wall()):
-            return seen[0]
         record = self.store.find_token(token_hash)
         if record is None or refusal(record, iso_ms(_utc(self.wall()))) is not None:
             self._seen.pop(token_hash, None)

@@ -134,6 +134,22 @@ class TriggerService:
             return False
         return True
 
+    def send_all(self, runs: Sequence[tuple[str, float, str | None]]) -> list[bool]:
+        """`send` each of `runs` (execution id, delay, process name) in turn; once one fails,
+        the rest are not tried (the broker is down: each would wait out the retries) but left
+        for the housekeeper to send again, as a failed one is. Whether each was sent."""
+        sent: list[bool] = []
+        for execution_id, delay, process in runs:
+            if sent and not sent[-1]:
+                logger.error(
+                    "dispatching %s skipped; it stays triggered for redelivery", execution_id
+                )
+                self._undispatched(execution_id)
+                sent.append(False)
+            else:
+                sent.append(self.send(execution_id, delay, process))
+        return sent
+
     def send_load(self, execution_id: str, ticket: str, process: str | None = None) -> bool:
         """Hand a run's LOAD to the loader queue; False (logged) if the broker failed: the
         housekeeper sends it again once the ticket is `lost_run_timeout` old."""

@@ -23,6 +23,7 @@ from procexec.engine.redact import mask_secrets, masked_url, redact_logging
 from procexec.engine.settings import Settings
 from procexec.engine.trigger_service import Dispatch, HandOff
 from procexec.workers.fs_transport import SCHEME
+from procexec.workers.sent_events import SentEvents, TaskEventsEvery
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ def make_celery(settings: Settings) -> Celery:
         # worker dies, the housekeeper recovers the run from the store.
         worker_cancel_long_running_tasks_on_connection_loss=False,
     )
+    app.steps["consumer"].add(TaskEventsEvery)  # the worker's task events, batched
     app.conf.procexec_settings = settings
     return app
 
@@ -113,19 +115,36 @@ def celery_dispatch(settings: Settings, app: Celery | None = None) -> Dispatch:
     """A `Dispatch` that sends the run task through Celery (`app`, or one for `settings`)."""
     app = app or _shared_app(settings)
 
+    events = sent_events(app)
+
     def dispatch(execution_id: str, delay: float, process: str | None) -> None:
         # The task id is the execution id, so that cancelling can revoke it by name; its
         # keyword arguments name the process, for Flower and `celery inspect`.
+        kwargs = {"execution_id": execution_id, "process": process}
         with _broker_errors(settings):
             app.send_task(
                 RUN_TASK,
-                kwargs={"execution_id": execution_id, "process": process},
+                kwargs=kwargs,
                 task_id=execution_id,
                 countdown=delay or None,
                 queue=QUEUE,
+                **shown(kwargs),
+                event_dispatcher=events,
             )
 
     return dispatch
+
+
+@functools.cache
+def sent_events(app: Celery) -> SentEvents:
+    """The batched `task-sent` events of `app` (`workers.sent_events`), one per app."""
+    return SentEvents(app)
+
+
+def shown(kwargs: dict[str, str | None]) -> dict[str, str]:
+    """How a task's arguments are shown (Flower, `celery inspect`, the task-sent event): as
+    Celery's `saferepr` shows these, short strings or None, at a fraction of its cost."""
+    return {"argsrepr": "()", "kwargsrepr": repr(kwargs)}
 
 
 def load_task_id(execution_id: str) -> str:
@@ -140,13 +159,18 @@ def celery_hand_off(settings: Settings, app: Celery | None = None) -> HandOff | 
     app = app or _shared_app(settings)
     queue = settings.loader_queue
 
+    events = sent_events(app)
+
     def hand_off(execution_id: str, ticket: str, process: str | None) -> None:
+        kwargs = {"execution_id": execution_id, "process": process, "ticket": ticket}
         with _broker_errors(settings):
             app.send_task(
                 LOAD_TASK,
-                kwargs={"execution_id": execution_id, "process": process, "ticket": ticket},
+                kwargs=kwargs,
                 task_id=load_task_id(execution_id),
                 queue=queue,
+                **shown(kwargs),
+                event_dispatcher=events,
             )
 
     return hand_off

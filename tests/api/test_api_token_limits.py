@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from procexec.engine.timeutil import iso_ms
-from procexec.engine.tokens import create_token, hash_token, revoke
+from procexec.engine.tokens import CACHE_SECONDS, create_token, hash_token, revoke
 from tests.api.api_helpers import BASES, Service, bearer
 from tests.engine.query_strategies import PROD
 
@@ -198,6 +198,31 @@ def test_revoked_and_expired_tokens_are_401(client: TestClient, service: Service
             assert response.json()["error"] == "invalid token"
         response = client.get(f"{PROCESSES[0]}/v1", headers=bearer(token))
         assert response.status_code == 401
+
+
+def test_a_trigger_takes_a_verified_token_on_trust_until_the_caches_ttl_then_refuses_it(
+    client: TestClient, service: Service
+) -> None:
+    """The trigger (and the body check before it) take a token the cache verified without
+    asking the store; revoked, it is refused once the cache's ttl (`CACHE_SECONDS`, 5 s by
+    default) has passed."""
+    now = [1000.0]
+    cache = service.app.state.procexec.tokens  # the one cache of the routes and `BodyLimit`
+    cache.clock = lambda: now[0]
+    assert cache.ttl == CACHE_SECONDS == 5.0
+    token = create_token(service.store, "frank", "run")
+    trigger = {"name": "DEMO"}
+    for base in BASES:
+        assert client.post(f"{base}/v1", json=trigger, headers=bearer(token)).status_code == 202
+    revoke(service.store, hash_token(token)[:12])
+    now[0] += 4.0
+    assert client.post(f"{BASES[0]}/v1", json=trigger, headers=bearer(token)).status_code == 202
+    now[0] += 1.5
+    for base in BASES:
+        for path in (f"{base}/v1", base):
+            response = client.post(path, json=trigger, headers=bearer(token))
+            assert response.status_code == 401
+            assert response.json()["error"] == "invalid token"
 
 
 def test_a_token_in_the_query_string_is_not_taken(client: TestClient, service: Service) -> None:

@@ -140,6 +140,36 @@ def test_the_cache_drops_a_revoked_token_after_its_ttl(store: ExecutionStore) ->
     assert cache.verify(token) is None
 
 
+def test_the_cache_trusts_without_the_store_only_what_it_verified_within_its_ttl(
+    store: ExecutionStore,
+) -> None:
+    """`trusted` (what the API asks on its event loop) answers from the cache alone: nothing
+    for a token not verified yet, nor once the ttl passed (then `verify` asks the store, which
+    refuses a token revoked meanwhile), nor past a token's expiry."""
+    now = [100.0]
+    cache = TokenCache(store, ttl=5.0, clock=lambda: now[0])
+    token = create_token(store, "alice")
+    assert cache.trusted(token) is None  # never verified: the store must be asked
+    assert cache.trusted("") is None
+    record = cache.verify(token)
+    assert record is not None
+    assert cache.trusted(token) == record
+    revoke(store, record.id)
+    now[0] += 4.9
+    assert cache.trusted(token) == record  # revoked, trusted until the ttl passes
+    now[0] += 0.2
+    assert cache.trusted(token) is None
+    assert cache.verify(token) is None  # the store asked: revoked
+    assert cache.trusted(token) is None
+    wall = [datetime(2030, 1, 1, tzinfo=UTC).timestamp()]
+    expiring = TokenCache(store, ttl=60.0, wall=lambda: wall[0])
+    short = create_token(store, "bob", expires="2030-01-01T00:00:10Z")
+    assert expiring.verify(short) is not None
+    assert expiring.trusted(short) is not None
+    wall[0] += 10.1
+    assert expiring.trusted(short) is None
+
+
 def test_the_cache_drops_an_expired_token_at_its_expiry(store: ExecutionStore) -> None:
     wall = [datetime(2030, 1, 1, tzinfo=UTC).timestamp()]
     cache = TokenCache(store, ttl=60.0, wall=lambda: wall[0])
