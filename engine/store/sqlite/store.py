@@ -42,6 +42,7 @@ from procexec.engine.store.sqlite import (
     pages,
     processes,
     retention,
+    runs,
     schema,
     series,
     tokens,
@@ -205,17 +206,13 @@ class SQLiteStore(ExecutionStore):
                 (*meta.values(), execution_id),
             )
         for index, blob in change.checkpoints:
-            SQLiteStore._keep(conn, execution_id, index, blob)
+            runs.keep(conn, execution_id, index, blob)
         return True
 
     def changes(
         self, execution_id: str, after: int = 0
     ) -> builtins.list[tuple[int, dict[str, Any]]]:
-        rows = self._connect().execute(
-            "SELECT seq, change FROM execution_changes WHERE id = ? AND seq > ? ORDER BY seq",
-            (execution_id, after),
-        )
-        return [(int(seq), json.loads(change)) for seq, change in rows]
+        return runs.changes(self._connect(), execution_id, after)
 
     def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
         docs, total = self.list_json(query)
@@ -341,25 +338,12 @@ class SQLiteStore(ExecutionStore):
         return [(row[0], self.get_meta(row[0])) for row in rows]
 
     def save_checkpoint(self, execution_id: str, phase: int, blob: bytes) -> None:
-        self._keep(self._connect(), execution_id, phase, blob)
-
-    @staticmethod
-    def _keep(conn: sqlite3.Connection, execution_id: str, phase: int, blob: bytes) -> None:
-        conn.execute(
-            "INSERT INTO checkpoints (id, phase, blob) VALUES (?, ?, ?)"
-            " ON CONFLICT (id, phase) DO UPDATE SET blob = excluded.blob",
-            (execution_id, phase, blob),
-        )
+        runs.keep(self._connect(), execution_id, phase, blob)
 
     def load_checkpoint(
         self, execution_id: str, phase: int | None = None
     ) -> tuple[int, bytes] | None:
-        sql = "SELECT phase, blob FROM checkpoints WHERE id = ?"
-        params: list[Any] = [execution_id]
-        if phase is not None:
-            sql, params = f"{sql} AND phase = ?", [execution_id, phase]
-        row = self._connect().execute(f"{sql} ORDER BY phase DESC LIMIT 1", params).fetchone()
-        return (int(row[0]), bytes(row[1])) if row else None
+        return runs.load_checkpoint(self._connect(), execution_id, phase)
 
     def purge(self, before: str, limit: int = 100) -> int:
         return retention.purge(self._connect(), before, limit)

@@ -1,0 +1,38 @@
+"""The SQLite store's side tables of a run: its checkpoints, one per finished phase
+(`checkpoints`), and its change journal (`execution_changes`), both keyed by the run's id."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+
+def keep(conn: sqlite3.Connection, execution_id: str, phase: int, blob: bytes) -> None:
+    """Keep a finished phase's checkpoint (replacing the one of the same phase)."""
+    conn.execute(
+        "INSERT INTO checkpoints (id, phase, blob) VALUES (?, ?, ?)"
+        " ON CONFLICT (id, phase) DO UPDATE SET blob = excluded.blob",
+        (execution_id, phase, blob),
+    )
+
+
+def load_checkpoint(
+    conn: sqlite3.Connection, execution_id: str, phase: int | None
+) -> tuple[int, bytes] | None:
+    sql = "SELECT phase, blob FROM checkpoints WHERE id = ?"
+    params: list[Any] = [execution_id]
+    if phase is not None:
+        sql, params = f"{sql} AND phase = ?", [execution_id, phase]
+    row = conn.execute(f"{sql} ORDER BY phase DESC LIMIT 1", params).fetchone()
+    return (int(row[0]), bytes(row[1])) if row else None
+
+
+def changes(
+    conn: sqlite3.Connection, execution_id: str, after: int
+) -> list[tuple[int, dict[str, Any]]]:
+    rows = conn.execute(
+        "SELECT seq, change FROM execution_changes WHERE id = ? AND seq > ? ORDER BY seq",
+        (execution_id, after),
+    )
+    return [(int(seq), json.loads(change)) for seq, change in rows]
