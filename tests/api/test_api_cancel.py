@@ -30,6 +30,7 @@ def start_running(service: Service, execution_id: str) -> None:
     assert token is not None
     recorder = ExecutionRecorder(service.store, execution_id, flush_interval=0.05, token=token)
     recorder.start_phase("EXTRACT", "Running EXTRACT")
+    assert recorder.flush()  # as its recording thread would, within the flush interval
 
 
 @pytest.mark.parametrize("base", BASES)
