@@ -85,14 +85,18 @@ class TriggerQueue:
     def _take(self, items: list[_Item]) -> list[_Done]:
         done: list[_Done] = []
         runs: list[tuple[str, float, str | None]] = []
-        for loop, future, name, kwargs in items:
-            try:
-                doc = self.triggers.record(name, **kwargs)
-            except Exception as exc:  # answered as `trigger` would raise it (404, 503, …)
-                done.append((loop, future, None, exc))
-                continue
-            done.append((loop, future, doc, None))
-            runs.append((doc["_id"], kwargs.get("delay", 0.0), doc["name"]))
+        try:
+            with self.triggers.store.batch():  # one commit for them all, before any is sent
+                for loop, future, name, kwargs in items:
+                    try:
+                        doc = self.triggers.record(name, **kwargs)
+                    except Exception as exc:  # answered as `trigger` would raise it (404, …)
+                        done.append((loop, future, None, exc))
+                        continue
+                    done.append((loop, future, doc, None))
+                    runs.append((doc["_id"], kwargs.get("delay", 0.0), doc["name"]))
+        except Exception as exc:  # the commit failed (the store is down): none is recorded
+            return [(loop, future, None, exc) for loop, future, _, _ in items]
         self.triggers.send_all(runs)
         return done
 

@@ -170,6 +170,11 @@ class ExecutionStore(TokenStore, abc.ABC):
         rows, total = self.list(query)
         return [json.dumps(row, separators=(",", ":")).encode() for row in rows], total
 
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """A context whose writes of this thread are one transaction where the store has them
+        (SQLite: one commit for many inserts); on other stores each write stands alone."""
+        return contextlib.nullcontext()
+
     def inline(self) -> contextlib.AbstractContextManager[None] | None:
         """A context in which this thread's calls give up with `InlineBudgetExceeded` once
         they have done a little work, so that an event loop may try them itself before it hands

@@ -1,11 +1,26 @@
-"""The SQLite store's side tables of a run: its checkpoints, one per finished phase
-(`checkpoints`), and its change journal (`execution_changes`), both keyed by the run's id."""
+"""What the engine reads and keeps of a run on SQLite beside its document: its sequence number
+and holder, its checkpoints, one per finished phase (`checkpoints`), and its change journal
+(`execution_changes`), both keyed by the run's id."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 from typing import Any
+
+
+def get_at(conn: sqlite3.Connection, execution_id: str) -> tuple[dict[str, Any], int] | None:
+    """A run's document and its sequence number, read together."""
+    row = conn.execute("SELECT doc, seq FROM executions WHERE id = ?", (execution_id,)).fetchone()
+    return None if row is None else (json.loads(row[0]), int(row[1]))
+
+
+def holder(conn: sqlite3.Connection, execution_id: str) -> tuple[str | None, str | None]:
+    """A run's status and the claim that holds it."""
+    row = conn.execute(
+        "SELECT status, worker FROM executions WHERE id = ?", (execution_id,)
+    ).fetchone()
+    return (None, None) if row is None else (row[0], row[1])
 
 
 def keep(conn: sqlite3.Connection, execution_id: str, phase: int, blob: bytes) -> None:

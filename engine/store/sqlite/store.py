@@ -143,20 +143,10 @@ class SQLiteStore(ExecutionStore):
         return json.loads(row[0])
 
     def get_at(self, execution_id: str) -> tuple[dict[str, Any], int] | None:
-        row = (
-            self._connect()
-            .execute("SELECT doc, seq FROM executions WHERE id = ?", (execution_id,))
-            .fetchone()
-        )
-        return None if row is None else (json.loads(row[0]), int(row[1]))
+        return runs.get_at(self._connect(), execution_id)
 
     def holder(self, execution_id: str) -> tuple[str | None, str | None]:
-        row = (
-            self._connect()
-            .execute("SELECT status, worker FROM executions WHERE id = ?", (execution_id,))
-            .fetchone()
-        )
-        return (None, None) if row is None else (row[0], row[1])
+        return runs.holder(self._connect(), execution_id)
 
     def update(self, execution_id: str, change: Update) -> bool:
         conn = self._connect()
@@ -239,6 +229,26 @@ class SQLiteStore(ExecutionStore):
 
     def aggregate(self, query: Query) -> builtins.list[dict[str, Any]]:
         return aggregate.aggregate(self._connect(), query)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        conn = self._connect()
+        if conn.in_transaction:  # within a batch already: its own
+            yield
+            return
+        try:
+            begin_immediate(conn, BUSY_SECONDS)
+        except sqlite3.Error as exc:  # as every other call: the store is unavailable
+            raise StoreUnavailable(f"the SQLite store is unavailable: {exc}") from exc
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):  # closed meanwhile: nothing to undo
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreUnavailable(f"the SQLite store is unavailable: {exc}") from exc
+            raise
 
     def inline(self) -> contextlib.AbstractContextManager[None]:
         return self._bounded()

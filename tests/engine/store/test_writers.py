@@ -50,3 +50,32 @@ def test_past_its_patience_a_writer_gets_sqlites_error(tmp_path: Path) -> None:
     assert not waiter.in_transaction
     assert waiter.execute("PRAGMA busy_timeout").fetchone()[0] == 50
     holder.execute("ROLLBACK")
+
+
+def test_a_batch_of_inserts_is_one_transaction_and_a_duplicate_spoils_none(
+    tmp_path: Path,
+) -> None:
+    from procexec.engine.errors import DuplicateExecution
+    from procexec.engine.store.sqlite import SQLiteStore
+    from tests.engine.store.documents import execution
+
+    store = SQLiteStore(tmp_path / "s.db")
+    statements: list[str] = []
+    store._connect().set_trace_callback(statements.append)
+    with store.batch():
+        store.insert(execution("a", "DEMO", "triggered", "2021-07-01T10:00:00.000Z"))
+        with pytest.raises(DuplicateExecution):
+            store.insert(execution("a", "DEMO", "triggered", "2021-07-01T10:00:00.000Z"))
+        store.insert(execution("b", "DEMO", "triggered", "2021-07-01T10:00:00.000Z"))
+    assert [s for s in statements if s in ("BEGIN IMMEDIATE", "COMMIT")] == [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ]
+    assert store.get("a") is not None and store.get("b") is not None
+    with pytest.raises(RuntimeError), store.batch():
+        store.insert(execution("c", "DEMO", "triggered", "2021-07-01T10:00:00.000Z"))
+        raise RuntimeError("a bug between two inserts")
+    assert store.get("c") is None  # nothing of a batch that failed is kept
+    counted = store._connect().execute("SELECT sum(n) FROM execution_totals").fetchone()[0]
+    assert counted == 2
+    store.close()
