@@ -11,8 +11,11 @@ def now() -> datetime:
 
 
 def iso_ms(moment: datetime | None = None) -> str:
-    """`2021-07-01T16:30:13.390Z`: ISO 8601, UTC, milliseconds, `Z`."""
-    moment = (moment or now()).astimezone(UTC)
+    """`2021-07-01T16:30:13.390Z`: ISO 8601, UTC, milliseconds, `Z` (now by default)."""
+    if moment is None:
+        seconds, frac = divmod(time.time_ns(), 1_000_000_000)
+        return f"{_second(seconds)}.{frac // 1_000_000:03d}Z"
+    moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -20,16 +23,21 @@ def iso_ms(moment: datetime | None = None) -> str:
 _last_second: tuple[int, str] = (-1, "")
 
 
-def log_stamp(ns: int | None = None) -> str:
-    """`2021-07-01T16:30:13.390935800Z[UTC]`: the prefix of a log line, in nanoseconds."""
+def _second(seconds: int) -> str:
+    """`2021-07-01T16:30:13`: a second since the epoch, UTC, its text kept for the next call."""
     global _last_second
-    ns = time.time_ns() if ns is None else ns
-    seconds, frac = divmod(ns, 1_000_000_000)
     second, base = _last_second  # one tuple read: safe across threads
     if second != seconds:
         base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
         _last_second = (seconds, base)
-    return f"{base}.{frac:09d}Z[UTC]"
+    return base
+
+
+def log_stamp(ns: int | None = None) -> str:
+    """`2021-07-01T16:30:13.390935800Z[UTC]`: the prefix of a log line, in nanoseconds."""
+    ns = time.time_ns() if ns is None else ns
+    seconds, frac = divmod(ns, 1_000_000_000)
+    return f"{_second(seconds)}.{frac:09d}Z[UTC]"
 
 
 def log_line(level: str, text: str, ns: int | None = None) -> str:

@@ -79,7 +79,8 @@ def load_execution(
 def _run(execution_id: str, process: str | None, ticket: str | None = None) -> str | None:
     runner = _runner(os.getpid())
     label = f"{process or 'execution'} {execution_id}"
-    logger.info("%s: %s", label, "LOAD started" if ticket else "started")
+    # one line a run at INFO, when it ends (Celery's own says when its task was received)
+    logger.debug("%s: %s", label, "LOAD started" if ticket else "started")
     status = runner.run(execution_id, ticket)
     if status is None:
         logger.info("%s: claimed elsewhere or finished already; nothing to do", label)
