@@ -36,7 +36,7 @@ from procexec.engine.timeutil import iso_ms, log_line
 logger = logging.getLogger(__name__)
 
 #: the pause between two flushes is at least this many times the last flush's duration
-WRITE_SHARE = 10
+WRITE_SHARE = 4
 
 
 #: the marker line of a capped log (after its timestamp), with the count of dropped lines
@@ -151,7 +151,7 @@ class ExecutionRecorder:
     def tick(self, now: float) -> float:
         """The flusher's round (`engine.flusher`): watch the deadline, flush when due (less
         often for a run whose writes grow costly, a long log rewritten whole: its writes take
-        at most a tenth of its time), heartbeat when due; the time of the next round due."""
+        at most a fifth of its time), heartbeat when due; the time of the next round due."""
         with self._tick_lock:
             if self._closed:
                 return now + self.flush_interval
@@ -175,11 +175,12 @@ class ExecutionRecorder:
 
     def heartbeat(self) -> bool:
         """Tell the store this worker still holds the run; False if it does not any more."""
-        if self.control.aborted:
-            return False
-        if self.ended:  # its final status is written: nothing more to hold
-            return True
-        return self._apply(Update(meta={"heartbeat": iso_ms()}))
+        with self._write_lock:  # never after the final status, which another thread may write
+            if self.control.aborted:
+                return False
+            if self.ended:  # its final status is written: nothing more to hold
+                return True
+            return self._apply(Update(meta={"heartbeat": iso_ms()}))
 
     def _apply(self, change: Update) -> bool:
         change = dataclasses.replace(change, expect_status=ACTIVE, expect_worker=self.token)
