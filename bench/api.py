@@ -1,22 +1,26 @@
-"""Triggers and reads per second through one API process, beside a bare route of the same server.
+"""Triggers and reads per second through one API process, beside two floors of the same server.
 
 Starts a private redis-server (the broker: triggers are sent to it and, with no worker, only
-accumulate), `procexec api` on an SQLite store in a temporary data folder, and a bare server:
-a plain Starlette app served by the same uvicorn configuration (`BoundedHttpProtocol`, the same
-log level, the interpreter's switch interval the API sets) in the same kind of subprocess, whose
-two routes answer the bytes the API answered (a 202 trigger, one execution). Then, from
-`--connections` keep-alive HTTP/1.1 connections (an asyncio client over raw streams, uvloop
-when installed), it times in turns of `--seconds`:
+accumulate), `procexec api` on an SQLite store in a temporary data folder, and the two floors of
+`bench/api_floors.py`, plain Starlette apps served by the same uvicorn configuration
+(`BoundedHttpProtocol`, the same log level, the interpreter's switch interval the API sets) in
+the same kind of subprocess: the bare route, whose two routes answer the bytes the API answered
+(a 202 trigger, one execution), and the work route, which does only a trigger's (and a read's)
+unavoidable work through procexec's own parts (the same store and broker, `TriggerQueue`,
+`store.get` in a worker thread). Then, from `--connections` keep-alive HTTP/1.1 connections
+(an asyncio client over raw streams, uvloop when installed), it times in turns of `--seconds`:
 
 - POST /service/process-exec/v1 `{"name": "DEMO", "body": {}}` (each answered 202), and the
-  bare POST beside it;
+  work and bare POSTs beside it;
 - GET /service/process-exec/v1/{id} of the executions triggered (each answered 200), and the
-  bare GET beside it;
+  work and bare GETs beside it;
 
-and prints, for each, requests per second, p50 and p99 latency (ms), and the ratio to the bare
-route measured in the same run (medians of the turns' rates, latencies pooled), and the share
-of a core the client itself used (when it nears one core, the client is the bottleneck: use
-`--clients 2`, which runs the load from two processes). Nothing is asserted.
+and prints, for each, requests per second, p50 and p99 latency (ms), the server's CPU per
+answer, the API's ratios to each floor measured in the same run (medians of the turns' rates,
+latencies pooled), the API's CPU per answer split into HTTP (bare), the work (work - bare) and
+its own (api - work: framework, auth, checks), and the share of a core the client itself used
+(when it nears one core, the client is the bottleneck: use `--clients 2`, which runs the load
+from two processes). Nothing is asserted.
 
 `--profile` runs py-spy on the API process during one more POST period and prints where its
 samples go (all threads, and within the trigger's work in the threadpool), with the path of
@@ -48,9 +52,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import api_floors  # noqa: E402
+
 BASE = "/service/process-exec/v1"
 #: frames whose share of the GIL's samples is printed whatever their rank
 GIL_ALSO = ("TriggerService.trigger", "solve_dependencies", "Celery.send_task", "authenticate")
+#: the rows of each call: the API, the work route (a trigger's work alone), the bare route
+SIDES = ("api", "work", "bare")
 TRIGGER = json.dumps({"name": "DEMO", "body": {}}).encode()
 
 
@@ -58,35 +66,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-# --- the bare server ---------------------------------------------------------------------------
-
-
-def serve_bare(port: int, post_file: str, get_file: str, log_level: str) -> None:
-    """The floor: a plain Starlette app, two routes answering fixed bytes, served by uvicorn as
-    `procexec api` serves the API."""
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    from procexec.api.app import SWITCH_SECONDS
-    from procexec.api.server import BoundedHttpProtocol
-
-    posted, got = Path(post_file).read_bytes(), Path(get_file).read_bytes()
-
-    async def trigger(request: Request) -> Response:
-        await request.body()
-        return Response(posted, status_code=202, media_type="application/json")
-
-    async def one(request: Request) -> Response:
-        return Response(got, media_type="application/json")
-
-    app = Starlette(routes=[Route("/bare", trigger, methods=["POST"]), Route("/bare/{id}", one)])
-    sys.setswitchinterval(SWITCH_SECONDS)
-    uvicorn.run(app, http=BoundedHttpProtocol, host="127.0.0.1", port=port, log_level=log_level)
 
 
 # --- the processes -----------------------------------------------------------------------------
@@ -99,7 +78,8 @@ class Servers:
     def __init__(self, log_level: str) -> None:
         self.work = Path(tempfile.mkdtemp(prefix="procexec-bench-api-"))
         self.log_level = log_level
-        self.redis_port, self.api_port, self.bare_port = free_port(), free_port(), free_port()
+        self.redis_port, self.api_port = free_port(), free_port()
+        self.bare_port, self.work_port = free_port(), free_port()
         self.env = {
             **os.environ,
             "PROCEXEC_DATA_DIR": str(self.work / "data"),
@@ -109,15 +89,13 @@ class Servers:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.api: subprocess.Popen[bytes] | None = None
         self.bare: subprocess.Popen[bytes] | None = None
+        self.work_route: subprocess.Popen[bytes] | None = None
         self.redis: subprocess.Popen[bytes] | None = None
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds each server process has used so far."""
-        return {
-            name: cpu_seconds(process.pid)
-            for name, process in (("api", self.api), ("bare", self.bare), ("redis", self.redis))
-            if process is not None
-        }
+        named = {"api": self.api, "work": self.work_route, "bare": self.bare, "redis": self.redis}
+        return {name: cpu_seconds(p.pid) for name, p in named.items() if p is not None}
 
     def spawn(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
         log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115
@@ -161,6 +139,11 @@ class Servers:
             str(self.work / "post.json"), str(self.work / "get.json"), self.log_level.lower(),
         )  # fmt: skip
         self.wait_port(self.bare_port, self.bare, "bare")
+        self.work_route = self.spawn(
+            "work", sys.executable, __file__, "--serve-work", str(self.work_port),
+            self.log_level.lower(),
+        )  # fmt: skip
+        self.wait_port(self.work_port, self.work_route, "work")
 
     def token(self) -> str:
         from procexec.engine.domain import Scope
@@ -228,14 +211,16 @@ def measure(args: argparse.Namespace, servers: Servers) -> None:
     ids = [json.loads(call(servers.api_port, "POST", BASE, post_headers, TRIGGER))["_id"]]
     ids += [json.loads(call(servers.api_port, "POST", BASE, post_headers, TRIGGER))["_id"]
             for _ in range(199)]  # fmt: skip
-    api, bare = servers.api_port, servers.bare_port
-    calls = {
+    api, work, bare = servers.api_port, servers.work_port, servers.bare_port
+    calls = {  # each call: the API's, the work route's, the bare route's
         "POST trigger": (
             (api, [request("POST", BASE, api, post_headers, TRIGGER)], 202),
+            (work, [request("POST", "/work-route", work, post_headers, TRIGGER)], 202),
             (bare, [request("POST", "/bare", bare, post_headers, TRIGGER)], 202),
         ),
         "GET one execution": (
             (api, [request("GET", f"{BASE}/{i}", api, auth) for i in ids], 200),
+            (work, [request("GET", f"/work-route/{i}", work, auth) for i in ids], 200),
             (bare, [request("GET", f"/bare/{i}", bare, auth) for i in ids], 200),
         ),
     }
@@ -243,7 +228,7 @@ def measure(args: argparse.Namespace, servers: Servers) -> None:
     warm = min(1.0, args.seconds)
     for turn in range(-1, args.turns):  # turn -1: a warm-up, not kept
         for name, pair in calls.items():
-            for side, (port, requests, expected) in zip(("bare", "api"), pair[::-1], strict=True):
+            for side, (port, requests, expected) in zip(SIDES[::-1], pair[::-1], strict=True):
                 before = servers.cpu()
                 seconds = warm if turn < 0 else args.seconds
                 out = load(port, requests, args.connections, seconds, args.clients)
@@ -283,22 +268,29 @@ def report(args: argparse.Namespace, figures: dict[tuple[str, str], list[dict[st
         f"latencies: pooled), {os.cpu_count()} cores, load average {load:.1f} at the end"
     )
     print(
-        f"{'call':<18} {'':<5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'answers':>8} "
+        f"{'call':<18} {'':<8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'answers':>8} "
         f"{'server CPU ms/req':>17} {'redis':>6} {'client CPU':>10}"
     )
     for name in ("POST trigger", "GET one execution"):
-        rows = {side: summary(figures[(name, side)], side) for side in ("api", "bare")}
+        rows = {side: summary(figures[(name, side)], side) for side in SIDES}
         for side, row in rows.items():
             print(
-                f"{name if side == 'api' else '':<18} {side:<5} {row['rate']:>8,.0f} "
+                f"{name if side == 'api' else '':<18} {side:<8} {row['rate']:>8,.0f} "
                 f"{row['p50']:>7.2f} {row['p99']:>7.2f} {row['count']:>8,.0f} "
                 f"{row['server']:>17.3f} {row['redis']:>6.3f} {row['cpu']:>10.0%}"
             )
-        api, bare = rows["api"], rows["bare"]
+        api = rows["api"]
+        for floor in ("bare", "work"):
+            row = rows[floor]
+            print(
+                f"{'':<18} {'api/' + floor:<8} {api['rate'] / row['rate']:>8.3f} "
+                f"{api['p50'] / row['p50']:>7.2f} {api['p99'] / row['p99']:>7.2f} {'':>8} "
+                f"{api['server'] / row['server']:>17.2f}"
+            )
+        bare, work = rows["bare"]["server"], rows["work"]["server"]
         print(
-            f"{'':<18} {'x':<5} {api['rate'] / bare['rate']:>8.3f} "
-            f"{api['p50'] / bare['p50']:>7.2f} {api['p99'] / bare['p99']:>7.2f} {'':>8} "
-            f"{api['server'] / bare['server']:>17.2f}  (API / bare)"
+            f"{'':<18} CPU ms/req: HTTP (bare) {bare:.3f} + work (work - bare) {work - bare:.3f}"
+            f" + API's own (api - work) {api['server'] - work:.3f} = {api['server']:.3f}"
         )
 
 
@@ -333,7 +325,10 @@ def profile(args: argparse.Namespace, servers: Servers, post: tuple[int, list[by
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--serve-bare"]:
-        serve_bare(int(argv[1]), argv[2], argv[3], argv[4])
+        api_floors.serve_bare(int(argv[1]), argv[2], argv[3], argv[4])
+        return
+    if argv[:1] == ["--serve-work"]:
+        api_floors.serve_work(int(argv[1]), argv[2])
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
