@@ -46,14 +46,15 @@ def keys(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def bump(conn: sqlite3.Connection, counted: Mapping[str, Any], step: int) -> None:
-    """Add `step` to every counter row of these keys (made at 0 when missing)."""
+    """Add `step` to every counter row of these keys (made when missing), in the caller's
+    write transaction: an update that finds the row, else an insert."""
     for table, columns in TABLES:
         values = [counted[column] for column in columns]
         match = " AND ".join(f"{column} IS ?" for column in columns)
-        marks = ", ".join("?" * len(columns))
-        conn.execute(
-            f"INSERT INTO {table} ({', '.join(columns)}, n) SELECT {marks}, 0 "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {match})",
-            (*values, *values),
-        )
-        conn.execute(f"UPDATE {table} SET n = n + ? WHERE {match}", (step, *values))
+        cursor = conn.execute(f"UPDATE {table} SET n = n + ? WHERE {match}", (step, *values))
+        if cursor.rowcount == 0:
+            conn.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}, n) "
+                f"VALUES ({', '.join('?' * len(columns))}, ?)",
+                (*values, step),
+            )
