@@ -9,7 +9,11 @@ import sqlite3
 from typing import Any
 
 from procexec import PhaseContext, Process
-from tests.engine.runs import Bench
+from procexec.engine.process import ProcessRegistry
+from procexec.engine.runner import PhaseRunner
+from procexec.engine.store.base import ExecutionStore
+from procexec.engine.trigger_service import TriggerService
+from tests.engine.runs import Bench, texts
 
 PHASES = ["EXTRACT", "TRANSFORM", "SEND", "LOAD"]
 
@@ -121,3 +125,37 @@ def test_no_heartbeat_is_sent_once_the_run_has_ended(bench: Bench) -> None:
     assert recorder.heartbeat()  # not refused, not sent: the run is not taken away
     assert not recorder.control.aborted
     assert bench.store.get_meta(execution_id)["heartbeat"] == before
+
+
+def test_the_write_path_holds_on_every_backend(store: ExecutionStore) -> None:
+    """A run of slow and quick phases, with log lines, on SQLite and on MongoDB: its
+    boundaries written as they come or together, never a path beside its parent in one write
+    (MongoDB refuses that), every phase's checkpoint kept, the journal numbered without gaps."""
+    process = Process("MIXED")
+    for number, phase in enumerate(PHASES):
+
+        @process.phase(phase)
+        def run(ctx: PhaseContext, previous: Any, slow: bool = number % 2 == 0) -> int:
+            ctx.log("begun")
+            if slow:
+                ctx.sleep(0.08)
+            ctx.log("done")
+            return (previous or 0) + 1
+
+    registry = ProcessRegistry([process])
+    doc = TriggerService(store, registry, lambda *args: None).record(
+        "MIXED", run_as="alice", environment="production"
+    )
+    runner = PhaseRunner(store, registry, worker_id="w1", flush_interval=0.02)
+    assert runner.run(doc["_id"]) == "success"
+    found = store.get_at(doc["_id"])
+    assert found is not None
+    final, seq = found
+    assert [(p["name"], p["status"]) for p in final["phases"]] == [(p, "success") for p in PHASES]
+    for phase in final["phases"]:
+        assert texts(phase["log"])[:2] == ["info begun", "info done"], phase
+    journal = store.changes(doc["_id"])
+    assert [number for number, _ in journal] == list(range(1, seq + 1))
+    for index in range(len(PHASES)):
+        kept = store.load_checkpoint(doc["_id"], index)
+        assert kept is not None and kept[0] == index
