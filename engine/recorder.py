@@ -231,41 +231,33 @@ class ExecutionRecorder:
                 log = self._logs[int(index)]
                 log.fresh = lines + log.fresh
 
-    def _write(
-        self,
-        *,
-        set: Mapping[str, Any] | None = None,
-        push: Mapping[str, list[Any]] | None = None,
-    ) -> bool:
-        """One write of everything waiting: the log's lines, a finished phase staged by
-        `end_phase` (with its checkpoint), then `set` and `push`."""
+    def _write(self, *, set: Mapping[str, Any] | None = None) -> bool:
+        """One write of everything waiting: the log's lines, the phases staged by `end_phase`
+        and `start_phase` (with their checkpoints), then `set`."""
         with self._write_lock:
             log_sets, pushes, fresh = self._take_pending()
             staged, checkpoints = self._staged, self._staged_checkpoints
             fields = {**staged, **(set or {})}
-            if not pushes and not log_sets and not fields and not push:
+            if not pushes and not log_sets and not fields:
                 return True
-            # a backstop: the log arrays stay bounded in the store even if lines are pushed
-            # twice (a write that was applied, then reported failed, and is sent again)
-            limits = dict.fromkeys(pushes, self.max_log_lines)
             # the journal records the lines new to each log, never a whole log set again
             note: dict[str, Any] = {"set": fields} if fields else {}
-            if push:
-                note["push"] = dict(push)
             if fresh:
                 note["lines"] = fresh
-            sets, all_pushes = {**log_sets, **fields}, {**pushes, **(push or {})}
+            sets, appended = {**log_sets, **fields}, dict(pushes)
             for path, entry in fields.items():  # a phase begun in this write holds its lines
                 if isinstance(entry, dict) and re.fullmatch(r"phases\.\d+", path):
-                    lines = sets.pop(f"{path}.log", None) or all_pushes.pop(f"{path}.log", None)
+                    lines = sets.pop(f"{path}.log", None) or appended.pop(f"{path}.log", None)
                     if lines:
                         sets[path] = {**entry, "log": [*entry.get("log", []), *lines]}
             try:
                 done = self._apply(
                     Update(
                         set=sets,
-                        push=all_pushes,
-                        push_limit={path: n for path, n in limits.items() if path in all_pushes},
+                        push=appended,
+                        # a backstop: the log arrays stay bounded in the store even if lines
+                        # are pushed twice (a write applied, then reported failed, sent again)
+                        push_limit=dict.fromkeys(appended, self.max_log_lines),
                         checkpoints=tuple(checkpoints),
                         note=note,
                     )
@@ -331,14 +323,6 @@ class ExecutionRecorder:
         status, worker = self.store.holder(self.execution_id)
         if status not in ACTIVE or worker != self.token:
             self._taken_away()
-
-    def opened(self, name: str) -> int:
-        """Take phase `name` as begun by the claim that took the run (`new_phase`)."""
-        index = self.phase_count
-        self.phase_names.append(name)
-        with self._lock:
-            self._logs.setdefault(index, _PhaseLog(self.max_log_lines))
-        return index
 
     def set_phase(self, index: int, **fields: Any) -> bool:
         return self._write(set={f"phases.{index}.{key}": value for key, value in fields.items()})

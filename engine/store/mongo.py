@@ -182,9 +182,8 @@ class MongoStore(ExecutionStore):
     def update(self, execution_id: str, change: Update) -> bool:
         selector: dict[str, Any] = {"_id": execution_id}
         if change.expect_seq is not None:  # a document stored before the numbers has none
-            selector["_meta.seq"] = {
-                "$in": [change.expect_seq, *([None] * (not change.expect_seq))]
-            }
+            expected = [0, None] if change.expect_seq == 0 else [change.expect_seq]
+            selector["_meta.seq"] = {"$in": expected}
         if change.expect_status is not None:
             selector["status"] = {"$in": sorted(change.expect_status)}
         if change.expect_worker is not None:
@@ -252,19 +251,13 @@ class MongoStore(ExecutionStore):
         """Apply a change to the document and raise its sequence number; the document's `_meta`
         after it (its new number), or None where the selector matched nothing."""
         operations["$inc"] = {"_meta.seq": 1}
-        if array_filters is None:
-            after = self.executions.find_one_and_update(
-                selector,
-                operations,
-                projection={"_meta.seq": 1},
-                return_document=pymongo.ReturnDocument.AFTER,
-            )
-        else:  # the stand-in of the tests takes array filters on `update_one` alone
-            result = self.executions.update_one(selector, operations, array_filters=array_filters)
-            after = result.matched_count and self.executions.find_one(
-                {"_id": selector["_id"]}, {"_meta.seq": 1}
-            )
-        return after
+        return self.executions.find_one_and_update(
+            selector,
+            operations,
+            projection={"_meta.seq": 1},
+            return_document=pymongo.ReturnDocument.AFTER,
+            array_filters=array_filters,
+        )
 
     def _limited(self, seconds: float) -> contextlib.AbstractContextManager[None]:
         if self._max_time_ms() is not None:

@@ -10,8 +10,9 @@ lacks one, this adapter supplies it, each as MongoDB documents it:
   the collection's text index and turns `$text` into the match MongoDB makes through it (any of
   the words, whole, in any of the indexed fields, case-insensitive). Only the plain word lists
   the store sends are taken: a phrase or a negated word in `$search` is refused;
-- `array_filters` of an update (`phases.$[running].status` with `running.status: running`):
-  the update is applied to the elements the filters select, named by their index;
+- `array_filters` of an update, `update_one` or `find_one_and_update`
+  (`phases.$[running].status` with `running.status: running`): the update is applied to the
+  elements the filters select, named by their index;
 - options mongomock's calls do not take (`maxTimeMS` on `distinct`), dropped: mongomock never
   stops a read;
 - `$regex` of a pattern the API checked (a string, no `$options`): matched by RE2, as the
@@ -36,6 +37,20 @@ import re2
 from bson.regex import Regex
 from mongomock.filtering import filter_applies
 from pymongo.results import BulkWriteResult, UpdateResult
+
+
+def _expanded(
+    doc: Mapping[str, Any], update: Mapping[str, Any], array_filters: list[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """`update` with each filtered path (`$[name]`) replaced by the paths it selects in `doc`."""
+    return {
+        operator: {
+            path: value
+            for given, value in fields.items()
+            for path in _filtered_paths(doc, given, array_filters)
+        }
+        for operator, fields in update.items()
+    }
 
 
 def _filtered_paths(
@@ -216,15 +231,24 @@ class AdaptedCollection:
         doc = self.standin.find_one(filter)
         if doc is None:
             return UpdateResult({"n": 0, "nModified": 0}, acknowledged=True)
-        expanded = {
-            operator: {
-                path: value
-                for given, value in fields.items()
-                for path in _filtered_paths(doc, given, array_filters)
-            }
-            for operator, fields in update.items()
-        }
+        expanded = _expanded(doc, update, array_filters)
         return self.standin.update_one({"_id": doc["_id"]}, expanded, **kwargs)
+
+    def find_one_and_update(
+        self,
+        filter: Any,
+        update: Mapping[str, Any],
+        *args: Any,
+        array_filters: list[Mapping[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if array_filters is None:
+            return self.standin.find_one_and_update(filter, update, *args, **kwargs)
+        doc = self.standin.find_one(filter)
+        if doc is None:
+            return None
+        expanded = _expanded(doc, update, array_filters)
+        return self.standin.find_one_and_update({"_id": doc["_id"]}, expanded, *args, **kwargs)
 
     # --- indexes -----------------------------------------------------------------------------
 
