@@ -23,24 +23,28 @@ from procexec.engine.errors import excerpt
 MAX_DELAY_MS = 86_400_000
 
 #: a trigger's body, as `_trigger_request` reads it
-TRIGGER_BODY = described(
-    {
-        "type": "object",
-        "required": ["name"],
-        "properties": {
-            "name": {"type": "string", "pattern": r"\S", "description": "a process"},
-            "body": {"type": "object", "description": "its parameters"},
-            "input": {"type": "object", "description": "an alias of `body`"},
-            "_reason": {"type": "string", "pattern": "^[^\\u0000]*$", "description": "no NUL"},
-            "_delay": {
-                "type": "number",
-                "minimum": 0,
-                "maximum": MAX_DELAY_MS,
-                "description": "milliseconds before the run starts",
-            },
+TRIGGER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "not": {"required": ["body", "input"], "description": "`body` or `input`, not both"},
+    "properties": {
+        "name": {"type": "string", "pattern": r"\S", "description": "a process"},
+        "body": {"type": "object", "description": "its parameters"},
+        "input": {"type": "object", "description": "an alias of `body`"},
+        "_reason": {"type": "string", "pattern": "^[^\\u0000]*$", "description": "no NUL"},
+        "_delay": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": MAX_DELAY_MS,
+            "description": "milliseconds before the run starts",
         },
-    }
-)
+    },
+}
+TRIGGER_BODY = described(TRIGGER_SCHEMA)
+
+#: the keys a trigger's body may have
+TRIGGER_KEYS = tuple(TRIGGER_SCHEMA["properties"])
 
 #: how both trigger paths answer and what they take (their FastAPI routes, in `api.routes`)
 TRIGGER_ROUTE: dict[str, Any] = {
@@ -59,6 +63,15 @@ def _trigger_request(
     payload = json_body(raw)
     if not isinstance(payload, dict):
         raise ApiError(400, f"request body: expected a JSON object, got {type(payload).__name__}")
+    unknown = [key for key in payload if key not in TRIGGER_KEYS]
+    if unknown:
+        raise ApiError(
+            400,
+            f"{excerpt(unknown[0])}: not a key of a trigger; it takes {', '.join(TRIGGER_KEYS)} "
+            "(a process's parameters go in body)",
+        )
+    if "body" in payload and "input" in payload:
+        raise ApiError(400, "input: an alias of body; give one of them, not both")
     name = payload.get("name")
     if name is None:
         raise ApiError(400, "name: required (the name of the process to run)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 from procexec.engine.control import RunControl
 from procexec.engine.recorder import ExecutionRecorder
 from procexec.engine.store.base import ExecutionStore, Observation
@@ -52,12 +54,13 @@ class PhaseContext:
         execution: Mapping[str, Any],
         phase: str,
         phase_index: int,
-        params: Mapping[str, Any],
+        params: Any,
         recorder: ExecutionRecorder,
         store: ExecutionStore,
         updates: DataUpdates,
         control: RunControl | None = None,
         attempt: int = 1,
+        service_keys: Mapping[str, Any] | None = None,
     ) -> None:
         self.execution_id: str = execution["_id"]
         self.process: str = execution["name"]
@@ -65,7 +68,14 @@ class PhaseContext:
         self.run_as: str = execution.get("runAs", "")
         self.trigger: str = execution.get("trigger", "")
         self.phase = phase
-        self.params = dict(params)
+        #: the run's parameters: the process's model (`params=`), or a dict (`defaults=`)
+        self.params: Any = params if isinstance(params, BaseModel) else dict(params)
+        keys = service_keys or {}
+        #: a subscription run's fulfilled subscription (`{"series": {date: [ids]}, …}`)
+        self.subscription: dict[str, Any] | None = keys.get("subscription")
+        #: the run that caused this one (`{"_id", "name", "status"}`), for a follower or
+        #: subscription run
+        self.upstream: dict[str, Any] | None = keys.get("upstream")
         self.updates = updates
         self.warnings = 0
         #: 1 for the first attempt of this phase, 2 for its first retry, …

@@ -8,8 +8,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import BaseModel
+
 from procexec.engine.domain import DEFAULT_ENVIRONMENT, Status
 from procexec.engine.errors import EXCERPT_CHARS, BadRequest, excerpt
+from procexec.engine.params import Parameters
 
 if TYPE_CHECKING:
     from procexec.engine.context import PhaseContext
@@ -47,6 +50,10 @@ class PhaseDefinition:
 class Process:
     """A named process; add phases in order with the `phase` decorator.
 
+    Its parameters are a pydantic model (`params=`), whose instance the phases receive as
+    `ctx.params`, or plain `defaults` (a dict in `ctx.params`); a trigger whose body names
+    another parameter, or gives one a value its type refuses, is refused with a 400.
+
     ```python
     DEMO = Process("DEMO", service="ETL", defaults={"sleep": 0})
 
@@ -83,9 +90,13 @@ class Process:
     on_lost: LostPolicy = "resume"
     max_recoveries: int = 3
     phases: list[PhaseDefinition] = field(default_factory=list)
-    #: checks a trigger's parameters (the defaults overridden by its body); a `ValueError` or
-    #: `TypeError` it raises refuses the trigger with a 400 carrying its message
-    check: Callable[[Mapping[str, Any]], None] | None = None
+    #: checks a trigger's parameters, once validated (what the phases receive); a
+    #: `ValueError` or `TypeError` it raises refuses the trigger with a 400 carrying its message
+    check: Callable[[Any], None] | None = None
+    #: the parameters' model (a pydantic `BaseModel` subclass), instead of plain `defaults`
+    params: type[BaseModel] | None = None
+    #: what a trigger's body is validated against (made from `params` or `defaults`)
+    parameters_model: Parameters = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -111,6 +122,30 @@ class Process:
             from procexec.engine.crontab import Crontab
 
             Crontab(self.schedule, self.timezone)  # raises ScheduleError, naming the problem
+        self.parameters_model = Parameters(self.name, self.params, self.defaults)
+        self._check_defaults()
+
+    def _check_defaults(self) -> None:
+        """A definition whose defaults its own parameters refuse fails here, at start-up."""
+        model = self.parameters_model
+        defaults = {
+            field.alias or name: field.get_default(call_default_factory=True)
+            for name, field in model.model.model_fields.items()
+            if not field.is_required()
+        }
+        try:
+            recorded = model.validate(defaults)
+            if self.check is not None and not model.required():
+                self.check(model.arguments(recorded))
+        except (BadRequest, TypeError, ValueError) as exc:
+            raise ValueError(f"process {self.name}: its defaults are refused: {exc}") from None
+        needed = model.required()
+        made_by_service = self.schedule or self.subscriptions or self.follows
+        if needed and made_by_service:
+            raise ValueError(
+                f"process {self.name}: parameter {needed[0]!r} has no default, but the runs the "
+                "service makes (scheduled, subscription, follower) give no parameters"
+            )
 
     def subscribes_to(self, data_id: str) -> bool:
         return any(fnmatch.fnmatchcase(data_id, pattern) for pattern in self.subscriptions)
@@ -140,16 +175,23 @@ class Process:
 
         return register
 
-    def parameters(self, body: Mapping[str, Any] | None) -> dict[str, Any]:
-        """The defaults overridden by a trigger's `body`, as the process's `check` accepts
-        them (a `BadRequest` naming what it refused otherwise)."""
-        parameters = {**self.defaults, **(body or {})}
+    def parameters(
+        self, body: Mapping[str, Any] | None, *, added: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The parameters to record for a trigger's `body` (validated, defaults filled in) and
+        the service's own `added` keys (`params.RESERVED`); a `BadRequest` naming each field
+        refused otherwise, or what the process's `check` refused."""
+        recorded = self.parameters_model.validate(body, added=added)
         if self.check is not None:
             try:
-                self.check(parameters)
+                self.check(self.parameters_model.arguments(recorded))
             except (TypeError, ValueError) as exc:
                 raise BadRequest(f"body: {excerpt(str(exc), 2 * EXCERPT_CHARS)}") from None
-        return parameters
+        return recorded
+
+    def arguments(self, recorded: Mapping[str, Any]) -> Any:
+        """What the phases receive as `ctx.params` for recorded parameters."""
+        return self.parameters_model.arguments(recorded)
 
 
 def _check_limits(

@@ -20,7 +20,7 @@ from procexec.engine.domain import (
     Status,
     Trigger,
 )
-from procexec.engine.errors import DuplicateExecution
+from procexec.engine.errors import BadRequest, DuplicateExecution
 from procexec.engine.phase_timing import arm_timeout, wait_to_retry
 from procexec.engine.process import Process, ProcessRegistry
 from procexec.engine.recorder import ExecutionRecorder, new_phase
@@ -235,6 +235,11 @@ class PhaseRunner:
         process, hand_off, carried = start.process, start.hand_off, start.carried
         assert process is not None
         previous, updates, warnings = carried.result, carried.updates(), carried.warnings
+        try:
+            arguments = process.arguments(params)
+        except BadRequest as exc:  # recorded under a definition since changed
+            self._refuse(doc, start, recorder, chain, updates, str(exc))
+            return Status.FAILED.value
         kept = True  # the result LOAD would take is kept (a checkpoint), or there is none
         run_started = time.monotonic()
         for number, phase in enumerate(process.phases[start.first :]):
@@ -268,7 +273,8 @@ class PhaseRunner:
                     execution=doc,
                     phase=phase.name,
                     phase_index=index,
-                    params=params,
+                    params=arguments,
+                    service_keys=params,
                     recorder=recorder,
                     store=self.store,
                     updates=updates,
@@ -321,6 +327,23 @@ class PhaseRunner:
         self._finish(doc, recorder, updates, chain, status=status, message=message)
         return status.value
 
+    def _refuse(
+        self,
+        doc: dict[str, Any],
+        start: _Start,
+        recorder: ExecutionRecorder,
+        chain: list[str],
+        updates: DataUpdates,
+        problem: str,
+    ) -> None:
+        """Fail a run whose recorded parameters its process refuses now, before any phase."""
+        assert start.process is not None
+        first = start.process.phases[start.first].name
+        message = f"Failed in {first}: its parameters are refused: {problem}"
+        if first in recorder.phase_names:
+            recorder.end_phase(recorder.phase_names.index(first), PhaseStatus.FAILED, message)
+        self._finish(doc, recorder, updates, chain, status=Status.FAILED, message=message)
+
     def _finish(
         self,
         doc: dict[str, Any],
@@ -369,7 +392,7 @@ class PhaseRunner:
                     run.process.name,
                     run_as=doc.get("runAs", ""),
                     environment=doc["environment"],
-                    body=run.body,
+                    added=run.body,
                     trigger=Trigger.SUBSCRIPTION,
                     reason=run.reason,
                     execution_id=run.execution_id,

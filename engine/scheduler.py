@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from procexec.engine.crontab import Crontab, ScheduleError, crontab_reason
 from procexec.engine.domain import Trigger
-from procexec.engine.errors import DuplicateExecution
+from procexec.engine.errors import BadRequest, DuplicateExecution
 from procexec.engine.process import Process, ProcessRegistry
 from procexec.engine.store.base import ExecutionStore, ProcessState
 from procexec.engine.timeutil import iso_ms, parse_iso
@@ -141,6 +141,9 @@ class SchedulerService:
                 )
             except DuplicateExecution:
                 continue  # another scheduler triggered this fire time
+            except BadRequest as exc:  # refused by its process's own `check`: told, not run
+                logger.error("process %s: its scheduled run is refused: %s", process.name, exc)
+                continue
             result.triggered.append(execution_id)
         if self.store.advance_schedule(process.name, iso_ms(fires[-1]), missed=len(late)) and late:
             result.skipped[process.name] = len(late)
@@ -179,7 +182,8 @@ def describe(item: EffectiveSchedule) -> dict[str, object]:
         "lastFire": state.last_fire,
         "missed": state.missed,
         "phases": [phase.name for phase in process.phases],
-        "defaults": dict(process.defaults),
+        "defaults": process.parameters_model.defaults(),
+        "parameters": process.parameters_model.schema(),
         "subscriptions": list(process.subscriptions),
         "follows": {name: list(outcomes) for name, outcomes in process.follows.items()},
     }
@@ -201,7 +205,7 @@ def change_process(
     A changed schedule, or a disabled process enabled, counts its fire times from `now`: the
     fire times before the change are neither run nor counted as missed.
     """
-    from procexec.engine.errors import BadRequest, NotFound, excerpt
+    from procexec.engine.errors import NotFound, excerpt
 
     process = registry.get(name)
     if process is None:
@@ -219,6 +223,12 @@ def change_process(
         zone = timezone or state.timezone or process.timezone
         if not expression:
             raise BadRequest("schedule: required (five crontab fields)")
+        needed = process.parameters_model.required()
+        if needed:
+            raise BadRequest(
+                f"schedule: {name}'s parameter '{needed[0]}' has no default, and a scheduled "
+                "run gives no parameters"
+            )
         try:
             Crontab(expression, zone)
         except ScheduleError as exc:

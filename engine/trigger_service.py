@@ -75,12 +75,15 @@ class TriggerService:
         execution_id: str | None = None,
         chain: Sequence[str] = (),
         delay: float = 0.0,
+        added: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Record a new `triggered` execution of process `name`, without dispatching it.
 
-        A given `execution_id` makes this idempotent: a second one with the same id raises
-        `DuplicateExecution`. `chain` names the processes upstream of this run (subscriptions
-        and followers), to cut loops.
+        `body` is validated against the process's parameters (a `BadRequest` naming each field
+        refused, and nothing recorded); `added` holds the keys the service itself sets beside
+        them (`subscription`, `upstream`). A given `execution_id` makes this idempotent: a
+        second one with the same id raises `DuplicateExecution`. `chain` names the processes
+        upstream of this run (subscriptions and followers), to cut loops.
         """
         process = self.registry.get(name)
         if process is None:
@@ -101,7 +104,7 @@ class TriggerService:
             doc["_id"] = execution_id
         now = datetime.now(UTC)
         meta: dict[str, Any] = {
-            "input": process.parameters(body),
+            "input": process.parameters(body, added=added),
             # optimistic: a failed dispatch clears it, for the housekeeper to send again
             "dispatched": iso_ms(now),
             "due": iso_ms(now + timedelta(seconds=delay)),

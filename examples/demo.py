@@ -5,22 +5,23 @@ phase that raises; `log_lines`: lines logged per phase (at most `MAX_LOG_LINES`)
 how many attempts of `fail_in` fail (then it succeeds: for retries); `guard`: a name (letters,
 digits, `_`, `.`, `-`): each phase holds a lock file in `<data folder>/guards/<name>` while it
 runs, and records an overlap there if another copy of the same phase is running (for the
-fault-injection bench). A body outside these is refused at trigger time with a 400.
+fault-injection bench). A body outside these (`DemoParams`) is refused at trigger time with
+a 400.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
 
 from procexec import PhaseContext, Process
 from procexec.engine.domain import PHASES
 from procexec.engine.pids import pid_alive
 from procexec.engine.settings import Settings
-from procexec.examples.checks import number
 
 #: the most seconds `sleep` may ask for, per phase
 MAX_SLEEP = 600.0
@@ -30,29 +31,49 @@ MAX_LOG_LINES = 10_000
 GUARD_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
 
 
-def check(params: Mapping[str, Any]) -> None:
-    """Each parameter within its bounds; a `ValueError` naming the first that is not."""
-    number(params, "sleep", 0, MAX_SLEEP)
-    number(params, "log_lines", 0, MAX_LOG_LINES)
-    number(params, "fail_times", 0, 1_000_000)
-    fail_in = params.get("fail_in")
-    if fail_in and (not isinstance(fail_in, str) or fail_in.upper() not in PHASES):
-        raise ValueError(f"fail_in: expected one of {', '.join(PHASES)}, got {fail_in!r:.40}")
-    guard = params.get("guard")
-    if guard is not None and (not isinstance(guard, str) or not GUARD_NAME.match(guard)):
-        raise ValueError(
-            f"guard: expected a name (letters, digits, '_', '.', '-'; no path), got {guard!r:.40}"
-        )
+class DemoParams(BaseModel):
+    """DEMO's parameters."""
+
+    sleep: float = Field(0, ge=0, le=MAX_SLEEP, description="seconds each phase takes")
+    fail_in: str | None = Field(
+        None, description=f"the phase that raises: one of {', '.join(PHASES)} (any case)"
+    )
+    log_lines: int = Field(1, ge=0, le=MAX_LOG_LINES, description="lines each phase logs")
+    fail_times: int | None = Field(
+        None,
+        ge=0,
+        le=1_000_000,
+        description="attempts of `fail_in` that fail before it succeeds (none: every one)",
+    )
+    guard: str | None = Field(
+        None,
+        json_schema_extra={"pattern": GUARD_NAME.pattern.replace("\\Z", "$")},
+        description="a lock folder's name: each phase records an overlap there if another "
+        "copy of it runs at once",
+    )
+
+    @field_validator("fail_in")
+    @classmethod
+    def _known_phase(cls, value: str | None) -> str | None:
+        if value and value.upper() not in PHASES:
+            raise ValueError(f"expected one of {', '.join(PHASES)}")
+        return value.upper() if value else None
+
+    @field_validator("guard")
+    @classmethod
+    def _a_name(cls, value: str | None) -> str | None:
+        if value is not None and not GUARD_NAME.match(value):
+            raise ValueError("expected a name (letters, digits, '_', '.', '-'; no path)")
+        return value
 
 
 DEMO = Process(
     "DEMO",
     service="ETL",
     description="A demonstration process: sleeps, logs and fails on request",
-    defaults={"sleep": 0, "fail_in": None, "log_lines": 1, "fail_times": None, "guard": None},
+    params=DemoParams,
     # every phase may sleep its longest, with time to spare
     timeout=len(PHASES) * MAX_SLEEP + 600,
-    check=check,
 )
 
 
@@ -66,8 +87,7 @@ def guard_folder(name: str, data_dir: Path | None = None) -> Path:
 
 
 def _phase(ctx: PhaseContext, previous: Any) -> int:
-    check(ctx.params)  # as at trigger time: a run recorded otherwise is held to it too
-    guard = ctx.params.get("guard")
+    guard = ctx.params.guard
     if not guard:
         return _work(ctx, previous)
     folder = guard_folder(guard)
@@ -105,19 +125,18 @@ def _take(lock: Path) -> bool:
 
 
 def _work(ctx: PhaseContext, previous: Any) -> int:
-    lines = int(number(ctx.params, "log_lines", 0, MAX_LOG_LINES))
-    pause = number(ctx.params, "sleep", 0, MAX_SLEEP)
+    params: DemoParams = ctx.params
+    lines, pause = params.log_lines, params.sleep
     for number_ in range(1, lines + 1):
         ctx.info(f"{ctx.phase} line {number_} of {lines}")
         if pause:
             ctx.sleep(pause / lines)
     if pause and not lines:
         ctx.sleep(pause)
-    fail_in = ctx.params.get("fail_in")
-    fail_times = ctx.params.get("fail_times")
-    failing = fail_times is None or ctx.attempt <= int(fail_times)
-    if fail_in and str(fail_in).upper() == ctx.phase and failing:
-        raise RuntimeError(f"failure requested in {ctx.phase} (fail_in={fail_in})")
+    fail_times = params.fail_times
+    failing = fail_times is None or ctx.attempt <= fail_times
+    if params.fail_in == ctx.phase and failing:
+        raise RuntimeError(f"failure requested in {ctx.phase} (fail_in={params.fail_in})")
     return (previous or 0) + 1
 
 

@@ -10,15 +10,15 @@ TRANSFORM parses it, SEND hands the batch to the loader and LOAD upserts each ra
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
 
 from procexec import PhaseContext, Process
 from procexec.engine.settings import Settings
 from procexec.engine.store import Observation
-from procexec.examples.checks import number
-from procexec.examples.fetch import MAX_SECONDS, Allowed, check_url, fetch
+from procexec.examples.fetch import MAX_SECONDS, Allowed, FetchError, check_url, fetch
 
 SAMPLE = Path(__file__).parent / "data" / "eurofxref-2021-07-01.xml"
 ECB_NS = "{http://www.ecb.int/vocabulary/2002-08-01/eurofxref}"
@@ -27,33 +27,46 @@ ECB_NS = "{http://www.ecb.int/vocabulary/2002-08-01/eurofxref}"
 ECB_DAILY = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml"
 
 
-def check(params: Mapping[str, Any]) -> None:
-    """`url`: None (the bundled sample) or an http(s) URL; `timeout`: up to 60 seconds."""
-    if params.get("url") is not None:
-        check_url(params["url"])
-    if number(params, "timeout", 0, MAX_SECONDS) <= 0:
-        raise ValueError("timeout: must be more than 0 seconds")
+class EcbFxParams(BaseModel):
+    """ECB_FX's parameters."""
+
+    url: str | None = Field(
+        None,
+        description="an http(s) URL of an ECB reference rates file, fetched only from the hosts "
+        "PROCEXEC_FETCH_ALLOW allows; none: the bundled sample of 2021-07-01",
+    )
+    timeout: float = Field(
+        30, gt=0, le=MAX_SECONDS, description="seconds the fetch may take, at most 60"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _fetchable(cls, url: str | None) -> str | None:
+        if url is not None:
+            try:
+                check_url(url)
+            except FetchError as exc:  # "url: …": the field is named already
+                raise ValueError(str(exc).removeprefix("url: ")) from None
+        return url
 
 
 ECB_FX = Process(
     "ECB_FX",
     service="ETL",
     description="ECB euro foreign exchange reference rates",
-    defaults={"url": None, "timeout": 30},
+    params=EcbFxParams,
     schedule="30 16 * * 1-5",
     timeout=300,
-    check=check,
 )
 
 
 @ECB_FX.phase("EXTRACT")
 def extract(ctx: PhaseContext, _: Any) -> bytes:
-    check(ctx.params)
-    url = ctx.params.get("url")
-    if url is None:
+    params: EcbFxParams = ctx.params
+    if params.url is None:
         return SAMPLE.read_bytes()
     allowed = Allowed.of(Settings.from_env().fetch_allow)
-    return fetch(url, allowed, timeout=float(ctx.params.get("timeout") or MAX_SECONDS))
+    return fetch(params.url, allowed, timeout=params.timeout)
 
 
 @ECB_FX.phase("TRANSFORM")

@@ -1,6 +1,7 @@
 """ECB_FX_CROSS: cross rates derived from the ECB's euro rates whenever ECB_FX loads them.
 
-It subscribes to `#ECB_FX.*`; its input is the fulfilled subscription (the updated ids by date).
+It subscribes to `#ECB_FX.*`; it takes no parameters, and reads the fulfilled subscription (the
+updated ids by date) from `ctx.subscription`.
 GBPUSD, for example, is EURUSD / EURGBP.
 """
 
@@ -8,8 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from procexec import PhaseContext, Process
 from procexec.engine.store import Observation
+
+
+class NoParams(BaseModel):
+    """ECB_FX_CROSS takes no parameters of its own."""
+
 
 #: cross pairs (base, quote): base/quote = EUR<quote> / EUR<base>
 CROSSES = (
@@ -26,6 +34,7 @@ ECB_FX_CROSS = Process(
     service="ETL",
     description="Cross rates derived from the ECB euro reference rates",
     subscriptions=("#ECB_FX.*",),
+    params=NoParams,
     timeout=300,
 )
 
@@ -37,7 +46,7 @@ def _euro_id(currency: str) -> str:
 @ECB_FX_CROSS.phase("EXTRACT")
 def extract(ctx: PhaseContext, _: Any) -> dict[str, dict[str, float]]:
     """The euro rates of the subscribed dates, read back from the store."""
-    dates = sorted(ctx.params.get("subscription", {}).get("series", {}))
+    dates = sorted((ctx.subscription or {}).get("series", {}))
     if not dates:
         raise ValueError("no subscribed series dates in the input: nothing to derive")
     needed = {currency for pair in CROSSES for currency in pair}

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import BaseModel, ConfigDict
 
 from procexec.api.app import create_app
 from procexec.engine.domain import Scope
-from procexec.engine.process import ProcessRegistry
+from procexec.engine.process import Process, ProcessRegistry
 from procexec.engine.settings import Settings
 from procexec.engine.store.sqlite import SQLiteStore
 from procexec.engine.tokens import create_token
@@ -153,3 +154,17 @@ def watch_where_lists_run(
     monkeypatch.setattr(service.store, "inline", counted_inline)
     monkeypatch.setattr(routes, "run_in_threadpool", spy)
     return tries, handed
+
+
+class AnyParameters(BaseModel):
+    """Parameters of any name and value: a model whose `extra` is `allow`."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def free_process() -> Process:
+    """FREE, a one-phase process that takes any parameters (for the limits of a trigger's
+    body, whatever a process takes); add it to an app's registry."""
+    process = Process("FREE", params=AnyParameters)
+    process.phase("LOAD")(lambda ctx, previous: None)
+    return process

@@ -99,14 +99,16 @@ def test_a_key_without_email_is_401(client: TestClient, service: Service) -> Non
     assert response.headers["x-odsl-error"] == message
 
 
-def test_runas_is_the_token_user_whatever_the_body_says(
+def test_runas_is_the_token_user_and_no_body_may_claim_another(
     client: TestClient, service: Service
 ) -> None:
-    response = client.post(
-        f"{BASES[0]}/v1",
-        headers=service.run_headers,
-        json={"name": "DEMO", "runAs": READ_USER, "body": {"runAs": READ_USER}},
-    )
+    for claim in ({"runAs": READ_USER}, {"body": {"runAs": READ_USER}}):
+        refused = client.post(
+            f"{BASES[0]}/v1", headers=service.run_headers, json={"name": "DEMO", **claim}
+        )
+        assert refused.status_code == 400
+        assert "runAs: " in refused.json()["error"]
+    response = client.post(f"{BASES[0]}/v1", headers=service.run_headers, json={"name": "DEMO"})
     assert response.status_code == 202
     doc = response.json()
     assert doc["runAs"] == RUN_USER

@@ -184,7 +184,7 @@ def test_finished_runs_are_found_by_status_and_phase(client: TestClient, service
     assert listed("phases.name=LOAD") == [ids["ok"]]
     failed = client.get(f"{BASES[0]}/v1/{ids['broken']}", headers=service.read_headers).json()
     assert failed["message"] == (
-        "Failed in SEND: RuntimeError: failure requested in SEND (fail_in=send)"
+        "Failed in SEND: RuntimeError: failure requested in SEND (fail_in=SEND)"
     )
     assert [phase["status"] for phase in failed["phases"]] == ["success", "success", "failed"]
 

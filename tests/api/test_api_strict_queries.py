@@ -27,7 +27,7 @@ from procexec.engine.settings import Settings
 from procexec.engine.store.base import ExecutionStore
 from procexec.engine.store.sqlite import SQLiteStore
 from procexec.engine.tokens import create_token
-from tests.api.api_helpers import BASES, KNOWN, OPTIONS, Dispatcher, Service, bearer
+from tests.api.api_helpers import BASES, KNOWN, OPTIONS, Dispatcher, Service, bearer, free_process
 from tests.engine.conftest import mongo_database
 from tests.engine.query_strategies import DOCS, PROD
 
@@ -215,6 +215,7 @@ def nul_app(any_store: ExecutionStore, tmp_path: Path) -> Iterator[tuple[TestCli
         any_store.insert(copy.deepcopy(doc))
     settings = Settings.from_env({"PROCEXEC_DATA_DIR": str(tmp_path)})
     app = create_app(settings, store=any_store, dispatch=Dispatcher())
+    app.state.procexec.registry.add(free_process())
     read = bearer(create_token(any_store, "bob", Scope.READ))
     run = bearer(create_token(any_store, "alice", Scope.RUN))
     with TestClient(app) as client:
@@ -285,7 +286,7 @@ def test_a_nul_in_a_parameter_value_is_kept_faithfully_on_both_stores(
     kept whole, on both stores, not cut as SQLite's functions would cut it."""
     client, _, run = nul_app
     params = {"text": "a\x00b", "list": ["\x00", "c\x00"]}
-    response = client.post(URL, json={"name": "DEMO", "body": params}, headers=run)
+    response = client.post(URL, json={"name": "FREE", "body": params}, headers=run)
     assert response.status_code == 202, response.text
     assert any_store.get_meta(response.json()["_id"])["input"]["text"] == "a\x00b"
     assert any_store.get_meta(response.json()["_id"])["input"]["list"] == ["\x00", "c\x00"]

@@ -46,7 +46,7 @@ def test_trigger_answers_202_with_the_new_document(
     response = client.post(
         f"{base}/v1",
         headers=service.run_headers,
-        json={"name": "ECB_FX", "runAs": "mallory"},
+        json={"name": "ECB_FX"},
     )
     assert response.status_code == 202
     doc = response.json()
@@ -92,17 +92,16 @@ def test_parameters_merge_with_the_process_defaults(
     response = client.post(
         f"{base}/v1",
         headers=service.run_headers,
-        json={"name": "DEMO", field: {"sleep": 0.5, "colour": "blue"}},
+        json={"name": "DEMO", field: {"sleep": "0.5", "log_lines": 2}},
     )
     assert response.status_code == 202
     execution_id = response.json()["_id"]
     assert service.store.get_meta(execution_id)["input"] == {
-        "sleep": 0.5,
+        "sleep": 0.5,  # validated: the string of a number is the number
         "fail_in": None,
-        "log_lines": 1,
+        "log_lines": 2,
         "fail_times": None,
         "guard": None,
-        "colour": "blue",
     }
     # the parameters stay hidden: they are not part of the served document
     assert "input" not in response.json()

@@ -11,6 +11,7 @@ import pytest
 
 from procexec.engine.errors import BadRequest
 from procexec.engine.process import ProcessRegistry
+from procexec.engine.query import parse_query
 from procexec.engine.runner import PhaseRunner
 from procexec.engine.settings import Settings
 from procexec.engine.store.base import ExecutionStore, Update
@@ -26,27 +27,51 @@ def triggers(sqlite_store: ExecutionStore, registry: ProcessRegistry) -> Trigger
 @pytest.mark.parametrize(
     ("body", "why"),
     [
-        ({"sleep": 1e9}, "sleep: expected a number from 0 to 600, got 1000000000.0"),
-        ({"sleep": 601}, "sleep: expected a number from 0 to 600"),
-        ({"sleep": -1}, "sleep: expected a number from 0 to 600"),
-        ({"sleep": "nan"}, "sleep: expected a number from 0 to 600"),
-        ({"sleep": True}, "sleep: expected a number from 0 to 600"),
-        ({"log_lines": 10**9}, "log_lines: expected a number from 0 to 10000"),
-        ({"fail_times": "x"}, "fail_times: expected a number"),
-        ({"fail_in": "NOWHERE"}, "fail_in: expected one of EXTRACT, TRANSFORM, SEND, LOAD"),
-        ({"guard": "/tmp"}, "guard: expected a name"),
-        ({"guard": "../../etc"}, "guard: expected a name"),
-        ({"guard": ".."}, "guard: expected a name"),
-        ({"guard": "a/b"}, "guard: expected a name"),
-        ({"guard": "a\\b"}, "guard: expected a name"),
-        ({"guard": ["x"]}, "guard: expected a name"),
+        ({"sleep": 1e9}, r"sleep: Input should be less than or equal to 600 \(got 1000000000.0\)"),
+        ({"sleep": 601}, "sleep: Input should be less than or equal to 600"),
+        ({"sleep": -1}, "sleep: Input should be greater than or equal to 0"),
+        ({"sleep": "nan"}, "sleep: Input should be less than or equal to 600"),
+        ({"sleep": "soon"}, "sleep: Input should be a valid number"),
+        ({"log_lines": 10**9}, "log_lines: Input should be less than or equal to 10000"),
+        ({"log_lines": 1.5}, "log_lines: Input should be a valid integer, got a number with a"),
+        ({"fail_times": "x"}, "fail_times: Input should be a valid integer"),
+        ({"fail_in": "NOWHERE"}, "fail_in: Value error, expected one of EXTRACT, TRANSFORM"),
+        ({"guard": "/tmp"}, "guard: Value error, expected a name"),
+        ({"guard": "../../etc"}, "guard: Value error, expected a name"),
+        ({"guard": ".."}, "guard: Value error, expected a name"),
+        ({"guard": "a/b"}, "guard: Value error, expected a name"),
+        ({"guard": "a\\b"}, "guard: Value error, expected a name"),
+        ({"guard": "a\n"}, "guard: Value error, expected a name"),
+        ({"guard": ["x"]}, "guard: Input should be a valid string"),
+        ({"slep": 1}, r"slep: unknown parameter \(did you mean 'sleep'\?\); DEMO takes fail_in,"),
     ],
 )
 def test_demo_refuses_bad_parameters_at_trigger_time(
     triggers: TriggerService, sqlite_store: ExecutionStore, body: dict[str, Any], why: str
 ) -> None:
-    with pytest.raises(BadRequest, match=f"^body: {why}"):
+    with pytest.raises(BadRequest, match=f"^body.{why}"):
         triggers.trigger("DEMO", run_as="alice", environment="production", body=body)
+    assert sqlite_store.list(parse_query({}))[0] == []  # nothing recorded
+
+
+def test_demo_takes_values_in_pydantic_s_default_mode(
+    triggers: TriggerService, sqlite_store: ExecutionStore
+) -> None:
+    """Strings of numbers are numbers, `true` is 1, `fail_in` any case: the values recorded
+    are those the phases receive."""
+    doc = triggers.trigger(
+        "DEMO",
+        run_as="alice",
+        environment="production",
+        body={"sleep": "0.5", "log_lines": "2", "fail_in": "load", "fail_times": True},
+    )
+    assert sqlite_store.get_meta(doc["_id"])["input"] == {
+        "sleep": 0.5,
+        "fail_in": "LOAD",
+        "log_lines": 2,
+        "fail_times": 1,
+        "guard": None,
+    }
 
 
 def test_the_longest_sleep_is_accepted(triggers: TriggerService) -> None:
@@ -74,7 +99,7 @@ def test_a_run_recorded_with_a_path_fails_before_touching_it(
     sqlite_store: ExecutionStore, registry: ProcessRegistry, tmp_path: Path
 ) -> None:
     """A run whose parameters were stored without the trigger's check (an older version, or
-    written to the store directly) is held to it when its phase runs."""
+    written to the store directly) is held to it before its first phase runs."""
     target = tmp_path / "elsewhere"
     target.mkdir()
     triggers = TriggerService(sqlite_store, registry, lambda *_: None)
@@ -83,7 +108,11 @@ def test_a_run_recorded_with_a_path_fails_before_touching_it(
     assert PhaseRunner(sqlite_store, registry, flush_interval=0.05).run(doc["_id"]) == "failed"
     final = sqlite_store.get(doc["_id"])
     assert final is not None
-    assert final["message"].startswith("Failed in EXTRACT: ValueError: guard: expected a name")
+    assert final["message"].startswith(
+        "Failed in EXTRACT: its parameters are refused: "
+        "parameters.guard: Value error, expected a name"
+    )
+    assert final["phases"][0]["status"] == "failed"
     assert list(target.iterdir()) == []
 
 

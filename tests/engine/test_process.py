@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from procexec.engine.errors import BadRequest
 from procexec.engine.plugins import load_registry
 from procexec.engine.process import Process, ProcessRegistry
 from procexec.engine.runner import PhaseRunner
@@ -225,11 +226,14 @@ def test_parameters_are_the_defaults_overridden_by_the_body() -> None:
     process = Process("PARAMS", defaults=defaults)
     assert process.parameters(None) == {"sleep": 0, "fail_in": None}
     assert process.parameters({}) == {"sleep": 0, "fail_in": None}
-    assert process.parameters({"sleep": 2, "extra": [1]}) == {
-        "sleep": 2,
-        "fail_in": None,
-        "extra": [1],
+    assert process.parameters({"sleep": [2], "fail_in": {"a": 1}}) == {
+        "sleep": [2],  # plain defaults take any JSON value
+        "fail_in": {"a": 1},
     }
+    with pytest.raises(
+        BadRequest, match=r"^body.extra: unknown parameter; PARAMS takes fail_in, sleep$"
+    ):
+        process.parameters({"sleep": 2, "extra": [1]})
     parameters = process.parameters({"sleep": 5})
     parameters["fail_in"] = "LOAD"
     assert defaults == {"sleep": 0, "fail_in": None}

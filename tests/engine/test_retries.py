@@ -160,7 +160,7 @@ def test_phase_retries_override_the_process_ones(bench: Bench) -> None:
 
 def test_demo_fail_times_with_retries_succeeds(bench: Bench) -> None:
     """DEMO's `fail_times`, in a copy of DEMO that retries: the requested failures, then success."""
-    retrying = Process("DEMO_RETRYING", retries=2, retry_delay=0.01)
+    retrying = Process("DEMO_RETRYING", retries=2, retry_delay=0.01, params=DEMO.params)
     for phase in DEMO.phases:
         retrying.phase(phase.name)(phase.function)
     bench.add(retrying)

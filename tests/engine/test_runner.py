@@ -266,7 +266,7 @@ def test_demo_fail_in_fails_the_phase_and_the_run(
     execution_id = manual(triggers, "DEMO", {"fail_in": "send"})
     assert runner.run(execution_id) == "failed"
     doc = stored(sqlite_store, execution_id)
-    error = "RuntimeError: failure requested in SEND (fail_in=send)"
+    error = "RuntimeError: failure requested in SEND (fail_in=SEND)"  # validated: upper case
     assert doc["status"] == "failed"
     assert doc["message"] == f"Failed in SEND: {error}"
     assert TIMESTAMP.match(doc["end"])
@@ -453,14 +453,13 @@ def test_a_running_phase_and_its_growing_log_are_visible_before_the_run_ends(
 def test_body_overrides_the_defaults(
     triggers: TriggerService, runner: PhaseRunner, sqlite_store: ExecutionStore
 ) -> None:
-    execution_id = manual(triggers, "DEMO", {"log_lines": 3, "colour": "blue"})
+    execution_id = manual(triggers, "DEMO", {"log_lines": 3})
     assert sqlite_store.get_meta(execution_id)["input"] == {
         "sleep": 0,
         "fail_in": None,
         "log_lines": 3,
         "fail_times": None,
         "guard": None,
-        "colour": "blue",
     }
     assert runner.run(execution_id) == "success"
     for phase in stored(sqlite_store, execution_id)["phases"]:

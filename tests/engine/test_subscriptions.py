@@ -218,7 +218,7 @@ def _ok(ctx: PhaseContext, previous: Any) -> str:
 
 def simple(name: str, **options: Any) -> Process:
     """A one-phase process; `{"fail": true}` in its input makes it fail."""
-    definition = Process(name, **options)
+    definition = Process(name, defaults={"fail": False}, **options)
     definition.phase("LOAD")(_ok)
     return definition
 
@@ -250,7 +250,8 @@ def test_a_follower_of_failed_runs_after_a_failure_only(rig_factory: Any) -> Non
     assert on_fail["trigger"] == "subscription"
     assert on_fail["_id"] == follow_up_id(failed, "ON_FAIL")
     assert rig.store.get_meta(on_fail["_id"])["input"] == {
-        "upstream": {"_id": failed, "name": "X", "status": "failed"}
+        "fail": False,  # its own default, beside the key the service adds
+        "upstream": {"_id": failed, "name": "X", "status": "failed"},
     }
     succeeded = rig.manual("X")
     assert rig.runner.run(succeeded) == "success"

@@ -1,0 +1,223 @@
+"""A process's parameters: a pydantic model, declared (`params=`) or made from plain `defaults`,
+against which every trigger's body is checked before anything is recorded.
+
+A body is validated in pydantic's default (lax) mode: `"2"` for a number is taken as 2, `1.5`
+for an integer is refused, and a name the process does not take is refused, whatever the
+model's own `extra` setting (unless it is `allow`). What is recorded is the parameters'
+JSON form, defaults filled in and secrets (`SecretStr`) in clear, for the worker, which
+validates it again and hands the phases the model (or, for plain defaults, a dict).
+Wherever parameters are shown, `Parameters.shown` masks the secrets.
+
+The service adds keys of its own to the runs it makes (`RESERVED`): `subscription` (the
+fulfilled subscription of a subscription run) and `upstream` (the run that caused it). They
+are kept beside the parameters, never validated against the model, offered to phases as
+`ctx.subscription` and `ctx.upstream` (and, for plain defaults, in `ctx.params` as before);
+a caller's body may not set them, and a process may not declare them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import keyword
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr, ValidationError
+from pydantic import create_model as _create_model
+from pydantic.fields import FieldInfo
+from pydantic_core import to_jsonable_python
+
+from procexec.engine.errors import EXCERPT_CHARS, BadRequest, excerpt
+
+#: the keys the service adds to the parameters of the runs it makes
+RESERVED = ("subscription", "upstream")
+#: the most validation errors one message names (the rest are counted)
+MAX_ERRORS_SHOWN = 5
+
+
+class Parameters:
+    """The parameters of process `owner`: `model` if declared, else a model of `defaults`
+    (each name any JSON value, its default the given one)."""
+
+    def __init__(
+        self, owner: str, model: type[BaseModel] | None, defaults: Mapping[str, Any]
+    ) -> None:
+        if model is not None and defaults:
+            raise ValueError(f"process {owner}: give params= or defaults=, not both")
+        if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise ValueError(f"process {owner}: params must be a pydantic model class")
+        self.owner = owner
+        #: the process declared a model: its phases receive the model, not a dict
+        self.declared = model is not None
+        self.model: type[BaseModel] = model if model is not None else _of_defaults(owner, defaults)
+        self.extra_allowed = self.model.model_config.get("extra") == "allow"
+        self.names: dict[str, str] = _accepted_names(self.model)
+        #: the names whose values are secret: never echoed in an error
+        self.secrets = frozenset(
+            key for key, name in self.names.items() if _secret(self.model.model_fields[name])
+        )
+        reserved = sorted(set(self.names) & set(RESERVED))
+        if reserved:
+            raise ValueError(
+                f"process {owner}: parameter {reserved[0]!r} is reserved for the service "
+                f"(it sets {', '.join(RESERVED)} on the runs it makes)"
+            )
+
+    def required(self) -> list[str]:
+        """The names that have no default: a run made by the service (scheduled, subscription,
+        follower) could not give them."""
+        return [
+            field.alias or name
+            for name, field in self.model.model_fields.items()
+            if field.is_required()
+        ]
+
+    def validate(
+        self, body: Mapping[str, Any] | None, *, added: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The parameters to record for a trigger's `body` (JSON form, defaults filled in,
+        secrets in clear) with the service's `added` keys beside them; a `BadRequest` naming
+        every field that is wrong otherwise."""
+        body = dict(body or {})
+        problems = []
+        for key in body:
+            if key in RESERVED:
+                problems.append(
+                    f"body.{excerpt(key)}: reserved; the service sets it on the runs it makes"
+                )
+            elif key not in self.names and not self.extra_allowed:
+                problems.append(f"body.{excerpt(key)}: unknown parameter{self._close(key)}")
+        if problems:
+            raise BadRequest(f"{_joined(problems)}; {self._takes()}")
+        model = self._model(body, "body")
+        recorded = _revealed(model.model_dump(by_alias=True))
+        recorded = to_jsonable_python(recorded)
+        for key, value in (added or {}).items():
+            if key not in RESERVED:
+                raise ValueError(f"{key!r} is not one of the service's keys {RESERVED}")
+            recorded[key] = value
+        return recorded
+
+    def arguments(self, recorded: Mapping[str, Any]) -> Any:
+        """What the phases receive for recorded parameters: the declared model, validated
+        again (a `BadRequest` if the definition changed since), or for plain defaults the dict
+        as recorded, the service's keys included."""
+        if not self.declared:
+            return dict(recorded)
+        own = {key: value for key, value in recorded.items() if key not in RESERVED}
+        return self._model(own, "parameters")
+
+    def shown(self, recorded: Mapping[str, Any]) -> dict[str, Any]:
+        """Recorded parameters as they may be shown: secrets masked (`**********`)."""
+        own = {key: value for key, value in recorded.items() if key not in RESERVED}
+        try:
+            model = self.model.model_validate(own)
+        except ValidationError:  # recorded under another definition: no value shown
+            return {key: "**********" for key in recorded}
+        shown: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
+        shown.update((key, recorded[key]) for key in RESERVED if key in recorded)
+        return shown
+
+    def defaults(self) -> dict[str, Any]:
+        """The parameters' defaults as they may be shown (secrets masked); those without one
+        are left out."""
+        shown = {}
+        for name, field in self.model.model_fields.items():
+            if field.is_required():
+                continue
+            value = field.get_default(call_default_factory=True)
+            shown[field.alias or name] = to_jsonable_python(value, fallback=lambda _: "**********")
+        return shown
+
+    def schema(self) -> dict[str, Any]:
+        """The JSON Schema of the parameters (what the process list and /docs show)."""
+        schema = self.model.model_json_schema(by_alias=True)
+        if not self.extra_allowed:
+            schema["additionalProperties"] = False
+        return schema
+
+    def _model(self, values: Mapping[str, Any], where: str) -> BaseModel:
+        try:
+            return self.model.model_validate(values)
+        except ValidationError as exc:
+            raise BadRequest(_joined(_problems(exc, where, self.secrets))) from None
+
+    def _close(self, key: str) -> str:
+        close = difflib.get_close_matches(key, list(self.names), n=1)
+        return f" (did you mean {close[0]!r}?)" if close else ""
+
+    def _takes(self) -> str:
+        takes = sorted(self.names)
+        if not takes:
+            return f"{self.owner} takes no parameters"
+        return f"{self.owner} takes " + ", ".join(takes[:20]) + (", …" if len(takes) > 20 else "")
+
+
+def _of_defaults(owner: str, defaults: Mapping[str, Any]) -> type[BaseModel]:
+    """A model of plain defaults: each name takes any value; an unknown name is refused."""
+    fields: dict[str, Any] = {}
+    for number, (key, value) in enumerate(defaults.items()):
+        if not isinstance(key, str):
+            raise ValueError(f"process {owner}: parameter names must be strings, got {key!r}")
+        attribute = key if key.isidentifier() and not keyword.iskeyword(key) else ""
+        if not attribute or key.startswith("_") or key in dir(BaseModel):
+            attribute = f"p{number}_"
+        fields[attribute] = (Any, Field(default=value, alias=key))
+    model: type[BaseModel] = _create_model(  # type: ignore[call-overload]
+        f"{owner}Parameters",
+        __config__=ConfigDict(extra="forbid", populate_by_name=False),
+        **fields,
+    )
+    return model
+
+
+def _accepted_names(model: type[BaseModel]) -> dict[str, str]:
+    """The names a body may use, each to its field: aliases, and the fields' own names where
+    the model takes them."""
+    by_name = bool(model.model_config.get("populate_by_name"))
+    names: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
+        names[alias or name] = name
+        if by_name or not alias:
+            names[name] = name
+    return names
+
+
+def _secret(field: FieldInfo) -> bool:
+    """Whether a field's type holds a secret anywhere (`SecretStr`, `SecretStr | None`, …)."""
+    return any(name in repr(field.annotation) for name in ("SecretStr", "SecretBytes", "Secret["))
+
+
+def _problems(exc: ValidationError, where: str, secrets: frozenset[str]) -> list[str]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in (where, *error["loc"]))
+        message = excerpt(error["msg"], 2 * EXCERPT_CHARS)
+        if error["type"] == "missing":
+            problems.append(f"{excerpt(path)}: required")
+            continue
+        given = error.get("input")
+        hidden = isinstance(given, dict | list) or (error["loc"] and error["loc"][0] in secrets)
+        shown = "" if hidden else f" (got {excerpt(repr(given))})"
+        problems.append(f"{excerpt(path)}: {message}{shown}")
+    return problems
+
+
+def _joined(problems: list[str]) -> str:
+    shown = problems[:MAX_ERRORS_SHOWN]
+    more = len(problems) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+
+
+def _revealed(value: Any) -> Any:
+    """`value` with its secrets in clear (to be recorded for the worker, never shown)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, SecretBytes):
+        return value.get_secret_value().decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {key: _revealed(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_revealed(item) for item in value]
+    return value
