@@ -21,7 +21,7 @@ def execution(
     trigger: str = "scheduled",
 ) -> dict[str, Any]:
     """A finished execution document in the seed page's shape, to insert into the store."""
-    end = start[:-5] + "999Z"
+    end = start[:-4] + "999Z"  # the same second, its last millisecond
     phases = [
         {
             "name": phase,
