@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 
 import procexec
-from procexec.api import errors, health, memory, processes, security_headers
+from procexec.api import document_schema, errors, health, memory, processes, security_headers
 from procexec.api.deps import ServiceState
 from procexec.api.health import Check, Children, Readiness
 from procexec.api.limits import BodyLimit
@@ -87,6 +87,7 @@ def create_app(
         readiness=Readiness(default_checks if checks is None else checks, children),
     )
     errors.install(app)
+    document_schema.install(app)
     security_headers.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(BodyLimit, tokens=app.state.procexec.tokens)  # bodies, before routes

@@ -22,6 +22,12 @@ from procexec.api.deps import (
     get_environment,
     get_state,
 )
+from procexec.api.document_schema import (
+    GET_OR_LIST_RESPONSES,
+    GET_RESPONSES,
+    LIST_RESPONSES,
+    ONE_EXECUTION,
+)
 from procexec.api.errors import error_responses
 from procexec.api.queries import (
     INLINE_QUERY_BYTES,
@@ -59,17 +65,6 @@ def _parsed(params: QueryItems, environment: str, processes: tuple[str, ...] = (
     """The query of the list call's parameters, limited to the caller's `processes` (a `Query`
     is immutable: it may be shared)."""
     return restrict(parse_query(params, environment), processes)
-
-
-#: what a read answers besides JSON, as `Accept` asks (`api.listing.response_format`)
-READ_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "content": {
-            "text/csv": {"schema": {"type": "string"}},
-            "application/xml": {"schema": {"type": "string"}},
-        }
-    }
-}
 
 
 @router.get("", summary="Build information of this service")
@@ -176,7 +171,7 @@ def _overran_lately(state: ServiceState, key: int) -> bool:
 @router.get(
     "/v1",
     summary="List process executions",
-    responses={**READ_RESPONSES, **error_responses(400, 401, 403, 413, 503)},
+    responses={**LIST_RESPONSES, **error_responses(400, 401, 403, 413, 503)},
     openapi_extra=ENVIRONMENT_HEADER,
 )
 async def list_executions(request: Request) -> Response:
@@ -198,7 +193,7 @@ def _get_call(request: Request, execution_id: str, params: QueryItems) -> Respon
 @router.get(
     "/v1/{key}",
     summary="One execution, or a list by source",
-    responses={**READ_RESPONSES, **error_responses(400, 401, 403, 404, 413, 503)},
+    responses={**GET_OR_LIST_RESPONSES, **error_responses(400, 401, 403, 404, 413, 503)},
     openapi_extra=ENVIRONMENT_HEADER,
 )
 async def get_or_list(key: str, request: Request) -> Response:
@@ -233,7 +228,7 @@ def read_routes(base: str) -> list[Route]:
 @router.get(
     "/v1/{source:source}/{execution_id}",
     summary="Retrieve one execution",
-    responses={**READ_RESPONSES, **error_responses(400, 401, 403, 404, 413, 503)},
+    responses={**GET_RESPONSES, **error_responses(400, 401, 403, 404, 413, 503)},
     openapi_extra=ENVIRONMENT_HEADER,
 )
 async def get_execution(
@@ -254,7 +249,11 @@ async def get_execution(
 @router.post(
     "/v1/{execution_id}/cancel",
     summary="Cancel an execution",
-    responses=error_responses(400, 401, 403, 404, 409, 503),
+    response_model=None,  # the document as stored, described by `ONE_EXECUTION`
+    responses={
+        200: {"description": "The execution, failed as cancelled", **ONE_EXECUTION},
+        **error_responses(400, 401, 403, 404, 409, 503),
+    },
     openapi_extra=ENVIRONMENT_HEADER,
 )
 def cancel(

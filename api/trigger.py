@@ -14,6 +14,7 @@ from starlette.routing import Route
 from procexec.api.auth import caller, permit
 from procexec.api.bodies import described, json_body
 from procexec.api.deps import ENVIRONMENT_HEADER, get_environment, get_state
+from procexec.api.document_schema import ONE_EXECUTION
 from procexec.api.errors import ApiError, error_responses
 from procexec.api.limits import check_trigger
 from procexec.engine.domain import Scope
@@ -49,7 +50,10 @@ TRIGGER_KEYS = tuple(TRIGGER_SCHEMA["properties"])
 #: how both trigger paths answer and what they take (their FastAPI routes, in `api.routes`)
 TRIGGER_ROUTE: dict[str, Any] = {
     "status_code": 202,
-    "responses": error_responses(400, 401, 403, 404, 413, 503),
+    "responses": {
+        202: {"description": "The new execution, triggered", **ONE_EXECUTION},
+        **error_responses(400, 401, 403, 404, 413, 503),
+    },
     "openapi_extra": {**TRIGGER_BODY, **ENVIRONMENT_HEADER},
 }
 

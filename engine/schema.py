@@ -1,5 +1,6 @@
-"""The execution document's one schema: its fields in the seed page's order, the fields of a
-phase, the fields that hold timestamps, and the field that holds free-form JSON (`data`).
+"""The execution document's one schema: its fields in the seed page's order and the fields of
+a phase (as the models of `engine.document` name and describe them), the fields that hold
+timestamps, and the field that holds free-form JSON (`data`).
 
 The store orders documents by it (`engine.store.base.canonical`), CSV's columns follow it
 (`api.listing`), and the query language checks every field a request names against it
@@ -12,15 +13,13 @@ a filter's value outside the set is a 400 that lists the set
 
 from __future__ import annotations
 
+from procexec.engine.document import Execution, Phase, field_names
 from procexec.engine.domain import PHASE_STATUSES, STATUSES, TRIGGERS
 
-#: the execution document's fields in the seed page's order
-DOCUMENT_FIELDS = (
-    "_id", "service", "name", "environment", "trigger", "status", "message", "reason",
-    "start", "runAs", "phases", "end", "loaderMessage", "data",
-)  # fmt: skip
+#: the execution document's fields in the seed page's order (`engine.document.Execution`)
+DOCUMENT_FIELDS = field_names(Execution)
 #: the fields of each element of `phases`, in the seed page's order
-PHASE_FIELDS = ("name", "start", "status", "message", "log", "end")
+PHASE_FIELDS = field_names(Phase)
 #: the field whose value is free-form JSON: any path under it names a field
 FREE_FIELD = "data"
 #: the array of sub-documents, and the array of strings inside each of them

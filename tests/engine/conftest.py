@@ -18,6 +18,7 @@ from procexec.engine.store import open_store
 from procexec.engine.store.base import ExecutionStore
 from procexec.engine.store.mongo import MongoStore
 from procexec.engine.store.sqlite import SQLiteStore
+from tests.documents import assert_execution
 from tests.engine.runs import Bench, open_bench
 
 #: a real MongoDB server to hold the Mongo backend to; without it, mongomock stands in
@@ -83,6 +84,14 @@ def sqlite_store(settings: Settings) -> Iterator[ExecutionStore]:
 
 @pytest.fixture
 def bench(tmp_path: Path) -> Iterator[Bench]:
-    """A real SQLite store with DEMO, a broker stand-in and a housekeeper (tests.engine.runs)."""
+    """A real SQLite store with DEMO, a broker stand-in and a housekeeper (tests.engine.runs).
+
+    Every document the test left in the store is then held to the document's model
+    (`tests.documents.assert_execution`): whatever the test's runs went through, the engine
+    wrote nothing else."""
     with open_bench(tmp_path) as opened:
         yield opened
+        for (execution_id,) in opened.store._connect().execute("SELECT id FROM executions"):
+            doc = opened.store.get(execution_id)
+            assert doc is not None
+            assert_execution(doc)
