@@ -14,9 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from procexec import PhaseContext, Process
+from procexec import Observation, PhaseContext, Process
 from procexec.engine.settings import Settings
-from procexec.engine.store import Observation
 from procexec.examples.checks import number
 from procexec.examples.fetch import MAX_SECONDS, Allowed, check_url, fetch
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from procexec import PhaseContext, Process
-from procexec.engine.store import Observation
+from procexec import Observation, PhaseContext, Process
 
 #: cross pairs (base, quote): base/quote = EUR<quote> / EUR<base>
 CROSSES = (
