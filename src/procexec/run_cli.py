@@ -68,7 +68,8 @@ def _registry(modules: Sequence[str]) -> ProcessRegistry:
         try:
             module = importlib.import_module(name)
         except ImportError as exc:
-            raise Refused(f"--module: cannot import module {name!r}: {exc}") from None
+            hint = f" (an import path: {name[:-3]!r}, not a file)" if name.endswith(".py") else ""
+            raise Refused(f"--module: cannot import module {name!r}: {exc}{hint}") from None
         except Exception as exc:  # its own code failed: its error, in one line
             raise Refused(
                 f"--module: importing module {name!r} failed: {type(exc).__name__}: {exc}"

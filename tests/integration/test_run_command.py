@@ -124,6 +124,9 @@ def test_a_module_that_cannot_be_imported_is_one_line_naming_it(tmp_path: Path) 
     assert line == (
         "procexec: --module: cannot import module 'broken': No module named 'nowhere_to_be_found'"
     )
+    line = one_line(procexec_run("HELLO", "--module", "broken.py", cwd=tmp_path))
+    assert line.startswith("procexec: --module: cannot import module 'broken.py': ")
+    assert line.endswith(" (an import path: 'broken', not a file)")
     (tmp_path / "empty.py").write_text("X = 1\n")
     line = one_line(procexec_run("HELLO", "--module", "empty", cwd=tmp_path))
     assert line == "procexec: --module: module 'empty' defines no Process"
