@@ -15,9 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from procexec import PhaseContext, Process
+from procexec import Observation, PhaseContext, Process
 from procexec.engine.settings import Settings
-from procexec.engine.store import Observation
 from procexec.examples.fetch import MAX_SECONDS, Allowed, FetchError, check_url, fetch
 
 SAMPLE = Path(__file__).parent / "data" / "eurofxref-2021-07-01.xml"

@@ -11,8 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from procexec import PhaseContext, Process
-from procexec.engine.store import Observation
+from procexec import Observation, PhaseContext, Process
 
 
 class NoParams(BaseModel):

@@ -1,5 +1,5 @@
 """The `procexec` command: standalone, api, worker, beat, flower, process, cancel, store check,
-token create, list and revoke (`procexec.token_cli`)."""
+token create, list and revoke (`procexec.token_cli`), and run (`procexec.run_cli`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from procexec.engine.private_files import private_umask
 from procexec.engine.redact import redact_logging
 from procexec.engine.settings import Settings, SettingsError
 from procexec.preflight import INTERRUPTED, USAGE, Refused, fail
+from procexec.run_cli import add_run_command
 from procexec.service import Service, build, existing_store
 from procexec.standalone import cmd_standalone
 from procexec.token_cli import add_token_commands
@@ -287,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=cmd_store_check)
 
     add_token_commands(commands)
+    add_run_command(commands)
     return parser
 
 

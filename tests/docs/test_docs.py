@@ -14,7 +14,8 @@ Markers, on the line right before a block's opening fence:
 - `<!-- not run: REASON -->`: the block is not run (`make run` itself, which this standalone
   replaces; long-running servers; Docker; a million-execution benchmark); the reason is required;
 - `<!-- file: PATH -->`: the block is saved as PATH in the work folder before the service starts
-  (a Python one is then also run, as a script, in its turn).
+  (a Python one is then also run, as a script, in its turn, and named in `PROCEXEC_PROCESSES`;
+  but a test module, `test_*.py`, is neither: a later block runs pytest on it).
 
 `bash`, `sh`, `console` (its `$ ` lines) and `python` blocks run; a non-zero exit fails the
 test. Other languages (`json`, `text`, `xml`, …) are shown, not run; a fence without a language
@@ -105,14 +106,26 @@ def parse(page: Path) -> Page:
 
 PARSED = {page: parse(page) for page in PAGES if page.exists()}
 BLOCKS = [block for page in PARSED.values() for block in page.blocks]
-RUNNABLE = [block for block in BLOCKS if block.lang in RUN and block.skip is None]
 FILES = [block for block in BLOCKS if block.file]
+
+
+def _is_test(path: str | None) -> bool:
+    """Whether a saved file is a test module, which pytest runs (never a script, nor a module
+    of processes)."""
+    return path is not None and Path(path).name.startswith("test_") and path.endswith(".py")
+
+
+RUNNABLE = [
+    block
+    for block in BLOCKS
+    if block.lang in RUN and block.skip is None and not _is_test(block.file)
+]
 
 
 def _module(path: str) -> str | None:
     """The module a saved file is, if it is a Python module: `mycompany/processes.py` →
     `mycompany.processes`."""
-    if not path.endswith(".py"):
+    if not path.endswith(".py") or _is_test(path):
         return None
     return path[: -len(".py")].replace("/", ".")
 

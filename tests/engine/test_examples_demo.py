@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from procexec import testing
 from procexec.engine.errors import BadRequest
 from procexec.engine.process import ProcessRegistry
 from procexec.engine.query import parse_query
@@ -49,6 +50,8 @@ def triggers(sqlite_store: ExecutionStore, registry: ProcessRegistry) -> Trigger
 def test_demo_refuses_bad_parameters_at_trigger_time(
     triggers: TriggerService, sqlite_store: ExecutionStore, body: dict[str, Any], why: str
 ) -> None:
+    with pytest.raises(testing.BadRequest, match=f"^body.{why}"):
+        testing.run(DEMO, body)
     with pytest.raises(BadRequest, match=f"^body.{why}"):
         triggers.trigger("DEMO", run_as="alice", environment="production", body=body)
     assert sqlite_store.list(parse_query({}))[0] == []  # nothing recorded
@@ -79,17 +82,12 @@ def test_the_longest_sleep_is_accepted(triggers: TriggerService) -> None:
 
 
 def test_guard_lock_files_live_under_the_data_folder(
-    triggers: TriggerService,
-    sqlite_store: ExecutionStore,
-    registry: ProcessRegistry,
-    settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PROCEXEC_DATA_DIR", str(settings.data_dir))  # the worker's settings
-    doc = triggers.trigger(
-        "DEMO", run_as="alice", environment="production", body={"guard": "bench", "log_lines": 1}
-    )
-    assert PhaseRunner(sqlite_store, registry, flush_interval=0.05).run(doc["_id"]) == "success"
+    run = testing.run(DEMO, {"guard": "bench", "log_lines": 1})
+    assert run.status == "success", run.message
+    assert run.log("EXTRACT") == ["info EXTRACT line 1 of 1", "info Completed EXTRACT"]
     folder = settings.data_dir / "guards" / "bench"
     assert folder.is_dir() and list(folder.iterdir()) == []  # each lock taken and given back
     assert folder.stat().st_mode & 0o777 == 0o700

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from procexec import testing
 from procexec.engine.domain import Trigger
 from procexec.engine.errors import BadRequest, NotFound
 from procexec.engine.process import Process, ProcessRegistry
@@ -19,7 +20,7 @@ from procexec.engine.runner import PhaseRunner
 from procexec.engine.store.base import ExecutionStore
 from procexec.engine.store.sqlite import SQLiteStore
 from procexec.engine.trigger_service import TriggerService
-from procexec.examples.ecb_fx import SAMPLE
+from procexec.examples.ecb_fx import ECB_FX, SAMPLE
 from tests.http_files import FileServer
 from tests.seed import seed_example
 
@@ -165,96 +166,77 @@ def test_ecb_fx_run_matches_the_seed_example_field_for_field(
     assert meta["input"] == {"url": None, "timeout": 30}
 
 
-def test_ecb_fx_loads_the_32_series_with_the_ecb_values(
-    triggers: TriggerService, runner: PhaseRunner, sqlite_store: ExecutionStore
-) -> None:
-    assert runner.run(manual(triggers, "ECB_FX")) == "success"
-    assert sqlite_store.get_series("production", "#ECB_FX.EURUSD:SPOT") == {"2021-07-01": 1.1884}
-    assert sqlite_store.get_series("production", "#ECB_FX.EURJPY:SPOT") == {"2021-07-01": 132.42}
-    assert sqlite_store.get_series("production", "#ECB_FX.EURGBP:SPOT") == {"2021-07-01": 0.86033}
+def test_ecb_fx_loads_the_32_series_with_the_ecb_values() -> None:
+    with testing.temporary_store() as store:
+        run = testing.run(ECB_FX, store=store)
+        assert run.status == "success", run.message
+        assert store.get_series("staging", "#ECB_FX.EURUSD:SPOT") == {}  # its environment's only
+    assert run.series["#ECB_FX.EURUSD:SPOT"] == {"2021-07-01": 1.1884}
+    assert run.series["#ECB_FX.EURJPY:SPOT"] == {"2021-07-01": 132.42}
+    assert run.series["#ECB_FX.EURGBP:SPOT"] == {"2021-07-01": 0.86033}
+    assert list(run.series) == SEED_SERIES
     sample = SAMPLE.read_text()
     for series_id in SEED_SERIES:
-        values = sqlite_store.get_series("production", series_id)
+        values = run.series[series_id]
         assert list(values) == ["2021-07-01"], series_id
         currency = series_id[len("#ECB_FX.EUR") : -len(":SPOT")]
         match = re.search(rf"currency='{currency}' rate='([0-9.]+)'", sample)
         assert match is not None, currency
         assert values["2021-07-01"] == float(match.group(1))
-    # written in the execution's environment only
-    assert sqlite_store.get_series("staging", "#ECB_FX.EURUSD:SPOT") == {}
 
 
-def test_ecb_fx_in_another_environment_writes_there(
-    triggers: TriggerService, runner: PhaseRunner, sqlite_store: ExecutionStore
-) -> None:
-    doc = triggers.trigger("ECB_FX", run_as="alice", environment="staging")
-    assert runner.run(doc["_id"]) == "success"
-    assert sqlite_store.get_series("staging", "#ECB_FX.EURUSD:SPOT") == {"2021-07-01": 1.1884}
-    assert sqlite_store.get_series("production", "#ECB_FX.EURUSD:SPOT") == {}
-    assert sqlite_store.get(doc["_id"], environment="production") is None
-    assert stored(sqlite_store, doc["_id"])["environment"] == "staging"
+def test_ecb_fx_in_another_environment_writes_there() -> None:
+    with testing.temporary_store() as store:
+        run = testing.run(ECB_FX, environment="staging", store=store)
+        assert store.get_series("staging", "#ECB_FX.EURUSD:SPOT") == {"2021-07-01": 1.1884}
+        assert store.get_series("production", "#ECB_FX.EURUSD:SPOT") == {}
+        assert store.get(run["_id"], environment="production") is None
+    assert run["environment"] == "staging"
 
 
-def test_ecb_fx_with_a_malformed_file_fails_in_transform(
-    triggers: TriggerService,
-    runner: PhaseRunner,
-    sqlite_store: ExecutionStore,
-    file_server: FileServer,
-) -> None:
+def test_ecb_fx_with_a_malformed_file_fails_in_transform(file_server: FileServer) -> None:
     broken = file_server.serve("broken.xml", "<gesmes:Envelope><Cube><Cube time='2021-07-01'>")
-    execution_id = manual(triggers, "ECB_FX", {"url": broken})
-    assert runner.run(execution_id) == "failed"
-    doc = stored(sqlite_store, execution_id)
-    assert doc["status"] == "failed"
-    assert doc["message"].startswith("Failed in TRANSFORM: ParseError: ")
-    assert [(p["name"], p["status"]) for p in doc["phases"]] == [
+    run = testing.run(ECB_FX, {"url": broken})
+    assert run.status == "failed"
+    assert run.message.startswith("Failed in TRANSFORM: ParseError: ")
+    assert [(p["name"], p["status"]) for p in run["phases"]] == [
         ("EXTRACT", "success"),
         ("TRANSFORM", "failed"),
     ]
-    assert doc["phases"][1]["message"].startswith("ParseError: ")
-    assert "Traceback (most recent call last)" in doc["phases"][1]["log"][-1]
-    assert TIMESTAMP.match(doc["end"])
-    assert "data" not in doc and "loaderMessage" not in doc
-    assert sqlite_store.get_series("production", "#ECB_FX.EURUSD:SPOT") == {}
+    assert run.phase("TRANSFORM")["message"].startswith("ParseError: ")
+    assert "Traceback (most recent call last)" in run.log("TRANSFORM")[-1]
+    assert TIMESTAMP.match(run["end"])
+    assert "data" not in run and "loaderMessage" not in run
+    assert run.series == {}
 
 
 def test_ecb_fx_with_xml_that_is_not_ecb_rates_fails_in_transform(
-    triggers: TriggerService,
-    runner: PhaseRunner,
-    sqlite_store: ExecutionStore,
     file_server: FileServer,
 ) -> None:
     other = file_server.serve(
         "other.xml", "<?xml version='1.0'?><rates><rate currency='USD'>1.1</rate></rates>"
     )
-    execution_id = manual(triggers, "ECB_FX", {"url": other})
-    assert runner.run(execution_id) == "failed"
-    doc = stored(sqlite_store, execution_id)
-    assert doc["message"] == (
+    run = testing.run(ECB_FX, {"url": other})
+    assert run.message == (
         "Failed in TRANSFORM: ValueError: no <Cube time='…'> element: "
         "not an ECB reference rates file"
     )
 
 
-def test_ecb_fx_body_url_overrides_the_bundled_sample(
-    triggers: TriggerService,
-    runner: PhaseRunner,
-    sqlite_store: ExecutionStore,
-    file_server: FileServer,
-) -> None:
+def test_ecb_fx_body_url_overrides_the_bundled_sample(file_server: FileServer) -> None:
     rates = file_server.serve(
         "eurofxref-2021-07-02.xml",
         SAMPLE.read_text()
         .replace("time='2021-07-01'", "time='2021-07-02'")
         .replace("rate='1.1884'", "rate='1.1851'"),
     )
-    execution_id = manual(triggers, "ECB_FX", {"url": rates})
-    assert sqlite_store.get_meta(execution_id)["input"] == {"url": rates, "timeout": 30}
-    assert runner.run(execution_id) == "success"
-    doc = stored(sqlite_store, execution_id)
-    assert doc["loaderMessage"] == "Updated 32 series for 2021-07-02"
-    assert doc["data"]["series"] == {"2021-07-02": SEED_SERIES}
-    assert sqlite_store.get_series("production", "#ECB_FX.EURUSD:SPOT") == {"2021-07-02": 1.1851}
+    with testing.temporary_store() as store:
+        run = testing.run(ECB_FX, {"url": rates}, store=store)
+        assert store.get_meta(run["_id"])["input"] == {"url": rates, "timeout": 30}
+    assert run.status == "success", run.message
+    assert run["loaderMessage"] == "Updated 32 series for 2021-07-02"
+    assert run["data"]["series"] == {"2021-07-02": SEED_SERIES}
+    assert run.series["#ECB_FX.EURUSD:SPOT"] == {"2021-07-02": 1.1851}
 
 
 # --- failures ------------------------------------------------------------------------------
