@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr, ValidationError
 from pydantic import create_model as _create_model
 from pydantic.fields import FieldInfo
+from pydantic.json_schema import DEFAULT_REF_TEMPLATE
 from pydantic_core import to_jsonable_python
 
 from procexec.engine.errors import EXCERPT_CHARS, BadRequest, excerpt
@@ -129,9 +130,10 @@ class Parameters:
             shown[field.alias or name] = to_jsonable_python(value, fallback=lambda _: "**********")
         return shown
 
-    def schema(self) -> dict[str, Any]:
-        """The JSON Schema of the parameters (what the process list and /docs show)."""
-        schema = self.model.model_json_schema(by_alias=True)
+    def schema(self, ref_template: str = DEFAULT_REF_TEMPLATE) -> dict[str, Any]:
+        """The JSON Schema of the parameters (what the process list and /docs show); the
+        models it refers to under `$defs`, referred to by `ref_template`."""
+        schema = self.model.model_json_schema(by_alias=True, ref_template=ref_template)
         if not self.extra_allowed:
             schema["additionalProperties"] = False
         return schema
