@@ -73,6 +73,26 @@ class Parameters:
             if field.is_required()
         ]
 
+    def check_defaults(self) -> None:
+        """A `ValueError` naming each default its own field's type refuses (pydantic does not
+        validate defaults by itself); the fields without one are left to the trigger."""
+        defaults = {
+            field.alias or name: field.get_default(call_default_factory=True)
+            for name, field in self.model.model_fields.items()
+            if not field.is_required()
+        }
+        try:
+            self.model.model_validate(defaults)
+        except ValidationError as exc:
+            wrong = [
+                error
+                for error in exc.errors(include_url=False)
+                if not (error["type"] == "missing" and len(error["loc"]) == 1)
+            ]
+            if wrong:
+                refused = ValidationError.from_exception_data(exc.title, wrong)  # type: ignore[arg-type]
+                raise ValueError(_joined(_problems(refused, "defaults", self.secrets))) from None
+
     def validate(
         self, body: Mapping[str, Any] | None, *, added: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -165,7 +185,7 @@ def _of_defaults(owner: str, defaults: Mapping[str, Any]) -> type[BaseModel]:
         if not attribute or key.startswith("_") or key in dir(BaseModel):
             attribute = f"p{number}_"
         fields[attribute] = (Any, Field(default=value, alias=key))
-    model: type[BaseModel] = _create_model(  # type: ignore[call-overload]
+    model: type[BaseModel] = _create_model(
         f"{owner}Parameters",
         __config__=ConfigDict(extra="forbid", populate_by_name=False),
         **fields,
