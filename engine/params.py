@@ -108,7 +108,12 @@ class Parameters:
                 )
             elif key not in self.names and not self.extra_allowed:
                 problems.append(f"body.{excerpt(key)}: unknown parameter{self._close(key)}")
-        if problems:
+        if problems:  # and what is wrong with the names it does take, in the same message
+            known = {key: value for key, value in body.items() if key in self.names}
+            try:
+                self.model.model_validate(known)
+            except ValidationError as exc:
+                problems += _problems(exc, "body", self.secrets)
             raise BadRequest(f"{_joined(problems)}; {self._takes()}")
         model = self._model(body, "body")
         recorded = _revealed(model.model_dump(by_alias=True))

@@ -83,6 +83,16 @@ def test_unknown_names_are_refused_whatever_the_model_s_extra_setting() -> None:
     )
 
 
+def test_unknown_names_and_wrong_values_are_told_together() -> None:
+    with pytest.raises(BadRequest) as refused:
+        _process(params=Prices).parameters({"dat": "2024-01-02", "ratio": "high"})
+    assert str(refused.value) == (
+        "body.dat: unknown parameter (did you mean 'date'?); body.date: required; "
+        "body.ratio: Input should be a valid number, unable to parse string as a number "
+        "(got 'high'); PRICES takes api_key, date, from, ratio, window"
+    )
+
+
 def test_a_model_that_allows_extra_names_takes_them() -> None:
     class Open(BaseModel):
         model_config = ConfigDict(extra="allow")
