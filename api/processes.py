@@ -183,7 +183,9 @@ def get_process(name: str, state: StateDep, caller: Reader) -> dict[str, Any]:
 )
 def enable(name: str, state: StateDep, caller: Admin) -> dict[str, Any]:
     permit(caller, process=name)
-    return describe(change_process(state.store, state.registry, name, enabled=True))
+    return describe(
+        change_process(state.store, state.registry, name, enabled=True, who=caller.user)
+    )
 
 
 @router.post(
@@ -193,7 +195,9 @@ def enable(name: str, state: StateDep, caller: Admin) -> dict[str, Any]:
 )
 def disable(name: str, state: StateDep, caller: Admin) -> dict[str, Any]:
     permit(caller, process=name)
-    return describe(change_process(state.store, state.registry, name, enabled=False))
+    return describe(
+        change_process(state.store, state.registry, name, enabled=False, who=caller.user)
+    )
 
 
 @router.put(
@@ -227,5 +231,6 @@ async def reschedule(name: str, request: Request, state: StateDep, caller: Admin
         schedule=schedule,
         timezone=timezone,
         clear_schedule=schedule is None,
+        who=caller.user,
     )
     return describe(changed)

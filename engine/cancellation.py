@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from procexec.engine import audit
 from procexec.engine.domain import ACTIVE, TERMINAL, Status
 from procexec.engine.errors import Conflict, NotFound, excerpt
 from procexec.engine.store.base import ExecutionStore, Update
@@ -49,6 +50,7 @@ def cancel_execution(
             ),
         )
         if cancelled:
+            audit.record(store, user, "cancel", execution_id, was=doc["status"])
             if revoke is not None:
                 revoke(execution_id)
             final = store.get(execution_id)

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from procexec.engine import audit
 from procexec.engine.crontab import Crontab, ScheduleError, crontab_reason
 from procexec.engine.domain import Trigger
 from procexec.engine.errors import BadRequest, DuplicateExecution
@@ -199,6 +200,7 @@ def change_process(
     timezone: str | None = None,
     clear_schedule: bool = False,
     now: datetime | None = None,
+    who: str,
 ) -> EffectiveSchedule:
     """Enable, disable or reschedule a process; validates before storing anything.
 
@@ -237,6 +239,11 @@ def change_process(
         overrides["timezone"] = zone
     state = store.set_process_state(name, **overrides)
     after = effective(process, state)
+    if enabled is not None:
+        audit.record(store, who, "enable" if enabled else "disable", name)
+    if "schedule" in overrides:
+        details = {"schedule": overrides["schedule"], "timezone": overrides["timezone"]}
+        audit.record(store, who, "schedule", name, **details)
     if after.enabled and (not before.enabled or after.crontab != before.crontab):
         store.advance_schedule(name, iso_ms(now or datetime.now(UTC)))
         after = effective(process, store.process_states()[name])

@@ -86,6 +86,23 @@ PROCESS_OVERRIDES = ("enabled", "schedule", "timezone")
 
 
 @dataclass(frozen=True)
+class Action:
+    """One operator action, as the audit trail keeps it: who did what to what, and when."""
+
+    #: ISO UTC with milliseconds
+    at: str
+    #: the user (a token's), or `cli:<os user>` for a command run on the store directly
+    who: str
+    #: `enable`, `disable`, `schedule`, `limit`, `backfill`, `rerun`, `cancel`,
+    #: `token-create`, `token-revoke`
+    action: str
+    #: what it was done to: a process's name, an execution's id, a token's user
+    target: str
+    #: what else says what was done (a schedule, a limit, a range, the new run's id …)
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class IndexState:
     """One index a store makes when it opens, and whether its database holds it."""
 
@@ -258,6 +275,22 @@ class ExecutionStore(TokenStore, abc.ABC):
     @abc.abstractmethod
     def set_process_state(self, name: str, **overrides: Any) -> ProcessState:
         """Set some of `PROCESS_OVERRIDES` for a process (None clears an override)."""
+
+    @abc.abstractmethod
+    def record_action(self, action: Action) -> None:
+        """Add an operator action to the audit trail."""
+
+    @abc.abstractmethod
+    def actions(
+        self,
+        *,
+        since: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[Action]:
+        """The audit trail, newest first: at most `limit` actions at or after `since` (ISO UTC),
+        of one kind and on one target when given."""
 
     @abc.abstractmethod
     def advance_schedule(self, name: str, last_fire: str, missed: int = 0) -> bool:

@@ -36,6 +36,7 @@ from procexec.engine.store import mongo_runs as runs
 from procexec.engine.store.base import (
     META_KEYS,
     PROCESS_OVERRIDES,
+    Action,
     ExecutionStore,
     Observation,
     ProcessState,
@@ -109,6 +110,7 @@ class MongoStore(ExecutionStore):
         self.tokens = self.db["tokens"]
         self.observations = self.db["observations"]
         self.processes = self.db["processes"]
+        self.audit = self.db["audit"]
         self.checkpoints = self.db["checkpoints"]
         self.changes_ = self.db["changes"]
         if not prepare:
@@ -520,6 +522,38 @@ class MongoStore(ExecutionStore):
             change["$set"] = dict(overrides)
         self.processes.update_one({"_id": name}, change, upsert=True)
         return self.process_states()[name]
+
+    def record_action(self, action: Action) -> None:
+        self.audit.insert_one(
+            {
+                "at": action.at,
+                "who": action.who,
+                "action": action.action,
+                "target": action.target,
+                "details": dict(action.details),
+            }
+        )
+
+    def actions(
+        self,
+        *,
+        since: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[Action]:
+        selector: dict[str, Any] = {}
+        if since is not None:
+            selector["at"] = {"$gte": since}
+        if action is not None:
+            selector["action"] = action
+        if target is not None:
+            selector["target"] = target
+        rows = self.audit.find(selector).sort([("at", -1), ("_id", -1)]).limit(limit)
+        return [
+            Action(row["at"], row["who"], row["action"], row["target"], row.get("details", {}))
+            for row in rows
+        ]
 
     def advance_schedule(self, name: str, last_fire: str, missed: int = 0) -> bool:
         self.processes.update_one({"_id": name}, {"$setOnInsert": {"missed": 0}}, upsert=True)

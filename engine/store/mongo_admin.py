@@ -50,6 +50,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     "observations": [
         IndexModel([("environment", 1), ("series_id", 1), ("date", 1)], unique=True),
     ],
+    # the audit trail, newest first
+    "audit": [IndexModel([("at", -1)])],
 }
 
 

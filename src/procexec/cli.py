@@ -117,6 +117,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     """List, enable, disable or reschedule processes (a running beat sees it within seconds)."""
     import json
 
+    from procexec.engine.audit import command_user
     from procexec.engine.errors import ProcexecError
     from procexec.engine.scheduler import change_process, describe, effective
 
@@ -139,11 +140,20 @@ def cmd_process(args: argparse.Namespace) -> int:
             return 0
         if args.process_command in ("enable", "disable"):
             changed = change_process(
-                store, registry, args.name, enabled=args.process_command == "enable"
+                store,
+                registry,
+                args.name,
+                enabled=args.process_command == "enable",
+                who=command_user(),
             )
         else:
             changed = change_process(
-                store, registry, args.name, schedule=args.crontab, timezone=args.timezone
+                store,
+                registry,
+                args.name,
+                schedule=args.crontab,
+                timezone=args.timezone,
+                who=command_user(),
             )
     except ProcexecError as exc:
         return fail(exc, USAGE)

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from procexec.engine import audit
 from procexec.engine.domain import Scope
 from procexec.engine.errors import ProcexecError
 from procexec.engine.settings import Settings
@@ -56,8 +57,9 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     try:
         expires = None if args.expires is None else parse_expires(args.expires)
         _check_processes(args.process)
+        store = _store()
         token = create_token(
-            _store(),
+            store,
             args.user,
             args.scope,
             expires=expires,
@@ -66,6 +68,12 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         )
     except (ValueError, ProcexecError) as exc:
         return fail(exc, USAGE)
+    details = {
+        "scope": str(args.scope),
+        "environments": args.environment,
+        "processes": args.process,
+    }
+    audit.record(store, audit.command_user(), "token-create", args.user, **details)
     print(token)
     return 0
 
@@ -117,10 +125,12 @@ def _cell(value: Any) -> str:
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
     try:
-        record, now = revoke(_store(), args.token_id)
+        store = _store()
+        record, now = revoke(store, args.token_id)
     except (ValueError, ProcexecError) as exc:
         return fail(exc, USAGE)
     if now:
+        audit.record(store, audit.command_user(), "token-revoke", record.user, token=record.id)
         print(
             f"revoked {record.id} (user {record.user}, scope {record.scope}): every API "
             f"refuses it within {CACHE_SECONDS:g} s"

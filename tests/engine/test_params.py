@@ -206,5 +206,5 @@ def test_a_process_with_a_required_parameter_cannot_be_given_a_schedule(
 ) -> None:
     registry = ProcessRegistry([_process(params=Prices)])
     with pytest.raises(BadRequest, match="parameter 'date' has no default"):
-        change_process(sqlite_store, registry, "PRICES", schedule="0 1 * * *")
+        change_process(sqlite_store, registry, "PRICES", schedule="0 1 * * *", who="tester")
     assert sqlite_store.process_states().get("PRICES") is None  # nothing stored

@@ -456,14 +456,18 @@ def test_disable_and_enable_are_picked_up_on_the_next_tick(
     registry.add(process("MINUTELY", "* * * * *", missed="latest"))
     beat.tick(at(12, 0, 30))
     beat.tick(at(12, 1, 1))
-    changed = change_process(store, registry, "MINUTELY", enabled=False, now=at(12, 1, 20))
+    changed = change_process(
+        store, registry, "MINUTELY", enabled=False, now=at(12, 1, 20), who="tester"
+    )
     assert changed.enabled is False
     assert state(store, "MINUTELY").enabled is False
     caplog.set_level(logging.WARNING, SCHEDULER_LOG)
     for minute in range(2, 8):
         beat.tick(at(12, minute, 1))
     assert reasons(store, "MINUTELY") == fired_at("MINUTELY", at(12, 1))
-    enabled = change_process(store, registry, "MINUTELY", enabled=True, now=at(12, 7, 30))
+    enabled = change_process(
+        store, registry, "MINUTELY", enabled=True, now=at(12, 7, 30), who="tester"
+    )
     assert describe(enabled)["nextFire"] == "2021-07-01T12:08:00.000Z"
     # the fire times while it was disabled are neither run nor counted as missed
     result = beat.tick(at(12, 7, 40))
@@ -503,7 +507,9 @@ def test_rescheduling_is_picked_up_on_the_next_tick_by_the_same_scheduler(
     beat.tick(at(6, 0, 30, day=1))
     beat.tick(at(6, 0, 1, day=2))  # fired at 06:00 on the 2nd
     caplog.set_level(logging.WARNING, SCHEDULER_LOG)
-    changed = change_process(store, registry, "DAILY", schedule="*/5 * * * *", now=at(12, 2, day=2))
+    changed = change_process(
+        store, registry, "DAILY", schedule="*/5 * * * *", now=at(12, 2, day=2), who="tester"
+    )
     assert describe(changed)["schedule"] == "*/5 * * * *"
     assert describe(changed)["nextFire"] == "2021-07-02T12:05:00.000Z"
     result = beat.tick(at(12, 2, 5, day=2))
@@ -517,7 +523,9 @@ def test_rescheduling_is_picked_up_on_the_next_tick_by_the_same_scheduler(
     assert state(store, "DAILY").missed == 0
     assert warnings_of(caplog) == []
     # back to the definition's schedule
-    cleared = change_process(store, registry, "DAILY", clear_schedule=True, now=at(12, 11, day=2))
+    cleared = change_process(
+        store, registry, "DAILY", clear_schedule=True, now=at(12, 11, day=2), who="tester"
+    )
     assert describe(cleared)["schedule"] == "0 6 * * *"
     assert describe(cleared)["nextFire"] == "2021-07-03T06:00:00.000Z"
     beat.tick(at(12, 15, 1, day=2))
@@ -545,7 +553,7 @@ def test_a_bad_reschedule_is_a_bad_request_and_changes_nothing(
     store.advance_schedule("DAILY", iso_ms(at(6, 0)))
     before = store.process_states()
     with pytest.raises(BadRequest) as raised:
-        change_process(store, registry, "DAILY", now=at(7, 0), **changes)
+        change_process(store, registry, "DAILY", now=at(7, 0), **changes, who="tester")
     assert str(raised.value).startswith(error)
     assert store.process_states() == before
 
@@ -555,7 +563,7 @@ def test_rescheduling_a_process_without_a_schedule_needs_a_crontab(
 ) -> None:
     registry.add(process("MANUAL_ONLY", None))
     with pytest.raises(BadRequest, match="schedule: required"):
-        change_process(store, registry, "MANUAL_ONLY", timezone="Europe/London")
+        change_process(store, registry, "MANUAL_ONLY", timezone="Europe/London", who="tester")
     assert "MANUAL_ONLY" not in store.process_states()
 
 
@@ -563,7 +571,7 @@ def test_changing_an_unknown_process_is_not_found(
     store: ExecutionStore, registry: ProcessRegistry
 ) -> None:
     with pytest.raises(NotFound, match="unknown process 'NOPE'"):
-        change_process(store, registry, "NOPE", enabled=False)
+        change_process(store, registry, "NOPE", enabled=False, who="tester")
     assert store.process_states() == {}
 
 
@@ -588,7 +596,9 @@ def test_a_timezone_override_moves_the_fire_time(
 ) -> None:
     registry.add(process("MORNING", "0 9 * * *"))
     beat.tick(at(6, 0))
-    changed = change_process(store, registry, "MORNING", timezone="Europe/London", now=at(6, 1))
+    changed = change_process(
+        store, registry, "MORNING", timezone="Europe/London", now=at(6, 1), who="tester"
+    )
     listed = describe(changed)
     assert (listed["schedule"], listed["timezone"]) == ("0 9 * * *", "Europe/London")
     assert listed["nextFire"] == "2021-07-01T08:00:00.000Z"  # 09:00 BST
@@ -597,7 +607,7 @@ def test_a_timezone_override_moves_the_fire_time(
     beat.tick(at(9, 0, 1))
     assert reasons(store, "MORNING") == fired_at("MORNING", at(8, 0))
     # a new crontab keeps the overridden timezone; in winter 09:00 London is 09:00Z
-    change_process(store, registry, "MORNING", schedule="0 9 * * 1", now=at(9, 5))
+    change_process(store, registry, "MORNING", schedule="0 9 * * 1", now=at(9, 5), who="tester")
     assert state(store, "MORNING").timezone == "Europe/London"
     beat.tick(at(9, 0, 1, day=6, month=12))
     assert reasons(store, "MORNING") == fired_at("MORNING", at(8, 0), at(9, 0, day=6, month=12))

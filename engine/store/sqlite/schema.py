@@ -88,6 +88,15 @@ CREATE TABLE IF NOT EXISTS processes (
     last_fire TEXT,
     missed INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    who TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    details TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 """
 
 #: top-level fields copied into generated columns, so that filters and sorts use indexes

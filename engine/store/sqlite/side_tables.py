@@ -8,8 +8,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from procexec.engine.store.base import Observation, ProcessState, TokenRecord
-from procexec.engine.store.sqlite import processes, retention, runs, series, tokens
+from procexec.engine.store.base import Action, Observation, ProcessState, TokenRecord
+from procexec.engine.store.sqlite import audit, processes, retention, runs, series, tokens
 
 
 class SideTables:
@@ -55,3 +55,18 @@ class SideTables:
 
     def advance_schedule(self, name: str, last_fire: str, missed: int = 0) -> bool:
         return processes.advance_schedule(self._connect(), name, last_fire, missed)
+
+    def record_action(self, action: Action) -> None:
+        audit.record_action(self._connect(), action)
+
+    def actions(
+        self,
+        *,
+        since: str | None = None,
+        action: str | None = None,
+        target: str | None = None,
+        limit: int = 100,
+    ) -> builtins.list[Action]:
+        return audit.actions(
+            self._connect(), since=since, action=action, target=target, limit=limit
+        )
