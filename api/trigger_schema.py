@@ -39,7 +39,8 @@ def trigger_forms(registry: ProcessRegistry, schemas: dict[str, Any]) -> dict[st
         described = process.parameters_model.schema(ref_template=prefix + "{model}")
         for name, nested in described.pop("$defs", {}).items():
             schemas[f"{process.name}.{name}"] = nested
-        schemas[component(process.name)] = described
+        # shown by /docs under its title: the process's, not the model's class name
+        schemas[component(process.name)] = {**described, "title": component(process.name)}
         form = copy.deepcopy(TRIGGER_SCHEMA)
         form["title"] = f"Run {process.name}"
         reference = {"$ref": f"#/components/schemas/{component(process.name)}"}

@@ -121,10 +121,15 @@ def test_swagger_ui_renders_every_operation_under_its_policy_offline(api_url: st
             # an operation opens, as a person would click it
             page.locator(".opblock-summary").first.click()
             page.wait_for_selector(".opblock-body", timeout=PAGE_MS)
+            # each process's parameters are among the schemas the page lists
+            page.wait_for_selector("section.models", timeout=PAGE_MS)
+            models = page.locator("section.models").all_inner_texts()
             violations = page.evaluate("window.__violations")
         finally:
             browser.close()
 
+    listed = {line.split()[0].removesuffix("Expand") for line in models[0].splitlines() if line}
+    assert {"DEMO.parameters", "ECB_FX.parameters", "Execution"} <= listed, listed
     assert violations == [], violations
     refused = [line for line in console if "Content Security Policy" in line or "Refused" in line]
     assert refused == [], refused

@@ -42,7 +42,7 @@ def test_each_process_has_its_form_and_its_parameters_schema(
                 reference = named[process.name]["properties"]["body"]["$ref"]
                 assert reference == f"#/components/schemas/{process.name}.parameters"
     listed = client.get("/service/process/v1/DEMO", headers=service.read_headers).json()
-    assert schemas["DEMO.parameters"] == listed["parameters"]
+    assert schemas["DEMO.parameters"] == {**listed["parameters"], "title": "DEMO.parameters"}
     assert schemas["DEMO.parameters"]["additionalProperties"] is False
     assert set(schemas["DEMO.parameters"]["properties"]) == {
         "sleep",
