@@ -75,8 +75,12 @@ def test_a_failed_run_is_returned_not_raised() -> None:
 
 
 def test_parameters_are_checked_as_a_trigger_checks_them() -> None:
-    with pytest.raises(testing.BadRequest, match=r"^body: sleep: expected a number from 0 to 600"):
+    with pytest.raises(
+        testing.BadRequest, match=r"^body\.sleep: Input should be greater than or equal to 0"
+    ):
         testing.run(DEMO, {"sleep": -1})
+    with pytest.raises(testing.BadRequest, match=r"^body\.slep: unknown parameter"):
+        testing.run(DEMO, {"slep": 1})
     with pytest.raises(testing.BadRequest, match="must be a JSON object"):
         testing.run(DEMO, ["sleep"])  # type: ignore[arg-type]
     with pytest.raises(testing.NotFound, match="unknown process 'NOPE'"):

@@ -135,8 +135,12 @@ def test_a_module_that_cannot_be_imported_is_one_line_naming_it(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("params", "why"),
     [
-        (["sleep=-1"], "procexec: DEMO: body: sleep: expected a number from 0 to 600, got -1"),
-        (["sleep=fast"], "procexec: DEMO: body: sleep: expected a number from 0 to 600"),
+        (
+            ["sleep=-1"],
+            "procexec: DEMO: body.sleep: Input should be greater than or equal to 0 (got -1)",
+        ),
+        (["sleep=fast"], "procexec: DEMO: body.sleep: Input should be a valid number"),
+        (["slep=1"], "procexec: DEMO: body.slep: unknown parameter (did you mean 'sleep'?)"),
         (["sleep"], "procexec: --param 'sleep': expected KEY=VALUE"),
         (["=1"], "procexec: --param '=1': expected KEY=VALUE"),
     ],
