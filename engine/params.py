@@ -89,14 +89,32 @@ class Parameters:
                 problems.append(f"body.{excerpt(key)}: unknown parameter{self._close(key)}")
         if problems:
             raise BadRequest(f"{_joined(problems)}; {self._takes()}")
-        model = self._model(body, "body")
-        recorded = _revealed(model.model_dump(by_alias=True))
-        recorded = to_jsonable_python(recorded)
+        recorded = revealed(self._model(body, "body"))
         for key, value in (added or {}).items():
             if key not in RESERVED:
                 raise ValueError(f"{key!r} is not one of the service's keys {RESERVED}")
             recorded[key] = value
         return recorded
+
+    def check_defaults(self) -> dict[str, Any] | None:
+        """Check the parameters' own defaults against their model (pydantic does not validate
+        a default unless told to); a `BadRequest` naming each one refused. Their recorded form
+        if no parameter is required, else None (the required ones are not missing, only not
+        given yet)."""
+        defaults = {
+            field.alias or name: field.get_default(call_default_factory=True)
+            for name, field in self.model.model_fields.items()
+            if not field.is_required()
+        }
+        if not self.required():
+            return revealed(self._model(defaults, "defaults"))
+        try:
+            self.model.model_validate(defaults)
+        except ValidationError as exc:
+            problems = _problems(exc, "defaults", self.secrets, skip_missing=True)
+            if problems:
+                raise BadRequest(_joined(problems)) from None
+        return None
 
     def arguments(self, recorded: Mapping[str, Any]) -> Any:
         """What the phases receive for recorded parameters: the declared model, validated
@@ -189,11 +207,15 @@ def _secret(field: FieldInfo) -> bool:
     return any(name in repr(field.annotation) for name in ("SecretStr", "SecretBytes", "Secret["))
 
 
-def _problems(exc: ValidationError, where: str, secrets: frozenset[str]) -> list[str]:
+def _problems(
+    exc: ValidationError, where: str, secrets: frozenset[str], *, skip_missing: bool = False
+) -> list[str]:
     problems = []
     for error in exc.errors(include_url=False):
         path = ".".join(str(part) for part in (where, *error["loc"]))
         message = excerpt(error["msg"], 2 * EXCERPT_CHARS)
+        if error["type"] == "missing" and skip_missing and len(error["loc"]) == 1:
+            continue
         if error["type"] == "missing":
             problems.append(f"{excerpt(path)}: required")
             continue
@@ -208,6 +230,13 @@ def _joined(problems: list[str]) -> str:
     shown = problems[:MAX_ERRORS_SHOWN]
     more = len(problems) - len(shown)
     return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+
+
+def revealed(instance: BaseModel) -> dict[str, Any]:
+    """A parameters model `instance` in its JSON form, by alias, secrets in clear: what is
+    recorded for the worker (or given as a body for the same parameters), never shown."""
+    dumped: dict[str, Any] = to_jsonable_python(_revealed(instance.model_dump(by_alias=True)))
+    return dumped
 
 
 def _revealed(value: Any) -> Any:

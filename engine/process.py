@@ -128,14 +128,9 @@ class Process:
     def _check_defaults(self) -> None:
         """A definition whose defaults its own parameters refuse fails here, at start-up."""
         model = self.parameters_model
-        defaults = {
-            field.alias or name: field.get_default(call_default_factory=True)
-            for name, field in model.model.model_fields.items()
-            if not field.is_required()
-        }
         try:
-            recorded = model.validate(defaults)
-            if self.check is not None and not model.required():
+            recorded = model.check_defaults()
+            if self.check is not None and recorded is not None:
                 self.check(model.arguments(recorded))
         except (BadRequest, TypeError, ValueError) as exc:
             raise ValueError(f"process {self.name}: its defaults are refused: {exc}") from None
