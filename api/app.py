@@ -10,7 +10,15 @@ from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 
 import procexec
-from procexec.api import document_schema, errors, health, memory, processes, security_headers
+from procexec.api import (
+    document_schema,
+    errors,
+    health,
+    memory,
+    processes,
+    security_headers,
+    trigger_schema,
+)
 from procexec.api.deps import ServiceState
 from procexec.api.health import Check, Children, Readiness
 from procexec.api.limits import BodyLimit
@@ -88,6 +96,7 @@ def create_app(
     )
     errors.install(app)
     document_schema.install(app)
+    trigger_schema.install(app, [path for base in BASE_PATHS for path in (base, f"{base}/v1")])
     security_headers.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(BodyLimit, tokens=app.state.procexec.tokens)  # bodies, before routes

@@ -119,7 +119,46 @@ def _check_schedule(schedule: str | None, timezone: str | None) -> None:
     )
 
 
-@router.get("/v1", summary="List the known processes", responses=error_responses(401, 403, 503))
+#: a process as the process list shows it (`engine.scheduler.describe`)
+PROCESS: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "service", "enabled", "phases", "defaults", "parameters"],
+    "properties": {
+        "name": {"type": "string"},
+        "service": {"type": "string"},
+        "description": {"type": "string"},
+        "environment": {"type": "string", "description": "where its scheduled runs run"},
+        "enabled": {"type": "boolean", "description": "false: no scheduled runs"},
+        "schedule": {"type": ["string", "null"], "description": "five crontab fields"},
+        "timezone": {"type": "string", "description": "the IANA zone the crontab is read in"},
+        "missedPolicy": {"enum": ["skip", "latest"]},
+        "nextFire": {"type": ["string", "null"]},
+        "lastFire": {"type": ["string", "null"]},
+        "missed": {"type": "integer", "minimum": 0},
+        "phases": {"type": "array", "items": {"type": "string"}},
+        "defaults": {"type": "object", "description": "each parameter's default, secrets masked"},
+        "parameters": {
+            "type": "object",
+            "description": "the JSON Schema of its parameters (a trigger's `body`)",
+        },
+        "subscriptions": {"type": "array", "items": {"type": "string"}},
+        "follows": {"type": "object", "additionalProperties": {"type": "array"}},
+    },
+}
+
+
+def _answers(schema: dict[str, Any], *errors: int) -> dict[int | str, Any]:
+    return {
+        200: {"description": "OK", "content": {"application/json": {"schema": schema}}},
+        **error_responses(*errors),
+    }
+
+
+@router.get(
+    "/v1",
+    summary="List the known processes",
+    responses=_answers({"type": "array", "items": PROCESS}, 401, 403, 503),
+)
 def list_processes(state: StateDep, caller: Reader) -> list[dict[str, Any]]:
     """Every process (the caller's token may read) with its schedule, enabled flag and next
     fire time."""
@@ -131,7 +170,7 @@ def list_processes(state: StateDep, caller: Reader) -> list[dict[str, Any]]:
     ]
 
 
-@router.get("/v1/{name}", summary="One process", responses=error_responses(401, 403, 404, 503))
+@router.get("/v1/{name}", summary="One process", responses=_answers(PROCESS, 401, 403, 404, 503))
 def get_process(name: str, state: StateDep, caller: Reader) -> dict[str, Any]:
     process = state.registry.get(name)
     if process is None or not allows_process(caller, name):
@@ -140,7 +179,7 @@ def get_process(name: str, state: StateDep, caller: Reader) -> dict[str, Any]:
 
 
 @router.post(
-    "/v1/{name}/enable", summary="Enable a process", responses=error_responses(401, 403, 404, 503)
+    "/v1/{name}/enable", summary="Enable a process", responses=_answers(PROCESS, 401, 403, 404, 503)
 )
 def enable(name: str, state: StateDep, caller: Admin) -> dict[str, Any]:
     permit(caller, process=name)
@@ -150,7 +189,7 @@ def enable(name: str, state: StateDep, caller: Admin) -> dict[str, Any]:
 @router.post(
     "/v1/{name}/disable",
     summary="Disable a process (no scheduled runs)",
-    responses=error_responses(401, 403, 404, 503),
+    responses=_answers(PROCESS, 401, 403, 404, 503),
 )
 def disable(name: str, state: StateDep, caller: Admin) -> dict[str, Any]:
     permit(caller, process=name)
@@ -160,13 +199,13 @@ def disable(name: str, state: StateDep, caller: Admin) -> dict[str, Any]:
 @router.put(
     "/v1/{name}/schedule",
     summary="Reschedule a process",
-    responses=error_responses(400, 401, 403, 404, 503),
+    responses=_answers(PROCESS, 400, 401, 403, 404, 503),
     openapi_extra=SCHEDULE_BODY,
 )
 @router.post(
     "/v1/{name}/schedule",
     summary="Reschedule a process (as PUT)",
-    responses=error_responses(400, 401, 403, 404, 503),
+    responses=_answers(PROCESS, 400, 401, 403, 404, 503),
     openapi_extra=SCHEDULE_BODY,
 )
 async def reschedule(name: str, request: Request, state: StateDep, caller: Admin) -> Any:

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr, ValidationError
 from pydantic import create_model as _create_model
 from pydantic.fields import FieldInfo
+from pydantic.json_schema import DEFAULT_REF_TEMPLATE
 from pydantic_core import to_jsonable_python
 
 from procexec.engine.errors import EXCERPT_CHARS, BadRequest, excerpt
@@ -72,6 +73,26 @@ class Parameters:
             if field.is_required()
         ]
 
+    def check_defaults(self) -> None:
+        """A `ValueError` naming each default its own field's type refuses (pydantic does not
+        validate defaults by itself); the fields without one are left to the trigger."""
+        defaults = {
+            field.alias or name: field.get_default(call_default_factory=True)
+            for name, field in self.model.model_fields.items()
+            if not field.is_required()
+        }
+        try:
+            self.model.model_validate(defaults)
+        except ValidationError as exc:
+            wrong = [
+                error
+                for error in exc.errors(include_url=False)
+                if not (error["type"] == "missing" and len(error["loc"]) == 1)
+            ]
+            if wrong:
+                refused = ValidationError.from_exception_data(exc.title, wrong)  # type: ignore[arg-type]
+                raise ValueError(_joined(_problems(refused, "defaults", self.secrets))) from None
+
     def validate(
         self, body: Mapping[str, Any] | None, *, added: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -87,7 +108,12 @@ class Parameters:
                 )
             elif key not in self.names and not self.extra_allowed:
                 problems.append(f"body.{excerpt(key)}: unknown parameter{self._close(key)}")
-        if problems:
+        if problems:  # and what is wrong with the names it does take, in the same message
+            known = {key: value for key, value in body.items() if key in self.names}
+            try:
+                self.model.model_validate(known)
+            except ValidationError as exc:
+                problems += _problems(exc, "body", self.secrets)
             raise BadRequest(f"{_joined(problems)}; {self._takes()}")
         recorded = revealed(self._model(body, "body"))
         for key, value in (added or {}).items():
@@ -95,26 +121,6 @@ class Parameters:
                 raise ValueError(f"{key!r} is not one of the service's keys {RESERVED}")
             recorded[key] = value
         return recorded
-
-    def check_defaults(self) -> dict[str, Any] | None:
-        """Check the parameters' own defaults against their model (pydantic does not validate
-        a default unless told to); a `BadRequest` naming each one refused. Their recorded form
-        if no parameter is required, else None (the required ones are not missing, only not
-        given yet)."""
-        defaults = {
-            field.alias or name: field.get_default(call_default_factory=True)
-            for name, field in self.model.model_fields.items()
-            if not field.is_required()
-        }
-        if not self.required():
-            return revealed(self._model(defaults, "defaults"))
-        try:
-            self.model.model_validate(defaults)
-        except ValidationError as exc:
-            problems = _problems(exc, "defaults", self.secrets, skip_missing=True)
-            if problems:
-                raise BadRequest(_joined(problems)) from None
-        return None
 
     def arguments(self, recorded: Mapping[str, Any]) -> Any:
         """What the phases receive for recorded parameters: the declared model, validated
@@ -147,9 +153,10 @@ class Parameters:
             shown[field.alias or name] = to_jsonable_python(value, fallback=lambda _: "**********")
         return shown
 
-    def schema(self) -> dict[str, Any]:
-        """The JSON Schema of the parameters (what the process list and /docs show)."""
-        schema = self.model.model_json_schema(by_alias=True)
+    def schema(self, ref_template: str = DEFAULT_REF_TEMPLATE) -> dict[str, Any]:
+        """The JSON Schema of the parameters (what the process list and /docs show); the
+        models it refers to under `$defs`, referred to by `ref_template`."""
+        schema = self.model.model_json_schema(by_alias=True, ref_template=ref_template)
         if not self.extra_allowed:
             schema["additionalProperties"] = False
         return schema
@@ -181,7 +188,7 @@ def _of_defaults(owner: str, defaults: Mapping[str, Any]) -> type[BaseModel]:
         if not attribute or key.startswith("_") or key in dir(BaseModel):
             attribute = f"p{number}_"
         fields[attribute] = (Any, Field(default=value, alias=key))
-    model: type[BaseModel] = _create_model(  # type: ignore[call-overload]
+    model: type[BaseModel] = _create_model(
         f"{owner}Parameters",
         __config__=ConfigDict(extra="forbid", populate_by_name=False),
         **fields,
@@ -207,15 +214,11 @@ def _secret(field: FieldInfo) -> bool:
     return any(name in repr(field.annotation) for name in ("SecretStr", "SecretBytes", "Secret["))
 
 
-def _problems(
-    exc: ValidationError, where: str, secrets: frozenset[str], *, skip_missing: bool = False
-) -> list[str]:
+def _problems(exc: ValidationError, where: str, secrets: frozenset[str]) -> list[str]:
     problems = []
     for error in exc.errors(include_url=False):
         path = ".".join(str(part) for part in (where, *error["loc"]))
         message = excerpt(error["msg"], 2 * EXCERPT_CHARS)
-        if error["type"] == "missing" and skip_missing and len(error["loc"]) == 1:
-            continue
         if error["type"] == "missing":
             problems.append(f"{excerpt(path)}: required")
             continue

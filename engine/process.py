@@ -126,17 +126,17 @@ class Process:
         self._check_defaults()
 
     def _check_defaults(self) -> None:
-        """A definition whose defaults its own parameters refuse fails here, at start-up."""
+        """A definition whose defaults its own parameters (or `check`) refuse fails here, at
+        start-up, as does one whose service-made runs could not give a required parameter."""
         model = self.parameters_model
+        needed = model.required()
         try:
-            recorded = model.check_defaults()
-            if self.check is not None and recorded is not None:
-                self.check(model.arguments(recorded))
+            model.check_defaults()
+            if self.check is not None and not needed:
+                self.check(model.arguments(model.validate({})))
         except (BadRequest, TypeError, ValueError) as exc:
             raise ValueError(f"process {self.name}: its defaults are refused: {exc}") from None
-        needed = model.required()
-        made_by_service = self.schedule or self.subscriptions or self.follows
-        if needed and made_by_service:
+        if needed and (self.schedule or self.subscriptions or self.follows):
             raise ValueError(
                 f"process {self.name}: parameter {needed[0]!r} has no default, but the runs the "
                 "service makes (scheduled, subscription, follower) give no parameters"

@@ -18,14 +18,13 @@ from procexec.engine.domain import (
     LOADER_TICKET,
     PhaseStatus,
     Status,
-    Trigger,
 )
-from procexec.engine.errors import BadRequest, DuplicateExecution
+from procexec.engine.errors import BadRequest
+from procexec.engine.follow_up_runs import record_follow_ups
 from procexec.engine.phase_timing import arm_timeout, wait_to_retry
 from procexec.engine.process import Process, ProcessRegistry
 from procexec.engine.recorder import ExecutionRecorder, new_phase
 from procexec.engine.store.base import ExecutionStore, Update
-from procexec.engine.subscriptions import follow_ups
 from procexec.engine.timeutil import iso_ms, log_line
 from procexec.engine.trigger_service import TriggerService
 
@@ -356,7 +355,9 @@ class PhaseRunner:
     ) -> None:
         # Follow-up runs are recorded before the final status and sent after it: a worker that
         # dies in between leaves them `triggered`, for redelivery, never lost.
-        recorded = self._record_follow_ups(doc, recorder, updates, chain, status)
+        recorded = record_follow_ups(
+            self.triggers, self.registry, doc, recorder, updates, chain, status
+        )
         fields: dict[str, Any] = {"status": status.value, "message": message, "end": iso_ms()}
         if updates.loader_message is not None:
             fields["loaderMessage"] = updates.loader_message
@@ -366,39 +367,3 @@ class PhaseRunner:
         if self.triggers is not None:
             for execution_id, process in recorded:
                 self.triggers.send(execution_id, process=process)
-
-    def _record_follow_ups(
-        self,
-        doc: dict[str, Any],
-        recorder: ExecutionRecorder,
-        updates: DataUpdates,
-        chain: list[str],
-        status: Status,
-    ) -> list[tuple[str, str]]:
-        """Record the runs that follow this one; their ids and process names, to send."""
-        if self.triggers is None:
-            return []
-        plan = follow_ups(self.registry, doc, status.value, updates, chain)
-        last_phase = recorder.phase_count - 1
-        for name in plan.cut:
-            text = f"Not triggering {name}: it is upstream of this run (loop cut)"
-            logger.warning("execution %s: %s", doc["_id"], text)
-            if last_phase >= 0:
-                recorder.log(last_phase, log_line("info", text))
-        recorded = []
-        for run in plan.runs:
-            try:
-                self.triggers.record(
-                    run.process.name,
-                    run_as=doc.get("runAs", ""),
-                    environment=doc["environment"],
-                    added=run.body,
-                    trigger=Trigger.SUBSCRIPTION,
-                    reason=run.reason,
-                    execution_id=run.execution_id,
-                    chain=[*chain, doc["name"]],
-                )
-            except DuplicateExecution:
-                continue  # recorded by an earlier attempt of this run
-            recorded.append((run.execution_id, run.process.name))
-        return recorded

@@ -31,6 +31,10 @@ class EcbFxParams(BaseModel):
 
     url: str | None = Field(
         None,
+        # the URLs `check_url` takes, as far as a pattern says it (lookahead: the end)
+        json_schema_extra={
+            "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[\w.~-]+(:\d{1,4})?([/?#]\S*)?(?![\s\S])"
+        },
         description="an http(s) URL of an ECB reference rates file, fetched only from the hosts "
         "PROCEXEC_FETCH_ALLOW allows; none: the bundled sample of 2021-07-01",
     )

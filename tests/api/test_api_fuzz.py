@@ -79,7 +79,6 @@ CONFIG = schemathesis.Config.from_dict(
             "path.key": {"dictionary": "executions", "probability": 0.3},
             "path.source": {"dictionary": "sources", "probability": 0.7},
             "path.name": {"dictionary": "processes", "probability": 0.5},
-            "body.name": {"dictionary": "processes", "probability": 0.5},
         },
     }
 )

@@ -36,7 +36,10 @@ def triggers(sqlite_store: ExecutionStore, registry: ProcessRegistry) -> Trigger
         ({"log_lines": 10**9}, "log_lines: Input should be less than or equal to 10000"),
         ({"log_lines": 1.5}, "log_lines: Input should be a valid integer, got a number with a"),
         ({"fail_times": "x"}, "fail_times: Input should be a valid integer"),
-        ({"fail_in": "NOWHERE"}, "fail_in: Value error, expected one of EXTRACT, TRANSFORM"),
+        (
+            {"fail_in": "NOWHERE"},
+            "fail_in: Input should be 'EXTRACT', 'TRANSFORM', 'SEND' or 'LOAD'",
+        ),
         ({"guard": "/tmp"}, "guard: Value error, expected a name"),
         ({"guard": "../../etc"}, "guard: Value error, expected a name"),
         ({"guard": ".."}, "guard: Value error, expected a name"),

@@ -1,123 +1,230 @@
-"""A process's typed parameters (engine/params.py): the body validated in pydantic's lax
-mode, unknown and reserved names refused, secrets never shown, the definition checked."""
+"""A process's parameters (`engine.params`): a trigger's body validated in pydantic's default
+mode against the declared model or the plain defaults, unknown names refused, every field
+named in one message, secrets recorded for the worker but never shown or echoed, the
+service's own keys kept apart, and a definition its own parameters refuse failing at once."""
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from procexec.engine.errors import BadRequest
-from procexec.engine.process import Process
-
-SECRET = "s3cr3t-value"
-
-
-class Keyed(BaseModel):
-    who: str = "world"
-    count: int = 1
-    api_key: SecretStr = Field(SecretStr("default-k3y"), min_length=8)
+from procexec.engine.params import MAX_ERRORS_SHOWN, revealed
+from procexec.engine.process import Process, ProcessRegistry
+from procexec.engine.scheduler import change_process
+from procexec.engine.store.base import ExecutionStore
 
 
-def process(model: type[BaseModel] = Keyed, **options: Any) -> Process:
-    made = Process("P", params=model, **options)
-
-    @made.phase("EXTRACT")
-    def extract(ctx: Any, _: Any) -> None:
-        pass
-
-    return made
+class Window(BaseModel):
+    start: dt.date
+    days: int = 1
 
 
-def test_lax_mode_converts_what_is_exact_and_refuses_the_rest() -> None:
-    recorded = process().parameters({"count": "2"})
-    assert recorded == {"who": "world", "count": 2, "api_key": "default-k3y"}
-    with pytest.raises(BadRequest, match=r"^body\.count: .*fractional part \(got 1\.5\)$"):
-        process().parameters({"count": 1.5})
+class Prices(BaseModel):
+    date: dt.date
+    window: Window | None = None
+    source: str = Field("ecb", alias="from")
+    api_key: SecretStr = SecretStr("default-secret")
+    ratio: float = 1.0
 
 
-def test_unknown_names_are_refused_even_with_plain_defaults() -> None:
-    plain = Process("PLAIN", defaults={"who": "world"})
-    with pytest.raises(BadRequest, match=r"^body\.whoo: unknown parameter \(did you mean 'who'"):
-        plain.parameters({"whoo": "x"})
-    assert plain.arguments(plain.parameters({"who": "x"})) == {"who": "x"}
+def _process(**options: Any) -> Process:
+    process = Process("PRICES", **options)
+    process.phase("LOAD")(lambda ctx, previous: None)
+    return process
 
 
-@pytest.mark.parametrize("key", ["subscription", "upstream"])
-def test_the_service_keys_are_neither_given_nor_declared(key: str) -> None:
-    with pytest.raises(BadRequest, match=rf"^body\.{key}: reserved"):
-        process().parameters({key: {}})
-    with pytest.raises(ValueError, match=f"parameter '{key}' is reserved for the service"):
-        Process("R", defaults={key: None})
-    recorded = process().parameters({}, added={key: {"a": 1}})
-    assert recorded[key] == {"a": 1}
-    assert process().arguments(recorded).model_dump().keys() == {"who", "count", "api_key"}
-
-
-def test_a_secret_is_in_clear_for_the_worker_and_masked_wherever_shown() -> None:
-    made = process()
-    recorded = made.parameters({"api_key": SECRET})
-    assert recorded["api_key"] == SECRET  # the recorded input, for the worker alone
-    assert made.arguments(recorded).api_key.get_secret_value() == SECRET
-    assert SECRET not in repr(made.arguments(recorded))
-    assert SECRET not in str(made.arguments(recorded))
-    shown = made.parameters_model.shown(recorded)
-    assert shown["api_key"] == "**********" and SECRET not in json.dumps(shown)
-    defaults = made.parameters_model.defaults()
-    assert defaults == {"who": "world", "count": 1, "api_key": "**********"}
-    assert "default-k3y" not in json.dumps(made.parameters_model.schema())
-
-
-def test_a_refused_secret_is_not_echoed() -> None:
-    with pytest.raises(BadRequest) as refused:
-        process().parameters({"api_key": "short"})
-    assert str(refused.value).startswith("body.api_key: Value should have at least 8 items")
-    assert "short" not in str(refused.value) and "(got" not in str(refused.value)
-
-
-class Needs(BaseModel):
-    api_key: SecretStr
-    count: int = 1
-
-
-def test_a_required_parameter_is_allowed_on_a_process_only_triggered_by_callers() -> None:
-    made = process(Needs)
-    assert made.parameters_model.required() == ["api_key"]
-    assert made.parameters_model.defaults() == {"count": 1}
-    with pytest.raises(BadRequest, match=r"^body\.api_key: required$"):
-        made.parameters({})
-    assert made.parameters({"api_key": "k"}) == {"api_key": "k", "count": 1}
-
-
-@pytest.mark.parametrize(
-    "options",
-    [{"schedule": "0 6 * * *"}, {"subscriptions": ("#X.*",)}, {"follows": {"UP": "success"}}],
-)
-def test_a_required_parameter_and_runs_the_service_makes_do_not_go_together(
-    options: dict[str, Any],
-) -> None:
-    with pytest.raises(ValueError, match=r"^process P: parameter 'api_key' has no default"):
-        process(Needs, **options)
-
-
-class BadDefault(BaseModel):
-    api_key: SecretStr
-    count: int = "many"  # type: ignore[assignment]
-
-
-class BadSecretDefault(BaseModel):
-    api_key: SecretStr = Field(SecretStr("tiny"), min_length=8)
-
-
-def test_a_default_its_model_refuses_fails_the_definition_naming_it() -> None:
-    with pytest.raises(ValueError) as refused:
-        process(BadDefault)  # a required parameter beside it is no excuse
-    assert str(refused.value) == (
-        "process P: its defaults are refused: defaults.count: Input should be a valid integer, "
-        "unable to parse string as an integer (got 'many')"
+def test_values_are_taken_in_pydantic_s_default_mode() -> None:
+    process = _process(params=Prices)
+    recorded = process.parameters(
+        {"date": "2024-01-02", "ratio": "2", "window": {"start": "2024-01-01", "days": "3"}}
     )
-    with pytest.raises(ValueError, match=r"defaults\.api_key: Value should have at least 8") as bad:
-        process(BadSecretDefault)
-    assert "tiny" not in str(bad.value)
+    assert recorded == {
+        "date": "2024-01-02",
+        "window": {"start": "2024-01-01", "days": 3},
+        "from": "ecb",
+        "api_key": "default-secret",  # recorded in clear, for the worker
+        "ratio": 2.0,
+    }
+    arguments = process.arguments(recorded)
+    assert isinstance(arguments, Prices)
+    assert arguments.date == dt.date(2024, 1, 2)
+    assert arguments.window == Window(start=dt.date(2024, 1, 1), days=3)
+    assert arguments.api_key.get_secret_value() == "default-secret"
+
+
+def test_each_wrong_field_is_named_in_one_message() -> None:
+    process = _process(params=Prices)
+    with pytest.raises(BadRequest) as refused:
+        process.parameters({"date": "someday", "ratio": [], "window": {"days": 1.5}})
+    message = str(refused.value)
+    assert message.startswith("body.date: Input should be a valid date")
+    assert "(got 'someday')" in message
+    assert "body.window.start: required" in message
+    assert "body.window.days: Input should be a valid integer, got a number with a" in message
+    assert "body.ratio: Input should be a valid number" in message
+
+
+def test_a_missing_required_parameter_is_named() -> None:
+    with pytest.raises(BadRequest, match=r"^body.date: required$"):
+        _process(params=Prices).parameters({})
+
+
+def test_unknown_names_are_refused_whatever_the_model_s_extra_setting() -> None:
+    process = _process(params=Prices)  # pydantic's own default would ignore them
+    with pytest.raises(BadRequest) as refused:
+        process.parameters({"date": "2024-01-02", "dat": 1, "source": "x"})
+    assert str(refused.value) == (
+        "body.dat: unknown parameter (did you mean 'date'?); body.source: unknown parameter; "
+        "PRICES takes api_key, date, from, ratio, window"
+    )
+
+
+def test_unknown_names_and_wrong_values_are_told_together() -> None:
+    with pytest.raises(BadRequest) as refused:
+        _process(params=Prices).parameters({"dat": "2024-01-02", "ratio": "high"})
+    assert str(refused.value) == (
+        "body.dat: unknown parameter (did you mean 'date'?); body.date: required; "
+        "body.ratio: Input should be a valid number, unable to parse string as a number "
+        "(got 'high'); PRICES takes api_key, date, from, ratio, window"
+    )
+
+
+def test_a_model_that_allows_extra_names_takes_them() -> None:
+    class Open(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        known: int = 0
+
+    recorded = _process(params=Open).parameters({"known": "1", "other": [1]})
+    assert recorded == {"known": 1, "other": [1]}
+
+
+def test_plain_defaults_take_any_value_but_no_other_name() -> None:
+    process = _process(defaults={"my-key": 1, "_private": None, "class": "a", "model_dump": 2})
+    recorded = process.parameters({"my-key": [1, 2], "class": {"b": 1}})
+    assert recorded == {"my-key": [1, 2], "_private": None, "class": {"b": 1}, "model_dump": 2}
+    assert process.arguments(recorded) == recorded  # a dict, as before
+    with pytest.raises(BadRequest, match=r"^body.my_key: unknown parameter \(did you mean"):
+        process.parameters({"my_key": 1})
+
+
+def test_too_many_problems_are_counted_not_listed() -> None:
+    process = _process(defaults={})
+    with pytest.raises(BadRequest) as refused:
+        process.parameters({f"k{n}": n for n in range(40)})
+    message = str(refused.value)
+    assert message.count("unknown parameter") == MAX_ERRORS_SHOWN
+    assert f"and {40 - MAX_ERRORS_SHOWN} more; PRICES takes no parameters" in message
+
+
+def test_a_long_unknown_name_is_echoed_in_part() -> None:
+    with pytest.raises(BadRequest) as refused:
+        _process(defaults={}).parameters({"x" * 10_000: 1})
+    assert len(str(refused.value)) < 200
+
+
+def test_secrets_are_masked_where_shown_and_never_echoed() -> None:
+    class Keyed(BaseModel):
+        api_key: SecretStr = Field(min_length=12)
+        user: str = "bob"
+
+    process = _process(params=Keyed)
+    with pytest.raises(BadRequest) as refused:
+        process.parameters({"api_key": "short-one", "user": 5})
+    assert "short-one" not in str(refused.value)
+    assert "body.api_key: Value should have at least 12 " in str(refused.value)
+    recorded = process.parameters({"api_key": "s3cr3t-value-1"})
+    assert recorded == {"api_key": "s3cr3t-value-1", "user": "bob"}
+    shown = process.parameters_model.shown(recorded)
+    assert shown == {"api_key": "**********", "user": "bob"}
+    assert "s3cr3t" not in repr(process.arguments(recorded))  # a phase logging its params
+
+
+def test_a_secret_default_is_masked_in_the_catalogue() -> None:
+    process = _process(params=Prices)
+    assert process.parameters_model.defaults()["api_key"] == "**********"
+    assert "default-secret" not in str(process.parameters_model.schema())
+    assert process.parameters_model.schema()["additionalProperties"] is False
+
+
+def test_the_service_s_keys_are_kept_apart() -> None:
+    process = _process(params=Window)
+    with pytest.raises(BadRequest, match=r"^body.subscription: reserved; the service sets it"):
+        process.parameters({"start": "2024-01-01", "subscription": {}})
+    upstream = {"_id": "u1", "name": "UP", "status": "success"}
+    recorded = process.parameters({"start": "2024-01-01"}, added={"upstream": upstream})
+    assert recorded["upstream"] == upstream
+    assert process.arguments(recorded) == Window(start=dt.date(2024, 1, 1))  # not in the model
+    with pytest.raises(ValueError, match="not one of the service's keys"):
+        process.parameters({"start": "2024-01-01"}, added={"other": 1})
+
+
+def test_a_process_may_not_declare_the_service_s_keys() -> None:
+    class Claims(BaseModel):
+        upstream: str = ""
+
+    with pytest.raises(ValueError, match="parameter 'upstream' is reserved for the service"):
+        _process(params=Claims)
+    with pytest.raises(ValueError, match="parameter 'subscription' is reserved"):
+        _process(defaults={"subscription": None})
+
+
+def test_a_definition_whose_defaults_are_refused_fails_at_once() -> None:
+    class Wrong(BaseModel):
+        days: int = "many"  # type: ignore[assignment]
+
+    with pytest.raises(ValueError, match=r"process PRICES: its defaults are refused: .*days"):
+        _process(params=Wrong)
+
+    def positive(params: Any) -> None:
+        if params["days"] < 1:
+            raise ValueError("days: must be 1 or more")
+
+    with pytest.raises(ValueError, match="its defaults are refused: days: must be 1 or more"):
+        _process(defaults={"days": 0}, check=positive)
+    with pytest.raises(ValueError, match="give params= or defaults=, not both"):
+        _process(params=Window, defaults={"start": "2024-01-01"})
+    with pytest.raises(ValueError, match="params must be a pydantic model class"):
+        _process(params=dict)
+
+
+def test_runs_the_service_makes_need_every_parameter_to_have_a_default() -> None:
+    for made in (
+        {"schedule": "0 1 * * *"},
+        {"subscriptions": ("#X.*",)},
+        {"follows": {"A": "failed"}},
+    ):
+        with pytest.raises(ValueError, match="parameter 'date' has no default, but the runs"):
+            _process(params=Prices, **made)
+
+
+def test_a_process_with_a_required_parameter_cannot_be_given_a_schedule(
+    sqlite_store: ExecutionStore,
+) -> None:
+    registry = ProcessRegistry([_process(params=Prices)])
+    with pytest.raises(BadRequest, match="parameter 'date' has no default"):
+        change_process(sqlite_store, registry, "PRICES", schedule="0 1 * * *")
+    assert sqlite_store.process_states().get("PRICES") is None  # nothing stored
+
+
+def test_an_instance_of_the_model_is_revealed_as_the_body_it_stands_for() -> None:
+    """`revealed`: an instance's JSON form, by alias, secrets in clear (what `testing.run`
+    gives as a body); the phases get the secret in clear again."""
+    process = _process(params=Prices)
+    given = Prices.model_validate(
+        {"date": "2024-05-02", "from": "boe", "api_key": "s3cr3t-value-2"}
+    )
+    body = revealed(given)
+    assert body == {
+        "date": "2024-05-02",
+        "window": None,
+        "from": "boe",
+        "api_key": "s3cr3t-value-2",
+        "ratio": 1.0,
+    }
+    recorded = process.parameters(body)
+    assert recorded == body
+    assert process.arguments(recorded).api_key.get_secret_value() == "s3cr3t-value-2"

@@ -181,6 +181,30 @@ def test_a_fire_at_the_minute_triggers_exactly_one_scheduled_execution(
     assert reasons(store, "ECB_FX") == fired_at("ECB_FX", at(16, 30), at(16, 30, day=2))
 
 
+def test_a_scheduled_run_its_process_refuses_is_told_and_the_others_fire(
+    beat: Beat, registry: ProcessRegistry, store: ExecutionStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Scheduled runs are validated as triggers are: one whose `check` refuses it at its fire
+    time (a check that reads the clock, say) is logged and not recorded; the others fire."""
+    refusing = {"now": False}
+
+    def check(params: Any) -> None:
+        if refusing["now"]:
+            raise ValueError("the source is closed today")
+
+    registry.add(process("PICKY", "30 16 * * *", check=check))
+    registry.add(process("EASY", "30 16 * * *"))
+    beat.tick(at(16, 29))
+    refusing["now"] = True
+    with caplog.at_level(logging.ERROR, logger=SCHEDULER_LOG):
+        result = beat.tick(at(16, 30, 1))
+    assert result.triggered == [scheduled_execution_id("production", "EASY", at(16, 30))]
+    assert executions(store, "PICKY") == []
+    assert "process PICKY: its scheduled run is refused: body: the source is closed today" in [
+        record.getMessage() for record in caplog.records
+    ]
+
+
 def test_scheduled_execution_ids_are_deterministic_per_process_environment_and_fire() -> None:
     fire = at(16, 30)
     first = scheduled_execution_id("production", "ECB_FX", fire)

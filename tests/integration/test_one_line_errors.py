@@ -128,6 +128,40 @@ def test_process_list_names_a_module_it_cannot_import(tmp_path: Path) -> None:
     )
 
 
+BAD_DEFAULTS = """
+from pydantic import BaseModel
+from procexec import Process
+
+class Params(BaseModel):
+    days: int = "many"
+
+BROKEN = Process("BROKEN", params=Params)
+BROKEN.phase("LOAD")(lambda ctx, previous: None)
+"""
+
+
+@pytest.mark.parametrize("command", ["api", "worker", "beat", "standalone"])
+def test_a_process_whose_defaults_are_refused_stops_every_command_naming_it(
+    tmp_path: Path, command: str
+) -> None:
+    """A definition its own parameters refuse fails at start-up, in one line naming the
+    process and the field, before anything starts."""
+    (tmp_path / "broken_defaults.py").write_text(BAD_DEFAULTS)
+    data_dir = tmp_path / "data"
+    env = service_env(data_dir) | {
+        "PROCEXEC_PROCESSES": "broken_defaults",
+        "PYTHONPATH": str(tmp_path),
+    }
+    listens = ["--port", str(free_port())] if command in ("api", "standalone") else []
+    result = run_cli(command, *listens, env=env)
+    assert one_line(result, USAGE) == (
+        "procexec: PROCEXEC_PROCESSES: importing module 'broken_defaults' failed: ValueError: "
+        "process BROKEN: its defaults are refused: defaults.days: Input should be a valid "
+        "integer, unable to parse string as an integer (got 'many')"
+    )
+    nothing_started(data_dir)
+
+
 @pytest.mark.parametrize("command", ["worker", "beat"])
 def test_an_option_celery_does_not_take_is_one_line(tmp_path: Path, command: str) -> None:
     result = run_cli(command, "--no-such-option", env=service_env(tmp_path / "data"))

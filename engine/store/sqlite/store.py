@@ -24,10 +24,7 @@ from procexec.engine.store.base import (
     META_KEYS,
     ExecutionStore,
     InlineBudgetExceeded,
-    Observation,
-    ProcessState,
     StoreReport,
-    TokenRecord,
     Update,
     apply_update,
     too_large,
@@ -40,15 +37,12 @@ from procexec.engine.store.sqlite import (
     fields,
     health,
     pages,
-    processes,
-    retention,
     runs,
     schema,
-    series,
-    tokens,
 )
 from procexec.engine.store.sqlite.compiler import too_large_for_sqlite
 from procexec.engine.store.sqlite.deadlines import LIMIT_STEP, Budget, Deadline
+from procexec.engine.store.sqlite.side_tables import SideTables
 from procexec.engine.store.sqlite.writers import BUSY_SECONDS, begin_immediate
 
 __all__ = ["SQLiteStore"]
@@ -61,7 +55,7 @@ compact_json = json.JSONEncoder(separators=(",", ":")).encode
 @translate_errors(
     (sqlite3.OperationalError, sqlite3.DatabaseError), "SQLite", refused=too_large_for_sqlite
 )
-class SQLiteStore(ExecutionStore):
+class SQLiteStore(SideTables, ExecutionStore):
     kind = "sqlite"
 
     def __init__(self, path: str | Path, *, prepare: bool = True) -> None:
@@ -312,24 +306,6 @@ class SQLiteStore(ExecutionStore):
             if conn.in_transaction and not outside:
                 conn.execute("ROLLBACK")
 
-    def add_token(self, record: TokenRecord) -> None:
-        tokens.add_token(self._connect(), record)
-
-    def find_token(self, token_hash: str) -> TokenRecord | None:
-        return tokens.find_token(self._connect(), token_hash)
-
-    def token_records(self) -> builtins.list[TokenRecord]:
-        return tokens.token_records(self._connect())
-
-    def revoke_token(self, token_hash: str, when: str) -> bool:
-        return tokens.revoke_token(self._connect(), token_hash, when)
-
-    def upsert_observations(self, environment: str, rows: Sequence[Observation]) -> int:
-        return series.upsert_observations(self._connect(), environment, rows)
-
-    def get_series(self, environment: str, series_id: str) -> dict[str, float]:
-        return series.get_series(self._connect(), environment, series_id)
-
     def stale(
         self, statuses: Sequence[str], meta_key: str, before: str, limit: int = 100
     ) -> builtins.list[tuple[str, dict[str, Any]]]:
@@ -346,26 +322,6 @@ class SQLiteStore(ExecutionStore):
             .fetchall()
         )
         return [(row[0], self.get_meta(row[0])) for row in rows]
-
-    def save_checkpoint(self, execution_id: str, phase: int, blob: bytes) -> None:
-        runs.keep(self._connect(), execution_id, phase, blob)
-
-    def load_checkpoint(
-        self, execution_id: str, phase: int | None = None
-    ) -> tuple[int, bytes] | None:
-        return runs.load_checkpoint(self._connect(), execution_id, phase)
-
-    def purge(self, before: str, limit: int = 100) -> int:
-        return retention.purge(self._connect(), before, limit)
-
-    def process_states(self) -> dict[str, ProcessState]:
-        return processes.process_states(self._connect())
-
-    def set_process_state(self, name: str, **overrides: Any) -> ProcessState:
-        return processes.set_process_state(self._connect(), name, **overrides)
-
-    def advance_schedule(self, name: str, last_fire: str, missed: int = 0) -> bool:
-        return processes.advance_schedule(self._connect(), name, last_fire, missed)
 
     def ping(self) -> None:
         self._connect().execute("SELECT 1 FROM executions LIMIT 1").fetchall()

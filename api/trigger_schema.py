@@ -1,0 +1,72 @@
+"""The trigger's body in the OpenAPI description, one form for each process: its name, and its
+parameters as the process declares them (`Process.params`, or its plain defaults), each process's
+schema a component (`<NAME>.parameters`, the models it uses beside it as `<NAME>.<Model>`). A
+body naming no known process keeps the general form, and is answered 404.
+
+Built when the description is first asked for, from the processes the app knows then.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+from procexec.api.trigger import TRIGGER_SCHEMA
+from procexec.engine.process import ProcessRegistry
+
+
+def install(app: FastAPI, paths: list[str]) -> None:
+    """Describe the trigger at each of `paths` (`POST`) with each process's parameters."""
+    app.openapi = _with_parameters(app, paths)  # type: ignore[method-assign]
+
+
+def component(process: str) -> str:
+    """The name of a process's parameters among the description's schemas."""
+    return f"{process}.parameters"
+
+
+def trigger_forms(registry: ProcessRegistry, schemas: dict[str, Any]) -> dict[str, Any]:
+    """The trigger body's schema: one form for each process of `registry` (whose parameters'
+    schemas are added to `schemas`), and the general form for any other name."""
+    forms = []
+    names = []
+    for process in registry:
+        prefix = f"#/components/schemas/{process.name}."
+        described = process.parameters_model.schema(ref_template=prefix + "{model}")
+        for name, nested in described.pop("$defs", {}).items():
+            schemas[f"{process.name}.{name}"] = nested
+        schemas[component(process.name)] = described
+        form = copy.deepcopy(TRIGGER_SCHEMA)
+        form["title"] = f"Run {process.name}"
+        reference = {"$ref": f"#/components/schemas/{component(process.name)}"}
+        form["properties"]["name"] = {"const": process.name, "description": process.description}
+        form["properties"]["body"] = {**reference, "description": "its parameters"}
+        form["properties"]["input"] = {**reference, "description": "an alias of `body`"}
+        forms.append(form)
+        names.append(re.escape(process.name))
+    other = copy.deepcopy(TRIGGER_SCHEMA)
+    other["title"] = "Run another process (404: unknown)"
+    if names:  # the name is read without the spaces around it
+        other["properties"]["name"]["not"] = {"pattern": rf"^\s*({'|'.join(names)})\s*$"}
+    return {"oneOf": [*forms, other]}
+
+
+def _with_parameters(app: FastAPI, paths: list[str]) -> Callable[[], dict[str, Any]]:
+    describe = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = describe()  # kept by FastAPI as app.openapi_schema: changed in place
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        body = trigger_forms(app.state.procexec.registry, schemas)
+        for path in paths:
+            content = schema["paths"][path]["post"]["requestBody"]["content"]
+            content["application/json"]["schema"] = body
+        return schema
+
+    return openapi
