@@ -115,9 +115,7 @@ class Parameters:
             except ValidationError as exc:
                 problems += _problems(exc, "body", self.secrets)
             raise BadRequest(f"{_joined(problems)}; {self._takes()}")
-        model = self._model(body, "body")
-        recorded = _revealed(model.model_dump(by_alias=True))
-        recorded = to_jsonable_python(recorded)
+        recorded = revealed(self._model(body, "body"))
         for key, value in (added or {}).items():
             if key not in RESERVED:
                 raise ValueError(f"{key!r} is not one of the service's keys {RESERVED}")
@@ -235,6 +233,13 @@ def _joined(problems: list[str]) -> str:
     shown = problems[:MAX_ERRORS_SHOWN]
     more = len(problems) - len(shown)
     return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+
+
+def revealed(instance: BaseModel) -> dict[str, Any]:
+    """A parameters model `instance` in its JSON form, by alias, secrets in clear: what is
+    recorded for the worker (or given as a body for the same parameters), never shown."""
+    dumped: dict[str, Any] = to_jsonable_python(_revealed(instance.model_dump(by_alias=True)))
+    return dumped
 
 
 def _revealed(value: Any) -> Any:

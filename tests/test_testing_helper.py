@@ -5,10 +5,12 @@ trigger's; follow-up runs only when asked."""
 from __future__ import annotations
 
 import tempfile
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, SecretStr
 
 import procexec
 from procexec import Observation, PhaseContext, Process, testing
@@ -75,8 +77,12 @@ def test_a_failed_run_is_returned_not_raised() -> None:
 
 
 def test_parameters_are_checked_as_a_trigger_checks_them() -> None:
-    with pytest.raises(testing.BadRequest, match=r"^body: sleep: expected a number from 0 to 600"):
+    with pytest.raises(
+        testing.BadRequest, match=r"^body\.sleep: Input should be greater than or equal to 0"
+    ):
         testing.run(DEMO, {"sleep": -1})
+    with pytest.raises(testing.BadRequest, match=r"^body\.slep: unknown parameter"):
+        testing.run(DEMO, {"slep": 1})
     with pytest.raises(testing.BadRequest, match="must be a JSON object"):
         testing.run(DEMO, ["sleep"])  # type: ignore[arg-type]
     with pytest.raises(testing.NotFound, match="unknown process 'NOPE'"):
@@ -129,3 +135,66 @@ def test_follow_up_runs_only_when_asked() -> None:
             "2021-07-01": round(1.1884 / 0.86033, 6)
         }
         assert store.get(cross["_id"]) == cross.document
+
+
+class KeyedParams(BaseModel):
+    who: str = "world"
+    api_key: SecretStr
+    day: date = date(2024, 5, 2)
+
+
+def keyed() -> Process:
+    process = Process("KEYED", params=KeyedParams)
+
+    @process.phase("EXTRACT")
+    def extract(ctx: PhaseContext, _: Any) -> tuple[str, str, str]:
+        return ctx.params.who, ctx.params.api_key.get_secret_value(), ctx.params.day.isoformat()
+
+    return process
+
+
+def test_parameters_may_be_an_instance_of_the_model() -> None:
+    given = KeyedParams(who="tests", api_key=SecretStr("s3cr3t"), day=date(2024, 1, 31))
+    run = testing.run(keyed(), given)
+    assert run.status == "success", run.message
+    assert run.results["EXTRACT"] == ("tests", "s3cr3t", "2024-01-31")  # the secret in clear
+    assert testing.run(keyed(), {"api_key": "x"}).results["EXTRACT"] == ("world", "x", "2024-05-02")
+    assert testing.run(DEMO, DEMO.params(log_lines=3)).log("EXTRACT")[:3] == [  # type: ignore[misc]
+        "info EXTRACT line 1 of 3",
+        "info EXTRACT line 2 of 3",
+        "info EXTRACT line 3 of 3",
+    ]
+
+
+def test_a_subscribed_process_is_given_its_subscription() -> None:
+    with testing.temporary_store() as store:
+        loaded = testing.run(ECB_FX, store=store)
+        ids = loaded["data"]["series"]["2021-07-01"]
+        cross = testing.run(
+            ECB_FX_CROSS, store=store, subscription={"series": {"2021-07-01": ids}, "curves": {}}
+        )
+    assert cross.status == "success", cross.message
+    assert cross["trigger"] == "subscription"
+    assert cross.series["#ECB_FX_CROSS.GBPUSD:SPOT"] == {"2021-07-01": round(1.1884 / 0.86033, 6)}
+    # without one, as a manual trigger of it: nothing to derive
+    alone = testing.run(ECB_FX_CROSS)
+    assert alone.status == "failed" and alone["trigger"] == "manual"
+    assert "no subscribed series dates" in alone.message
+
+
+def test_a_follower_is_given_its_upstream_run() -> None:
+    seen: list[Any] = []
+    follower = Process("AFTER", follows={"BEFORE": ("success",)})
+
+    @follower.phase("EXTRACT")
+    def extract(ctx: PhaseContext, _: Any) -> None:
+        seen.append((ctx.upstream, ctx.subscription, dict(ctx.params)))
+
+    upstream = {"_id": "e1", "name": "BEFORE", "status": "success"}
+    assert testing.run(follower, upstream=upstream)["trigger"] == "subscription"
+    assert seen == [(upstream, None, {"upstream": upstream})]
+
+
+def test_the_service_keys_are_not_parameters() -> None:
+    with pytest.raises(testing.BadRequest, match=r"^body\.subscription: reserved"):
+        testing.run(ECB_FX_CROSS, {"subscription": {"series": {}}})

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from procexec.engine.domain import DEFAULT_ENVIRONMENT
+from procexec.engine.domain import DEFAULT_ENVIRONMENT, Trigger
 from procexec.engine.process import ProcessRegistry
 from procexec.engine.runner import PhaseRunner
 from procexec.engine.store.base import ExecutionStore
@@ -83,11 +83,19 @@ class LocalRunner:
         environment: str = DEFAULT_ENVIRONMENT,
         run_as: str = "local",
         reason: str | None = None,
+        added: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Record a `triggered` run of process `name` with `params`, checked as a trigger's
-        body is; its document."""
+        """Record a run of process `name` with `params`, checked as a trigger's body is; its
+        document. `added`: the keys the service sets on its own runs (`subscription`,
+        `upstream`), which make it a `subscription` run, as the service's are."""
         return self.triggers.record(
-            name, run_as=run_as, environment=environment, body=params, reason=reason
+            name,
+            run_as=run_as,
+            environment=environment,
+            body=params,
+            reason=reason,
+            added=added or None,
+            trigger=Trigger.SUBSCRIPTION if added else Trigger.MANUAL,
         )
 
     def run(self, execution_id: str) -> str | None:

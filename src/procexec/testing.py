@@ -16,6 +16,10 @@ then runs every phase, LOAD included, in the calling thread, on a temporary SQLi
 afterwards (or on the `store` given, which is kept). It ignores every `PROCEXEC_*` variable:
 whatever they say, it writes into no service's store.
 
+`params` may be a mapping or an instance of the process's parameters model; a subscribed
+process is given its fulfilled subscription with `subscription=` (`ctx.subscription`), a
+follower the run before it with `upstream=` (`ctx.upstream`).
+
 The runs that subscribe to or follow the finished run are not triggered unless asked
 (`follow_ups=True`): then each is run in turn after it, and found in `Finished.follow_ups`.
 """
@@ -28,9 +32,12 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 from procexec.engine.checkpoints import Carried
 from procexec.engine.domain import DEFAULT_ENVIRONMENT
 from procexec.engine.errors import BadRequest, NotFound
+from procexec.engine.params import revealed
 from procexec.engine.process import Process, ProcessRegistry
 from procexec.engine.store.base import ExecutionStore
 from procexec.local import LocalRunner, temporary_store
@@ -98,17 +105,23 @@ class Finished(dict[str, Any]):
 
 def run(
     process: Process | str,
-    params: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | BaseModel | None = None,
     *,
     environment: str = DEFAULT_ENVIRONMENT,
     registry: ProcessRegistry | Iterable[Process] | None = None,
     store: ExecutionStore | None = None,
     follow_ups: bool = False,
     run_as: str = "test",
+    subscription: Mapping[str, Any] | None = None,
+    upstream: Mapping[str, Any] | None = None,
 ) -> Finished:
     """Run `process` (a `Process`, or the name of one in `registry`) with `params` (they
     override its defaults, as a trigger's body does) to its end; its finished document.
 
+    `params`: a mapping, as a trigger's body, or an instance of the process's parameters
+    model (its secrets given in clear, as a body gives them). `subscription`, `upstream`: the
+    keys the service sets on the runs it makes (`ctx.subscription`, `ctx.upstream`); either
+    makes it a `subscription` run, as the service's are.
     `registry`: the other processes it may name or trigger (a `ProcessRegistry` or the
     processes themselves). `store`: where to run it (kept, with what the run wrote, for the
     caller to read or run more on); by default a temporary SQLite store, removed afterwards.
@@ -117,10 +130,16 @@ def run(
     """
     processes = _registry(process, registry)
     name = process.name if isinstance(process, Process) else process
+    body = revealed(params) if isinstance(params, BaseModel) else params
+    added = {
+        key: dict(value)
+        for key, value in (("subscription", subscription), ("upstream", upstream))
+        if value is not None
+    }
     with contextlib.ExitStack() as stack:
         where = store if store is not None else stack.enter_context(temporary_store())
         local = LocalRunner(where, processes, follow_ups=follow_ups, worker_id="test")
-        doc = local.record(name, params, environment=environment, run_as=run_as)
+        doc = local.record(name, body, environment=environment, run_as=run_as, added=added)
         return _run(local, doc["_id"], follow_ups)
 
 

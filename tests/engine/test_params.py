@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from procexec.engine.errors import BadRequest
-from procexec.engine.params import MAX_ERRORS_SHOWN
+from procexec.engine.params import MAX_ERRORS_SHOWN, revealed
 from procexec.engine.process import Process, ProcessRegistry
 from procexec.engine.scheduler import change_process
 from procexec.engine.store.base import ExecutionStore
@@ -208,3 +208,23 @@ def test_a_process_with_a_required_parameter_cannot_be_given_a_schedule(
     with pytest.raises(BadRequest, match="parameter 'date' has no default"):
         change_process(sqlite_store, registry, "PRICES", schedule="0 1 * * *", who="tester")
     assert sqlite_store.process_states().get("PRICES") is None  # nothing stored
+
+
+def test_an_instance_of_the_model_is_revealed_as_the_body_it_stands_for() -> None:
+    """`revealed`: an instance's JSON form, by alias, secrets in clear (what `testing.run`
+    gives as a body); the phases get the secret in clear again."""
+    process = _process(params=Prices)
+    given = Prices.model_validate(
+        {"date": "2024-05-02", "from": "boe", "api_key": "s3cr3t-value-2"}
+    )
+    body = revealed(given)
+    assert body == {
+        "date": "2024-05-02",
+        "window": None,
+        "from": "boe",
+        "api_key": "s3cr3t-value-2",
+        "ratio": 1.0,
+    }
+    recorded = process.parameters(body)
+    assert recorded == body
+    assert process.arguments(recorded).api_key.get_secret_value() == "s3cr3t-value-2"

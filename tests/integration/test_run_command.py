@@ -135,8 +135,12 @@ def test_a_module_that_cannot_be_imported_is_one_line_naming_it(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("params", "why"),
     [
-        (["sleep=-1"], "procexec: DEMO: body: sleep: expected a number from 0 to 600, got -1"),
-        (["sleep=fast"], "procexec: DEMO: body: sleep: expected a number from 0 to 600"),
+        (
+            ["sleep=-1"],
+            "procexec: DEMO: body.sleep: Input should be greater than or equal to 0 (got -1)",
+        ),
+        (["sleep=fast"], "procexec: DEMO: body.sleep: Input should be a valid number"),
+        (["slep=1"], "procexec: DEMO: body.slep: unknown parameter (did you mean 'sleep'?)"),
         (["sleep"], "procexec: --param 'sleep': expected KEY=VALUE"),
         (["=1"], "procexec: --param '=1': expected KEY=VALUE"),
     ],
@@ -252,3 +256,19 @@ def test_the_readme_process_runs_and_passes_its_own_tests(reader_folder: Path) -
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "1 passed" in tests.stdout
     assert time.monotonic() - started < 60
+
+
+def test_the_readme_s_refused_parameter_is_the_line_it_shows(tmp_path: Path) -> None:
+    """The README's misspelt `--param`: the command it shows prints the line it shows."""
+    [block] = [
+        block
+        for block in parse(ROOT / "README.md").blocks
+        if block.lang == "bash" and "--param whoo=" in block.text
+    ]
+    [command] = [line for line in block.text.splitlines() if "--param whoo=" in line]
+    [shown] = [line[2:] for line in block.text.splitlines() if line.startswith("# procexec: ")]
+    for name, text in readme_files().items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    args = command.split(" || ")[0].split()
+    assert args[:3] == [".venv/bin/procexec", "run", "HELLO"]
+    assert one_line(procexec_run(*args[2:], cwd=tmp_path)) == shown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from typing import Any
 
@@ -120,3 +121,24 @@ def test_bad_token_is_reported(odsl: Any, capsys: pytest.CaptureFixture[str]) ->
     odsl.loginWithToken("pe_not-a-token")
     odsl.list("process-exec", "private", {})
     assert "ODSL error 401: invalid token" in capsys.readouterr().out
+
+
+def _count(service: LiveService) -> int:
+    with sqlite3.connect(service.settings.data_dir / "procexec.db") as conn:
+        value: int = conn.execute("SELECT count(*) FROM executions").fetchone()[0]
+    return value
+
+
+def test_a_misspelt_parameter_is_told_and_nothing_is_recorded(
+    odsl: Any, service: LiveService, token: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    odsl.loginWithToken(token)
+    before, dispatched = _count(service), len(service.threads)
+    odsl.update("process-exec", "private", {"name": "DEMO", "body": {"slep": 1}})
+    out = capsys.readouterr().out
+    assert (
+        "ODSL error 400: body.slep: unknown parameter (did you mean 'sleep'?); "
+        "DEMO takes fail_in, fail_times, guard, log_lines, sleep"
+    ) in out
+    assert out.strip().endswith("400")
+    assert _count(service) == before and len(service.threads) == dispatched
