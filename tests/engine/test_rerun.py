@@ -5,8 +5,10 @@ resumes as any run does, and what cannot be rerun is refused, saying why."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pytest
@@ -15,11 +17,12 @@ from procexec.engine.context import PhaseContext
 from procexec.engine.errors import BadRequest, Conflict, NotFound
 from procexec.engine.housekeeping import Housekeeper
 from procexec.engine.process import Process, ProcessRegistry
-from procexec.engine.rerun import rerun_execution
+from procexec.engine.rerun import rerun_execution, rerun_failed
 from procexec.engine.runner import PhaseRunner
 from procexec.engine.store.base import ExecutionStore
 from procexec.engine.store.mongo import MongoStore
 from procexec.engine.store.sqlite import SQLiteStore
+from procexec.engine.timeutil import iso_ms
 from procexec.engine.trigger_service import TriggerService
 from procexec.examples import demo
 from procexec.examples.demo import DEMO
@@ -385,3 +388,77 @@ def test_the_service_keys_stay_and_new_defaults_fill_in(rig: Rig) -> None:
     new = rig.rerun(old["_id"])
 
     assert rig.store.get_meta(new["_id"])["input"] == {"rows": 5, "more": True, "upstream": "abc"}
+
+
+def failed_demo_runs(rig: Rig, count: int, **body: Any) -> list[str]:
+    """`count` DEMO runs failing in LOAD, each started a millisecond after the one before."""
+    ids = []
+    for _ in range(count):
+        time.sleep(0.002)
+        ids.append(rig.record("DEMO", {"fail_in": "LOAD", **body}))
+        assert rig.runner().run(ids[-1]) == "failed"
+    return ids
+
+
+def test_every_failed_run_of_a_range_is_rerun_a_batch_at_a_time(rig: Rig) -> None:
+    since = iso_ms()
+    runs = failed_demo_runs(rig, 3)
+    good = rig.record("DEMO")
+    assert rig.runner().run(good) == "success"
+    other = rig.triggers.record("DEMO", run_as="alice", environment="staging", body={})
+    assert rig.runner().run(other["_id"]) == "success"
+    time.sleep(0.002)
+    until = iso_ms()
+    late = failed_demo_runs(rig, 1)  # after the range
+    sent = len(rig.broker.calls)
+    batch = partial(
+        rerun_failed, rig.store, rig.triggers, user="ops", since=since, until=until, environment=ENV
+    )
+
+    first = batch(limit=2)
+
+    assert [old for old, _, _ in first.made] == runs[:2]  # oldest first
+    assert {phase for _, _, phase in first.made} == {"LOAD"}
+    assert (first.refused, first.skipped, first.more) == ([], 0, True)
+    assert rig.broker.ids[sent:] == [new for _, new, _ in first.made]  # recorded, then sent
+    for old, new, _ in first.made:
+        assert rig.doc(new)["reason"] == f"Rerun of {old} from LOAD"
+
+    second = batch(limit=2)  # the same call goes on where the first stopped
+    assert [old for old, _, _ in second.made] == runs[2:]
+    assert (second.skipped, second.more) == (2, False)
+    assert batch().made == []
+    assert late[0] not in {a.target for a in rig.store.actions(action="rerun")}
+
+
+def test_a_batch_passes_over_a_run_it_cannot_rerun(rig: Rig) -> None:
+    since = iso_ms()
+    gone, kept = failed_demo_runs(rig, 2)
+    rig.drop_checkpoints(gone)
+    loads_when(rig, "OTHER", lambda ctx, previous: 1 / 0)
+    other = rig.record("OTHER")
+    assert rig.runner().run(other) == "failed"
+
+    batch = rerun_failed(
+        rig.store,
+        rig.triggers,
+        user="ops",
+        since=since,
+        until=iso_ms(),
+        environment=ENV,
+        process="DEMO",
+    )
+
+    assert [old for old, _, _ in batch.made] == [kept]
+    [(refused, why)] = batch.refused
+    assert refused == gone and "the checkpoint of SEND is gone" in why
+    with pytest.raises(NotFound, match="unknown process 'NOPE'"):
+        rerun_failed(
+            rig.store,
+            rig.triggers,
+            user="ops",
+            since=since,
+            until=iso_ms(),
+            environment=ENV,
+            process="NOPE",
+        )
