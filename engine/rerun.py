@@ -57,8 +57,8 @@ def rerun_execution(
     It starts from the old run's failed phase, or from `start_from`: `start` (every phase) or
     a phase's name. A 404 for an unknown execution (outside `environment`, when given); a 409
     for one still active, one with no failed phase (and no `start_from`), one whose checkpoint
-    before the phase it starts from is gone; a 400 for a phase it cannot start from, or
-    parameters the process refuses now.
+    before the phase it starts from is gone or that stopped before it; a 400 for a phase its
+    process does not have, or parameters the process refuses now.
     """
     new, _ = _record(store, triggers, execution_id, user, environment, start_from)
     if send:
@@ -143,7 +143,7 @@ def first_phase(doc: Mapping[str, Any], process: Process, start_from: str | None
         )
     first = names.index(name)
     if first > stopped:
-        raise BadRequest(
+        raise Conflict(
             f"from: {name} comes after {names[stopped]}, which did not finish in "
             f"'{doc['_id']}': a rerun starts at a phase whose phases before it all finished"
         )

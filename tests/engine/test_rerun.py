@@ -316,7 +316,7 @@ def test_a_phase_after_the_failed_one_or_no_phase_is_refused(rig: Rig) -> None:
     assert rig.runner().run(old_id) == "failed"
     sent = len(rig.broker.calls)
 
-    with pytest.raises(BadRequest, match="from: SEND comes after TRANSFORM, which did not finish"):
+    with pytest.raises(Conflict, match="from: SEND comes after TRANSFORM, which did not finish"):
         rig.rerun(old_id, start_from="SEND")
     with pytest.raises(
         BadRequest, match="from: 'COOK' is not a phase of DEMO; it takes start, EXTRACT, TRANSFORM"
