@@ -16,6 +16,7 @@ from procexec.api import (
     health,
     memory,
     processes,
+    rerun_schema,
     security_headers,
     trigger_schema,
 )
@@ -97,6 +98,7 @@ def create_app(
     errors.install(app)
     document_schema.install(app)
     trigger_schema.install(app, [path for base in BASE_PATHS for path in (base, f"{base}/v1")])
+    rerun_schema.install(app, [f"{base}/v1/{{execution_id}}/rerun" for base in BASE_PATHS])
     security_headers.install(app)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(BodyLimit, tokens=app.state.procexec.tokens)  # bodies, before routes

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from time import monotonic
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi import Query as QueryParam
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
@@ -44,6 +46,7 @@ from procexec.engine.answers import answer_limit
 from procexec.engine.cancellation import cancel_execution
 from procexec.engine.domain import Scope
 from procexec.engine.query import Query, parse_query
+from procexec.engine.rerun import rerun_execution
 from procexec.engine.store.base import InlineBudgetExceeded
 from procexec.engine.tokens import restrict
 
@@ -269,6 +272,46 @@ def cancel(
         environment=environment,
         revoke=state.revoke,
     )
+
+
+@router.post(
+    "/v1/{execution_id}/rerun",
+    summary="Rerun an execution from its failed phase",
+    status_code=202,
+    response_model=None,  # the document as stored, described by `ONE_EXECUTION`
+    responses={
+        202: {"description": "The new execution, triggered", **ONE_EXECUTION},
+        **error_responses(400, 401, 403, 404, 409, 503),
+    },
+    openapi_extra=ENVIRONMENT_HEADER,
+)
+def rerun(
+    execution_id: str,
+    request: Request,
+    state: StateDep,
+    environment: EnvironmentDep,
+    caller: Runner,
+    start_from: Annotated[
+        str | None,
+        QueryParam(
+            alias="from",
+            description="the phase to start from instead of the failed one; `start`: every phase",
+        ),
+    ] = None,
+) -> Response:
+    """A new execution of the same process, environment and parameters, run by the caller,
+    its phases before the failed one carried over from this one (`engine.rerun`)."""
+    visible(state, environment, execution_id, caller)  # a 404 unless the caller may read it
+    doc = rerun_execution(
+        state.store,
+        state.triggers,
+        execution_id,
+        user=caller.user,
+        environment=environment,
+        start_from=start_from,
+    )
+    base = request.url.path.rstrip("/").rsplit("/", 2)[0]
+    return JSONResponse(doc, status_code=202, headers={"Location": f"{base}/{doc['_id']}"})
 
 
 # described here, served by `api.trigger.trigger_routes` (the same endpoint, as a plain route)

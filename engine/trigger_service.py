@@ -76,6 +76,7 @@ class TriggerService:
         chain: Sequence[str] = (),
         delay: float = 0.0,
         added: Mapping[str, Any] | None = None,
+        phases: Sequence[Mapping[str, Any]] = (),
     ) -> dict[str, Any]:
         """Record a new `triggered` execution of process `name`, without dispatching it.
 
@@ -83,7 +84,8 @@ class TriggerService:
         refused, and nothing recorded); `added` holds the keys the service itself sets beside
         them (`subscription`, `upstream`). A given `execution_id` makes this idempotent: a
         second one with the same id raises `DuplicateExecution`. `chain` names the processes
-        upstream of this run (subscriptions and followers), to cut loops.
+        upstream of this run (subscriptions and followers), to cut loops. `phases` are entries
+        the run begins with, finished already (a rerun's, carried over: `engine.rerun`).
         """
         process = self.registry.get(name)
         if process is None:
@@ -102,6 +104,8 @@ class TriggerService:
         )
         if execution_id is not None:
             doc["_id"] = execution_id
+        if phases:
+            doc["phases"] = [dict(phase) for phase in phases]
         now = datetime.now(UTC)
         meta: dict[str, Any] = {
             "input": process.parameters(body, added=added),

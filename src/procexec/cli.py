@@ -1,5 +1,6 @@
 """The `procexec` command: standalone, api, worker, beat, flower, process, cancel, store check,
-token create, list and revoke (`procexec.token_cli`), and run (`procexec.run_cli`)."""
+token create, list and revoke (`procexec.token_cli`), run (`procexec.run_cli`) and rerun
+(`procexec.rerun_cli`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from procexec.engine.private_files import private_umask
 from procexec.engine.redact import redact_logging
 from procexec.engine.settings import Settings, SettingsError
 from procexec.preflight import INTERRUPTED, USAGE, Refused, fail
+from procexec.rerun_cli import add_rerun_command
 from procexec.run_cli import add_run_command
 from procexec.service import Service, build, existing_store
 from procexec.standalone import cmd_standalone
@@ -299,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_token_commands(commands)
     add_run_command(commands)
+    add_rerun_command(commands)
     return parser
 
 
