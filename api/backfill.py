@@ -3,7 +3,6 @@ a past range (`engine.backfill`), for an admin token; included in the process ro
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -13,6 +12,7 @@ from procexec.api.auth import permit
 from procexec.api.bodies import described, json_body
 from procexec.api.deps import Admin, StateDep
 from procexec.api.errors import ApiError, error_responses
+from procexec.api.times import ISO_TIME, check_time
 from procexec.engine.backfill import MAX_FIRES, BackfillService
 from procexec.engine.errors import excerpt
 
@@ -20,14 +20,6 @@ router = APIRouter()
 
 #: the fields of a backfill's body
 FIELDS = ("from", "to", "dryRun")
-
-#: the times a backfill takes (the schema's pattern, and the route's check): a date, or a date
-#: and time to the minute, second or microsecond, with `Z` or an offset `+hh:mm` (else UTC)
-ISO_TIME = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
-    r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
-)
-_ISO_TIME = re.compile(ISO_TIME.removesuffix("$") + r"\Z")
 
 #: a backfill's body, as `backfill` reads it
 BACKFILL_BODY = described(
@@ -104,12 +96,7 @@ def _read(payload: Any) -> tuple[str, str, bool]:
             raise ApiError(400, f"{field}: required (an ISO 8601 time)")
         if not isinstance(payload[field], str):
             raise ApiError(400, f"{field}: must be a string (an ISO 8601 time)")
-        if not _ISO_TIME.match(payload[field]):
-            raise ApiError(
-                400,
-                f"{field}: '{excerpt(payload[field])}' is not an ISO 8601 time, such as "
-                "2021-07-01T00:00:00Z",
-            )
+        check_time(field, payload[field])
     dry_run = payload.get("dryRun", False)
     if not isinstance(dry_run, bool):
         raise ApiError(400, "dryRun: must be true or false")
