@@ -11,6 +11,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 import procexec
 from procexec.api import (
+    audit,
     document_schema,
     errors,
     health,
@@ -43,6 +44,8 @@ BASE_PATHS = ("/service/process-exec", "/api/process-exec")
 SWITCH_SECONDS = 0.001
 #: where the process list is mounted
 PROCESS_PATHS = ("/service/process", "/api/process")
+#: where the audit trail is mounted
+AUDIT_PATHS = ("/service/audit", "/api/audit")
 
 _STARTED = iso_ms()
 
@@ -111,6 +114,8 @@ def create_app(
     app.router.routes[0:0] = hot
     for base in PROCESS_PATHS:
         app.include_router(processes.router, prefix=base)
+    for base in AUDIT_PATHS:
+        app.include_router(audit.router, prefix=base)
     return app
 
 

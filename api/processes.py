@@ -12,6 +12,7 @@ from zoneinfo import available_timezones
 
 from fastapi import APIRouter, Request
 
+from procexec.api import backfill as backfill_routes
 from procexec.api.auth import permit
 from procexec.api.bodies import described, json_body
 from procexec.api.deps import Admin, Reader, StateDep
@@ -234,3 +235,6 @@ async def reschedule(name: str, request: Request, state: StateDep, caller: Admin
         who=caller.user,
     )
     return describe(changed)
+
+
+router.include_router(backfill_routes.router)  # POST /v1/{name}/backfill

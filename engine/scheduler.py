@@ -12,6 +12,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from procexec.engine import audit
 from procexec.engine.crontab import Crontab, ScheduleError, crontab_reason
@@ -32,6 +33,36 @@ DEFAULT_GRACE = timedelta(seconds=60)
 def scheduled_execution_id(environment: str, process: str, fire: datetime) -> str:
     """The one id that the run of `process` at `fire` can have."""
     return str(uuid.uuid5(_NAMESPACE, f"scheduled/{environment}/{process}/{iso_ms(fire)}"))
+
+
+#: the parameter a scheduled run gives its fire time in, where its process declares it
+FIRE_TIME = "fire_time"
+
+
+def scheduled_body(process: Process, fire: datetime) -> dict[str, Any] | None:
+    """The parameters of `process`'s scheduled run at `fire`: `{"fire_time": <ISO UTC>}` where
+    the process declares `fire_time`, else none (its defaults)."""
+    if FIRE_TIME in process.parameters_model.names:
+        return {FIRE_TIME: iso_ms(fire)}
+    return None
+
+
+def trigger_fire(
+    triggers: TriggerService, process: Process, fire: datetime, *, run_as: str = "scheduler"
+) -> dict[str, Any]:
+    """Record and dispatch the run of `process` at `fire`, as the beat and a backfill both make
+    it: trigger `scheduled`, its one id and reason, its fire time as `fire_time` where declared.
+
+    Raises `DuplicateExecution` when that fire time's run exists (whoever made it)."""
+    return triggers.trigger(
+        process.name,
+        run_as=run_as,
+        environment=process.environment,
+        body=scheduled_body(process, fire),
+        trigger=Trigger.SCHEDULED,
+        reason=crontab_reason(process.name, fire),
+        execution_id=scheduled_execution_id(process.environment, process.name, fire),
+    )
 
 
 @dataclass(frozen=True)
@@ -130,22 +161,14 @@ class SchedulerService:
         if process.missed == "latest" and late and fires[-1] in late:
             run.append(late.pop())
         for fire in sorted(run):
-            execution_id = scheduled_execution_id(process.environment, process.name, fire)
             try:
-                self.triggers.trigger(
-                    process.name,
-                    run_as=self.run_as,
-                    environment=process.environment,
-                    trigger=Trigger.SCHEDULED,
-                    reason=crontab_reason(process.name, fire),
-                    execution_id=execution_id,
-                )
+                doc = trigger_fire(self.triggers, process, fire, run_as=self.run_as)
             except DuplicateExecution:
                 continue  # another scheduler triggered this fire time
             except BadRequest as exc:  # refused by its process's own `check`: told, not run
                 logger.error("process %s: its scheduled run is refused: %s", process.name, exc)
                 continue
-            result.triggered.append(execution_id)
+            result.triggered.append(doc["_id"])
         if self.store.advance_schedule(process.name, iso_ms(fires[-1]), missed=len(late)) and late:
             result.skipped[process.name] = len(late)
             logger.warning(

@@ -1,6 +1,7 @@
 """The `procexec` command: standalone, api, worker, beat, flower, process, cancel, store check,
-token create, list and revoke (`procexec.token_cli`), run (`procexec.run_cli`) and rerun
-(`procexec.rerun_cli`)."""
+token create, list and revoke (`procexec.token_cli`), run (`procexec.run_cli`), rerun
+(`procexec.rerun_cli`), process backfill (`procexec.backfill_cli`) and audit
+(`procexec.audit_cli`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING
 import click
 
 from procexec import preflight
+from procexec.audit_cli import add_audit_command
+from procexec.backfill_cli import add_backfill_command
 from procexec.celery_argv import check_flower_argv, flower_argv, given, worker_argv
 from procexec.engine.private_files import private_umask
 from procexec.engine.redact import redact_logging
@@ -266,7 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     flower.set_defaults(handler=cmd_flower)
 
-    process = commands.add_parser("process", help="list, enable, disable, reschedule processes")
+    process = commands.add_parser(
+        "process", help="list, enable, disable, reschedule, backfill processes"
+    )
     process_commands = process.add_subparsers(dest="process_command", required=True)
     listing = process_commands.add_parser("list", help="the processes and their schedules")
     listing.add_argument("--json", action="store_true", help="as JSON")
@@ -278,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument("crontab", help='five fields, e.g. "30 16 * * 1-5"')
     schedule.add_argument("--timezone", help="an IANA timezone, e.g. Europe/London")
     process.set_defaults(handler=cmd_process)
+    add_backfill_command(process_commands)  # its own handler
 
     cancel = commands.add_parser("cancel", help="cancel a triggered or running execution")
     cancel.add_argument("execution_id")
@@ -302,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_token_commands(commands)
     add_run_command(commands)
     add_rerun_command(commands)
+    add_audit_command(commands)
     return parser
 
 
