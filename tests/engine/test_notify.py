@@ -6,7 +6,9 @@ lost runs and missed fire times; a process's own settings; the Slack preset; mas
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -327,3 +329,29 @@ def test_a_run_that_times_out_is_told(bench: Bench, hook: Receiver, sender: Send
     (post,) = hook.posts
     assert post.json["id"] == execution_id and post.json["failedPhase"] == "EXTRACT"
     assert post.json["message"].startswith("Timed out in EXTRACT")
+
+
+def test_a_forked_child_sends_with_a_thread_of_its_own(hook: Receiver) -> None:
+    """As in a prefork worker: the parent's thread is not in the child, which starts its own;
+    the child's queue is its own (the parent's deliveries are the parent's to send)."""
+    sender = Sender(timeout=30.0)
+    os.register_at_fork(after_in_child=sender._forked)
+    hook.hang = True
+    assert sender.submit(Delivery(hook.url, b'{"from":"parent"}', {}, "parent"))
+    assert hook.hanging.wait(DEADLINE)  # the parent's thread is busy with its post
+    hook.hang = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
+        pid = os.fork()
+    if pid == 0:  # the child: its post must go through, while the parent's thread hangs
+        code = 1
+        try:
+            sender.submit(Delivery(hook.url, b'{"from":"child"}', {}, "child"))
+            code = 0 if sender.flush(10) and sender.counts.delivered == 1 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    hook.release.set()
+    assert sender.flush(DEADLINE)
+    assert sorted(post.body for post in hook.posts) == [b'{"from":"child"}', b'{"from":"parent"}']
