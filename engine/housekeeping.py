@@ -11,12 +11,16 @@ import logging
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from procexec.engine.domain import ACTIVE, LOADER_TICKET, Status
 from procexec.engine.process import ProcessRegistry
 from procexec.engine.store.base import ExecutionStore, Update
 from procexec.engine.timeutil import iso_ms
 from procexec.engine.trigger_service import TriggerService
+
+if TYPE_CHECKING:
+    from procexec.engine.notify import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ class Housekeeper:
         retention_days: float = 0.0,
         batch: int = 200,
         purge_batches: int = 10,
+        notifier: Notifier | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -54,6 +59,8 @@ class Housekeeper:
         self.batch = batch
         #: the most batches of `batch` runs one pass deletes: a large backlog takes a few passes
         self.purge_batches = purge_batches
+        #: tells the operator's webhook of lost runs and what became of them; None: nothing is
+        self.notifier = notifier
 
     def run_once(self, now: datetime | None = None) -> Report:
         now = now or datetime.now(UTC)
@@ -114,6 +121,10 @@ class Housekeeper:
                         logger.warning("execution %s: %s; resuming", execution_id, lost)
                         report.resumed.append(execution_id)
                         self.triggers.send(execution_id)
+                        if self.notifier is not None:
+                            of = f"recovery {recoveries + 1} of {process.max_recoveries}"
+                            message = f"{lost}; resuming ({of})"
+                            self.notifier.lost(doc, Status.TRIGGERED.value, message)
                     continue
                 lost += f"; gave up after {recoveries} recoveries"
             failed = self.store.update(
@@ -128,6 +139,8 @@ class Housekeeper:
             if failed:
                 logger.warning("execution %s: %s; failed", execution_id, lost)
                 report.failed.append(execution_id)
+                if self.notifier is not None:
+                    self.notifier.lost(doc, Status.FAILED.value, lost)
 
     def _hand_again(
         self, execution_id: str, process: str, ticket: str, now: datetime, report: Report

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from procexec.engine.domain import DEFAULT_ENVIRONMENT, Status
 from procexec.engine.errors import EXCERPT_CHARS, BadRequest, excerpt
+from procexec.engine.notify_settings import Notify
 from procexec.engine.params import Parameters
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ class Process:
     #: what happens to a run whose worker died (see `LOST_POLICIES`), and how often at most
     on_lost: LostPolicy = "resume"
     max_recoveries: int = 3
+    #: its own webhook notifications, over the global notification settings (`Notify`)
+    notify: Notify | None = None
     phases: list[PhaseDefinition] = field(default_factory=list)
     #: checks a trigger's parameters, once validated (what the phases receive); a
     #: `ValueError` or `TypeError` it raises refuses the trigger with a 400 carrying its message

@@ -7,7 +7,7 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from procexec.engine.checkpoints import MAX_CHECKPOINT_BYTES, Carried, pack, resume_point
 from procexec.engine.context import DataUpdates, PhaseContext
@@ -27,6 +27,9 @@ from procexec.engine.recorder import ExecutionRecorder, new_phase
 from procexec.engine.store.base import ExecutionStore, Update
 from procexec.engine.timeutil import iso_ms, log_line
 from procexec.engine.trigger_service import TriggerService
+
+if TYPE_CHECKING:
+    from procexec.engine.notify import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ class PhaseRunner:
         heartbeat_interval: float = 5.0,
         max_log_lines: int = 1000,
         loads_here: bool = False,
+        notifier: Notifier | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -93,6 +97,8 @@ class PhaseRunner:
         #: this worker consumes the loader queue itself: LOAD runs here, never handed over to
         #: itself (a message, a claim and a recorder saved a run)
         self.loads_here = loads_here
+        #: tells the operator's webhook of finished runs (`engine.notify`); None: nothing is
+        self.notifier = notifier
 
     def claim(
         self,
@@ -220,6 +226,8 @@ class PhaseRunner:
             except RunAborted as aborted:
                 logger.info("execution %s stopped: %s", execution_id, aborted.reason)
                 final = self.store.get(execution_id)
+                if final and self.notifier and str(final["message"]).startswith("Timed out"):
+                    self.notifier.finished(final, str(final["status"]), str(final["message"]))
                 return None if final is None else str(final["status"])
 
     def _run_phases(
@@ -363,7 +371,9 @@ class PhaseRunner:
             fields["loaderMessage"] = updates.loader_message
         if updates:
             fields["data"] = updates.as_document()
-        recorder.set(**fields)
+        written = recorder.set(**fields)
+        if written and self.notifier is not None:  # the final status is in the store
+            self.notifier.finished(doc, status.value, message)
         if self.triggers is not None:
             for execution_id, process in recorded:
                 self.triggers.send(execution_id, process=process)

@@ -12,7 +12,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from procexec.engine import audit
 from procexec.engine.crontab import Crontab, ScheduleError, crontab_reason
@@ -22,6 +22,9 @@ from procexec.engine.process import Process, ProcessRegistry
 from procexec.engine.store.base import ExecutionStore, ProcessState
 from procexec.engine.timeutil import iso_ms, parse_iso
 from procexec.engine.trigger_service import TriggerService
+
+if TYPE_CHECKING:
+    from procexec.engine.notify import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -110,12 +113,15 @@ class SchedulerService:
         *,
         grace: timedelta = DEFAULT_GRACE,
         run_as: str = "scheduler",
+        notifier: Notifier | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.triggers = triggers
         self.grace = grace
         self.run_as = run_as
+        #: tells the operator's webhook of missed fire times; None: nothing is
+        self.notifier = notifier
 
     def schedules(self) -> list[EffectiveSchedule]:
         states = self.store.process_states()
@@ -179,6 +185,10 @@ class SchedulerService:
                 iso_ms(late[-1]),
                 process.missed,
             )
+            if self.notifier is not None:
+                missed = f"skipped {len(late)} missed fire time(s) from {iso_ms(late[0])} to "
+                missed += f"{iso_ms(late[-1])} (policy {process.missed})"
+                self.notifier.missed(process.name, process.environment, missed)
 
     def seconds_to_next(self, now: datetime | None = None, ceiling: float = 5.0) -> float:
         """How long a scheduler may sleep before its next tick."""

@@ -5,9 +5,8 @@ environment variable, with its default, its description and its checks.
 a value procexec cannot use is a `SettingsError` whose one line names the variable and the
 value, and so is a `PROCEXEC_*` variable that no one reads (`Settings.known`: the fields'
 variables, which every new field joins, and `OTHER_VARIABLES`), named with the closest known
-one: a misspelt setting is not left to fall back silently on its default.
-docs/operations.md's settings table documents every field with its default
-(tests/test_settings_documented.py walks the fields to hold it so).
+one: a misspelt setting is not left to fall back silently on its default. docs/operations.md's
+settings table documents every field (tests/test_settings_documented.py holds it so).
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from pydantic import Field, TypeAdapter, ValidationError, ValidationInfo, field_
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from procexec.engine.answers import DEFAULT_MAX_ANSWER_BYTES
+from procexec.engine.notify_settings import NotifyFields
 from procexec.engine.redact import masked_url
 
 #: what every setting's variable starts with
@@ -56,7 +56,7 @@ class SettingsError(ValueError):
     the variable and the value."""
 
 
-class Settings(BaseSettings):
+class Settings(NotifyFields, BaseSettings):
     """procexec's settings. Immutable and hashable (a cache key); `from_env()` reads them."""
 
     model_config = SettingsConfigDict(

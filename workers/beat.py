@@ -16,6 +16,7 @@ from celery.beat import ScheduleEntry, Scheduler
 from celery.schedules import schedule as every
 
 from procexec.engine.housekeeping import Housekeeper
+from procexec.engine.notify import Notifier
 from procexec.engine.scheduler import SchedulerService
 from procexec.engine.settings import Settings
 from procexec.service import build
@@ -33,7 +34,10 @@ class ProcessScheduler(Scheduler):
     def __init__(self, app: Celery, *args: Any, **kwargs: Any) -> None:
         settings: Settings = app.conf.procexec_settings
         service = build(settings, celery=app)
-        self.service = SchedulerService(service.store, service.registry, service.triggers)
+        notifier = Notifier.of(settings, service.registry)
+        self.service = SchedulerService(
+            service.store, service.registry, service.triggers, notifier=notifier
+        )
         self.housekeeper = Housekeeper(
             service.store,
             service.registry,
@@ -41,6 +45,7 @@ class ProcessScheduler(Scheduler):
             lost_timeout=settings.lost_run_timeout,
             redispatch_after=settings.redispatch_after,
             retention_days=settings.retention_days,
+            notifier=notifier,
         )
         # the housekeeping deletes finished runs past their retention; a store that can
         # delete them by itself (MongoDB's TTL indexes) is told the retention too

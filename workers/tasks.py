@@ -8,8 +8,11 @@ import os
 import socket
 
 from celery import Task
+from celery.signals import worker_process_shutdown, worker_shutdown
 
 from procexec.engine.domain import DEFAULT_ENVIRONMENT, Status
+from procexec.engine.notify import Notifier
+from procexec.engine.notify_sender import SENDER
 from procexec.engine.runner import PhaseRunner
 from procexec.engine.settings import Settings
 from procexec.service import Service, build
@@ -40,7 +43,16 @@ def _runner(pid: int) -> PhaseRunner:
         heartbeat_interval=settings.heartbeat_interval,
         max_log_lines=settings.max_log_lines,
         loads_here=_consumes(settings.loader_queue),
+        notifier=Notifier.of(settings, service.registry),
     )
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _send_notifications(**_: object) -> None:
+    """A worker's process that ends sends what notifications it holds first (a prefork
+    child ends without running atexit's functions), for a few seconds at most."""
+    SENDER.close()
 
 
 def _consumes(queue: str) -> bool:

@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from procexec import preflight
+from procexec.engine.notify_settings import shown_url
 from procexec.engine.redact import masked_url, redact_logging
 from procexec.engine.settings import Settings
 from procexec.token_cli import ADMIN_TOKEN_FILE, shown_token, standalone_token
@@ -100,11 +101,16 @@ def _serve_standalone(
     broker = masked_url(config.broker_url or f"embedded (filesystem) in {config.data_dir}")
     token_file = config.data_dir / ADMIN_TOKEN_FILE
     shown = token if args.print_token else shown_token(token)
+    notify = ""
+    if config.notify_url is not None:  # its scheme and host alone: never a secret
+        notify = f"  notify: {shown_url(config.notify_url.get_secret_value())} "
+        notify += f"(on {config.notify_on}, {config.notify_format})\n"
     print(
         f"procexec standalone\n"
         f"  API:    {url}\n"
         f"  store:  {masked_url(config.store_url)}\n"
         f"  broker: {broker}\n"
+        f"{notify}"
         f"  token:  {shown}  (user {args.user}, scope admin; kept in {token_file})\n\n"
         f"Try:\n"
         f"  export TOKEN=$(cat {shlex.quote(str(token_file))})\n"

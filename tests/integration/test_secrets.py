@@ -1,6 +1,6 @@
-"""Secrets never printed: the passwords of the broker's and the store's URLs appear in no
-banner, log line, error or HTTP answer, and tokens in no log line; `procexec standalone`
-keeps one admin token across restarts."""
+"""Secrets never printed: the passwords of the broker's and the store's URLs, and the
+notification webhook's URL and secret, appear in no banner, log line, error or HTTP answer, and
+tokens in no log line; `procexec standalone` keeps one admin token across restarts."""
 
 from __future__ import annotations
 
@@ -32,16 +32,19 @@ BROKER = f"redis://:{SECRET}@127.0.0.1:1/0"
 #: a MongoDB store that does not answer, with a password
 MONGO = f"mongodb://u:{SECRET}@127.0.0.1:1/db"
 FAKE_TOKEN = "pe_" + "Q" * 43
+#: a webhook that does not answer, with a password, and a secret in its path and query
+NOTIFY = f"https://hook:{SECRET}@127.0.0.1:1/services/{SECRET}?key={SECRET}"
 
 
 def test_standalone_masks_passwords_and_keeps_one_admin_token(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    env = service_env(data_dir, BROKER)
+    env = service_env(data_dir, BROKER, PROCEXEC_NOTIFY_URL=NOTIFY, PROCEXEC_NOTIFY_SECRET=SECRET)
     first, url, token = start_standalone(env, tmp_path / "logs")
     answers: list[str] = []
     try:
         banner = first.output()
         assert "  broker: redis://:***@127.0.0.1:1/0" in banner
+        assert "  notify: https://127.0.0.1:1/… (on failed, json)\n" in banner
         path = data_dir / ADMIN_TOKEN_FILE
         assert f"  token:  {token[:8]}…  (user admin, scope admin; kept in {path})\n" in banner
         assert token not in banner  # nor in the "Try:" lines, which read the file
@@ -117,3 +120,14 @@ def test_commands_on_an_unreachable_mongodb_hide_its_password(
     assert result.returncode != 0
     assert SECRET not in result.stdout + result.stderr
     assert re.search(r"MongoDB|mongodb", result.stdout + result.stderr)
+
+
+def test_a_notification_url_refused_is_shown_without_its_secrets(tmp_path: Path) -> None:
+    refused = NOTIFY.replace("https://", "ftp://")
+    env = service_env(tmp_path / "data", BROKER, PROCEXEC_NOTIFY_URL=refused)
+    result = run_cli("store", "check", env=env)
+    assert result.returncode == 2
+    assert "PROCEXEC_NOTIFY_URL: 'ftp://127.0.0.1:1/…' is no http:// or https:// URL" in (
+        result.stderr
+    )
+    assert SECRET not in result.stdout + result.stderr
