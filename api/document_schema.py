@@ -13,11 +13,11 @@ required fields (tests/documents.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 
+from procexec.api import openapi_extend
 from procexec.engine.document import json_schemas
 
 EXECUTION: dict[str, Any] = {"$ref": "#/components/schemas/Execution"}
@@ -80,20 +80,11 @@ ONE_EXECUTION = {"content": {"application/json": {"schema": EXECUTION}}}
 
 def install(app: FastAPI) -> None:
     """Add the document's schemas to the app's OpenAPI description (`components`)."""
-    app.openapi = _with_document_schemas(app)  # type: ignore[method-assign]
+    openapi_extend.extend(app, _add_document_schemas)
 
 
-def _with_document_schemas(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    describe = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = describe()  # kept by FastAPI as app.openapi_schema: changed in place
-        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-        for name, described in json_schemas(projected=True).items():
-            assert name not in schemas, f"two schemas named {name}"
-            schemas[name] = described
-        return schema
-
-    return openapi
+def _add_document_schemas(app: FastAPI, schema: dict[str, Any]) -> None:
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, described in json_schemas(projected=True).items():
+        assert name not in schemas, f"two schemas named {name}"
+        schemas[name] = described

@@ -4,38 +4,29 @@ first asked for, as the trigger's body is (`api.trigger_schema`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 
+from procexec.api import openapi_extend
 from procexec.engine.process import ProcessRegistry
 from procexec.engine.rerun import START
 
 
 def install(app: FastAPI, paths: list[str]) -> None:
     """Describe `from` of the rerun at each of `paths` (`POST`) with the phases it takes."""
-    app.openapi = _with_phases(app, paths)  # type: ignore[method-assign]
+
+    def describe_from(app: FastAPI, schema: dict[str, Any]) -> None:
+        taken = choices(app.state.procexec.registry)
+        for path in paths:
+            for parameter in schema["paths"][path]["post"].get("parameters", []):
+                if parameter["name"] == "from" and parameter["in"] == "query":
+                    parameter["schema"] = {"type": "string", "enum": taken}
+
+    openapi_extend.extend(app, describe_from)
 
 
 def choices(registry: ProcessRegistry) -> list[str]:
     """What `from` takes: `start`, and every phase of `registry`'s processes."""
     phases = {phase.name for process in registry for phase in process.phases}
     return [START, *sorted(phases)]
-
-
-def _with_phases(app: FastAPI, paths: list[str]) -> Callable[[], dict[str, Any]]:
-    describe = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = describe()  # kept by FastAPI as app.openapi_schema: changed in place
-        taken = choices(app.state.procexec.registry)
-        for path in paths:
-            for parameter in schema["paths"][path]["post"].get("parameters", []):
-                if parameter["name"] == "from" and parameter["in"] == "query":
-                    parameter["schema"] = {"type": "string", "enum": taken}
-        return schema
-
-    return openapi

@@ -10,18 +10,26 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 
+from procexec.api import openapi_extend
 from procexec.api.trigger import TRIGGER_SCHEMA
 from procexec.engine.process import ProcessRegistry
 
 
 def install(app: FastAPI, paths: list[str]) -> None:
     """Describe the trigger at each of `paths` (`POST`) with each process's parameters."""
-    app.openapi = _with_parameters(app, paths)  # type: ignore[method-assign]
+
+    def describe_bodies(app: FastAPI, schema: dict[str, Any]) -> None:
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        body = trigger_forms(app.state.procexec.registry, schemas)
+        for path in paths:
+            content = schema["paths"][path]["post"]["requestBody"]["content"]
+            content["application/json"]["schema"] = body
+
+    openapi_extend.extend(app, describe_bodies)
 
 
 def component(process: str) -> str:
@@ -54,20 +62,3 @@ def trigger_forms(registry: ProcessRegistry, schemas: dict[str, Any]) -> dict[st
     if names:  # the name is read without the spaces around it
         other["properties"]["name"]["not"] = {"pattern": rf"^\s*({'|'.join(names)})\s*$"}
     return {"oneOf": [*forms, other]}
-
-
-def _with_parameters(app: FastAPI, paths: list[str]) -> Callable[[], dict[str, Any]]:
-    describe = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = describe()  # kept by FastAPI as app.openapi_schema: changed in place
-        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-        body = trigger_forms(app.state.procexec.registry, schemas)
-        for path in paths:
-            content = schema["paths"][path]["post"]["requestBody"]["content"]
-            content["application/json"]["schema"] = body
-        return schema
-
-    return openapi
