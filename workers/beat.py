@@ -15,6 +15,7 @@ from celery import Celery
 from celery.beat import ScheduleEntry, Scheduler
 from celery.schedules import schedule as every
 
+from procexec.engine.concurrency import Limits
 from procexec.engine.housekeeping import Housekeeper
 from procexec.engine.scheduler import SchedulerService
 from procexec.engine.settings import Settings
@@ -41,6 +42,13 @@ class ProcessScheduler(Scheduler):
             lost_timeout=settings.lost_run_timeout,
             redispatch_after=settings.redispatch_after,
             retention_days=settings.retention_days,
+            limits=Limits(
+                service.store,
+                service.registry,
+                service.triggers,
+                max_running=settings.max_running,
+                state_ttl=0,
+            ),
         )
         # the housekeeping deletes finished runs past their retention; a store that can
         # delete them by itself (MongoDB's TTL indexes) is told the retention too
@@ -99,6 +107,8 @@ class ProcessScheduler(Scheduler):
             )
         if report.purged:
             logger.info("housekeeping: %d finished run(s) past retention deleted", report.purged)
+        if report.woken:
+            logger.info("housekeeping: %d run(s) waiting for a slot sent", len(report.woken))
 
     @property
     def info(self) -> str:

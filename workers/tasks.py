@@ -9,6 +9,7 @@ import socket
 
 from celery import Task
 
+from procexec.engine.concurrency import Limits
 from procexec.engine.domain import DEFAULT_ENVIRONMENT, Status
 from procexec.engine.runner import PhaseRunner
 from procexec.engine.settings import Settings
@@ -40,6 +41,9 @@ def _runner(pid: int) -> PhaseRunner:
         heartbeat_interval=settings.heartbeat_interval,
         max_log_lines=settings.max_log_lines,
         loads_here=_consumes(settings.loader_queue),
+        limits=Limits(
+            service.store, service.registry, service.triggers, max_running=settings.max_running
+        ),
     )
 
 
@@ -85,6 +89,9 @@ def _run(execution_id: str, process: str | None, ticket: str | None = None) -> s
     if status is None:
         logger.info("%s: claimed elsewhere or finished already; nothing to do", label)
         return None
+    if status == Status.TRIGGERED.value:
+        logger.info("%s: waits for a slot of its concurrency limit", label)
+        return status
     if status == Status.RUNNING.value:
         logger.info("%s: batch handed to the loader queue", label)
         return status
