@@ -144,6 +144,16 @@ PROCESS: dict[str, Any] = {
         },
         "subscriptions": {"type": "array", "items": {"type": "string"}},
         "follows": {"type": "object", "additionalProperties": {"type": "array"}},
+        "maxRunning": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "description": "runs of it that may run at once (its definition's or an "
+            "operator's limit); null: no limit",
+        },
+        "limitKey": {
+            "type": ["string", "null"],
+            "description": "the parameter per value of which `maxRunning` holds",
+        },
     },
 }
 

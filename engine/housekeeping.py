@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from procexec.engine.concurrency import Limits
 from procexec.engine.domain import ACTIVE, LOADER_TICKET, Status
 from procexec.engine.process import ProcessRegistry
 from procexec.engine.store.base import ExecutionStore, Update
@@ -34,6 +35,8 @@ class Report:
     handed_again: list[str] = field(default_factory=list)
     #: how many finished runs past their retention were deleted
     purged: int = 0
+    #: runs that waited for a slot of a concurrency limit, sent now that one is free
+    woken: list[str] = field(default_factory=list)
 
 
 class Housekeeper:
@@ -49,6 +52,7 @@ class Housekeeper:
         batch: int = 200,
         purge_batches: int = 10,
         notifier: Notifier | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -61,11 +65,14 @@ class Housekeeper:
         self.purge_batches = purge_batches
         #: tells the operator's webhook of lost runs and what became of them; None: nothing is
         self.notifier = notifier
+        #: the concurrency limits: slots of ended runs given back, waiting runs sent
+        self.limits = limits or Limits(store, registry, triggers, state_ttl=0)
 
     def run_once(self, now: datetime | None = None) -> Report:
         now = now or datetime.now(UTC)
         report = Report()
         self.reap_lost_runs(now, report)
+        report.woken = self.limits.housekeep()  # after the runs failed as lost give theirs back
         self.redispatch(now, report)
         self.purge(now, report)
         return report

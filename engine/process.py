@@ -92,6 +92,11 @@ class Process:
     max_recoveries: int = 3
     #: its own webhook notifications, over the global notification settings (`Notify`)
     notify: Notify | None = None
+    #: runs of this process running at once, across every worker and host (None: no limit);
+    #: the runs past it wait `triggered` for a slot (`engine.concurrency`)
+    max_running: int | None = None
+    #: one of its parameters: `max_running` then holds per value of it (one run per `date`)
+    limit_key: str | None = None
     phases: list[PhaseDefinition] = field(default_factory=list)
     #: checks a trigger's parameters, once validated (what the phases receive); a
     #: `ValueError` or `TypeError` it raises refuses the trigger with a 400 carrying its message
@@ -127,6 +132,7 @@ class Process:
             Crontab(self.schedule, self.timezone)  # raises ScheduleError, naming the problem
         self.parameters_model = Parameters(self.name, self.params, self.defaults)
         self._check_defaults()
+        _check_concurrency(self)
 
     def _check_defaults(self) -> None:
         """A definition whose defaults its own parameters (or `check`) refuse fails here, at
@@ -201,6 +207,17 @@ def _check_limits(
         raise ValueError(f"{owner}: retry_delay must be 0 or more seconds")
     if timeout is not None and timeout <= 0:
         raise ValueError(f"{owner}: timeout must be more than 0 seconds")
+
+
+def _check_concurrency(process: Process) -> None:
+    limit, key = process.max_running, process.limit_key
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"process {process.name}: max_running must be a whole number, 1 or more")
+    if key is not None and key not in process.parameters_model.names:
+        known = ", ".join(sorted(process.parameters_model.names)) or "none"
+        raise ValueError(
+            f"process {process.name}: limit_key {key!r} is none of its parameters ({known})"
+        )
 
 
 class ProcessRegistry:

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from procexec.engine.checkpoints import MAX_CHECKPOINT_BYTES, Carried, pack, resume_point
+from procexec.engine.concurrency import Limits
 from procexec.engine.context import DataUpdates, PhaseContext
 from procexec.engine.control import RunAborted, RunControl
 from procexec.engine.domain import (
     ACTIVE,
     LOAD_PHASE,
     LOADER_TICKET,
+    TERMINAL,
     PhaseStatus,
     Status,
 )
@@ -85,6 +87,7 @@ class PhaseRunner:
         max_log_lines: int = 1000,
         loads_here: bool = False,
         notifier: Notifier | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -99,6 +102,8 @@ class PhaseRunner:
         self.loads_here = loads_here
         #: tells the operator's webhook of finished runs (`engine.notify`); None: nothing is
         self.notifier = notifier
+        #: the concurrency limits its runs are held to (`engine.concurrency`)
+        self.limits = limits or Limits(store, registry, triggers)
 
     def claim(
         self,
@@ -136,7 +141,8 @@ class PhaseRunner:
         )
 
     def run(self, execution_id: str, ticket: str | None = None) -> str | None:
-        """Run the execution if it is still `triggered`; returns its final status, or None.
+        """Run the execution if it is still `triggered`; returns its final status, or None;
+        `triggered` where a concurrency limit keeps it waiting for a slot (`engine.concurrency`).
 
         With `ticket` (a loader's task): run what is left, LOAD, of a run whose batch was
         handed over under that ticket. A run handed to the loader queue returns `running`.
@@ -146,15 +152,28 @@ class PhaseRunner:
         start = None
         if found is not None and found[0].get("status") == expected.value:
             start = self._start(found[0], ticket is None)
+            process = start.process if ticket is None else None
+            limited = process is not None and self.limits.limited(process)
+            if (
+                process is not None
+                and limited
+                and not self.limits.admit(found[0], process, found[1])
+            ):
+                return Status.TRIGGERED.value  # waits for a slot
             token = self.claim(execution_id, ticket, seq=found[1], opening=start.opening)
+            if limited and token is None and self.store.holder(execution_id)[0] in TERMINAL:
+                self.limits.release(execution_id)  # ended meanwhile: the slot just taken
         if found is None or start is None or token is None:
             waiting = "waiting for this loader" if ticket else "waiting to run"
             logger.info("execution %s is not %s; skipped", execution_id, waiting)
             return None
         try:
-            return self._run_claimed(found[0], start, token)
+            status = self._run_claimed(found[0], start, token)
         except _HandOff as handing:
             return self._hand_off(execution_id, token, handing.process)
+        if status in TERMINAL and self.limits.limited(start.process):
+            self.limits.release(execution_id)
+        return status
 
     def _start(self, doc: dict[str, Any], may_hand_off: bool) -> _Start:
         """Where a run read before its claim starts: its process, the first phase to run and

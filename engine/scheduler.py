@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from procexec.engine import audit
+from procexec.engine.concurrency import effective_limit
 from procexec.engine.crontab import Crontab, ScheduleError, crontab_reason
 from procexec.engine.domain import Trigger
 from procexec.engine.errors import BadRequest, DuplicateExecution
@@ -220,6 +221,8 @@ def describe(item: EffectiveSchedule) -> dict[str, object]:
         "parameters": process.parameters_model.schema(),
         "subscriptions": list(process.subscriptions),
         "follows": {name: list(outcomes) for name, outcomes in process.follows.items()},
+        "maxRunning": effective_limit(process, state),
+        "limitKey": process.limit_key,
     }
 
 

@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from procexec.engine.answers import DEFAULT_MAX_ANSWER_BYTES
 from procexec.engine.notify_settings import NotifyFields
 from procexec.engine.redact import masked_url
+from procexec.engine.settings_errors import validation_message
 
 #: what every setting's variable starts with
 ENV_PREFIX = "PROCEXEC_"
@@ -146,6 +147,11 @@ class Settings(NotifyFields, BaseSettings):
         0.0,
         description="finished runs older than this many days are deleted; 0: kept for ever",
     )
+    max_running: int = Field(
+        0,
+        description="runs running at once over every process and environment, across every "
+        "worker and host; past it a run waits `triggered` for a slot; 0: no limit",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -217,7 +223,7 @@ class Settings(NotifyFields, BaseSettings):
         try:
             return cls(**given)
         except ValidationError as exc:
-            raise SettingsError(_message(cls, exc)) from None
+            raise SettingsError(validation_message(cls.model_fields, cls.env_name, exc)) from None
 
     # -- the checks, each given the variable's text or a value built in code ------------------
 
@@ -308,7 +314,11 @@ class Settings(NotifyFields, BaseSettings):
         return int(_number(cls, info, value, minimum=10))
 
     @field_validator(
-        "max_connections_per_client", "max_connections", "max_answer_bytes", mode="before"
+        "max_connections_per_client",
+        "max_connections",
+        "max_answer_bytes",
+        "max_running",
+        mode="before",
     )
     @classmethod
     def _count(cls, value: Any, info: ValidationInfo) -> Any:
@@ -383,18 +393,3 @@ def _number(cls: type[Settings], info: ValidationInfo, value: Any, minimum: floa
     if number < minimum:
         raise ValueError(f"{cls.env_name(name)}: '{value}' must be at least {minimum:g}")
     return number
-
-
-def _message(cls: type[Settings], error: ValidationError) -> str:
-    """One line for the errors of a validation: a check's own message (which names the
-    variable and the value), or pydantic's, after the variable and the value."""
-    lines = []
-    for found in error.errors(include_url=False):
-        cause = found.get("ctx", {}).get("error")
-        if isinstance(cause, ValueError):
-            lines.append(str(cause))
-            continue
-        field = str(found["loc"][0]) if found["loc"] else ""
-        variable = cls.env_name(field) if field in cls.model_fields else field
-        lines.append(f"{variable}: '{found['input']}': {found['msg']}")
-    return "; ".join(lines)

@@ -15,6 +15,7 @@ from celery import Celery
 from celery.beat import ScheduleEntry, Scheduler
 from celery.schedules import schedule as every
 
+from procexec.engine.concurrency import Limits
 from procexec.engine.housekeeping import Housekeeper
 from procexec.engine.notify import Notifier
 from procexec.engine.scheduler import SchedulerService
@@ -46,6 +47,13 @@ class ProcessScheduler(Scheduler):
             redispatch_after=settings.redispatch_after,
             retention_days=settings.retention_days,
             notifier=notifier,
+            limits=Limits(
+                service.store,
+                service.registry,
+                service.triggers,
+                max_running=settings.max_running,
+                state_ttl=0,
+            ),
         )
         # the housekeeping deletes finished runs past their retention; a store that can
         # delete them by itself (MongoDB's TTL indexes) is told the retention too
@@ -104,6 +112,8 @@ class ProcessScheduler(Scheduler):
             )
         if report.purged:
             logger.info("housekeeping: %d finished run(s) past retention deleted", report.purged)
+        if report.woken:
+            logger.info("housekeeping: %d run(s) waiting for a slot sent", len(report.woken))
 
     @property
     def info(self) -> str:

@@ -10,6 +10,7 @@ import socket
 from celery import Task
 from celery.signals import worker_process_shutdown, worker_shutdown
 
+from procexec.engine.concurrency import Limits
 from procexec.engine.domain import DEFAULT_ENVIRONMENT, Status
 from procexec.engine.notify import Notifier
 from procexec.engine.notify_sender import SENDER
@@ -44,6 +45,9 @@ def _runner(pid: int) -> PhaseRunner:
         max_log_lines=settings.max_log_lines,
         loads_here=_consumes(settings.loader_queue),
         notifier=Notifier.of(settings, service.registry),
+        limits=Limits(
+            service.store, service.registry, service.triggers, max_running=settings.max_running
+        ),
     )
 
 
@@ -97,6 +101,9 @@ def _run(execution_id: str, process: str | None, ticket: str | None = None) -> s
     if status is None:
         logger.info("%s: claimed elsewhere or finished already; nothing to do", label)
         return None
+    if status == Status.TRIGGERED.value:
+        logger.info("%s: waits for a slot of its concurrency limit", label)
+        return status
     if status == Status.RUNNING.value:
         logger.info("%s: batch handed to the loader queue", label)
         return status

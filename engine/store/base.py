@@ -24,11 +24,12 @@ from procexec.engine.store.changes import apply_update as apply_update
 # `TokenRecord`: the store's record of a token, importable beside the store's interface
 from procexec.engine.store.credentials import TokenRecord as TokenRecord
 from procexec.engine.store.credentials import TokenStore
+from procexec.engine.store.slots import SlotStore
 
 StoreT = TypeVar("StoreT", bound="ExecutionStore")
 
 #: internal bookkeeping kept beside a document, never served by the API
-META_KEYS = ("worker", "heartbeat", "input", "chain", "dispatched", "due", "recoveries")
+META_KEYS = ("worker", "heartbeat", "input", "chain", "dispatched", "due", "recoveries", "waiting")
 #: meta values that are JSON (the others are strings)
 JSON_META_KEYS = frozenset({"input", "chain", "recoveries"})
 
@@ -79,10 +80,12 @@ class ProcessState:
     last_fire: str | None = None
     #: how many fire times were skipped in all
     missed: int = 0
+    #: the operator's concurrency limit: 0 none, None the definition's `max_running`
+    max_running: int | None = None
 
 
 #: the fields of `ProcessState` an operator may set
-PROCESS_OVERRIDES = ("enabled", "schedule", "timezone")
+PROCESS_OVERRIDES = ("enabled", "schedule", "timezone", "max_running")
 
 
 @dataclass(frozen=True)
@@ -140,9 +143,9 @@ class InlineBudgetExceeded(Exception):
     """A call made under `ExecutionStore.inline()` did more than a little work and gave up."""
 
 
-class ExecutionStore(TokenStore, abc.ABC):
-    """Where execution documents live, and API tokens (`TokenStore`); one conformance suite
-    holds every backend to it."""
+class ExecutionStore(TokenStore, SlotStore, abc.ABC):
+    """Where execution documents live, API tokens (`TokenStore`) and the slots of the
+    concurrency limits (`SlotStore`); one conformance suite holds every backend to it."""
 
     kind: str = "abstract"
 

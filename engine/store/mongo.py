@@ -56,6 +56,7 @@ from procexec.engine.store.mongo_query import (
     search_filter,
     text_cover,
 )
+from procexec.engine.store.mongo_slots import MongoSlots
 
 __all__ = ["MongoStore", "compile_filter"]
 T = TypeVar("T")
@@ -92,7 +93,7 @@ def _sliced(limit: int | None) -> dict[str, int]:
 
 
 @translate_errors((PyMongoError,), "MongoDB")
-class MongoStore(ExecutionStore):
+class MongoStore(MongoSlots, ExecutionStore):
     kind = "mongodb"
 
     def __init__(self, url: str, client: Any | None = None, *, prepare: bool = True) -> None:
@@ -113,6 +114,7 @@ class MongoStore(ExecutionStore):
         self.audit = self.db["audit"]
         self.checkpoints = self.db["checkpoints"]
         self.changes_ = self.db["changes"]
+        self.slots = self.db["slots"]
         if not prepare:
             return
         try:
@@ -509,6 +511,7 @@ class MongoStore(ExecutionStore):
                 row.get("timezone"),
                 row.get("last_fire"),
                 row.get("missed", 0),
+                row.get("max_running"),
             )
             for row in self.processes.find({})
         }

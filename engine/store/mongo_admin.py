@@ -52,6 +52,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     # the audit trail, newest first
     "audit": [IndexModel([("at", -1)])],
+    # the slots of the concurrency limits, by holder and by scope (`mongo_slots`)
+    "slots": [IndexModel([("holder", 1)]), IndexModel([("scope", 1), ("n", 1)])],
 }
 
 

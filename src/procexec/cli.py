@@ -21,6 +21,7 @@ from procexec.celery_argv import check_flower_argv, flower_argv, given, worker_a
 from procexec.engine.private_files import private_umask
 from procexec.engine.redact import redact_logging
 from procexec.engine.settings import Settings, SettingsError
+from procexec.limit_cli import add_limit_command, limit_process
 from procexec.preflight import INTERRUPTED, USAGE, Refused, fail
 from procexec.rerun_cli import add_rerun_command
 from procexec.run_cli import add_run_command
@@ -119,7 +120,8 @@ def cmd_flower(args: argparse.Namespace) -> int:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
-    """List, enable, disable or reschedule processes (a running beat sees it within seconds)."""
+    """List, enable, disable, reschedule or limit processes (a running beat sees it within
+    seconds)."""
     import json
 
     from procexec.engine.audit import command_user
@@ -143,6 +145,8 @@ def cmd_process(args: argparse.Namespace) -> int:
                     f"{item['timezone']:<16} {item['nextFire'] or '-'}"
                 )
             return 0
+        if args.process_command == "limit":
+            return limit_process(store, registry, args.name, args.limit)
         if args.process_command in ("enable", "disable"):
             changed = change_process(
                 store,
@@ -270,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     flower.set_defaults(handler=cmd_flower)
 
     process = commands.add_parser(
-        "process", help="list, enable, disable, reschedule, backfill processes"
+        "process", help="list, enable, disable, reschedule, limit or backfill processes"
     )
     process_commands = process.add_subparsers(dest="process_command", required=True)
     listing = process_commands.add_parser("list", help="the processes and their schedules")
@@ -282,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument("name")
     schedule.add_argument("crontab", help='five fields, e.g. "30 16 * * 1-5"')
     schedule.add_argument("--timezone", help="an IANA timezone, e.g. Europe/London")
+    add_limit_command(process_commands)
     process.set_defaults(handler=cmd_process)
     add_backfill_command(process_commands)  # its own handler
 

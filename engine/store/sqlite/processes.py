@@ -11,13 +11,13 @@ from procexec.engine.store.base import PROCESS_OVERRIDES, ProcessState
 
 def process_states(conn: sqlite3.Connection) -> dict[str, ProcessState]:
     rows = conn.execute(
-        "SELECT name, enabled, schedule, timezone, last_fire, missed FROM processes"
+        "SELECT name, enabled, schedule, timezone, last_fire, missed, max_running FROM processes"
     )
     return {
         name: ProcessState(
-            name, None if enabled is None else bool(enabled), schedule, zone, last, missed
+            name, None if enabled is None else bool(enabled), schedule, zone, last, missed, limit
         )
-        for name, enabled, schedule, zone, last, missed in rows
+        for name, enabled, schedule, zone, last, missed, limit in rows
     }
 
 

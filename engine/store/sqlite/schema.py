@@ -31,6 +31,7 @@ from typing import Any
 
 from procexec.engine.store.base import JSON_META_KEYS, META_KEYS
 from procexec.engine.store.sqlite import retention
+from procexec.engine.store.sqlite.slots import ensure_slots
 from procexec.engine.store.sqlite.tokens import ensure_token_columns
 
 SCHEMA = """
@@ -325,6 +326,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     if "seq" not in present:  # the sequence number of a run's changes, added later
         conn.execute("ALTER TABLE executions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
     ensure_token_columns(conn)
+    ensure_slots(conn)
     _checkpoints_by_phase(conn)
     for statement in HOUSEKEEPING_INDEXES:
         conn.execute(statement)

@@ -43,6 +43,7 @@ from procexec.engine.store.sqlite import (
 from procexec.engine.store.sqlite.compiler import too_large_for_sqlite
 from procexec.engine.store.sqlite.deadlines import LIMIT_STEP, Budget, Deadline
 from procexec.engine.store.sqlite.side_tables import SideTables
+from procexec.engine.store.sqlite.slots import SQLiteSlots
 from procexec.engine.store.sqlite.writers import BUSY_SECONDS, begin_immediate
 
 __all__ = ["SQLiteStore"]
@@ -55,7 +56,7 @@ compact_json = json.JSONEncoder(separators=(",", ":")).encode
 @translate_errors(
     (sqlite3.OperationalError, sqlite3.DatabaseError), "SQLite", refused=too_large_for_sqlite
 )
-class SQLiteStore(SideTables, ExecutionStore):
+class SQLiteStore(SideTables, SQLiteSlots, ExecutionStore):
     kind = "sqlite"
 
     def __init__(self, path: str | Path, *, prepare: bool = True) -> None:

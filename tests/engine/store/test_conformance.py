@@ -64,6 +64,7 @@ def test_meta_is_kept_beside_the_document_and_never_served(loaded: ExecutionStor
         "dispatched": None,
         "due": None,
         "recoveries": None,
+        "waiting": None,
     }
     assert loaded.get_meta("nope") == {}
     hidden = {*META_KEYS, "_meta"}
@@ -88,6 +89,7 @@ def test_insert_without_meta_has_empty_meta(store: ExecutionStore) -> None:
         "dispatched": None,
         "due": None,
         "recoveries": None,
+        "waiting": None,
     }
     assert store.get("solo") == doc
 
@@ -168,6 +170,7 @@ def test_update_set_push_and_meta(store: ExecutionStore) -> None:
         "dispatched": None,
         "due": None,
         "recoveries": None,
+        "waiting": None,
     }
 
 
