@@ -76,6 +76,9 @@ def _trigger_request(
         )
     if "body" in payload and "input" in payload:
         raise ApiError(400, "input: an alias of body; give one of them, not both")
+    for key in ("body", "input", "_reason", "_delay"):
+        if key in payload and payload[key] is None:  # null is no value: leave the key out
+            raise ApiError(400, f"{key}: null is not a value; leave {key} out instead")
     name = payload.get("name")
     if name is None:
         raise ApiError(400, "name: required (the name of the process to run)")

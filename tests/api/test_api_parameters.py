@@ -191,3 +191,16 @@ def test_a_secret_given_is_recorded_for_the_worker_and_never_served(
     for url in (f"{BASES[0]}/v1/{execution_id}", f"{BASES[0]}/v1?name=KEYED"):
         read = client.get(url, headers=service.read_headers)
         assert read.status_code == 200 and GIVEN not in read.text
+
+
+@pytest.mark.parametrize("key", ["body", "input", "_reason", "_delay"])
+def test_a_null_for_a_key_of_the_trigger_is_refused(
+    client: TestClient, service: Service, key: str
+) -> None:
+    """The description types each key (an object, a string, a number): null is none of them."""
+    response = client.post(
+        f"{BASES[0]}/v1", headers=service.run_headers, json={"name": "DEMO", key: None}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == f"{key}: null is not a value; leave {key} out instead"
+    assert service.count() == 0
