@@ -241,9 +241,10 @@ BROKEN = """
 from procexec.engine.process import Process
 
 def _check(parameters):
-    parameters["a parameter it forgot to default"]
+    if parameters["boom"]:  # a trigger's own value: its defaults pass at start-up
+        parameters["a parameter it forgot to default"]
 
-BROKEN = Process(name="BROKEN", check=_check)
+BROKEN = Process(name="BROKEN", defaults={"boom": False}, check=_check)
 
 @BROKEN.phase("extract")
 def extract(ctx, previous):
@@ -261,10 +262,11 @@ def test_an_unhandled_error_is_a_json_500_with_the_security_headers(tmp_path: Pa
         token = create_token(env, "tester", "run")
         with httpx2.Client(timeout=PATIENCE, trust_env=False) as client:
             headers = {"Authorization": f"Bearer {token}"}
-            response = client.post(f"{url}/v1", json={"name": "BROKEN"}, headers=headers)
+            boom = {"name": "BROKEN", "body": {"boom": True}}
+            response = client.post(f"{url}/v1", json=boom, headers=headers)
             xml = client.post(
                 f"{url}/v1",
-                json={"name": "BROKEN"},
+                json=boom,
                 headers={**headers, "Accept": "application/xml"},
             )
     finally:
