@@ -93,7 +93,19 @@ async def follow_run(request: Request) -> Response:
 _STREAM = {
     "description": "The run's events as Server-Sent Events (`status`, `phase`, `log`, `end`), "
     "closing after `end`",
-    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    "content": {
+        "text/event-stream": {
+            "schema": {  # one event
+                "type": "object",
+                "properties": {
+                    "event": {"type": "string", "enum": ["status", "phase", "log", "end"]},
+                    "id": {"type": "string", "pattern": r"^\d+(\.\d+)?$"},
+                    "data": {"type": "string", "description": "the event's fields, as JSON"},
+                },
+                "required": ["event", "id", "data"],
+            }
+        }
+    },
 }
 _LAST_EVENT_ID: dict[str, Any] = {
     "parameters": [
@@ -103,7 +115,7 @@ _LAST_EVENT_ID: dict[str, Any] = {
             "in": "header",
             "required": False,
             "description": "resume after this event (its id: `12` or `12.3`)",
-            "schema": {"type": "string", "pattern": r"^\s*\d{1,18}(\.\d{1,4})?\s*$"},
+            "schema": {"type": "string", "pattern": r"^\s*(\d{1,18}(\.\d{1,4})?)?\s*$"},
         },
     ]
 }

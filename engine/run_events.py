@@ -45,15 +45,18 @@ class Event:
         return (self.seq, float("inf") if self.part == 0 else self.part)
 
 
+_CURSOR = re.compile(r"^\s*(\d{1,18})(?:\.(\d{1,4}))?\s*$")
+
+
 def parse_cursor(value: str | None) -> tuple[int, float]:
-    """The position a `Last-Event-ID` names (`12` or `12.3`); ValueError when it names none."""
+    """The position a `Last-Event-ID` names (`12` or `12.3`; none when empty); ValueError when
+    it names none."""
     if value is None or not value.strip():
         return (-1, float("inf"))
-    text = value.strip().rsplit(":", 1)[-1]  # the all-runs stream's ids are `<id>:<seq>`
-    seq, _, part = text.partition(".")
-    if not seq.isdigit() or (part and not part.isdigit()) or len(text) > 24:
+    found = _CURSOR.match(value)
+    if found is None:
         raise ValueError(f"'{value[:40]}' is not an event id")
-    return (int(seq), float(part) if part else float("inf"))
+    return (int(found[1]), float(found[2]) if found[2] else float("inf"))
 
 
 @dataclass
