@@ -14,6 +14,7 @@ from procexec.api import (
     audit,
     document_schema,
     errors,
+    events,
     health,
     memory,
     processes,
@@ -110,8 +111,10 @@ def create_app(
     app.include_router(health.router)
     for base in BASE_PATHS:
         app.include_router(router, prefix=base)
+        app.include_router(events.router, prefix=base)
     hot = [route for base in BASE_PATHS for route in (*read_routes(base), *trigger_routes(base))]
-    app.router.routes[0:0] = hot
+    app.router.routes[0:0] = [route for base in BASE_PATHS for route in events.event_routes(base)]
+    app.router.routes[len(BASE_PATHS) : len(BASE_PATHS)] = hot
     for base in PROCESS_PATHS:
         app.include_router(processes.router, prefix=base)
     for base in AUDIT_PATHS:

@@ -1,0 +1,147 @@
+"""`GET v1/{id}/events`: a run's status changes, phase changes and log lines as Server-Sent
+Events, from its start or after a `Last-Event-ID`, closing once the run has ended.
+
+The same checks as a read (token, environment, the token's environments and processes); no
+read deadline (`engine.deadline`): a stream lasts as long as its run, within limits of its own
+(`api.event_hub`: streams per token, idle time, lifetime). Every event's id is the journal's
+sequence number (`engine.run_events`); `: ping` comments keep an idle connection open.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
+from starlette.convertors import StringConvertor, register_url_convertor
+from starlette.responses import Response
+from starlette.routing import Route
+
+from procexec.api.access import SOURCES, visible
+from procexec.api.auth import caller
+from procexec.api.deps import ENVIRONMENT_HEADER, get_environment, get_state
+from procexec.api.errors import ApiError, error_responses
+from procexec.api.event_hub import EventHub
+from procexec.engine.domain import Scope
+from procexec.engine.run_events import Event, parse_cursor
+
+#: seconds between two `: ping` comments of a stream with nothing to tell
+PING_SECONDS = 15
+
+router = APIRouter()
+
+
+class RunIdConvertor(StringConvertor):
+    """An execution id that is not a source segment: `v1/private/events` stays the read of
+    the execution `events` under the `private` source (`api.routes.get_execution`)."""
+
+    regex = "(?!(?:" + "|".join(sorted(SOURCES)) + ")/)[^/]+"
+
+
+register_url_convertor("run", RunIdConvertor())
+
+
+def hub(request: Request) -> EventHub:
+    """The app's hub, made on first use."""
+    found: EventHub | None = getattr(request.app.state, "event_hub", None)
+    if found is None:
+        state = get_state(request)
+        found = EventHub(state.store, state.settings.max_log_lines, state.settings.read_timeout)
+        request.app.state.event_hub = found
+    return found
+
+
+def _sse(event: Event) -> ServerSentEvent:
+    return ServerSentEvent(
+        data=json.dumps(event.data, separators=(",", ":")), event=event.kind, id=event.id
+    )
+
+
+async def follow_run(request: Request) -> Response:
+    """The endpoint of `v1/{id}/events` (served as a plain route, `event_routes`)."""
+    execution_id = request.path_params["execution_id"]
+    state = get_state(request)
+    environment = get_environment(request)
+    reader = await caller(request, state.tokens, Scope.READ)
+    await run_in_threadpool(visible, state, environment, execution_id, reader)
+    last = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
+    try:
+        after = parse_cursor(last)
+    except ValueError as exc:
+        raise ApiError(400, f"Last-Event-ID: {exc}") from exc
+    events = hub(request)
+    events.admit(reader.token_hash)
+
+    async def stream() -> AsyncIterator[ServerSentEvent | dict[str, Any]]:
+        try:
+            async for event in events.follow(execution_id, after):
+                if event is None:
+                    yield ServerSentEvent(
+                        comment="closing: idle or open too long; resume from the last event id"
+                    )
+                    return
+                yield _sse(event)
+        finally:
+            events.leave(reader.token_hash)
+
+    return EventSourceResponse(stream(), ping=PING_SECONDS, headers={"Cache-Control": "no-store"})
+
+
+_STREAM = {
+    "description": "The run's events as Server-Sent Events (`status`, `phase`, `log`, `end`), "
+    "closing after `end`",
+    "content": {
+        "text/event-stream": {
+            "schema": {  # one event
+                "type": "object",
+                "properties": {
+                    "event": {"type": "string", "enum": ["status", "phase", "log", "end"]},
+                    "id": {"type": "string", "pattern": r"^\d+(\.\d+)?$"},
+                    "data": {"type": "string", "description": "the event's fields, as JSON"},
+                },
+                "required": ["event", "id", "data"],
+            }
+        }
+    },
+}
+_LAST_EVENT_ID: dict[str, Any] = {
+    "parameters": [
+        *ENVIRONMENT_HEADER["parameters"],
+        {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "required": False,
+            "description": "resume after this event (its id: `12` or `12.3`)",
+            "schema": {"type": "string", "pattern": r"^\s*(\d{1,18}(\.\d{1,4})?)?\s*$"},
+        },
+    ]
+}
+
+
+@router.get(
+    "/v1/{execution_id}/events",
+    summary="Follow an execution's events",
+    response_class=Response,
+    responses={200: _STREAM, **error_responses(400, 401, 403, 404, 429, 503)},
+    openapi_extra=_LAST_EVENT_ID,
+)
+async def follow(execution_id: str, request: Request) -> Response:
+    """Status changes, phases begun and ended, and log lines of one execution as Server-Sent
+    Events, from its start or after `Last-Event-ID`; the stream closes after the `end` event,
+    which carries the final status."""
+    return await follow_run(request)
+
+
+def event_routes(base: str) -> list[Route]:
+    """The stream's route under `base`, placed before `v1/{key}` and `v1/{source}/{id}`."""
+    return [
+        Route(
+            f"{base}/v1/{{execution_id:run}}/events",
+            follow_run,
+            methods=["GET"],
+            include_in_schema=False,
+        )
+    ]
