@@ -148,7 +148,8 @@ class Metrics:
             registry=self.registry,
         )
         names = lambda: [process.name for process in registry]  # noqa: E731
-        self.registry.register(StoreCollector(CachedFigures(store), names, queue_depth))
+        self.collector = StoreCollector(CachedFigures(store), names, queue_depth)
+        self.registry.register(self.collector)
         self._children: dict[tuple[str, str], Callable[[float], None]] = {}
 
     def observe(self, route: str, method: str, seconds: float) -> None:

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from procexec.engine.settings import Settings
 from procexec.workers import worker_metrics
 from tests.engine.runs import open_bench
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
@@ -76,3 +80,49 @@ def test_runs_of_each_outcome_are_served(metrics_on: Settings, tmp_path: Path) -
     first = (("phase", phases[0]), ("process", "DEMO"), ("status", "success"))
     assert samples[("procexec_phase_duration_seconds_count", first)] == 2
     assert ("procexec_webhook_deliveries_total", (("outcome", "delivered"),)) in samples
+
+
+def test_the_dashboard_names_only_metrics_a_scrape_shows(
+    metrics_on: Settings, tmp_path: Path
+) -> None:
+    """docs/grafana-dashboard.json: valid JSON, each metric its queries name in a real scrape
+    of the API's `/metrics` or of a worker's."""
+    from fastapi.testclient import TestClient
+
+    from procexec.workers.queue_depth import queue_depth
+    from tests.api.api_helpers import Dispatcher, start_service
+
+    dashboard = json.loads((ROOT / "docs/grafana-dashboard.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    named = {name for expr in exprs for name in re.findall(r"procexec_[a-z_]+", expr)}
+    assert worker_metrics.prepare(metrics_on) is not None
+    with open_bench(tmp_path) as bench:
+        run = bench.record("DEMO", {"log_lines": 1})
+        assert bench.runner().run(run) == "success"
+        worker_metrics.ended(bench.store.get(run))
+    server, _thread = worker_metrics.serve(metrics_on)
+    try:
+        url = f"http://127.0.0.1:{metrics_on.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            texts = [answer.read().decode()]
+    finally:
+        server.shutdown()
+        server.server_close()
+    api = Settings.from_env({"PROCEXEC_DATA_DIR": str(tmp_path / "api")})
+    service = start_service(api, Dispatcher())
+    try:
+        # the embedded broker's queue depth, as an API that sends through Celery reads it
+        depth = queue_depth(api)
+        assert depth is not None and depth() == {"procexec": 0, "loader": 0}
+        service.app.state.metrics.collector.queue_depth = depth
+        with TestClient(service.app) as client:
+            client.get("/healthz")
+            texts.append(client.get("/metrics").text)
+    finally:
+        service.store.close()
+    families = [family for text in texts for family in text_string_to_metric_families(text)]
+    shown = {sample.name for family in families for sample in family.samples}
+    # a family without samples yet (no run in the API's store) still declares itself
+    shown |= {family.name + ("_total" if family.type == "counter" else "") for family in families}
+    assert named - shown == set()
+    assert len(named) >= 10
