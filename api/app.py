@@ -17,6 +17,7 @@ from procexec.api import (
     events,
     health,
     memory,
+    metrics,
     processes,
     rerun_schema,
     security_headers,
@@ -104,11 +105,16 @@ def create_app(
     trigger_schema.install(app, [path for base in BASE_PATHS for path in (base, f"{base}/v1")])
     rerun_schema.install(app, [f"{base}/v1/{{execution_id}}/rerun" for base in BASE_PATHS])
     security_headers.install(app)
+    app.state.metrics = metrics.Metrics(
+        service.settings, service.store, service.registry, _queue_depth(service)
+    )
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(BodyLimit, tokens=app.state.procexec.tokens)  # bodies, before routes
+    app.add_middleware(metrics.RequestTimes, metrics=app.state.metrics)
     # outermost: the headers on every answer, BodyLimit's refusals and unhandled errors too
     app.add_middleware(security_headers.SecurityHeaders)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     for base in BASE_PATHS:
         app.include_router(router, prefix=base)
         app.include_router(events.router, prefix=base)
@@ -120,6 +126,15 @@ def create_app(
     for base in AUDIT_PATHS:
         app.include_router(audit.router, prefix=base)
     return app
+
+
+def _queue_depth(service: Any) -> Any:
+    """The broker's queue depth reader, where the API sends runs through Celery."""
+    if service.broker_ping is None:
+        return None
+    from procexec.workers.queue_depth import queue_depth
+
+    return queue_depth(service.settings)
 
 
 def app_factory() -> FastAPI:

@@ -8,7 +8,7 @@ import os
 import socket
 
 from celery import Task
-from celery.signals import worker_process_shutdown, worker_shutdown
+from celery.signals import worker_init, worker_process_shutdown, worker_shutdown
 
 from procexec.engine.concurrency import Limits
 from procexec.engine.domain import DEFAULT_ENVIRONMENT, Status
@@ -17,11 +17,19 @@ from procexec.engine.notify_sender import SENDER
 from procexec.engine.runner import PhaseRunner
 from procexec.engine.settings import Settings
 from procexec.service import Service, build
+from procexec.workers import worker_metrics
 from procexec.workers.celery_app import LOAD_TASK, RUN_TASK, TRIGGER_TASK, make_celery
 
 logger = logging.getLogger(__name__)
 
 app = make_celery(Settings.from_env())
+worker_metrics.prepare(app.conf.procexec_settings)  # before Celery forks its processes
+
+
+@worker_init.connect
+def _serve_metrics(**_: object) -> None:
+    """The worker's own metrics, on `PROCEXEC_METRICS_PORT` when set (`worker_metrics`)."""
+    worker_metrics.serve(app.conf.procexec_settings)
 
 
 @functools.cache
@@ -108,6 +116,8 @@ def _run(execution_id: str, process: str | None, ticket: str | None = None) -> s
         logger.info("%s: batch handed to the loader queue", label)
         return status
     logger.info("%s: finished %s", label, status)
+    if worker_metrics.METRICS is not None:
+        worker_metrics.ended(runner.store.get(execution_id))
     if status == Status.FAILED.value:
         doc = runner.store.get(execution_id) or {}
         raise RunFailed(f"{label}: {doc.get('message') or 'failed'}")
