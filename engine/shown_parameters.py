@@ -58,3 +58,50 @@ def shown_parameters(
     if not isinstance(recorded, Mapping):
         return {}
     return masked(registry, str(doc.get("name")), recorded)
+
+
+# --- the task's shown arguments (Flower, Celery's events) ------------------------------------
+
+#: the most characters of one value shown, and of the whole parameters' text
+VALUE_CHARS = 40
+SHOWN_CHARS = 300
+#: the most runs whose shown parameters wait for their dispatch (past it, the memory starts
+#: again: a run dispatched later is shown without them)
+MAX_WAITING = 4096
+
+_waiting: dict[str, str] = {}
+
+
+def brief(secrets: frozenset[str], recorded: Mapping[str, Any]) -> str:
+    """A short text of `recorded` for the task's shown arguments, cheap enough for the trigger
+    path (no validation): a secret parameter (`Parameters.secrets`) masked; an object or list
+    shown as `{…}` or `[…]`, since a nested model may hold a secret; each value cut at
+    `VALUE_CHARS`, the whole at `SHOWN_CHARS`."""
+    parts = []
+    for key, value in recorded.items():
+        if key in secrets:
+            text = repr(MASK)
+        elif isinstance(value, Mapping):
+            text = "{…}"
+        elif isinstance(value, list | tuple):
+            text = "[…]"
+        else:
+            text = repr(value)
+            if len(text) > VALUE_CHARS:
+                text = text[: VALUE_CHARS - 1] + "…"
+        parts.append(f"{str(key)[:VALUE_CHARS]!r}: {text}")
+    shown = "{" + ", ".join(parts) + "}"
+    return shown if len(shown) <= SHOWN_CHARS else shown[: SHOWN_CHARS - 2] + "…}"
+
+
+def remember(execution_id: str, secrets: frozenset[str], recorded: Mapping[str, Any]) -> None:
+    """Keep the brief text of a run's parameters until its dispatch takes it (`take`)."""
+    if len(_waiting) >= MAX_WAITING:
+        _waiting.clear()
+    _waiting[execution_id] = brief(secrets, recorded)
+
+
+def take(execution_id: str) -> str | None:
+    """The brief text `remember` kept for this run, once; None when there is none (a run
+    recorded by another process, sent again by the housekeeper)."""
+    return _waiting.pop(execution_id, None)
