@@ -13,6 +13,7 @@ from starlette.responses import Response
 from procexec.api import listing
 from procexec.api.auth import permit
 from procexec.api.deps import ServiceState
+from procexec.engine import shown_parameters
 from procexec.engine.answers import answer_limit
 from procexec.engine.errors import NotFound, excerpt
 from procexec.engine.query import parse_document_params, project_document
@@ -60,7 +61,9 @@ def read_one(
     """The answer of `v1/{id}` and `v1/{source}/{id}`: one execution the caller may read,
     projected as `_project` asks (the one option of a single document,
     `engine.query.parse_document_params`: any other parameter is a 400 as on the list call),
-    in the format `accept` asks for. Nothing is public: `public/{id}` is a 404."""
+    in the format `accept` asks for. Nothing is public: `public/{id}` is a 404. `_params=true`
+    adds the run's parameters, secrets masked (`engine.shown_parameters`)."""
+    params, with_parameters = shown_parameters.asked(params)
     project, exclude = parse_document_params(params)
     fmt = listing.response_format(accept)
     if source == "public":
@@ -68,5 +71,12 @@ def read_one(
     # the stored document over the answer's limit is refused before it is parsed
     with answer_limit(state.settings.max_answer_bytes):
         doc = visible(state, environment, execution_id, caller)
+        recorded = (
+            shown_parameters.shown_parameters(state.store, state.registry, doc)
+            if with_parameters
+            else None
+        )
         doc = project_document(doc, project, exclude)
+        if recorded is not None:
+            doc = {**doc, shown_parameters.FIELD: recorded}
         return listing.document_response(doc, fmt, project, exclude)

@@ -12,6 +12,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 import procexec
 from procexec.api import (
     audit,
+    docs_schema,
     document_schema,
     errors,
     events,
@@ -104,6 +105,7 @@ def create_app(
     document_schema.install(app)
     trigger_schema.install(app, [path for base in BASE_PATHS for path in (base, f"{base}/v1")])
     rerun_schema.install(app, [f"{base}/v1/{{execution_id}}/rerun" for base in BASE_PATHS])
+    docs_schema.install(app, list(BASE_PATHS))
     security_headers.install(app)
     app.state.metrics = metrics.Metrics(
         service.settings, service.store, service.registry, _queue_depth(service)

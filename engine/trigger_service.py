@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from procexec.engine import shown_parameters
 from procexec.engine.domain import Status, Trigger
 from procexec.engine.errors import BadRequest, BrokerUnavailable, NotFound, excerpt
 from procexec.engine.process import ProcessRegistry
@@ -116,6 +117,8 @@ class TriggerService:
         if chain:
             meta["chain"] = list(chain)
         self.store.insert(doc, meta=meta)
+        # what Flower shows of the task: its parameters, secrets masked
+        shown_parameters.remember(doc["_id"], process.parameters_model.secrets, meta["input"])
         return doc
 
     def send(self, execution_id: str, delay: float = 0.0, process: str | None = None) -> bool:

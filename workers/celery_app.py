@@ -16,6 +16,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
 
+from procexec.engine import shown_parameters
 from procexec.engine.cancellation import Revoke
 from procexec.engine.errors import BrokerUnavailable
 from procexec.engine.private_files import private_folder
@@ -119,7 +120,8 @@ def celery_dispatch(settings: Settings, app: Celery | None = None) -> Dispatch:
 
     def dispatch(execution_id: str, delay: float, process: str | None) -> None:
         # The task id is the execution id, so that cancelling can revoke it by name; its
-        # keyword arguments name the process, for Flower and `celery inspect`.
+        # keyword arguments name the process, for Flower and `celery inspect`, which also
+        # show the run's parameters, secrets masked (not sent: the worker reads them stored).
         kwargs = {"execution_id": execution_id, "process": process}
         with _broker_errors(settings):
             app.send_task(
@@ -128,7 +130,7 @@ def celery_dispatch(settings: Settings, app: Celery | None = None) -> Dispatch:
                 task_id=execution_id,
                 countdown=delay or None,
                 queue=QUEUE,
-                **shown(kwargs),
+                **shown(kwargs, shown_parameters.take(execution_id)),
                 event_dispatcher=events,
             )
 
@@ -141,10 +143,14 @@ def sent_events(app: Celery) -> SentEvents:
     return SentEvents(app)
 
 
-def shown(kwargs: dict[str, str | None]) -> dict[str, str]:
+def shown(kwargs: dict[str, str | None], parameters: str | None = None) -> dict[str, str]:
     """How a task's arguments are shown (Flower, `celery inspect`, the task-sent event): as
-    Celery's `saferepr` shows these, short strings or None, at a fraction of its cost."""
-    return {"argsrepr": "()", "kwargsrepr": repr(kwargs)}
+    Celery's `saferepr` shows these, short strings or None, at a fraction of its cost; with
+    `parameters`, the run's (`engine.shown_parameters.brief`), as one more keyword."""
+    text = repr(kwargs)
+    if parameters is not None:
+        text = f"{text[:-1]}, 'parameters': {parameters}}}"
+    return {"argsrepr": "()", "kwargsrepr": text}
 
 
 def load_task_id(execution_id: str) -> str:

@@ -70,8 +70,8 @@ OPTIONS = ("_filter", "_search", "_sort", "_project", "_limit", "_skip", *ANSWER
 
 
 #: the options of a call that reads one execution (`v1/{id}`): those of the list call that
-#: apply to one document
-DOCUMENT_OPTIONS = ("_project",)
+#: apply to one document, and `_params` (read by `engine.shown_parameters.asked`)
+DOCUMENT_OPTIONS = ("_project", "_params")
 
 
 def _check_nul(name: str, raw: str) -> None:
@@ -215,7 +215,8 @@ def parse_document_params(params: Iterable[tuple[str, str]]) -> Projection:
                 f"{label(name)}: unknown query parameter{suggestion(name, DOCUMENT_OPTIONS)} "
                 f"(options: {', '.join(DOCUMENT_OPTIONS)}; one execution takes no filters)"
             )
-        project = _parse_project(raw)
+        if name == "_project":
+            project = _parse_project(raw)
     return project
 
 

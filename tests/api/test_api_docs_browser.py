@@ -85,7 +85,25 @@ def api_url(tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
-def test_swagger_ui_renders_every_operation_under_its_policy_offline(api_url: str) -> None:
+@pytest.fixture
+def read_token(tmp_path: Path) -> str:
+    """A `read` token of the served API's store (`procexec token create`)."""
+    env = {**os.environ, "PROCEXEC_DATA_DIR": str(tmp_path / "data")}
+    command = [sys.executable, "-m", "procexec.cli", "token", "create", "--user", "admin"]
+    result = subprocess.run(
+        [*command, "--scope", "read"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+#: the list call, as Swagger UI shows it
+LIST_PATH = "/service/process-exec/v1"
+
+
+def test_swagger_ui_renders_every_operation_under_its_policy_offline(
+    api_url: str, read_token: str
+) -> None:
     missing = _browser_missing()
     if missing:
         if os.environ.get("PROCEXEC_REQUIRE_BROWSER") == "1":
@@ -124,12 +142,28 @@ def test_swagger_ui_renders_every_operation_under_its_policy_offline(api_url: st
             # each process's parameters are among the schemas the page lists
             page.wait_for_selector("section.models", timeout=PAGE_MS)
             models = page.locator("section.models").all_inner_texts()
+            # Authorize with a bearer token, then "Try it out" on the list call: a 200
+            page.locator("button.authorize").first.click()
+            bearer = page.locator(".modal-ux .auth-container").filter(has_text="bearerToken")
+            bearer.locator("input").fill(read_token)
+            bearer.locator("button.authorize").click()
+            bearer.locator("button.btn-done").click()
+            listing = page.locator(".opblock-get").filter(
+                has=page.locator(f".opblock-summary-path[data-path='{LIST_PATH}']")
+            )
+            listing.locator(".opblock-summary").click()
+            listing.locator("button.try-out__btn").click()
+            listing.locator("button.execute").click()
+            status = listing.locator(".live-responses-table tbody .response-col_status").first
+            status.wait_for(timeout=PAGE_MS)
+            answered = status.inner_text().strip()
             violations = page.evaluate("window.__violations")
         finally:
             browser.close()
 
     listed = {line.split()[0].removesuffix("Expand") for line in models[0].splitlines() if line}
     assert {"DEMO.parameters", "ECB_FX.parameters", "Execution"} <= listed, listed
+    assert answered == "200", answered
     assert violations == [], violations
     refused = [line for line in console if "Content Security Policy" in line or "Refused" in line]
     assert refused == [], refused

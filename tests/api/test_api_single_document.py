@@ -15,7 +15,7 @@ from tests.api.api_helpers import BASES, KNOWN, Service
 #: every path that reads one execution, given its id
 PATHS = [f"{base}/v1/{prefix}{{id}}" for base in BASES for prefix in ("", "private/", "all/")]
 #: what a refused parameter of a single document lists
-OPTIONS = " (options: _project; one execution takes no filters)"
+OPTIONS = " (options: _project, _params; one execution takes no filters)"
 NEAR = " (did you mean '_project'?)"
 
 

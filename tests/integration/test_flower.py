@@ -141,6 +141,9 @@ def test_flower_shows_each_run_by_name_and_failed_runs_as_failures(
     assert tasks[ok]["worker"] == node
     assert "'process': 'ECB_FX'" in tasks[ok]["kwargs"]
     assert f"'execution_id': '{ok}'" in tasks[ok]["kwargs"]
+    # the run's parameters, shown beside them (not sent: the worker reads them stored)
+    assert "'parameters': {" in tasks[ok]["kwargs"]
+    assert "'fail_in': 'LOAD'" in tasks[bad]["kwargs"]
     # SEND handed the batch over: LOAD ran on the loader's worker
     assert (tasks[ok_load]["name"], tasks[ok_load]["state"]) == (LOAD_TASK, "SUCCESS")
     assert tasks[ok_load]["worker"] == loader

@@ -1,8 +1,8 @@
 """A secret parameter (`SecretStr`) reaches its phase in clear and is shown nowhere: not in
 `procexec run`'s output (the phase logging `ctx.params` included), not in the task message a
-trigger sends the broker (its arguments are the execution's id and its process's name, which
-Flower and Celery's events show), not in a worker's own log lines at DEBUG, not in the
-execution document."""
+trigger sends the broker (its arguments are the execution's id and its process's name; what
+Flower and Celery's events show adds the parameters, the secret masked), not in a worker's own
+log lines at DEBUG, not in the execution document."""
 
 from __future__ import annotations
 
@@ -167,7 +167,10 @@ def test_a_worker_runs_with_the_secret_which_no_task_message_or_log_line_holds(
     assert args == [] and kwargs == {"execution_id": doc["_id"], "process": "KEYED"}
     # what Flower and Celery's events show of the task's arguments
     assert parsed["headers"]["argsrepr"] == "()"
-    assert SECRET not in parsed["headers"]["kwargsrepr"]
+    shown = parsed["headers"]["kwargsrepr"]
+    assert SECRET not in shown
+    # the run's parameters are shown there too, the secret masked
+    assert "'parameters': {'who': 'world', 'api_key': '**********', 'fail': False}" in shown
 
     argv = [sys.executable, "-m", "procexec.cli", "worker", "--pool", "threads"]
     argv += ["--log-level", "DEBUG", "--hostname", f"keyed-{doc['_id'][:8]}@%h"]
