@@ -160,6 +160,8 @@ class PhaseRunner:
                 and not self.limits.admit(found[0], process, found[1])
             ):
                 return Status.TRIGGERED.value  # waits for a slot
+            if limited and start.opening is not None:  # it begins now, its slot taken
+                start.opening["start"] = iso_ms()
             token = self.claim(execution_id, ticket, seq=found[1], opening=start.opening)
             if limited and token is None and self.store.holder(execution_id)[0] in TERMINAL:
                 self.limits.release(execution_id)  # ended meanwhile: the slot just taken
