@@ -25,10 +25,12 @@ from typing import Any, ClassVar
 import httpx2
 import pytest
 
+from tests.shared_redis import shared_redis_url
+
 BIN = Path(sys.executable).parent
 PROCEXEC = str(BIN / "procexec")
 #: the real Redis of the Redis-broker variant; its database is flushed when a test module starts
-REDIS_URL = os.environ.get("PROCEXEC_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+REDIS_URL = shared_redis_url("PROCEXEC_TEST_REDIS_URL", 11)
 #: short, so the tests see log lines soon after they are written
 LOG_FLUSH_INTERVAL = "0.1"
 BASE_PATH = "/service/process-exec"

@@ -40,9 +40,10 @@ from tests.integration.harness import (
     wait_http,
     wait_worker_ready,
 )
+from tests.shared_redis import shared_redis_url
 
 #: the real Redis of this suite; its database is flushed before each test
-REDIS_URL = os.environ.get("PROCEXEC_TEST_FAULTS_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_URL = shared_redis_url("PROCEXEC_TEST_FAULTS_REDIS_URL", 13)
 #: seconds without a heartbeat before a run is taken for lost (heartbeats every 4/6 s)
 LOST_RUN_TIMEOUT = 4.0
 #: seconds after which a run still `triggered` is sent again

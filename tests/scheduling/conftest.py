@@ -30,10 +30,11 @@ from procexec.engine.query import parse_query
 from procexec.engine.store.base import ProcessState
 from procexec.engine.store.sqlite import SQLiteStore
 from tests.integration import harness
+from tests.shared_redis import shared_redis_url
 
 PROCEXEC = str(Path(sys.executable).parent / "procexec")
 #: the real Redis; this database is flushed when each test starts
-REDIS_URL = os.environ.get("PROCEXEC_TEST_BEAT_REDIS_URL", "redis://127.0.0.1:6379/12")
+REDIS_URL = shared_redis_url("PROCEXEC_TEST_BEAT_REDIS_URL", 12)
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -5,7 +5,6 @@ run's message) reach it too; several events go in one message."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -21,10 +20,11 @@ from procexec.engine.settings import Settings
 from procexec.service import build
 from procexec.workers.celery_app import QUEUE, RUN_TASK, celery_dispatch, make_celery, sent_events
 from tests.integration.harness import require_redis, service_env, start_worker, stop_all
+from tests.shared_redis import shared_redis_url
 
 pytestmark = pytest.mark.redis
 
-REDIS_URL = os.environ.get("PROCEXEC_TEST_EVENTS_REDIS_URL", "redis://127.0.0.1:6379/14")
+REDIS_URL = shared_redis_url("PROCEXEC_TEST_EVENTS_REDIS_URL", 14)
 
 
 @contextmanager
