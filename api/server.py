@@ -35,12 +35,13 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from uvicorn.config import Config
+from uvicorn.config import LOGGING_CONFIG, Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from procexec.api.errors import error_header
 from procexec.api.security_headers import API_POLICY, HEADERS
+from procexec.engine.log_format import LogFormat
 from procexec.engine.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -277,3 +278,18 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self.stop_waiting()
         text = "invalid HTTP request: malformed, or its line or headers too long"
         self.refuse(400, text)
+
+
+def uvicorn_log_config(log_format: LogFormat) -> dict[str, Any]:
+    """uvicorn's `log_config`: its own (coloured text) for text; for JSON, uvicorn's loggers
+    keep no handler of their own and pass their lines to the root's."""
+    if log_format == "text":
+        return LOGGING_CONFIG
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "loggers": {
+            name: {"handlers": [], "propagate": True}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }

@@ -24,6 +24,7 @@ from pydantic import Field, TypeAdapter, ValidationError, ValidationInfo, field_
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from procexec.engine.answers import DEFAULT_MAX_ANSWER_BYTES
+from procexec.engine.log_format import LogFields
 from procexec.engine.metrics_settings import MetricsFields
 from procexec.engine.notify_settings import NotifyFields
 from procexec.engine.redact import masked_url
@@ -58,7 +59,7 @@ class SettingsError(ValueError):
     the variable and the value."""
 
 
-class Settings(NotifyFields, MetricsFields, BaseSettings):
+class Settings(NotifyFields, MetricsFields, LogFields, BaseSettings):
     """procexec's settings. Immutable and hashable (a cache key); `from_env()` reads them."""
 
     model_config = SettingsConfigDict(

@@ -19,6 +19,7 @@ from celery.signals import after_setup_logger, after_setup_task_logger
 from procexec.engine import shown_parameters
 from procexec.engine.cancellation import Revoke
 from procexec.engine.errors import BrokerUnavailable
+from procexec.engine.log_format import follow_root_format
 from procexec.engine.private_files import private_folder
 from procexec.engine.redact import mask_secrets, masked_url, redact_logging
 from procexec.engine.settings import Settings
@@ -42,8 +43,10 @@ PING_TIMEOUT = 2.0
 @after_setup_task_logger.connect
 def _redact_celery_logging(**_: Any) -> None:
     """Once Celery (worker, beat) has set up its own log handlers, no password or token goes
-    into a log line through them either (`engine.redact`)."""
+    into a log line through them either (`engine.redact`), and they write JSON lines where
+    the root does (`PROCEXEC_LOG_FORMAT=json`)."""
     redact_logging()
+    follow_root_format()
 
 
 def broker_options(settings: Settings) -> tuple[str, dict[str, Any]]:

@@ -12,6 +12,7 @@ from celery.signals import worker_init, worker_process_shutdown, worker_shutdown
 
 from procexec.engine.concurrency import Limits
 from procexec.engine.domain import DEFAULT_ENVIRONMENT, Status
+from procexec.engine.log_format import run_logged
 from procexec.engine.notify import Notifier
 from procexec.engine.notify_sender import SENDER
 from procexec.engine.runner import PhaseRunner
@@ -101,6 +102,12 @@ def load_execution(
 
 
 def _run(execution_id: str, process: str | None, ticket: str | None = None) -> str | None:
+    """Run it, every line logged meanwhile naming the run (`PROCEXEC_LOG_FORMAT=json`)."""
+    with run_logged(execution_id, process):
+        return _run_logged(execution_id, process, ticket)
+
+
+def _run_logged(execution_id: str, process: str | None, ticket: str | None) -> str | None:
     runner = _runner(os.getpid())
     label = f"{process or 'execution'} {execution_id}"
     # one line a run at INFO, when it ends (Celery's own says when its task was received)

@@ -18,6 +18,7 @@ from procexec import preflight
 from procexec.audit_cli import add_audit_command
 from procexec.backfill_cli import add_backfill_command
 from procexec.celery_argv import check_flower_argv, flower_argv, given, worker_argv
+from procexec.engine.log_format import configure_logging
 from procexec.engine.private_files import private_umask
 from procexec.engine.redact import redact_logging
 from procexec.engine.settings import Settings, SettingsError
@@ -62,7 +63,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     _ready(listen=(args.host, args.port))  # a port taken: one line, not uvicorn's
     preflight.exit_on_signals()  # uvicorn stops on them, then they end the command (130, 143)
-    from procexec.api.server import BoundedHttpProtocol
+    from procexec.api.server import BoundedHttpProtocol, uvicorn_log_config
 
     uvicorn.run(
         "procexec.api.app:app_factory",
@@ -72,6 +73,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level.lower(),
+        log_config=uvicorn_log_config(Settings.from_env().log_format),
     )
     return 0
 
@@ -324,13 +326,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.celery_options = extra
     private_umask()  # what every command makes is its user's alone (engine.private_files)
-    logging.basicConfig(
-        level=getattr(args, "log_level", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = getattr(args, "log_level", "INFO")
+    configure_logging(level)  # text until the settings are read
     redact_logging()
     try:
-        Settings.from_env()  # a setting procexec cannot use stops every command here
+        settings = Settings.from_env()  # a setting procexec cannot use stops every command here
+        if settings.log_format != "text":
+            configure_logging(level, settings.log_format)
+            redact_logging()
         return int(args.handler(args) or 0)
     except SettingsError as exc:
         return fail(exc, USAGE)

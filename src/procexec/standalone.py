@@ -55,7 +55,7 @@ def _serve_standalone(
     import uvicorn
 
     from procexec.api.app import create_app
-    from procexec.api.server import BoundedHttpProtocol
+    from procexec.api.server import BoundedHttpProtocol, uvicorn_log_config
     from procexec.engine.store import open_store
     from procexec.workers.supervisor import Supervisor
 
@@ -93,6 +93,7 @@ def _serve_standalone(
             port=args.port,
             log_level=args.log_level.lower(),
             http=BoundedHttpProtocol,
+            log_config=uvicorn_log_config(config.log_format),
         )
     )
     redact_logging()  # uvicorn's handlers are made: no password or token in any log line
