@@ -1,7 +1,7 @@
-"""What the metrics are set to (`MetricsFields`: `PROCEXEC_METRICS_TOKEN` and
-`PROCEXEC_METRICS_PORT`, fields of `engine.settings.Settings`): whether the API's `/metrics`
-asks for a token, and the port a worker serves its own figures on (docs/operations.md,
-"Metrics")."""
+"""What the metrics are set to (`MetricsFields`: `PROCEXEC_METRICS_TOKEN`,
+`PROCEXEC_METRICS_PORT` and `PROCEXEC_BEAT_METRICS_PORT`, fields of
+`engine.settings.Settings`): whether the API's `/metrics` asks for a token, and the ports a
+worker and the beat serve their own figures on (docs/operations.md, "Metrics")."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ class MetricsFields(BaseModel):
         description="the port a worker serves its own metrics on (phase durations, runs "
         "ended, webhook deliveries); unset: none",
     )
+    beat_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="the port the beat serves its own metrics on (fires, lost runs, triggers "
+        "sent again); unset: none",
+    )
 
     @field_validator("metrics_token", mode="before")
     @classmethod
@@ -35,7 +42,7 @@ class MetricsFields(BaseModel):
             return None
         return SecretStr(value.strip()) if isinstance(value, str) else value
 
-    @field_validator("metrics_port", mode="before")
+    @field_validator("metrics_port", "beat_metrics_port", mode="before")
     @classmethod
     def _port(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

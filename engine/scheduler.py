@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +103,8 @@ def effective(process: Process, state: ProcessState | None) -> EffectiveSchedule
 class TickResult:
     triggered: list[str]
     skipped: dict[str, int]
+    #: the runs triggered, by process
+    fired: dict[str, int] = field(default_factory=dict)
 
 
 class SchedulerService:
@@ -176,6 +178,7 @@ class SchedulerService:
                 logger.error("process %s: its scheduled run is refused: %s", process.name, exc)
                 continue
             result.triggered.append(doc["_id"])
+            result.fired[process.name] = result.fired.get(process.name, 0) + 1
         if self.store.advance_schedule(process.name, iso_ms(fires[-1]), missed=len(late)) and late:
             result.skipped[process.name] = len(late)
             logger.warning(

@@ -21,6 +21,7 @@ from procexec.engine.notify import Notifier
 from procexec.engine.scheduler import SchedulerService
 from procexec.engine.settings import Settings
 from procexec.service import build
+from procexec.workers.beat_metrics import BeatMetrics
 from procexec.workers.celery_app import TRIGGER_TASK
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,10 @@ class ProcessScheduler(Scheduler):
         # the housekeeping deletes finished runs past their retention; a store that can
         # delete them by itself (MongoDB's TTL indexes) is told the retention too
         service.store.keep_for(settings.retention_days)
+        self.metrics: BeatMetrics | None = None
+        if settings.beat_metrics_port is not None:
+            self.metrics = BeatMetrics()
+            self.metrics.serve(settings.beat_metrics_port)
         self.housekeeping_interval = min(5.0, settings.lost_run_timeout / 4)
         self._last_housekeeping = 0.0
         # celery's beat passes `max_interval=None` when not configured: keep ours then
@@ -86,6 +91,8 @@ class ProcessScheduler(Scheduler):
             result = self.service.tick()
             for execution_id in result.triggered:
                 logger.info("triggered scheduled execution %s", execution_id)
+            if self.metrics is not None:
+                self.metrics.fired(result.fired)
             self._refresh_entries()
             self._housekeeping()
             ceiling = min(self.max_interval, self.housekeeping_interval)
@@ -101,6 +108,8 @@ class ProcessScheduler(Scheduler):
             return
         self._last_housekeeping = time.monotonic()
         report = self.housekeeper.run_once()
+        if self.metrics is not None:
+            self.metrics.housekept(report)
         if report.resumed or report.failed or report.redispatched or report.handed_again:
             logger.warning(
                 "housekeeping: %d lost run(s) resumed, %d failed, %d trigger(s) sent again, "
