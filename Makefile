@@ -40,8 +40,10 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy
 
+## Two pytest-xdist workers, each taking whole test files (`PYTEST_WORKERS=0`: one process).
+PYTEST_WORKERS ?= 2
 pytest: install-test
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 format: install-test
 	$(BIN)/ruff format .
