@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from procexec.api.app import create_app
 from procexec.engine.domain import Scope
 from procexec.engine.process import Process, ProcessRegistry
+from procexec.engine.runner import PhaseRunner
 from procexec.engine.settings import Settings
 from procexec.engine.store.sqlite import SQLiteStore
 from procexec.engine.tokens import create_token
@@ -106,6 +107,16 @@ def start_service(settings: Settings, dispatcher: Dispatcher) -> Service:
         read_token=create_token(store, READ_USER, Scope.READ),
         admin_token=create_token(store, ADMIN_USER, Scope.ADMIN),
     )
+
+
+def run_as_worker(service: Service, execution_id: str) -> str | None:
+    """Run an execution as a worker would: its own store connection to the same file; its
+    final status."""
+    worker_store = SQLiteStore(service.db_path)
+    try:
+        return PhaseRunner(worker_store, service.registry, worker_id="w1").run(execution_id)
+    finally:
+        worker_store.close()
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -12,21 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from procexec.engine.document import Execution, field_names, json_schemas
-from procexec.engine.runner import PhaseRunner
-from procexec.engine.store.sqlite import SQLiteStore
-from tests.api.api_helpers import BASES, Service
+from tests.api.api_helpers import BASES, Service, run_as_worker
 from tests.documents import assert_execution
 
 BASE = BASES[0]
-
-
-def _run(service: Service, execution_id: str) -> str | None:
-    """Run an execution as a worker would: its own store connection to the same file."""
-    worker_store = SQLiteStore(service.db_path)
-    try:
-        return PhaseRunner(worker_store, service.registry, worker_id="w1").run(execution_id)
-    finally:
-        worker_store.close()
 
 
 def _answer_schema(
@@ -65,7 +54,9 @@ def runs(client: TestClient, service: Service) -> dict[str, str]:
         assert_execution(answer.json())
         ids[outcome] = answer.json()["_id"]
     for outcome in ("loaded", "success", "failed", "capped"):
-        assert _run(service, ids[outcome]) == ("failed" if outcome == "failed" else "success")
+        assert run_as_worker(service, ids[outcome]) == (
+            "failed" if outcome == "failed" else "success"
+        )
     cancel = _answer_schema(client, f"{BASE}/v1/{{execution_id}}/cancel", "post")
     answer = client.post(f"{BASE}/v1/{ids['cancelled']}/cancel", headers=service.run_headers)
     assert answer.status_code == 200, answer.text

@@ -15,9 +15,7 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from procexec.engine.runner import PhaseRunner
-from procexec.engine.store.sqlite import SQLiteStore
-from tests.api.api_helpers import BASES, RUN_USER, Service
+from tests.api.api_helpers import BASES, RUN_USER, Service, run_as_worker
 from tests.documents import execution
 
 PHASES = ["EXTRACT", "TRANSFORM", "SEND", "LOAD"]
@@ -30,17 +28,6 @@ def _urlopen(request: urllib.request.Request) -> tuple[int, dict[str, str], byte
     except urllib.error.HTTPError as error:
         with error:
             return error.code, dict(error.headers.items()), error.read()
-
-
-def _run(service: Service, execution_id: str) -> str | None:
-    """Run an execution as a worker would: its own store connection to the same file."""
-    worker_store = SQLiteStore(service.db_path)
-    try:
-        return PhaseRunner(worker_store, service.registry, worker_id="test-worker").run(
-            execution_id
-        )
-    finally:
-        worker_store.close()
 
 
 # --- real HTTP ----------------------------------------------------------------------------
@@ -139,7 +126,7 @@ def test_a_finished_ecb_fx_run_has_the_seed_page_shape(
     posted = client.post(f"{base}/v1", headers=service.run_headers, json={"name": "ECB_FX"})
     assert posted.status_code == 202
     execution_id = posted.json()["_id"]
-    assert _run(service, execution_id) == "success"
+    assert run_as_worker(service, execution_id) == "success"
 
     response = client.get(f"{base}/v1/private/{execution_id}", headers=service.read_headers)
     assert response.status_code == 200
@@ -170,8 +157,8 @@ def test_finished_runs_are_found_by_status_and_phase(client: TestClient, service
         )
         assert posted.status_code == 202
         ids[label] = posted.json()["_id"]
-    assert _run(service, ids["ok"]) == "success"
-    assert _run(service, ids["broken"]) == "failed"
+    assert run_as_worker(service, ids["ok"]) == "success"
+    assert run_as_worker(service, ids["broken"]) == "failed"
 
     def listed(query: str) -> list[str]:
         response = client.get(f"{BASES[0]}/v1?{query}", headers=service.read_headers)
@@ -203,7 +190,7 @@ def test_a_running_execution_is_readable_while_it_runs(live_url: str, service: S
         result: dict[str, Any] = {}
 
         def work() -> None:
-            result["status"] = _run(service, execution_id)
+            result["status"] = run_as_worker(service, execution_id)
 
         worker = threading.Thread(target=work, name="phase-runner")
         worker.start()

@@ -11,20 +11,10 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from procexec.engine.runner import PhaseRunner
 from procexec.engine.settings import Settings
-from procexec.engine.store.sqlite import SQLiteStore
-from tests.api.api_helpers import BASES, Dispatcher, Service, bearer, start_service
+from tests.api.api_helpers import BASES, Dispatcher, Service, bearer, run_as_worker, start_service
 
 BASE = BASES[0]
-
-
-def _run(service: Service, execution_id: str) -> str | None:
-    worker_store = SQLiteStore(service.db_path)
-    try:
-        return PhaseRunner(worker_store, service.registry, worker_id="w1").run(execution_id)
-    finally:
-        worker_store.close()
 
 
 def scrape(client: TestClient, headers: dict[str, str] | None = None) -> list[Sample]:
@@ -55,9 +45,9 @@ def test_the_figures_count_runs_of_each_outcome(client: TestClient, service: Ser
         answer = client.post(f"{BASE}/v1", json=body, headers=service.run_headers)
         assert answer.status_code == 202, answer.text
         ids[outcome] = answer.json()["_id"]
-    assert _run(service, ids["success"]) == "success"
-    assert _run(service, ids["failed"]) == "failed"
-    assert _run(service, ids["loaded"]) == "success"
+    assert run_as_worker(service, ids["success"]) == "success"
+    assert run_as_worker(service, ids["failed"]) == "failed"
+    assert run_as_worker(service, ids["loaded"]) == "success"
     answer = client.post(f"{BASE}/v1/{ids['cancelled']}/cancel", headers=service.run_headers)
     assert answer.status_code == 200, answer.text
     cancelled = client.get(f"{BASE}/v1/{ids['cancelled']}", headers=service.read_headers)

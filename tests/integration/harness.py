@@ -436,3 +436,15 @@ def attach_service_output(report: pytest.TestReport, call: pytest.CallInfo[Any])
             service.stopped_at is None or service.stopped_at >= call.start
         ):
             report.sections.append((f"output of {service.describe()}", service.tail()))
+
+
+def wait_stored_end(store: Any, execution_id: str, timeout: float = 60) -> dict[str, Any]:
+    """Poll the store until the execution is terminal (or `timeout` passes); its document."""
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = store.get(execution_id)
+        assert doc is not None, f"execution {execution_id} is not in the store"
+        if doc["status"] in TERMINAL or time.monotonic() > deadline:
+            result: dict[str, Any] = doc
+            return result
+        time.sleep(0.1)

@@ -10,10 +10,8 @@ import base64
 import hashlib
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -24,7 +22,13 @@ from procexec.engine.store.base import ExecutionStore
 from procexec.engine.trigger_service import TriggerService
 from procexec.workers import celery_app
 from procexec.workers.celery_app import QUEUE, RUN_TASK, celery_dispatch
-from tests.integration.harness import Service, service_env, stop_all, wait_worker_ready
+from tests.integration.harness import (
+    Service,
+    service_env,
+    stop_all,
+    wait_stored_end,
+    wait_worker_ready,
+)
 from tests.integration.test_run_command import one_line, procexec_run
 
 pytestmark = pytest.mark.e2e
@@ -133,16 +137,6 @@ def _messages(settings: Settings) -> list[str]:
     return [path.read_text() for path in sorted(queue.iterdir()) if path.name.endswith(".msg")]
 
 
-def _finished(store: ExecutionStore, execution_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        doc = store.get(execution_id)
-        assert doc is not None
-        if doc["status"] in {"success", "warning", "failed"} or time.monotonic() > deadline:
-            return doc
-        time.sleep(0.1)
-
-
 def test_a_worker_runs_with_the_secret_which_no_task_message_or_log_line_holds(
     embedded: tuple[Settings, ExecutionStore, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -177,7 +171,7 @@ def test_a_worker_runs_with_the_secret_which_no_task_message_or_log_line_holds(
     worker = Service("worker", argv, env=env, log_dir=tmp_path)
     try:
         wait_worker_ready(worker)
-        done = _finished(store, doc["_id"])
+        done = wait_stored_end(store, doc["_id"])
     finally:
         stop_all(worker)
     assert done["status"] == "success", done

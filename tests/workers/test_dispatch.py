@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +27,7 @@ from procexec.workers.celery_app import (
     celery_dispatch,
     make_celery,
 )
-from tests.integration.harness import start_worker, stop_all
+from tests.integration.harness import start_worker, stop_all, wait_stored_end
 
 
 def test_embedded_broker_lives_in_the_data_folder(tmp_path: Path) -> None:
@@ -108,16 +107,6 @@ def _messages(settings: Settings) -> list[dict[str, Any]]:
     ]
 
 
-def _wait_finished(store: ExecutionStore, execution_id: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        doc = store.get(execution_id)
-        assert doc is not None
-        if doc["status"] in {"success", "warning", "failed"} or time.monotonic() > deadline:
-            return doc
-        time.sleep(0.1)
-
-
 @pytest.mark.e2e
 def test_a_dispatched_execution_is_run_by_a_worker(
     embedded: tuple[Settings, ExecutionStore], env: dict[str, str], tmp_path: Path
@@ -148,7 +137,7 @@ def test_a_dispatched_execution_is_run_by_a_worker(
 
     worker = start_worker(env, tmp_path)
     try:
-        done = [_wait_finished(store, doc["_id"]) for doc in (now, later)]
+        done = [wait_stored_end(store, doc["_id"], timeout=30) for doc in (now, later)]
         assert [doc["status"] for doc in done] == ["success", "success"], done
         # the delayed one waited for its countdown
         waited = parse_iso(done[1]["phases"][0]["start"]) - parse_iso(later["start"])
