@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import values
+from prometheus_client import generate_latest, values
 from prometheus_client.parser import text_string_to_metric_families
 
 from procexec.engine.settings import Settings
 from procexec.workers import worker_metrics
+from procexec.workers.beat_metrics import BeatMetrics
 from tests.engine.runs import open_bench
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,7 +87,7 @@ def test_the_dashboard_names_only_metrics_a_scrape_shows(
     metrics_on: Settings, tmp_path: Path
 ) -> None:
     """docs/grafana-dashboard.json: valid JSON, each metric its queries name in a real scrape
-    of the API's `/metrics` or of a worker's."""
+    of the API's `/metrics`, a worker's or the beat's."""
     from fastapi.testclient import TestClient
 
     from procexec.workers.queue_depth import queue_depth
@@ -120,6 +121,9 @@ def test_the_dashboard_names_only_metrics_a_scrape_shows(
             texts.append(client.get("/metrics").text)
     finally:
         service.store.close()
+    beat = BeatMetrics()
+    beat.fired({"ECB_FX": 1})
+    texts.append(generate_latest(beat.registry).decode())
     families = [family for text in texts for family in text_string_to_metric_families(text)]
     shown = {sample.name for family in families for sample in family.samples}
     # a family without samples yet (no run in the API's store) still declares itself
