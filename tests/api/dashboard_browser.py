@@ -65,11 +65,37 @@ class Standalone:
         return result.stdout.strip()
 
 
+#: a process one run at a time: the runs past it wait for a slot, as the dashboard shows
+SOLO_MODULE = """
+import time
+
+from pydantic import BaseModel
+
+from procexec import Process
+
+
+class SoloParams(BaseModel):
+    sleep: float = 0
+
+
+SOLO = Process("SOLO", params=SoloParams, max_running=1, description="One run at a time")
+
+
+@SOLO.phase("EXTRACT")
+def extract(ctx, _):
+    ctx.info(f"sleeping {ctx.params.sleep} s")
+    time.sleep(ctx.params.sleep)
+"""
+
+
 @contextmanager
 def standalone(folder: Path) -> Iterator[Standalone]:
-    """`procexec standalone` on a data folder in `folder`, stopped with its children after."""
+    """`procexec standalone` on a data folder in `folder`, serving the bundled examples and
+    `SOLO`; stopped with its children after."""
     data_dir = folder / "data"
-    service, url, token = start_standalone(service_env(data_dir), folder)
+    (folder / "dashboard_solo.py").write_text(SOLO_MODULE)
+    env = service_env(data_dir, PROCEXEC_PROCESSES="dashboard_solo", PYTHONPATH=str(folder))
+    service, url, token = start_standalone(env, folder)
     try:
         root = url.removesuffix("/service/process-exec")
         yield Standalone(root, url, token, data_dir, service)

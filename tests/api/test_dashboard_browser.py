@@ -10,6 +10,7 @@ tests skip, unless `PROCEXEC_REQUIRE_BROWSER=1` (CI), where they fail.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -250,6 +251,42 @@ def test_cancel_and_rerun_and_the_api_s_403_for_a_read_token(
         f"() => document.querySelector('#run-status').textContent === '{doc['status']}'"
     )
     _check_clean(watched)
+
+
+def wait_status(client: Any, execution_id: str, status: str) -> None:
+    """Until the run has `status` (a bound on a hang, not a timing)."""
+    for _ in range(WAIT_MS // 100):
+        if client.get(f"v1/{execution_id}").json()["status"] == status:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"{execution_id} never {status}")
+
+
+def test_a_run_waiting_for_a_slot_shows_as_such(server: Standalone, watched: Watched) -> None:
+    page = watched.page
+    with api_client(server.api, server.token) as client:
+        holder = trigger(client, "SOLO", {"sleep": 60})
+        waiting = holder
+        try:
+            wait_status(client, holder, "running")  # it holds the slot: the next one waits
+            waiting = trigger(client, "SOLO", {"sleep": 0})
+            log_in(page, server.root, server.token)
+            page.fill("input[name=name]", "SOLO")
+            _wait_rows(page, f"rows.some(r => r.id === '{waiting}')")
+            row = f"tr.run-row[data-id='{waiting}'] .badge"
+            page.wait_for_function(
+                f"() => document.querySelector(\"{row}\").textContent === 'waiting for a slot'"
+            )
+            assert "Waiting for a slot" in page.inner_text(f"tr.run-row[data-id='{waiting}']")
+            page.click(f"tr.run-row[data-id='{waiting}'] a.name")
+            page.wait_for_function(
+                "() => document.querySelector('#run-status').textContent === 'waiting for a slot'"
+            )
+            assert page.is_visible("#cancel-button")
+            _check_clean(watched)
+        finally:
+            for execution_id in {waiting, holder}:
+                client.post(f"v1/{execution_id}/cancel")
 
 
 def test_the_page_runs_from_the_installed_files(server: Standalone) -> None:
