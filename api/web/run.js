@@ -88,8 +88,10 @@ export function runView(root, id) {
 
   function drawActions() {
     const ended = TERMINAL.has(state.doc.status);
-    const options = [h("option", { value: "" }, "from the failed phase"), h("option", { value: "start" }, "from the start"),
-      ...state.phases.map((phase) => h("option", { value: phase.name }, `from ${phase.name}`))];
+    const failed = state.doc.status === "failed";
+    const options = [failed ? h("option", { value: "" }, "from the failed phase") : null,
+      h("option", { value: "start" }, "from the start"),
+      ...state.phases.map((phase) => h("option", { value: phase.name }, `from ${phase.name}`))].filter(Boolean);
     if (from.options.length !== options.length) from.replaceChildren(...options);
     actions.replaceChildren(...(ended ? [from, rerun] : [cancel]));
   }
