@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx2
 import pytest
 
 from procexec.api.dashboard import PAGE_POLICY
@@ -128,6 +129,17 @@ def test_login_the_list_its_filters_its_live_rows_and_logout(
     page.fill("input[name=filter]", "trigger=manual and name=DEMO")
     _wait_rows(page, "rows.length === 2 && rows.every(r => r.name === 'DEMO')")
     assert page.inner_text(".list-error") == ""
+    page.click("button[type=reset]")
+    _wait_rows(page, "rows.length >= 3")
+    # a date range on start: the runs' own day keeps them, the day before has none
+    today = page.evaluate("new Date().toISOString().slice(0, 10)")
+    page.fill("input[name=from]", today)
+    page.fill("input[name=to]", today)
+    _wait_rows(page, "rows.length >= 3")
+    page.fill("input[name=from]", "2021-07-01")
+    page.fill("input[name=to]", "2021-07-02")
+    page.wait_for_selector("td.empty")
+    assert _rows(page) == []
     page.click("button[type=reset]")
     _wait_rows(page, "rows.length >= 3")
 
@@ -250,6 +262,59 @@ def test_cancel_and_rerun_and_the_api_s_403_for_a_read_token(
     page.wait_for_function(
         f"() => document.querySelector('#run-status').textContent === '{doc['status']}'"
     )
+    _check_clean(watched)
+
+
+def test_a_cut_stream_resumes_after_the_last_event_seen(
+    server: Standalone, watched: Watched
+) -> None:
+    """The first connection to the run's events is cut after its first events: the page
+    connects again with `Last-Event-ID`, and its log ends with every line once."""
+    page = watched.page
+    seen: list[dict[str, str]] = []
+    prefix: list[str] = []
+
+    def cut_first(route: Any) -> None:
+        seen.append(dict(route.request.headers))
+        if len(seen) > 1:
+            route.continue_()
+            return
+        # the server's own first two events, then the stream ends: a cut connection
+        url, headers = route.request.url, {"Authorization": f"Bearer {server.token}"}
+        with (
+            httpx2.Client(timeout=30, trust_env=False) as client,
+            client.stream("GET", url, headers=headers) as answer,
+        ):
+            block: list[str] = []
+            for line in answer.iter_lines():
+                if line:
+                    block.append(line)
+                elif block and not block[0].startswith(":"):
+                    prefix.append("\r\n".join(block) + "\r\n\r\n")
+                    block = []
+                    if len(prefix) == 2:
+                        break
+        route.fulfill(status=200, content_type="text/event-stream", body="".join(prefix))
+
+    log_in(page, server.root, server.token)
+    page.route("**/events", cut_first)
+    with api_client(server.api, server.token) as client:
+        run_id = trigger(client, "DEMO", {"sleep": 0.5, "log_lines": 2})
+        page.goto(f"{server.root}/#/run/{run_id}")
+        page.wait_for_function(
+            "() => document.querySelector('#run-status').textContent === 'success'"
+        )
+        doc = wait_terminal(client, run_id)
+    assert len(seen) >= 2, seen
+    last_id = next(line for line in prefix[-1].split("\r\n") if line.startswith("id:"))[3:]
+    assert "last-event-id" not in seen[0]
+    assert seen[1]["last-event-id"] == last_id.strip()
+    stored = [line for phase in doc["phases"] for line in phase["log"]]
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#log .line').length === {len(stored)}"
+    )
+    shown = page.eval_on_selector_all("#log .line", "ls => ls.map(l => l.lastChild.textContent)")
+    assert shown == stored
     _check_clean(watched)
 
 
