@@ -119,10 +119,11 @@ export function runView(root, id) {
       state.phases[index] = { ...(state.phases[index] || {}), ...fields };
     } else if (kind === "log") {
       log.add((state.phases[data.phase] || {}).name, data.lines || []);
-    } else if (kind === "status") {
-      Object.assign(state.doc, data);
-    } else if (kind === "end") {
-      Object.assign(state.doc, data);
+    } else if (kind === "status" || kind === "end") {
+      // a field the event does not know (a null status, before the journal told one) stays
+      for (const [name, value] of Object.entries(data)) if (value != null) state.doc[name] = value;
+    }
+    if (kind === "end") {
       reload().catch(() => {}); // the finished document: loader message, data updated
     }
     drawStatus();

@@ -160,6 +160,16 @@ def test_login_the_list_its_filters_its_live_rows_and_logout(
     _check_clean(watched, 400, 401)
 
 
+def _wait_status(page: Any, status: str) -> None:
+    """Until the run's page shows `status`; a failure tells what the page showed."""
+    try:
+        page.wait_for_function(
+            f"() => document.querySelector('#run-status').textContent === '{status}'"
+        )
+    except Exception as exc:  # playwright's TimeoutError
+        pytest.fail(f"the run's page never showed {status}: {page.inner_text('#view')} ({exc})")
+
+
 def _phase_count(page: Any) -> int:
     return int(page.evaluate("document.querySelectorAll('#timeline .phase').length"))
 
@@ -344,9 +354,7 @@ def test_a_run_waiting_for_a_slot_shows_as_such(server: Standalone, watched: Wat
             )
             assert "Waiting for a slot" in page.inner_text(f"tr.run-row[data-id='{waiting}']")
             page.click(f"tr.run-row[data-id='{waiting}'] a.name")
-            page.wait_for_function(
-                "() => document.querySelector('#run-status').textContent === 'waiting for a slot'"
-            )
+            _wait_status(page, "waiting for a slot")
             assert page.is_visible("#cancel-button")
             _check_clean(watched)
         finally:
