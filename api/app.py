@@ -12,6 +12,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 import procexec
 from procexec.api import (
     audit,
+    dashboard,
     docs_schema,
     document_schema,
     errors,
@@ -107,6 +108,7 @@ def create_app(
     rerun_schema.install(app, [f"{base}/v1/{{execution_id}}/rerun" for base in BASE_PATHS])
     docs_schema.install(app, list(BASE_PATHS))
     security_headers.install(app)
+    dashboard.install(app)
     app.state.metrics = metrics.Metrics(
         service.settings, service.store, service.registry, _queue_depth(service)
     )

@@ -134,7 +134,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     wheels = sorted((root / "dist").glob("procexec-*.whl"))
     assert len(wheels) == 1, wheels
     with zipfile.ZipFile(wheels[0]) as wheel:
-        tops = {name.split("/")[0] for name in wheel.namelist()}
+        names = set(wheel.namelist())
+        tops = {name.split("/")[0] for name in names}
+    # The dashboard's page, scripts and styles (api/web/, package-data) are in it, every one.
+    web = {f"procexec/api/web/{path.name}" for path in (ROOT / "api" / "web").iterdir()}
+    assert web and web <= names, sorted(web - names)
     # One name in site-packages: the package and its metadata, nothing generic beside them.
     assert {top for top in tops if not top.endswith(".dist-info")} == {"procexec"}, tops
     venv = root / "venv"
