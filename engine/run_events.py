@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from procexec.engine.domain import TERMINAL
+from procexec.engine.domain import TERMINAL, Status
 from procexec.engine.timeutil import log_line
 
 _PHASE = re.compile(r"^phases\.(\d+)$")
@@ -139,7 +139,9 @@ class RunEvents:
                 if phase.get("status") in _PHASE_ENDED:
                     events.extend(self._flush(index))
         if "status" in sets or "message" in sets:
-            self.status = sets.get("status", self.status)
+            # a journal that starts at the run's first change (no `opening`): it was recorded
+            # `triggered`, as every run is, until a change says otherwise
+            self.status = sets.get("status", self.status or Status.TRIGGERED.value)
             self.message = sets.get("message", self.message)
             self.end = sets.get("end", self.end)
             if self.status in TERMINAL:
