@@ -1,0 +1,182 @@
+"""`GET v1/events`: the changes of every run a filter selects, over real HTTP (uvicorn) on a
+real SQLite store, the runs run by the engine's `PhaseRunner` as a worker would."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from procexec.api.runs_hub import RunsHub
+from tests.api.api_helpers import BASES, Service
+from tests.api.test_api_events import _events, _run, _trigger
+
+BASE = BASES[0]
+
+
+@pytest.fixture
+def fast_hub(client: TestClient, service: Service) -> RunsHub:
+    hub = RunsHub(service.store, service.settings.read_timeout)
+    hub.poll_seconds = 0.02
+    hub.idle_seconds = 3  # a stream left open closes, and the server stops
+    service.app.state.runs_hub = hub
+    return hub
+
+
+def _collect(url: str, headers: dict[str, str], until: Any, into: list[dict[str, Any]]) -> None:
+    for event in _events(url, headers):
+        into.append(event)
+        if until(into):
+            return
+
+
+def _follow(url: str, headers: dict[str, str], until: Any) -> tuple[threading.Thread, list[Any]]:
+    received: list[dict[str, Any]] = []
+    thread = threading.Thread(target=_collect, args=(url, headers, until, received), daemon=True)
+    thread.start()
+    time.sleep(0.5)  # connected, the hub's place read
+    return thread, received
+
+
+def _ended(execution_id: str) -> Any:
+    def until(events: list[dict[str, Any]]) -> bool:
+        return any(
+            e["data"]["id"] == execution_id and e["data"]["status"] in ("success", "failed")
+            for e in events
+        )
+
+    return until
+
+
+def test_a_filter_selects_the_runs_whose_changes_come_through(
+    client: TestClient, service: Service, live_url: str, fast_hub: RunsHub
+) -> None:
+    failing = _trigger(client, service, fail_in="TRANSFORM")
+    passing = _trigger(client, service)
+    url = f"{live_url}{BASE}/v1/events?status=in(failed,running)"
+    thread, received = _follow(url, service.read_headers, _ended(failing))
+    everything, received_all = _follow(
+        f"{live_url}{BASE}/v1/events", service.read_headers, _ended(failing)
+    )
+    assert _run(service, passing) == "success"
+    assert _run(service, failing) == "failed"
+    thread.join(timeout=30)
+    everything.join(timeout=30)
+    assert not thread.is_alive() and not everything.is_alive()
+    # the filtered stream: the failing run (running, then failed), never the passing one once
+    # it succeeded
+    assert {e["data"]["id"] for e in received} <= {failing, passing}
+    assert all(
+        e["data"]["status"] != "success" for e in received if e["data"]["id"] == passing
+    ) or not [e for e in received if e["data"]["id"] == passing]
+    mine = [e["data"] for e in received if e["data"]["id"] == failing]
+    assert mine[-1]["status"] == "failed"
+    assert {d["phase"]["name"] for d in mine if d["phase"]} >= {"EXTRACT", "TRANSFORM"}
+    assert all(e["event"] == "change" for e in received)
+    ids = [int(e["id"]) for e in received]
+    assert ids == sorted(ids) and len(ids) == len(set(ids))
+    # the unfiltered one: both runs, the passing one to its success
+    statuses = {e["data"]["id"]: e["data"]["status"] for e in received_all}
+    assert statuses == {passing: "success", failing: "failed"}
+    # no log line event: one event per change of a status, message or phase
+    assert not any("lines" in e["data"] for e in received_all)
+
+
+def test_a_filter_on_the_name_leaves_other_processes_out(
+    client: TestClient, service: Service, live_url: str, fast_hub: RunsHub
+) -> None:
+    run = _trigger(client, service)
+    url = f"{live_url}{BASE}/v1/events?name=NOT_DEMO"
+    thread, received = _follow(url, service.read_headers, lambda events: True)
+    assert _run(service, run) == "success"
+    time.sleep(0.5)
+    assert received == []
+    other = f"{live_url}{BASE}/v1/events?_filter=name%3DDEMO%20or%20name%3DOTHER"
+    with httpx.stream("GET", other, headers=service.read_headers, timeout=10) as answer:
+        assert answer.status_code == 200
+    thread.join(timeout=10)
+    assert received == []
+
+
+def test_resuming_from_last_event_id_sends_what_followed_it(
+    client: TestClient, service: Service, live_url: str, fast_hub: RunsHub
+) -> None:
+    first = _trigger(client, service)
+    url = f"{live_url}{BASE}/v1/events"
+    thread, received = _follow(url, service.read_headers, _ended(first))
+    assert _run(service, first) == "success"
+    thread.join(timeout=30)
+    assert len(received) >= 2
+    cut = received[0]["id"]
+    second = _trigger(client, service)
+    assert _run(service, second) == "success"
+    headers = {**service.read_headers, "Last-Event-ID": cut}
+    resumed: list[dict[str, Any]] = []
+    _collect(url, headers, _ended(second), resumed)
+    assert resumed[: len(received) - 1] == received[1:]
+    later = resumed[len(received) - 1 :]
+    assert later and {e["data"]["id"] for e in later} == {second}
+    assert all(int(e["id"]) > int(cut) for e in resumed)
+    query: list[dict[str, Any]] = []
+    _collect(f"{url}?lastEventId={cut}", service.read_headers, _ended(second), query)
+    assert query == resumed
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("statuss=failed", "statuss"),
+        ("_filter=status%3D%3Dfailed", "_filter"),
+        ("_distinct=name", "_distinct"),
+    ],
+)
+def test_a_bad_filter_is_a_400_naming_it(
+    client: TestClient, service: Service, fast_hub: RunsHub, query: str, named: str
+) -> None:
+    answer = client.get(f"{BASE}/v1/events?{query}", headers=service.read_headers)
+    assert answer.status_code == 400, answer.text
+    assert named in answer.json()["error"]
+
+
+def test_a_bad_last_event_id_is_a_400(client: TestClient, service: Service) -> None:
+    headers = {**service.read_headers, "Last-Event-ID": "12.x"}
+    answer = client.get(f"{BASE}/v1/events", headers=headers)
+    assert answer.status_code == 400
+    assert "Last-Event-ID" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("base", BASES)
+def test_no_token_is_a_401_under_both_mounts(client: TestClient, base: str) -> None:
+    answer = client.get(f"{base}/v1/events")
+    assert answer.status_code == 401
+
+
+def test_streams_per_token_are_limited(
+    client: TestClient, service: Service, fast_hub: RunsHub
+) -> None:
+    fast_hub.followers_per_token = 0
+    answer = client.get(f"{BASE}/v1/events", headers=service.read_headers)
+    assert answer.status_code == 429
+
+
+def test_an_idle_stream_closes_with_a_comment(
+    service: Service, live_url: str, fast_hub: RunsHub
+) -> None:
+    fast_hub.idle_seconds = 0.3
+    with httpx.stream(
+        "GET", f"{live_url}{BASE}/v1/events", headers=service.read_headers, timeout=10
+    ) as answer:
+        text = answer.read().decode()
+    assert "closing: idle" in text
+
+
+def test_the_stream_is_in_the_openapi_description(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for base in BASES:
+        route = paths[f"{base}/v1/events"]["get"]
+        assert "text/event-stream" in route["responses"]["200"]["content"]
+        assert any(p["name"] == "Last-Event-ID" for p in route["parameters"])
