@@ -143,7 +143,7 @@ class RunsHub:
             rows.extend(row for row in batch if row.pos <= head)
             after = batch[-1].pos
         states: dict[str, dict[str, Any]] = {}
-        changes = [c for row in rows if (c := _change(row, states)) is not None]
+        changes = [c for row in rows if (c := _change(row, states, self._history)) is not None]
         chosen = self._selected(query, {c.execution_id for c in changes})
         return [c for c in changes if c.execution_id in chosen]
 
@@ -171,12 +171,9 @@ class RunsHub:
 
     async def _poll_once(self) -> None:
         after = self.head or 0
-        rows = await run_in_threadpool(self._read, self.store.journal_since, after, BATCH)
+        rows, changes = await run_in_threadpool(self._poll, after)
         if not rows:
             return
-        changes = [c for row in rows if (c := _change(row, self._runs)) is not None]
-        while len(self._runs) > REMEMBERED_RUNS:
-            self._runs.popitem(last=False)
         self.head = rows[-1].pos
         if not changes or not self._followers:
             return
@@ -191,32 +188,57 @@ class RunsHub:
                 for follower in followers:
                     follower.queue.put_nowait(told)
 
+    def _poll(self, after: int) -> tuple[list[JournalRow], list[Change]]:
+        """The journal's entries after `after` and their events (in a worker thread)."""
+        rows: list[JournalRow] = self._read(self.store.journal_since, after, BATCH)
+        changes = [c for row in rows if (c := _change(row, self._runs, self._history))]
+        while len(self._runs) > REMEMBERED_RUNS:
+            self._runs.popitem(last=False)
+        return rows, changes
 
-def _change(row: JournalRow, states: dict[str, dict[str, Any]]) -> Change | None:
+    def _history(self, execution_id: str) -> list[tuple[int, dict[str, Any]]]:
+        """A run's whole journal (read once, for a run first met after its first change)."""
+        found: list[tuple[int, dict[str, Any]]] = self._read(self.store.changes, execution_id, 0)
+        return found
+
+
+def _change(row: JournalRow, states: dict[str, dict[str, Any]], history: Any) -> Change | None:
     """The event of one journal entry, None when it changes no status, message or phase; the
-    run's state kept in `states` (what the entry leaves unsaid comes from there, else from
-    the run's document as it is now)."""
+    run's state kept in `states`, rebuilt from its earlier entries (`history(id)`, read once)
+    when the run is met after its first change."""
     entry = row.entry
     sets: dict[str, Any] = dict(entry.get("set") or {})
-    pushed = list((entry.get("push") or {}).get("phases") or [])
+    pushed = (entry.get("push") or {}).get("phases")
     told = "status" in sets or "message" in sets or "failRunning" in entry or pushed
-    if not (told or any(path.startswith("phases.") for path in sets)):
-        return None
     state = states.get(row.execution_id)
     if state is None:
-        doc = row.doc
-        phases = doc.get("phases") or []
-        state = {
-            "name": doc.get("name"),
-            "status": doc.get("status"),
-            "message": doc.get("message"),
-            "phases": len(phases),
-            "phase": _phase(len(phases) - 1, phases[-1]) if phases else None,
-        }
+        state = {"name": row.doc.get("name"), "status": "triggered", "message": None}
+        state.update(phases=0, phase=None)
+        if row.seq > 1:
+            for number, earlier in history(row.execution_id):
+                if number < row.seq:
+                    _apply(state, earlier)
     states[row.execution_id] = state
     if isinstance(states, OrderedDict):
         states.move_to_end(row.execution_id)
-    for value in pushed:
+    _apply(state, entry)
+    if not (told or any(path.startswith("phases.") for path in sets)):
+        return None
+    data = {
+        "id": row.execution_id,
+        "seq": row.seq,
+        "name": state["name"],
+        "status": state["status"],
+        "phase": None if state["phase"] is None else dict(state["phase"]),
+        "message": state["message"],
+    }
+    return Change(row.pos, row.execution_id, data)
+
+
+def _apply(state: dict[str, Any], entry: dict[str, Any]) -> None:
+    """A run's state (status, message, phases begun, the phase last changed) after `entry`."""
+    sets: dict[str, Any] = dict(entry.get("set") or {})
+    for value in (entry.get("push") or {}).get("phases") or []:
         state["phase"] = _phase(state["phases"], value)
         state["phases"] += 1
     for path, value in sets.items():
@@ -227,7 +249,7 @@ def _change(row: JournalRow, states: dict[str, dict[str, Any]]) -> Change | None
         if len(parts) == 2 and isinstance(value, dict):
             state["phase"] = _phase(index, value)
             state["phases"] = max(state["phases"], index + 1)
-        elif len(parts) == 3 and parts[2] in ("name", "status", "message"):
+        elif len(parts) == 3 and parts[2] in ("name", "status"):
             phase = state["phase"]
             if phase is None or phase["index"] != index:
                 phase = state["phase"] = {"index": index, "name": None, "status": None}
@@ -236,15 +258,6 @@ def _change(row: JournalRow, states: dict[str, dict[str, Any]]) -> Change | None
         state["phase"] = {**state["phase"], "status": "failed"}
     state["status"] = sets.get("status", state["status"])
     state["message"] = sets.get("message", state["message"])
-    data = {
-        "id": row.execution_id,
-        "seq": row.seq,
-        "name": state["name"],
-        "status": state["status"],
-        "phase": None if state["phase"] is None else dict(state["phase"]),
-        "message": state["message"],
-    }
-    return Change(row.pos, row.execution_id, data)
 
 
 def _phase(index: int, value: dict[str, Any]) -> dict[str, Any]:

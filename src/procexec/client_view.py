@@ -5,6 +5,7 @@ Plain formatted text: no dependency."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -13,6 +14,8 @@ from procexec.client import Event
 
 #: the widest a table's cell gets (its end cut, `…`)
 CELL = 60
+#: a log line's time stamp (`2021-07-01T10:00:00.000000000Z[UTC] `), left out of the display
+_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\S+Z\[UTC\] ")
 
 
 def _cell(value: Any) -> str:
@@ -95,7 +98,7 @@ class Follow:
         elif event.kind == "log":
             lines = data.get("lines") or []
             if lines:
-                self.last_line[int(data.get("phase", 0))] = str(lines[-1])
+                self.last_line[int(data.get("phase", 0))] = _STAMP.sub("", str(lines[-1]))
         if self.live:
             self._draw()
 

@@ -42,6 +42,15 @@ def _follow(url: str, headers: dict[str, str], until: Any) -> tuple[threading.Th
     return thread, received
 
 
+PHASES = ("EXTRACT", "TRANSFORM", "SEND", "LOAD")
+
+
+def _phases_placed(events: list[dict[str, Any]]) -> bool:
+    """Each event's phase is named by its index (the run's state rebuilt right)."""
+    phases = [e["data"]["phase"] for e in events if e["data"]["phase"]]
+    return bool(phases) and all(PHASES[p["index"]] == p["name"] for p in phases)
+
+
 def _ended(execution_id: str) -> Any:
     def until(events: list[dict[str, Any]]) -> bool:
         return any(
@@ -77,6 +86,7 @@ def test_a_filter_selects_the_runs_whose_changes_come_through(
     assert mine[-1]["status"] == "failed"
     assert {d["phase"]["name"] for d in mine if d["phase"]} >= {"EXTRACT", "TRANSFORM"}
     assert all(e["event"] == "change" for e in received)
+    assert _phases_placed(received) and _phases_placed(received_all)
     ids = [int(e["id"]) for e in received]
     assert ids == sorted(ids) and len(ids) == len(set(ids))
     # the unfiltered one: both runs, the passing one to its success
@@ -121,6 +131,9 @@ def test_resuming_from_last_event_id_sends_what_followed_it(
     later = resumed[len(received) - 1 :]
     assert later and {e["data"]["id"] for e in later} == {second}
     assert all(int(e["id"]) > int(cut) for e in resumed)
+    # the first run met after its first change: its state rebuilt from its journal
+    assert resumed[0]["data"]["id"] == first and resumed[0]["data"]["seq"] > 1
+    assert _phases_placed(resumed)
     query: list[dict[str, Any]] = []
     _collect(f"{url}?lastEventId={cut}", service.read_headers, _ended(second), query)
     assert query == resumed
