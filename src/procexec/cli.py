@@ -179,7 +179,7 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Cancel a triggered or running execution; its worker stops within a heartbeat. Through
-    the API when one is named (`--url`, `PROCEXEC_URL`), else on the store directly."""
+    the API when one is named (`procexec.client_cli.wants_api`), else on the store directly."""
     if wants_api(args):
         return int(api_cancel(args))
     from procexec.engine.cancellation import cancel_execution

@@ -1,6 +1,6 @@
 """The commands that talk to a running API (`procexec.client`): `trigger`, `list`, `show`,
-`tail`, and `cancel` and `rerun` when an API is named (`--url` or `PROCEXEC_URL`; without one
-those two work on the store directly, as before).
+`tail`, and `cancel` and `rerun` when an API is named (`--url` or `--token`, or both
+`PROCEXEC_URL` and `PROCEXEC_TOKEN`; else those two work on the store directly, as before).
 
 Exit statuses: 0 success (a run that ended `success` or `warning`, with `--follow` or `tail`),
 1 a followed run that ended otherwise (`failed`), 2 a usage or connection error, told in one
@@ -25,8 +25,12 @@ PASSED = frozenset({"success", "warning"})
 
 
 def wants_api(args: argparse.Namespace) -> bool:
-    """Whether `cancel` or `rerun` go through the API: `--url` given or `PROCEXEC_URL` set."""
-    return bool(getattr(args, "url", None) or os.environ.get("PROCEXEC_URL"))
+    """Whether `cancel` or `rerun` go through the API: `--url` or `--token` given, or both
+    `PROCEXEC_URL` and `PROCEXEC_TOKEN` set. `PROCEXEC_URL` alone (set for curl, as the docs'
+    examples do) leaves them on the store, as they were before the client."""
+    if getattr(args, "url", None) or getattr(args, "token", None):
+        return True
+    return bool(os.environ.get("PROCEXEC_URL") and os.environ.get("PROCEXEC_TOKEN"))
 
 
 def _client(args: argparse.Namespace) -> ApiClient:
@@ -140,7 +144,7 @@ def api_rerun(args: argparse.Namespace) -> int:
     if args.failed or args.execution_id is None:
         raise Refused(
             "through the API, rerun takes one execution's id "
-            "(--failed works on the store: unset PROCEXEC_URL)"
+            "(--failed works on the store: without --url, --token or PROCEXEC_TOKEN)"
         )
     params = [("from", args.start_from)] if args.start_from else []
     client = _client(args)

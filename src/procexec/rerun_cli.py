@@ -8,9 +8,10 @@ One line per rerun made, `<old id> -> <new id> from <PHASE>`; a run refused is t
 had been already), 1 when some were refused, 2 for a mistake told in one line (no store, an
 unknown execution or process, a rerun refused for the one run named).
 
-With `--url` or `PROCEXEC_URL`, `procexec rerun ID [--from PHASE] [--follow]` goes through
-the API instead (`procexec.client_cli`): the token's user reruns, `--environment` is the run's
-environment; `--failed` works on the store alone.
+With `--url` or `--token`, or both `PROCEXEC_URL` and `PROCEXEC_TOKEN` set, `procexec rerun
+ID [--from PHASE] [--follow]` goes through the API instead (`procexec.client_cli`): the
+token's user reruns, `--environment` is the run's environment; `--failed` works on the store
+alone.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _moment(option: str, value: str) -> str:
 
 def cmd_rerun(args: argparse.Namespace) -> int:
     """Rerun one execution, or with `--failed` every failed run of a range; one execution
-    through the API when one is named (`--url`, `PROCEXEC_URL`)."""
+    through the API when one is named (`procexec.client_cli.wants_api`)."""
     if wants_api(args):
         return int(api_rerun(args))
     if args.failed == (args.execution_id is not None):

@@ -181,3 +181,16 @@ def test_a_read_token_cannot_trigger(api: Api) -> None:
     result = api.run("trigger", "DEMO", "--token", reader)
     assert result.returncode == 2 and result.stderr.startswith("procexec: 403: ")
     assert reader not in result.stderr
+
+
+def test_cancel_with_the_url_alone_stays_on_the_store(api: Api) -> None:
+    """`PROCEXEC_URL` set for curl, no token: `cancel` works on the store as before (its
+    `--user` shown), the service's `PROCEXEC_DATA_DIR` naming it."""
+    made = api.run("trigger", "DEMO", "--param", "sleep=5")
+    execution_id = _id_of(made.stdout)
+    store_env = {**service_env(api.data), "PROCEXEC_URL": api.root}
+    result = run_cli("cancel", execution_id, "--user", "ops", env=store_env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{execution_id}: failed") and "ops" in result.stdout
+    unknown = run_cli("cancel", "no-such-run", env={**store_env, "PROCEXEC_TOKEN": api.token})
+    assert unknown.returncode == 2 and unknown.stderr.startswith("procexec: 404: ")
