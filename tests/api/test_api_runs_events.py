@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from procexec.api.app import create_app
 from procexec.api.runs_hub import RunsHub
-from tests.api.api_helpers import BASES, Service
+from procexec.engine.domain import Scope
+from procexec.engine.settings import Settings
+from procexec.engine.tokens import create_token
+from tests.api.api_helpers import BASES, Dispatcher, Service, bearer
 from tests.api.test_api_events import _events, _run, _trigger
+from tests.engine.conftest import mongo_database
 
 BASE = BASES[0]
 
@@ -193,3 +199,15 @@ def test_the_stream_is_in_the_openapi_description(client: TestClient) -> None:
         route = paths[f"{base}/v1/events"]["get"]
         assert "text/event-stream" in route["responses"]["200"]["content"]
         assert any(p["name"] == "Last-Event-ID" for p in route["parameters"])
+
+
+def test_on_mongodb_the_stream_is_a_501(tmp_path: Path) -> None:
+    """MongoDB keeps no order of the changes across runs: a 501 naming it, before any stream."""
+    with mongo_database() as store:
+        settings = Settings.from_env({"PROCEXEC_DATA_DIR": str(tmp_path)})
+        app = create_app(settings, store=store, dispatch=Dispatcher())
+        headers = bearer(create_token(store, "bob", Scope.READ))
+        with TestClient(app) as client:
+            answer = client.get(f"{BASE}/v1/events", headers=headers)
+    assert answer.status_code == 501
+    assert "journal of every run" in answer.json()["error"]
