@@ -73,6 +73,7 @@ class RunsHub:
         self._tokens: dict[str, int] = {}
         self._runs: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._poller: asyncio.Task[None] | None = None
+        self._reading = asyncio.Lock()
 
     def admit(self, token: str) -> None:
         """Count one more stream of `token`; a 429 past `followers_per_token`."""
@@ -99,9 +100,15 @@ class RunsHub:
                 raise ApiError(501, f"the all-runs stream: {exc}") from exc
 
     async def prepare(self) -> None:
-        """Where the journal stands, read once (a 501 on a store that keeps none)."""
-        if self.head is None:
-            self.head = await run_in_threadpool(self._read, self.store.journal_head)
+        """Where the journal stands (a 501 on a store that keeps none): read by the first
+        follower, and again by the first after a time without any (the poller stopped then:
+        a follower that starts from now gets no backlog of that time, and the runs' states
+        kept from before it are forgotten)."""
+        async with self._reading:
+            idle = not self._followers and (self._poller is None or self._poller.done())
+            if self.head is None or idle:
+                self.head = await run_in_threadpool(self._read, self.store.journal_head)
+                self._runs.clear()
 
     async def follow(self, query: Query, after: int | None) -> AsyncIterator[Change | None]:
         """The changes of the runs `query` selects after the journal's place `after` (None:

@@ -57,6 +57,13 @@ def _phases_placed(events: list[dict[str, Any]]) -> bool:
     return bool(phases) and all(PHASES[p["index"]] == p["name"] for p in phases)
 
 
+def _until(condition: Any, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not reached in time"
+        time.sleep(0.02)
+
+
 def _ended(execution_id: str) -> Any:
     def until(events: list[dict[str, Any]]) -> bool:
         return any(
@@ -211,3 +218,22 @@ def test_on_mongodb_the_stream_is_a_501(tmp_path: Path) -> None:
             answer = client.get(f"{BASE}/v1/events", headers=headers)
     assert answer.status_code == 501
     assert "journal of every run" in answer.json()["error"]
+
+
+def test_a_follower_after_a_time_without_any_gets_no_backlog(
+    client: TestClient, service: Service, live_url: str, fast_hub: RunsHub
+) -> None:
+    url = f"{live_url}{BASE}/v1/events"
+    first = _trigger(client, service)
+    thread, _ = _follow(url, service.read_headers, _ended(first))
+    assert _run(service, first) == "success"
+    thread.join(timeout=30)
+    _until(lambda: not fast_hub._followers and fast_hub._poller and fast_hub._poller.done())
+    unseen = _trigger(client, service)  # while no one follows
+    assert _run(service, unseen) == "success"
+    last = _trigger(client, service)
+    thread, later = _follow(url, service.read_headers, _ended(last))
+    assert _run(service, last) == "success"
+    thread.join(timeout=30)
+    assert {e["data"]["id"] for e in later} == {last}
+    assert _phases_placed(later)
