@@ -121,13 +121,6 @@ _PARAMETERS: dict[str, Any] = {
             "description": "resume after this event (its id, a place in the journal)",
             "schema": {"type": "string", "pattern": r"^\s*(\d{1,18})?\s*$"},
         },
-        {
-            "name": "_filter",
-            "in": "query",
-            "required": False,
-            "description": "a filter, as the list call's (so are `field=value` and `_search`)",
-            "schema": {"type": "string"},
-        },
     ]
 }
 
