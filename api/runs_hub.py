@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ BATCH = 500
 CATCH_UP = 5000
 #: runs whose last known state the hub remembers
 REMEMBERED_RUNS = 10_000
+#: seconds a place missing from the journal is waited for, where places come out of order
+GAP_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class RunsHub:
         self._runs: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._poller: asyncio.Task[None] | None = None
         self._reading = asyncio.Lock()
+        self._gap: tuple[int, float] | None = None  # a place missing, since when (`_unbroken`)
 
     def admit(self, token: str) -> None:
         """Count one more stream of `token`; a 429 past `followers_per_token`."""
@@ -198,10 +202,30 @@ class RunsHub:
     def _poll(self, after: int) -> tuple[list[JournalRow], list[Change]]:
         """The journal's entries after `after` and their events (in a worker thread)."""
         rows: list[JournalRow] = self._read(self.store.journal_since, after, BATCH)
+        if not self.store.journal_in_order:
+            rows = self._unbroken(after, rows)
         changes = [c for row in rows if (c := _change(row, self._runs, self._history))]
         while len(self._runs) > REMEMBERED_RUNS:
             self._runs.popitem(last=False)
         return rows, changes
+
+    def _unbroken(self, after: int, rows: list[JournalRow]) -> list[JournalRow]:
+        """The entries up to the first place missing after `after`, on a store whose places
+        are handed out before their entries are written (MongoDB): one missing is waited for
+        `GAP_SECONDS` (its writer is on its way), then passed over (its writer never wrote it:
+        it died, or its entry was written by an earlier attempt)."""
+        taken: list[JournalRow] = []
+        expected = after + 1
+        for row in rows:
+            if row.pos != expected:
+                now = time.monotonic()
+                if self._gap is None or self._gap[0] != expected:
+                    self._gap = (expected, now)
+                if now - self._gap[1] < GAP_SECONDS:
+                    break
+            taken.append(row)
+            expected = row.pos + 1
+        return taken
 
     def _history(self, execution_id: str) -> list[tuple[int, dict[str, Any]]]:
         """A run's whole journal (read once, for a run first met after its first change)."""

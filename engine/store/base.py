@@ -181,9 +181,13 @@ class ExecutionStore(TokenStore, SlotStore, abc.ABC):
     ) -> builtins.list[tuple[int, dict[str, Any]]]:
         """The run's change journal after sequence number `after`: (number, entry), in order."""
 
+    #: whether entries of the journal of every run are written in the order of their places
+    #: (SQLite: one writer at a time); else a place may show before an earlier one (MongoDB)
+    journal_in_order: bool = True
+
     def journal_since(self, after: int, limit: int = 500) -> builtins.list[JournalRow]:
         """The change journal of every run after the place `after`, in order (`JournalRow`);
-        NotImplementedError on a store that keeps no such order (MongoDB)."""
+        NotImplementedError on a store that keeps no such order."""
         raise NotImplementedError("this store keeps no journal of every run")
 
     def journal_head(self) -> int:

@@ -3,23 +3,24 @@ real SQLite store, the runs run by the engine's `PhaseRunner` as a worker would.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from procexec.api.app import create_app
-from procexec.api.runs_hub import RunsHub
-from procexec.engine.domain import Scope
-from procexec.engine.settings import Settings
-from procexec.engine.tokens import create_token
-from tests.api.api_helpers import BASES, Dispatcher, Service, bearer
+from procexec.api import runs_hub
+from procexec.api.runs_hub import Change, RunsHub
+from procexec.engine.query import parse_query
+from procexec.engine.store.base import Update
+from procexec.engine.store.mongo_runs import next_place
+from tests.api.api_helpers import BASES, Service
 from tests.api.test_api_events import _events, _run, _trigger
 from tests.engine.conftest import mongo_database
+from tests.engine.store.documents import execution
 
 BASE = BASES[0]
 
@@ -209,16 +210,70 @@ def test_the_stream_is_in_the_openapi_description(client: TestClient) -> None:
         assert {"Last-Event-ID", "_filter", "_search", "x-odsl-environment"} <= names
 
 
-def test_on_mongodb_the_stream_is_a_501(tmp_path: Path) -> None:
-    """MongoDB keeps no order of the changes across runs: a 501 naming it, before any stream."""
+def _hub_changes(store: Any, writes: Any, count: int, **hub_options: Any) -> list[Change]:
+    """The first `count` changes a hub over `store` tells a follower of every DEMO run while
+    `writes()` changes the runs (the hub alone, no HTTP: the store is the point)."""
+
+    async def main() -> list[Change]:
+        hub = RunsHub(store, None)
+        hub.poll_seconds, hub.idle_seconds = 0.02, 10
+        for name, value in hub_options.items():
+            setattr(hub, name, value)
+        got: list[Change] = []
+
+        async def consume() -> None:
+            async for change in hub.follow(parse_query([("name", "DEMO")]), None):
+                assert change is not None, f"idle after {got}"
+                got.append(change)
+                if len(got) == count:
+                    return
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.1)
+        await asyncio.to_thread(writes)
+        await asyncio.wait_for(task, 20)
+        return got
+
+    return asyncio.run(main())
+
+
+def test_on_mongodb_the_hub_follows_every_run_in_order_of_places() -> None:
     with mongo_database() as store:
-        settings = Settings.from_env({"PROCEXEC_DATA_DIR": str(tmp_path)})
-        app = create_app(settings, store=store, dispatch=Dispatcher())
-        headers = bearer(create_token(store, "bob", Scope.READ))
-        with TestClient(app) as client:
-            answer = client.get(f"{BASE}/v1/events", headers=headers)
-    assert answer.status_code == 501
-    assert "journal of every run" in answer.json()["error"]
+        for name in ("a", "b"):
+            store.insert(execution(name, "DEMO", "triggered", "2021-07-01T10:00:00.000Z"))
+
+        def writes() -> None:
+            store.update("a", Update(set={"status": "running", "message": "Running"}))
+            store.update("b", Update(push={"phases": [{"name": "EXTRACT", "status": "running"}]}))
+            store.update("a", Update(set={"status": "success", "message": "Done"}))
+
+        got = _hub_changes(store, writes, 3)
+    assert [(c.execution_id, c.data["status"]) for c in got] == [
+        ("a", "running"),
+        ("b", "triggered"),
+        ("a", "success"),
+    ]
+    assert got[1].data["phase"] == {"index": 0, "name": "EXTRACT", "status": "running"}
+    assert [c.pos for c in got] == [1, 2, 3]
+
+
+def test_on_mongodb_a_place_never_written_is_passed_over_after_a_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A place handed out whose entry never comes (its writer died) holds the later ones back
+    for `GAP_SECONDS`, no longer."""
+    monkeypatch.setattr(runs_hub, "GAP_SECONDS", 0.5)
+    with mongo_database() as store:
+        store.insert(execution("a", "DEMO", "triggered", "2021-07-01T10:00:00.000Z"))
+
+        def writes() -> None:
+            next_place(store.places)  # place 1, never written
+            store.update("a", Update(set={"status": "running", "message": "Running"}))
+
+        began = time.monotonic()
+        got = _hub_changes(store, writes, 1)
+    assert [(c.pos, c.data["status"]) for c in got] == [(2, "running")]
+    assert time.monotonic() - began >= 0.5
 
 
 def test_a_follower_after_a_time_without_any_gets_no_backlog(
