@@ -192,6 +192,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         )
     except ProcexecError as exc:
         return fail(exc, USAGE)
+    if args.json:
+        import json
+
+        print(json.dumps(doc, indent=2))
+        return 0
     print(f"{doc['_id']}: {doc['status']} ({doc['message']})")
     return 0
 

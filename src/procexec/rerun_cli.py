@@ -48,6 +48,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     through the API when one is named (`procexec.client_cli.wants_api`)."""
     if wants_api(args):
         return int(api_rerun(args))
+    if args.follow or args.json:
+        return fail("--follow and --json go through the API: give --url and --token", USAGE)
     if args.failed == (args.execution_id is not None):
         return fail("give an execution's id, or --failed --since T, not both", USAGE)
     if args.failed and args.since is None:

@@ -194,3 +194,14 @@ def test_cancel_with_the_url_alone_stays_on_the_store(api: Api) -> None:
     assert result.stdout.startswith(f"{execution_id}: failed") and "ops" in result.stdout
     unknown = run_cli("cancel", "no-such-run", env={**store_env, "PROCEXEC_TOKEN": api.token})
     assert unknown.returncode == 2 and unknown.stderr.startswith("procexec: 404: ")
+
+
+def test_on_the_store_rerun_refuses_what_only_the_api_does(api: Api) -> None:
+    store_env = service_env(api.data)
+    result = run_cli("rerun", "some-id", "--follow", env=store_env)
+    assert result.returncode == 2 and "--follow and --json go through the API" in result.stderr
+    made = api.run("trigger", "DEMO", "--param", "sleep=5")
+    execution_id = _id_of(made.stdout)
+    cancelled = run_cli("cancel", execution_id, "--json", env=store_env)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert json.loads(cancelled.stdout)["status"] == "failed"
