@@ -44,6 +44,8 @@ BATCH = 500
 CATCH_UP = 5000
 #: runs whose last known state the hub remembers
 REMEMBERED_RUNS = 10_000
+#: polls' changes a follower may have waiting at most; past it, its stream is closed
+BACKLOG = 1000
 #: seconds a place missing from the journal is waited for, where places come out of order
 GAP_SECONDS = 5.0
 
@@ -58,7 +60,9 @@ class Change:
 @dataclass(eq=False)
 class _Follower:
     query: Query
-    queue: asyncio.Queue[list[Change]] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[list[Change] | None] = field(default_factory=asyncio.Queue)
+    #: told to close: it fell `BACKLOG` polls behind (a client that does not read)
+    behind: bool = False
 
 
 class RunsHub:
@@ -134,6 +138,8 @@ class RunsHub:
                 try:
                     changes = await asyncio.wait_for(follower.queue.get(), waiting)
                 except TimeoutError:
+                    changes = None
+                if changes is None:  # idle, open too long, or too far behind
                     yield None
                     return
                 for change in changes:
@@ -197,6 +203,12 @@ class RunsHub:
             told = [c for c in changes if c.execution_id in chosen]
             if told:
                 for follower in followers:
+                    if follower.behind:
+                        continue
+                    if follower.queue.qsize() >= BACKLOG:
+                        follower.behind = True  # it resumes from its last event id
+                        follower.queue.put_nowait(None)
+                        continue
                     follower.queue.put_nowait(told)
 
     def _poll(self, after: int) -> tuple[list[JournalRow], list[Change]]:

@@ -17,6 +17,7 @@ from procexec.api.runs_hub import Change, RunsHub
 from procexec.engine.query import parse_query
 from procexec.engine.store.base import Update
 from procexec.engine.store.mongo_runs import next_place
+from procexec.engine.store.sqlite import SQLiteStore
 from tests.api.api_helpers import BASES, Service
 from tests.api.test_api_events import _events, _run, _trigger
 from tests.engine.conftest import mongo_database
@@ -293,3 +294,45 @@ def test_a_follower_after_a_time_without_any_gets_no_backlog(
     thread.join(timeout=30)
     assert {e["data"]["id"] for e in later} == {last}
     assert _phases_placed(later)
+
+
+def test_a_follower_too_far_behind_is_closed(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that does not read is not kept up with forever: past `BACKLOG` polls waiting,
+    its stream closes (it resumes from its last event id)."""
+    monkeypatch.setattr(runs_hub, "BACKLOG", 1)
+    store = SQLiteStore(tmp_path / "procexec.db")
+    store.insert(execution("a", "DEMO", "triggered", "2021-07-01T10:00:00.000Z"))
+
+    async def main() -> list[Change | None]:
+        hub = RunsHub(store, None)
+        hub.poll_seconds = 0.02
+        got: list[Change | None] = []
+
+        async def consume() -> None:
+            async for change in hub.follow(parse_query([]), None):
+                got.append(change)
+                if change is None:
+                    return
+                if len(got) == 1:
+                    await asyncio.sleep(1.5)  # not reading
+
+        def writes() -> None:
+            for status in ("running", "waiting", "running", "waiting"):
+                store.update("a", Update(set={"status": status}))
+                time.sleep(0.2)
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.1)
+        await asyncio.to_thread(writes)
+        await asyncio.wait_for(task, 10)
+        assert not hub._followers
+        return got
+
+    try:
+        got = asyncio.run(main())
+    finally:
+        store.close()
+    assert got[-1] is None and 2 <= len(got) <= 3
+    assert [c.pos for c in got if c is not None] == list(range(1, len(got)))
