@@ -22,6 +22,7 @@ from procexec.api import (
     metrics,
     processes,
     rerun_schema,
+    runs_events,
     security_headers,
     trigger_schema,
 )
@@ -121,10 +122,16 @@ def create_app(
     app.include_router(metrics.router)
     for base in BASE_PATHS:
         app.include_router(router, prefix=base)
+        app.include_router(runs_events.router, prefix=base)
         app.include_router(events.router, prefix=base)
     hot = [route for base in BASE_PATHS for route in (*read_routes(base), *trigger_routes(base))]
-    app.router.routes[0:0] = [route for base in BASE_PATHS for route in events.event_routes(base)]
-    app.router.routes[len(BASE_PATHS) : len(BASE_PATHS)] = hot
+    streams = [
+        route
+        for base in BASE_PATHS
+        for route in (*runs_events.runs_event_routes(base), *events.event_routes(base))
+    ]
+    app.router.routes[0:0] = streams
+    app.router.routes[len(streams) : len(streams)] = hot
     for base in PROCESS_PATHS:
         app.include_router(processes.router, prefix=base)
     for base in AUDIT_PATHS:

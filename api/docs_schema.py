@@ -151,6 +151,10 @@ PARAMS_PARAMETER = _query(
 )
 
 
+#: the list call's options the all-runs stream (`GET v1/events`) takes
+STREAM_FILTERS = ("_filter", "_search")
+
+
 def install(app: FastAPI, bases: list[str]) -> None:
     """Declare the security schemes on every operation that answers 401, and the list call's
     parameters on `GET <base>/v1` and `GET <base>/v1/{key}` of each of `bases`."""
@@ -176,6 +180,9 @@ def install(app: FastAPI, bases: list[str]) -> None:
             )
             one = schema["paths"][f"{base}/v1/{{source}}/{{execution_id}}"]["get"]
             _declare(one, [PROJECT_PARAMETER, PARAMS_PARAMETER])
+            stream = schema["paths"].get(f"{base}/v1/events", {}).get("get")
+            if stream is not None:  # the all-runs stream takes the list call's filters
+                _declare(stream, [p for p in LIST_PARAMETERS if p["name"] in STREAM_FILTERS])
 
     openapi_extend.extend(app, change)
 

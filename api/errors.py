@@ -87,6 +87,8 @@ _MEANINGS = {
     409: "The execution is not in a state that allows this: it has finished",
     413: "A request body over 1 MB (1048576 bytes)",
     429: "Too many at once: the message names the limit; `Retry-After` says when to try again",
+    501: "Not available on this deployment's store (the all-runs stream on a store that keeps "
+    "no journal of every run)",
     503: "The store cannot be reached, or a read ran past its time limit",
 }
 

@@ -18,6 +18,7 @@ from procexec.engine.query.tree import MAX_FILTER_DEPTH, MAX_QUERY_NODES
 from procexec.engine.schema import DOCUMENT_FIELDS, PHASE_FIELDS
 
 # `Update` and `apply_update`: a change to one document, importable beside the store's interface
+from procexec.engine.store.changes import JournalRow as JournalRow
 from procexec.engine.store.changes import Update as Update
 from procexec.engine.store.changes import apply_update as apply_update
 
@@ -179,6 +180,19 @@ class ExecutionStore(TokenStore, SlotStore, abc.ABC):
         self, execution_id: str, after: int = 0
     ) -> builtins.list[tuple[int, dict[str, Any]]]:
         """The run's change journal after sequence number `after`: (number, entry), in order."""
+
+    #: whether entries of the journal of every run are written in the order of their places
+    #: (SQLite: one writer at a time); else a place may show before an earlier one (MongoDB)
+    journal_in_order: bool = True
+
+    def journal_since(self, after: int, limit: int = 500) -> builtins.list[JournalRow]:
+        """The change journal of every run after the place `after`, in order (`JournalRow`);
+        NotImplementedError on a store that keeps no such order."""
+        raise NotImplementedError("this store keeps no journal of every run")
+
+    def journal_head(self) -> int:
+        """The place of the latest entry of the journal of every run (0 when empty)."""
+        raise NotImplementedError("this store keeps no journal of every run")
 
     @abc.abstractmethod
     def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:

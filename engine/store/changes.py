@@ -59,6 +59,19 @@ class Update:
         return entry
 
 
+@dataclass(frozen=True)
+class JournalRow:
+    """One entry of the journal of every run (`ExecutionStore.journal_since`): its place in
+    that journal, its run and the run's sequence number, the entry, and the run's document as
+    it is now (its `name`, `status`, `message` and `phases` at least)."""
+
+    pos: int
+    execution_id: str
+    seq: int
+    entry: dict[str, Any]
+    doc: dict[str, Any]
+
+
 def apply_update(doc: dict[str, Any], change: Update) -> None:
     """Apply `change` to a document in memory, as MongoDB would; used by stores without `$set`."""
     if change.fail_running_phases is not None:

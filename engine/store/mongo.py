@@ -38,6 +38,7 @@ from procexec.engine.store.base import (
     PROCESS_OVERRIDES,
     Action,
     ExecutionStore,
+    JournalRow,
     Observation,
     ProcessState,
     StoreReport,
@@ -95,6 +96,8 @@ def _sliced(limit: int | None) -> dict[str, int]:
 @translate_errors((PyMongoError,), "MongoDB")
 class MongoStore(MongoSlots, ExecutionStore):
     kind = "mongodb"
+    #: places in the journal of every run are handed out before their entries are written
+    journal_in_order = False
 
     def __init__(self, url: str, client: Any | None = None, *, prepare: bool = True) -> None:
         """The store of `url` (on `client` when given). With `prepare` (as a service opens it),
@@ -114,6 +117,7 @@ class MongoStore(MongoSlots, ExecutionStore):
         self.audit = self.db["audit"]
         self.checkpoints = self.db["checkpoints"]
         self.changes_ = self.db["changes"]
+        self.places = self.db["places"]
         self.slots = self.db["slots"]
         if not prepare:
             return
@@ -176,6 +180,12 @@ class MongoStore(MongoSlots, ExecutionStore):
         self, execution_id: str, after: int = 0
     ) -> builtins.list[tuple[int, dict[str, Any]]]:
         return runs.read_changes(self.changes_, execution_id, after)
+
+    def journal_since(self, after: int, limit: int = 500) -> builtins.list[JournalRow]:
+        return runs.journal_since(self.changes_, self.executions, after, limit)
+
+    def journal_head(self) -> int:
+        return runs.journal_head(self.places)
 
     def holder(self, execution_id: str) -> tuple[str | None, str | None]:
         row = self.executions.find_one({"_id": execution_id}, {"status": 1, "_meta.worker": 1})
@@ -244,7 +254,9 @@ class MongoStore(MongoSlots, ExecutionStore):
             runs.save_checkpoint(self.checkpoints, execution_id, index, blob)
         if not change.changes_document:
             return True
-        runs.journal(self.changes_, execution_id, after["_meta"]["seq"], change.journal(), moment)
+        place = runs.next_place(self.places)
+        seq = after["_meta"]["seq"]
+        runs.journal(self.changes_, execution_id, seq, change.journal(), moment, place)
         if moment is not None:  # after the journal's last entry, which is dated already
             retention.mark_checkpoint(self.checkpoints, execution_id, moment)
         return True

@@ -46,7 +46,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     # a run's checkpoints and its change journal, by run (then phase, number)
     "checkpoints": [IndexModel([("run", 1), ("phase", -1)])],
-    "changes": [IndexModel([("run", 1), ("seq", 1)])],
+    "changes": [IndexModel([("run", 1), ("seq", 1)]), IndexModel([("pos", 1)], sparse=True)],
     "observations": [
         IndexModel([("environment", 1), ("series_id", 1), ("date", 1)], unique=True),
     ],

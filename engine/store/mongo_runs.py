@@ -10,12 +10,16 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING
+from pymongo import DESCENDING, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
+from procexec.engine.store.changes import JournalRow
+
 #: the migration's mark in the `migrations` collection
 _MIGRATION = "checkpoints-by-phase"
+#: the counter of places in the journal of every run, in the `places` collection
+_PLACES = "journal"
 
 
 def save_checkpoint(
@@ -50,15 +54,49 @@ def load_checkpoint(
     return (int(rows[0]["phase"]), bytes(rows[0]["blob"])) if rows else None
 
 
+def next_place(places: Collection[Any]) -> int:
+    """The next place in the journal of every run (a counter, raised atomically)."""
+    found: Any = places.find_one_and_update(
+        {"_id": _PLACES}, {"$inc": {"n": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+    )
+    return int(found["n"])
+
+
+def journal_head(places: Collection[Any]) -> int:
+    """The last place handed out (its entry may still be on its way)."""
+    found = places.find_one({"_id": _PLACES})
+    return int(found["n"]) if found else 0
+
+
+def journal_since(
+    changes: Collection[Any], executions: Collection[Any], after: int, limit: int
+) -> list[JournalRow]:
+    """The journal of every run after the place `after`, in order of place, each entry with
+    its run's current name, status, message and phases."""
+    rows = list(changes.find({"pos": {"$gt": after}}).sort("pos", 1).limit(limit))
+    ids = list({row["run"] for row in rows})
+    fields = {"name": 1, "status": 1, "message": 1, "phases.name": 1, "phases.status": 1}
+    docs = {doc["_id"]: doc for doc in executions.find({"_id": {"$in": ids}}, fields)}
+    return [
+        JournalRow(int(row["pos"]), row["run"], int(row["seq"]), dict(row["change"]), doc)
+        for row in rows
+        if (doc := docs.get(row["run"])) is not None
+    ]
+
+
 def journal(
     changes: Collection[Any],
     execution_id: str,
     seq: int,
     entry: Mapping[str, Any],
     ended: datetime | None,
+    pos: int | None = None,
 ) -> None:
-    """Record one change of a run under its sequence number (dated when it ends the run)."""
+    """Record one change of a run under its sequence number (dated when it ends the run), at
+    its place `pos` in the journal of every run."""
     row: dict[str, Any] = {"_id": f"{execution_id}/{seq}", "run": execution_id, "seq": seq}
+    if pos is not None:
+        row["pos"] = pos
     row["change"] = dict(entry)
     if ended is not None:
         row["ended"] = ended

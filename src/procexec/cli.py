@@ -1,7 +1,8 @@
 """The `procexec` command: standalone, api, worker, beat, flower, process, cancel, store check,
 token create, list and revoke (`procexec.token_cli`), run (`procexec.run_cli`), rerun
-(`procexec.rerun_cli`), process backfill (`procexec.backfill_cli`) and audit
-(`procexec.audit_cli`)."""
+(`procexec.rerun_cli`), process backfill (`procexec.backfill_cli`), audit
+(`procexec.audit_cli`), and the API's client: trigger, list, show, tail, and cancel and rerun
+when an API is named (`procexec.client_cli`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from procexec import preflight
 from procexec.audit_cli import add_audit_command
 from procexec.backfill_cli import add_backfill_command
 from procexec.celery_argv import check_flower_argv, flower_argv, given, worker_argv
+from procexec.client_cli import add_client_commands, api_cancel, api_options, wants_api
 from procexec.engine.log_format import configure_logging
 from procexec.engine.private_files import private_umask
 from procexec.engine.redact import redact_logging
@@ -178,7 +180,10 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    """Cancel a triggered or running execution; its worker stops within a heartbeat."""
+    """Cancel a triggered or running execution; its worker stops within a heartbeat. Through
+    the API when one is named (`procexec.client_cli.wants_api`), else on the store directly."""
+    if wants_api(args):
+        return int(api_cancel(args))
     from procexec.engine.cancellation import cancel_execution
     from procexec.engine.errors import ProcexecError
 
@@ -189,6 +194,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         )
     except ProcexecError as exc:
         return fail(exc, USAGE)
+    if args.json:
+        import json
+
+        print(json.dumps(doc, indent=2))
+        return 0
     print(f"{doc['_id']}: {doc['status']} ({doc['message']})")
     return 0
 
@@ -297,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument(
         "--user", default=os.environ.get("USER") or "operator", help="who cancels (shown in it)"
     )
+    api_options(cancel)
     cancel.set_defaults(handler=cmd_cancel)
 
     store = commands.add_parser("store", help="the store of PROCEXEC_STORE_URL")
@@ -316,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_command(commands)
     add_rerun_command(commands)
     add_audit_command(commands)
+    add_client_commands(commands)
     return parser
 
 

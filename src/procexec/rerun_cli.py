@@ -7,6 +7,11 @@ One line per rerun made, `<old id> -> <new id> from <PHASE>`; a run refused is t
 (`procexec: <old id>: <why>`). The exit status is 0 when every run asked for was rerun (or
 had been already), 1 when some were refused, 2 for a mistake told in one line (no store, an
 unknown execution or process, a rerun refused for the one run named).
+
+With `--url` or `--token`, or both `PROCEXEC_URL` and `PROCEXEC_TOKEN` set, `procexec rerun
+ID [--from PHASE] [--follow]` goes through the API instead (`procexec.client_cli`): the
+token's user reruns, `--environment` is the run's environment; `--failed` works on the store
+alone.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import os
 from typing import Any
 
 from procexec import preflight
+from procexec.client_cli import api_options, api_rerun, wants_api
 from procexec.engine.domain import DEFAULT_ENVIRONMENT
 from procexec.engine.errors import BadRequest, ProcexecError
 from procexec.engine.rerun import MAX_BATCH, rerun_execution, rerun_failed
@@ -38,7 +44,12 @@ def _moment(option: str, value: str) -> str:
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
-    """Rerun one execution, or with `--failed` every failed run of a range."""
+    """Rerun one execution, or with `--failed` every failed run of a range; one execution
+    through the API when one is named (`procexec.client_cli.wants_api`)."""
+    if wants_api(args):
+        return int(api_rerun(args))
+    if args.follow or args.json:
+        return fail("--follow and --json go through the API: give --url and --token", USAGE)
     if args.failed == (args.execution_id is not None):
         return fail("give an execution's id, or --failed --since T, not both", USAGE)
     if args.failed and args.since is None:
@@ -126,4 +137,5 @@ def add_rerun_command(commands: Any) -> None:
     rerun.add_argument(
         "--user", default=os.environ.get("USER") or "operator", help="who reruns (its runAs)"
     )
+    api_options(rerun, follow=True, environment=False)  # its --environment, the API's too
     rerun.set_defaults(handler=cmd_rerun)

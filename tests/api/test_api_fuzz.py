@@ -34,6 +34,7 @@ from schemathesis.core.result import Ok
 
 from procexec.api.access import SOURCES
 from procexec.api.app import create_app
+from procexec.api.runs_hub import RunsHub
 from procexec.engine.document import json_schemas
 from procexec.engine.settings import Settings
 from procexec.engine.store.sqlite import SQLiteStore
@@ -96,10 +97,11 @@ CONFIG = schemathesis.Config.from_dict(
             # the list call's options are declared as strings, and a string is not a query:
             # `_filter=a`, `_sort=x` or `_distinct=y` well formed by their schema name no field
             # (a 400 naming it), nor `_project=y` on one execution; and on `v1/{key}`, an id takes
-            # only `_project` and `_params`, a source not `_params`
+            # only `_project` and `_params`, a source not `_params`; the same filters on the
+            # all-runs stream (`v1/events`)
             {
                 "include-name-regex": (
-                    "^GET .*-exec/v1(/\\{key\\}|/\\{source\\}/\\{execution_id\\})?$"
+                    "^GET .*-exec/v1(/events|/\\{key\\}|/\\{source\\}/\\{execution_id\\})?$"
                 ),
                 "checks": {
                     "positive_data_acceptance": {"expected-statuses": [200, 400, 401, 403, 404]}
@@ -184,6 +186,9 @@ schema = _described()
 def seeded(service: Service) -> Service:
     for doc in EXECUTIONS:
         service.store.insert(copy.deepcopy(doc))
+    runs = RunsHub(service.store, service.settings.read_timeout)
+    runs.idle_seconds = 0.2  # the all-runs stream, answered 200, closes soon (nothing changes)
+    service.app.state.runs_hub = runs
     return service
 
 

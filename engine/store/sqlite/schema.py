@@ -325,6 +325,10 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
             conn.execute(f"ALTER TABLE executions ADD COLUMN {key} TEXT")
     if "seq" not in present:  # the sequence number of a run's changes, added later
         conn.execute("ALTER TABLE executions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+    journal = {row[1] for row in conn.execute("PRAGMA table_info(execution_changes)")}
+    if "pos" not in journal:  # the entry's place in the journal of every run, added later
+        conn.execute("ALTER TABLE execution_changes ADD COLUMN pos INTEGER")
+    conn.execute("CREATE INDEX IF NOT EXISTS ix_changes_pos ON execution_changes(pos)")
     ensure_token_columns(conn)
     ensure_slots(conn)
     _checkpoints_by_phase(conn)

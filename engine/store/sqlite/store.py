@@ -24,6 +24,7 @@ from procexec.engine.store.base import (
     META_KEYS,
     ExecutionStore,
     InlineBudgetExceeded,
+    JournalRow,
     StoreReport,
     Update,
     apply_update,
@@ -182,7 +183,8 @@ class SQLiteStore(SideTables, SQLiteSlots, ExecutionStore):
             seq = row[2] + 1
             meta = {"doc": compact_json(doc), "seq": seq, **meta}
             conn.execute(
-                "INSERT INTO execution_changes (id, seq, change) VALUES (?, ?, ?)",
+                "INSERT INTO execution_changes (id, seq, change, pos) VALUES (?, ?, ?, "
+                "(SELECT COALESCE(MAX(pos), 0) + 1 FROM execution_changes))",
                 (execution_id, seq, compact_json(change.journal())),
             )
         if meta:  # else bookkeeping only (a heartbeat): the document stays as it is
@@ -198,6 +200,12 @@ class SQLiteStore(SideTables, SQLiteSlots, ExecutionStore):
         self, execution_id: str, after: int = 0
     ) -> builtins.list[tuple[int, dict[str, Any]]]:
         return runs.changes(self._connect(), execution_id, after)
+
+    def journal_since(self, after: int, limit: int = 500) -> builtins.list[JournalRow]:
+        return runs.journal_since(self._connect(), after, limit)
+
+    def journal_head(self) -> int:
+        return runs.journal_head(self._connect())
 
     def list(self, query: Query) -> tuple[list[dict[str, Any]], int]:
         docs, total = self.list_json(query)

@@ -100,3 +100,20 @@ def test_purging_a_run_takes_its_checkpoints_and_journal(store: ExecutionStore) 
     assert store.purge("2030-01-01T00:00:00.000Z", 10) == 1
     assert store.load_checkpoint("old") is None
     assert store.changes("old") == []
+
+
+def test_the_journal_of_every_run_numbers_entries_across_runs(store: ExecutionStore) -> None:
+    """Every run's entries in one order of places (`journal_since`), on every store."""
+    for name in ("a", "b"):
+        doc = execution(name, "DEMO", "triggered", START)
+        store.insert(copy.deepcopy(doc), meta={})
+    assert store.journal_head() == 0
+    assert store.update("a", Update(set={"status": "running", "message": "Running"}))
+    assert store.update("b", Update(set={"status": "running"}))
+    assert store.update("a", Update(set={"status": "success"}))
+    rows = store.journal_since(0)
+    assert [(r.pos, r.execution_id, r.seq) for r in rows] == [(1, "a", 1), (2, "b", 1), (3, "a", 2)]
+    assert rows[0].entry == {"set": {"status": "running", "message": "Running"}}
+    assert rows[0].doc["status"] == "success"  # the run as it is now
+    assert [r.pos for r in store.journal_since(1, limit=1)] == [2]
+    assert store.journal_head() == 3
