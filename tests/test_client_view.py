@@ -34,6 +34,7 @@ def test_plain_lines_off_a_terminal() -> None:
     assert out.getvalue().splitlines() == [
         "r1: running (Running)",
         "phase EXTRACT: running (go)",
+        "EXTRACT  2021-07-01T10:00:00.000000000Z[UTC] info a line",
         "phase EXTRACT: success (Completed EXTRACT)",
         "r1: success (Completed Successfully)",
     ]

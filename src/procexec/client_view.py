@@ -97,8 +97,12 @@ class Follow:
                 self._plain(f"{self.execution_id}: {self.status} ({_cell(self.message)})")
         elif event.kind == "log":
             lines = data.get("lines") or []
+            index = int(data.get("phase", 0))
             if lines:
-                self.last_line[int(data.get("phase", 0))] = _STAMP.sub("", str(lines[-1]))
+                self.last_line[index] = _STAMP.sub("", str(lines[-1]))
+            name = self.phases.get(index, {}).get("name", index)
+            for line in lines:  # off a terminal, every line, as `tail -f` would
+                self._plain(f"{name}  {line}")
         if self.live:
             self._draw()
 

@@ -114,12 +114,20 @@ def test_show_has_the_runs_parameters(api: Api) -> None:
 
 
 def test_tail_follows_a_running_run_to_its_end(api: Api) -> None:
-    made = api.run("trigger", "DEMO", "--param", "sleep=0.5")
+    made = api.run("trigger", "DEMO", "--param", "sleep=0.5", "--param", "log_lines=2")
     assert made.returncode == 0, made.stderr
     execution_id = _id_of(made.stdout)
     result = api.run("tail", execution_id)
     assert result.returncode == 0, result.stderr
     assert "phase LOAD: success" in result.stdout
+    # each log line once, in order, named by its phase
+    lines = result.stdout.splitlines()
+    for phase in ("EXTRACT", "TRANSFORM", "SEND", "LOAD"):
+        logged = [line for line in lines if line.startswith(f"{phase}  ") and " line " in line]
+        assert [line.rsplit(" info ", 1)[-1] for line in logged] == [
+            f"{phase} line 1 of 2",
+            f"{phase} line 2 of 2",
+        ], lines
     failed = api.run("trigger", "DEMO", "--param", "fail_in=SEND", "--follow")
     assert api.run("tail", _id_of(failed.stdout.splitlines()[0])).returncode == 1
 
