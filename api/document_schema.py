@@ -13,6 +13,7 @@ required fields (tests/documents.py).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from fastapi import FastAPI
@@ -21,6 +22,8 @@ from procexec.api import openapi_extend
 from procexec.engine.document import json_schemas
 
 EXECUTION: dict[str, Any] = {"$ref": "#/components/schemas/Execution"}
+#: one execution as a read of it answers: `parameters` too where `_params=true` asked for them
+EXECUTION_READ: dict[str, Any] = {"$ref": "#/components/schemas/ExecutionRead"}
 #: a page of the list call
 EXECUTIONS: dict[str, Any] = {
     "type": "array",
@@ -70,10 +73,13 @@ LIST_RESPONSES = _ok("A page of executions", LIST_JSON, headers=TOTAL_HEADER)
 GET_OR_LIST_RESPONSES = _ok(
     "One execution (`_project` picks its fields); under `private`, `public` or `all`, a page "
     "of them as the list call answers",
-    {"anyOf": [EXECUTION, *LIST_JSON["anyOf"]]},
+    {"anyOf": [EXECUTION_READ, *LIST_JSON["anyOf"]]},
 )
 #: one execution by id
-GET_RESPONSES = _ok("The execution (`_project` picks its fields)", EXECUTION)
+GET_RESPONSES = _ok(
+    "The execution (`_project` picks its fields; `_params=true` adds `parameters`)",
+    EXECUTION_READ,
+)
 #: an answer that is one whole execution, JSON only (the trigger's 202, the cancel's 200)
 ONE_EXECUTION = {"content": {"application/json": {"schema": EXECUTION}}}
 
@@ -88,3 +94,14 @@ def _add_document_schemas(app: FastAPI, schema: dict[str, Any]) -> None:
     for name, described in json_schemas(projected=True).items():
         assert name not in schemas, f"two schemas named {name}"
         schemas[name] = described
+    read = copy.deepcopy(schemas["Execution"])
+    read["description"] = (
+        "One execution as a read of it answers: the document, with `parameters` where "
+        "`_params=true` asked for them"
+    )
+    read["properties"]["parameters"] = {
+        "type": "object",
+        "description": "The parameters the run was triggered with, secrets masked (only with "
+        "`_params=true`)",
+    }
+    schemas["ExecutionRead"] = read

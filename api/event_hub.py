@@ -49,7 +49,33 @@ class _Run:
             self.changed = asyncio.Event()
 
 
-class EventHub:
+class TokenStreams:
+    """How many streams each token holds open, at most `followers_per_token` (a 429 past it);
+    `STREAMS` names them in the error."""
+
+    STREAMS = "event streams"
+    followers_per_token: int
+    _tokens: dict[str, int]
+
+    def admit(self, token: str) -> None:
+        """Count one more stream of `token`; a 429 past `followers_per_token`."""
+        if self._tokens.get(token, 0) >= self.followers_per_token:
+            raise ApiError(
+                429,
+                f"too many open {self.STREAMS}: at most {self.followers_per_token} per token",
+                {"Retry-After": "5"},
+            )
+        self._tokens[token] = self._tokens.get(token, 0) + 1
+
+    def leave(self, token: str) -> None:
+        left = self._tokens.get(token, 0) - 1
+        if left > 0:
+            self._tokens[token] = left
+        else:
+            self._tokens.pop(token, None)
+
+
+class EventHub(TokenStreams):
     """The runs followed in this process, polled together (`follow`)."""
 
     def __init__(
@@ -65,23 +91,6 @@ class EventHub:
         self._runs: dict[str, _Run] = {}
         self._tokens: dict[str, int] = {}
         self._poller: asyncio.Task[None] | None = None
-
-    def admit(self, token: str) -> None:
-        """Count one more stream of `token`; a 429 past `followers_per_token`."""
-        if self._tokens.get(token, 0) >= self.followers_per_token:
-            raise ApiError(
-                429,
-                f"too many open event streams: at most {self.followers_per_token} per token",
-                {"Retry-After": "5"},
-            )
-        self._tokens[token] = self._tokens.get(token, 0) + 1
-
-    def leave(self, token: str) -> None:
-        left = self._tokens.get(token, 0) - 1
-        if left > 0:
-            self._tokens[token] = left
-        else:
-            self._tokens.pop(token, None)
 
     async def open(self, execution_id: str) -> _Run:
         """The run, followed from here on: read whole (document and journal) on first follow,

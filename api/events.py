@@ -90,35 +90,46 @@ async def follow_run(request: Request) -> Response:
     return EventSourceResponse(stream(), ping=PING_SECONDS, headers={"Cache-Control": "no-store"})
 
 
-_STREAM = {
-    "description": "The run's events as Server-Sent Events (`status`, `phase`, `log`, `end`), "
-    "closing after `end`",
-    "content": {
-        "text/event-stream": {
-            "schema": {  # one event
-                "type": "object",
-                "properties": {
-                    "event": {"type": "string", "enum": ["status", "phase", "log", "end"]},
-                    "id": {"type": "string", "pattern": r"^\d+(\.\d+)?$"},
-                    "data": {"type": "string", "description": "the event's fields, as JSON"},
-                },
-                "required": ["event", "id", "data"],
+def stream_answer(description: str, kinds: list[str], id_pattern: str) -> dict[str, Any]:
+    """The OpenAPI answer of an event stream: events of `kinds`, ids of `id_pattern`."""
+    return {
+        "description": description,
+        "content": {
+            "text/event-stream": {
+                "schema": {  # one event
+                    "type": "object",
+                    "properties": {
+                        "event": {"type": "string", "enum": kinds},
+                        "id": {"type": "string", "pattern": id_pattern},
+                        "data": {"type": "string", "description": "the event's fields, as JSON"},
+                    },
+                    "required": ["event", "id", "data"],
+                }
             }
-        }
-    },
-}
-_LAST_EVENT_ID: dict[str, Any] = {
-    "parameters": [
-        *ENVIRONMENT_HEADER["parameters"],
-        {
-            "name": "Last-Event-ID",
-            "in": "header",
-            "required": False,
-            "description": "resume after this event (its id: `12` or `12.3`)",
-            "schema": {"type": "string", "pattern": r"^\s*(\d{1,18}(\.\d{1,4})?)?\s*$"},
         },
-    ]
-}
+    }
+
+
+def resume_parameters(description: str, pattern: str) -> dict[str, Any]:
+    """The OpenAPI parameters of an event stream: the environment and `Last-Event-ID`."""
+    last_event_id = {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string", "pattern": pattern},
+    }
+    return {"parameters": [*ENVIRONMENT_HEADER["parameters"], last_event_id]}
+
+
+_STREAM = stream_answer(
+    "The run's events as Server-Sent Events (`status`, `phase`, `log`, `end`), closing after `end`",
+    ["status", "phase", "log", "end"],
+    r"^\d+(\.\d+)?$",
+)
+_LAST_EVENT_ID = resume_parameters(
+    "resume after this event (its id: `12` or `12.3`)", r"^\s*(\d{1,18}(\.\d{1,4})?)?\s*$"
+)
 
 
 @router.get(

@@ -21,9 +21,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from procexec.api.auth import caller, permit
-from procexec.api.deps import ENVIRONMENT_HEADER, get_environment, get_state
+from procexec.api.deps import get_environment, get_state
 from procexec.api.errors import ApiError, error_responses
-from procexec.api.events import PING_SECONDS
+from procexec.api.events import PING_SECONDS, resume_parameters, stream_answer
 from procexec.api.queries import query_items
 from procexec.api.runs_hub import RunsHub
 from procexec.engine.domain import Scope
@@ -94,35 +94,15 @@ async def follow_runs(request: Request) -> Response:
     return EventSourceResponse(stream(), ping=PING_SECONDS, headers={"Cache-Control": "no-store"})
 
 
-_STREAM = {
-    "description": "Changes to the selected runs as Server-Sent Events (`change`: the run's "
-    "`id`, `name`, `status`, `phase` {`index`, `name`, `status`}, `message`, `seq`)",
-    "content": {
-        "text/event-stream": {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "event": {"type": "string", "enum": ["change"]},
-                    "id": {"type": "string", "pattern": r"^\d+$"},
-                    "data": {"type": "string", "description": "the change's fields, as JSON"},
-                },
-                "required": ["event", "id", "data"],
-            }
-        }
-    },
-}
-_PARAMETERS: dict[str, Any] = {
-    "parameters": [
-        *ENVIRONMENT_HEADER["parameters"],
-        {
-            "name": "Last-Event-ID",
-            "in": "header",
-            "required": False,
-            "description": "resume after this event (its id, a place in the journal)",
-            "schema": {"type": "string", "pattern": r"^\s*(\d{1,18})?\s*$"},
-        },
-    ]
-}
+_STREAM = stream_answer(
+    "Changes to the selected runs as Server-Sent Events (`change`: the run's `id`, `name`, "
+    "`status`, `phase` {`index`, `name`, `status`}, `message`, `seq`)",
+    ["change"],
+    r"^\d+$",
+)
+_PARAMETERS = resume_parameters(
+    "resume after this event (its id, a place in the journal)", r"^\s*(\d{1,18})?\s*$"
+)
 
 
 @router.get(

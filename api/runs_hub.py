@@ -27,6 +27,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from procexec.api.errors import ApiError
+from procexec.api.event_hub import TokenStreams
 from procexec.engine.query import And, Condition, Query
 from procexec.engine.store.base import ExecutionStore, JournalRow
 
@@ -65,8 +66,10 @@ class _Follower:
     behind: bool = False
 
 
-class RunsHub:
+class RunsHub(TokenStreams):
     """The all-runs streams of this process, fed by one poller (`follow`)."""
+
+    STREAMS = "all-runs streams"
 
     def __init__(self, store: ExecutionStore, read_timeout: float | None) -> None:
         self.store = store
@@ -82,23 +85,6 @@ class RunsHub:
         self._poller: asyncio.Task[None] | None = None
         self._reading = asyncio.Lock()
         self._gap: tuple[int, float] | None = None  # a place missing, since when (`_unbroken`)
-
-    def admit(self, token: str) -> None:
-        """Count one more stream of `token`; a 429 past `followers_per_token`."""
-        if self._tokens.get(token, 0) >= self.followers_per_token:
-            raise ApiError(
-                429,
-                f"too many open all-runs streams: at most {self.followers_per_token} per token",
-                {"Retry-After": "5"},
-            )
-        self._tokens[token] = self._tokens.get(token, 0) + 1
-
-    def leave(self, token: str) -> None:
-        left = self._tokens.get(token, 0) - 1
-        if left > 0:
-            self._tokens[token] = left
-        else:
-            self._tokens.pop(token, None)
 
     def _read(self, call: Any, *args: Any) -> Any:
         with self.store.limited(self.read_timeout):

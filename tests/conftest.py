@@ -37,3 +37,17 @@ def file_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fil
     folder.mkdir()
     with FileServer(folder) as server:
         yield server
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Schemathesis's items (one per operation of `/openapi.json`) all share their function's
+    node id: give each its operation (`…[GET /healthz]`), as pytest's own parameters do, so that
+    pytest-xdist, which tells items apart by node id, runs every one and not the first alone."""
+    for item in items:
+        suffix = item.name[len(item.originalname) :] if isinstance(item, pytest.Function) else ""
+        if suffix.startswith("[") and not item.nodeid.endswith(suffix):
+            # pytest 9 keeps a node's id as a structured `_id` (schemathesis sets `_nodeid`)
+            if hasattr(item, "_id"):
+                item._id = type(item._id).parse(item.nodeid + suffix)
+            else:
+                item._nodeid = item.nodeid + suffix
