@@ -40,10 +40,11 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy
 
-## Two pytest-xdist workers, each taking whole test files (`PYTEST_WORKERS=0`: one process).
+## Two pytest-xdist workers, each taking whole test files, the slowest first (tests/conftest.py's
+## SLOW_FIRST); `PYTEST_WORKERS=0`: one process.
 PYTEST_WORKERS ?= 2
 pytest: install-test
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 format: install-test
 	$(BIN)/ruff format .

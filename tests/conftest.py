@@ -39,6 +39,24 @@ def file_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fil
         yield server
 
 
+#: the files that take longest, started first so that two xdist processes end together
+#: (`make test` turns xdist's reordering by test count off); the others follow in their order
+SLOW_FIRST = (
+    "tests/api/test_api_fuzz.py",
+    "tests/scheduling/test_beat.py",
+    "tests/docs/test_docs.py",
+    "tests/installed/test_scale_out.py",
+    "tests/installed/test_installed.py",
+    "tests/api/test_dashboard_browser.py",
+    "tests/integration/test_client_cli.py",
+    "tests/reliability/test_faults.py",
+    "tests/integration/test_secrets.py",
+    "tests/integration/test_one_line_errors.py",
+    "tests/integration/test_end_to_end.py",
+    "tests/reliability/test_limits.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Schemathesis's items (one per operation of `/openapi.json`) all share their function's
     node id: give each its operation (`…[GET /healthz]`), as pytest's own parameters do, so that
@@ -51,3 +69,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item._id = type(item._id).parse(item.nodeid + suffix)
             else:
                 item._nodeid = item.nodeid + suffix
+    rank = {path: number for number, path in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))

@@ -34,6 +34,7 @@ from schemathesis.core.result import Ok
 
 from procexec.api.access import SOURCES
 from procexec.api.app import create_app
+from procexec.api.event_hub import EventHub
 from procexec.api.runs_hub import RunsHub
 from procexec.engine.document import json_schemas
 from procexec.engine.settings import Settings
@@ -189,6 +190,11 @@ def seeded(service: Service) -> Service:
     runs = RunsHub(service.store, service.settings.read_timeout)
     runs.idle_seconds = 0.2  # the all-runs stream, answered 200, closes soon (nothing changes)
     service.app.state.runs_hub = runs
+    # the running execution's own stream, answered 200, closes soon too (it would wait for
+    # the run's end, or five idle minutes)
+    events = EventHub(service.store, service.settings.max_log_lines, service.settings.read_timeout)
+    events.idle_seconds = 0.2
+    service.app.state.event_hub = events
     return service
 
 
