@@ -10,8 +10,8 @@ sequence number (`engine.run_events`); `: ping` comments keep an idle connection
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -24,12 +24,16 @@ from procexec.api.access import SOURCES, visible
 from procexec.api.auth import caller
 from procexec.api.deps import ENVIRONMENT_HEADER, get_environment, get_state
 from procexec.api.errors import ApiError, error_responses
-from procexec.api.event_hub import EventHub
+from procexec.api.event_hub import EventHub, TokenStreams
 from procexec.engine.domain import Scope
 from procexec.engine.run_events import Event, parse_cursor
 
 #: seconds between two `: ping` comments of a stream with nothing to tell
 PING_SECONDS = 15
+#: the comment a stream closes with when it has been idle or open too long
+CLOSING = "closing: idle or open too long; resume from the last event id"
+
+T = TypeVar("T")
 
 router = APIRouter()
 
@@ -67,25 +71,39 @@ async def follow_run(request: Request) -> Response:
     environment = get_environment(request)
     reader = await caller(request, state.tokens, Scope.READ)
     await run_in_threadpool(visible, state, environment, execution_id, reader)
-    last = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
     try:
-        after = parse_cursor(last)
+        after = parse_cursor(last_event_id(request))
     except ValueError as exc:
         raise ApiError(400, f"Last-Event-ID: {exc}") from exc
     events = hub(request)
-    events.admit(reader.token_hash)
+    return event_stream(events, reader.token_hash, events.follow(execution_id, after), _sse)
 
-    async def stream() -> AsyncIterator[ServerSentEvent | dict[str, Any]]:
+
+def last_event_id(request: Request) -> str | None:
+    """Where a follower resumes: its `Last-Event-ID` header, or `lastEventId` in the query (a
+    browser's EventSource cannot send a header)."""
+    return request.headers.get("last-event-id") or request.query_params.get("lastEventId")
+
+
+def event_stream(
+    streams: TokenStreams,
+    token: str,
+    items: AsyncIterator[T | None],
+    told: Callable[[T], ServerSentEvent],
+) -> Response:
+    """The answer of a stream of `items`, each told as `told` says, counted among `token`'s
+    streams while it is open; an item None closes it with a comment saying how to resume."""
+    streams.admit(token)
+
+    async def stream() -> AsyncIterator[ServerSentEvent]:
         try:
-            async for event in events.follow(execution_id, after):
-                if event is None:
-                    yield ServerSentEvent(
-                        comment="closing: idle or open too long; resume from the last event id"
-                    )
+            async for item in items:
+                if item is None:
+                    yield ServerSentEvent(comment=CLOSING)
                     return
-                yield _sse(event)
+                yield told(item)
         finally:
-            events.leave(reader.token_hash)
+            streams.leave(token)
 
     return EventSourceResponse(stream(), ping=PING_SECONDS, headers={"Cache-Control": "no-store"})
 

@@ -11,11 +11,9 @@ entry's place in the journal of every run, from now on or after a `Last-Event-ID
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Request
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,9 +21,9 @@ from starlette.routing import Route
 from procexec.api.auth import caller, permit
 from procexec.api.deps import get_environment, get_state
 from procexec.api.errors import ApiError, error_responses
-from procexec.api.events import PING_SECONDS, resume_parameters, stream_answer
+from procexec.api.events import event_stream, last_event_id, resume_parameters, stream_answer
 from procexec.api.queries import query_items
-from procexec.api.runs_hub import RunsHub
+from procexec.api.runs_hub import Change, RunsHub
 from procexec.engine.domain import Scope
 from procexec.engine.errors import BadRequest
 from procexec.engine.query import Query, parse_query
@@ -72,26 +70,15 @@ async def follow_runs(request: Request) -> Response:
     permit(reader, environment)
     params = list(await query_items(request))
     query = await run_in_threadpool(_query, params, environment, reader.processes)
-    last = request.headers.get("last-event-id") or request.query_params.get("lastEventId")
-    after = _cursor(last)
+    after = _cursor(last_event_id(request))
     events = hub(request)
     await events.prepare()  # a store that keeps no such journal: a 501 before the answer
-    events.admit(reader.token_hash)
+    return event_stream(events, reader.token_hash, events.follow(query, after), _told)
 
-    async def stream() -> AsyncIterator[ServerSentEvent | dict[str, Any]]:
-        try:
-            async for change in events.follow(query, after):
-                if change is None:
-                    yield ServerSentEvent(
-                        comment="closing: idle or open too long; resume from the last event id"
-                    )
-                    return
-                data = json.dumps(change.data, separators=(",", ":"))
-                yield ServerSentEvent(data=data, event="change", id=str(change.pos))
-        finally:
-            events.leave(reader.token_hash)
 
-    return EventSourceResponse(stream(), ping=PING_SECONDS, headers={"Cache-Control": "no-store"})
+def _told(change: Change) -> ServerSentEvent:
+    data = json.dumps(change.data, separators=(",", ":"))
+    return ServerSentEvent(data=data, event="change", id=str(change.pos))
 
 
 _STREAM = stream_answer(
