@@ -123,11 +123,13 @@ def _run_logged(execution_id: str, process: str | None, ticket: str | None) -> s
         logger.info("%s: batch handed to the loader queue", label)
         return status
     logger.info("%s: finished %s", label, status)
-    if worker_metrics.METRICS is not None:
-        worker_metrics.ended(runner.store.get(execution_id))
-    if status == Status.FAILED.value:
-        doc = runner.store.get(execution_id) or {}
-        raise RunFailed(f"{label}: {doc.get('message') or 'failed'}")
+    failed = status == Status.FAILED.value
+    if worker_metrics.METRICS is None and not failed:
+        return status
+    doc = runner.store.get(execution_id)  # read once, for the metrics and the failure
+    worker_metrics.ended(doc)
+    if failed:
+        raise RunFailed(f"{label}: {(doc or {}).get('message') or 'failed'}")
     return status
 
 
