@@ -8,6 +8,10 @@ filesystem broker and the SQLite store) and each pool (`prefork:2`, `threads:8`)
   with the same pool, concurrency and `--without-mingle --without-gossip` as `procexec worker`;
 - floor, procexec settings: the same on procexec's own Celery app (`make_celery`'s conf: acks
   late, prefetch multiplier 1, task events on);
+- floor, store writes: the same app, whose task makes on a recorded DEMO run the store writes
+  a DEMO run makes (its claim and its end: the `Update`s, captured from one run in this
+  process) and nothing else: what any engine keeping this document, its indexes, counters,
+  search index, journal and checkpoints in SQLite pays, beside Celery's own cost;
 - procexec, hand-over off and on (`PROCEXEC_LOADER_QUEUE` empty or `loader`): N runs recorded
   and sent (`TriggerService.trigger`, in this process) while no worker runs, then one
   `procexec worker` started.
@@ -27,6 +31,7 @@ Nothing is asserted.
 from __future__ import annotations
 
 import argparse
+import pickle
 import subprocess
 import sys
 import time
@@ -34,21 +39,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness
 import store_cost
-from floor_app import CONFIGS, NOOP, make_app, read_stamps
+from floor_app import CONFIGS, NOOP, STORE, STORE_WRITES, make_app, read_stamps
 from harness import FLOOR_QUEUE, MODES, QUEUE, TERMINAL, Lab
 
 from procexec.engine.domain import DEFAULT_ENVIRONMENT
+from procexec.engine.runner import PhaseRunner
 from procexec.engine.settings import Settings
 from procexec.service import build
 from procexec.workers.celery_app import make_celery
 
 DEFAULT_RUNS = {"redis": 1000, "embedded": 500}
-KINDS = ("floor defaults", "floor procexec", "hand-over off", "hand-over on")
+KINDS = ("floor defaults", "floor procexec", "floor store", "hand-over off", "hand-over on")
 
 
 @dataclass
@@ -128,15 +135,62 @@ def drain_procexec(lab: Lab, mode: str, spec: str, runs: int, hand_over: bool) -
     return Drain(kind, mode, spec, runs, last - first, cpu, ok)
 
 
-def drain_floor(lab: Lab, mode: str, spec: str, runs: int, config: str) -> Drain:
+class _Writes:
+    """A store whose `update`s are kept, in order, besides being made."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.changes: list[Any] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def update(self, execution_id: str, change: Any) -> bool:
+        self.changes.append(change)
+        return bool(self.store.update(execution_id, change))
+
+
+def run_writes(lab: Lab) -> Path:
+    """The `Update`s one DEMO run (`sleep: 0`) makes, run in this process on a store of its
+    own after a few to warm up, pickled into a file for the store floor's tasks."""
+    data = lab.folder(f"writes-{lab.started}")
+    settings = Settings.from_env(harness.service_env(data, None, False))
+    service = build(settings, dispatch=lambda *_: None)
+    writes = _Writes(service.store)
+    runner = PhaseRunner(writes, service.registry, worker_id="bench:1")  # type: ignore[arg-type]
+    for _ in range(3):
+        writes.changes.clear()
+        doc = service.triggers.record(
+            "DEMO", run_as="bench", environment=DEFAULT_ENVIRONMENT, body={"sleep": 0}
+        )
+        if runner.run(str(doc["_id"])) != "success":
+            raise RuntimeError("the DEMO run whose writes the store floor makes failed")
+    service.store.close()
+    path = data / "writes.pickle"
+    path.write_bytes(pickle.dumps(writes.changes))
+    return path
+
+
+def drain_floor(lab: Lab, mode: str, spec: str, runs: int, config: str, writes: Path) -> Drain:
     lab.flush_redis()
     data = lab.folder(f"floor-{lab.started}")
     stamps = data / "stamps"
     broker = lab.redis_url() if mode == "redis" else None
     env = harness.floor_env(harness.service_env(data, broker, False), config, stamps)
-    app = make_app(config, Settings.from_env(env))
-    for _ in range(runs):
-        app.send_task(NOOP, queue=FLOOR_QUEUE)
+    env["BENCH_STORE_WRITES"] = str(writes)
+    settings = Settings.from_env(env)
+    app = make_app(config, settings)
+    if config == STORE:  # recorded as the API records them, and not sent
+        service = build(settings, dispatch=lambda *_: None)
+        for _ in range(runs):
+            doc = service.triggers.record(
+                "DEMO", run_as="bench", environment=DEFAULT_ENVIRONMENT, body={"sleep": 0}
+            )
+            app.send_task(STORE_WRITES, args=[str(doc["_id"])], queue=FLOOR_QUEUE)
+        service.store.close()
+    else:
+        for _ in range(runs):
+            app.send_task(NOOP, queue=FLOOR_QUEUE)
     pool, concurrency = _pool(spec)
     worker = lab.spawn("floor", harness.floor_worker(pool, concurrency), env)
     harness.wait_ready(app, worker)
@@ -160,6 +214,7 @@ def report(drains: list[Drain], costs: dict[bool, store_cost.Cost], turns: int) 
             print(f"{mode}, pool {spec}, {mine[0].runs} runs, median of {turns} turn(s)")
             head = (
                 f"  {'':<16}{'runs/s':>9}{'drain s':>9}{'floor/this':>11}{'def./this':>10}"
+                f"{'store/this':>11}"
                 f"{'CPU ms/run':>11}{'tx/run':>8}{'stmts/run':>10}{'ok':>6}"
             )
             print(head)
@@ -178,12 +233,14 @@ def report(drains: list[Drain], costs: dict[bool, store_cost.Cost], turns: int) 
                 print(
                     f"  {kind:<16}{rate[kind]:>9.1f}{seconds:>9.2f}"
                     f"{rate['floor procexec'] / rate[kind]:>11.2f}"
-                    f"{rate['floor defaults'] / rate[kind]:>10.2f}{cpu:>11.2f}{store}"
+                    f"{rate['floor defaults'] / rate[kind]:>10.2f}"
+                    f"{rate['floor store'] / rate[kind]:>11.2f}{cpu:>11.2f}{store}"
                     f"{min(d.ok for d in rows):>6}"
                 )
             print()
     print("floor/this: the floor's runs/s (procexec's Celery settings) over this row's; def./this:")
-    print("the same against Celery's defaults. tx, stmts: the store's, per run (in-process).")
+    print("the same against Celery's defaults; store/this: against the store floor (procexec's")
+    print("settings, and a DEMO run's store writes). tx, stmts: the store's, per run (in-process).")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -206,15 +263,16 @@ def main(argv: list[str] | None = None) -> None:
     store_cost.report(list(costs.values()))
     drains: list[Drain] = []
     with Lab("procexec-throughput-") as lab:
+        writes = run_writes(lab)
         for turn in range(args.repeat):
             for mode in modes:
                 for spec in pools:
-                    order = [*CONFIGS, False, True]
+                    order = [*CONFIGS, STORE, False, True]
                     if turn % 2:
                         order.reverse()  # the machine's drift weighs on all alike
                     for what in order:
                         if isinstance(what, str):
-                            drain = drain_floor(lab, mode, spec, counts[mode], what)
+                            drain = drain_floor(lab, mode, spec, counts[mode], what, writes)
                         else:
                             drain = drain_procexec(lab, mode, spec, counts[mode], what)
                         drains.append(drain)
