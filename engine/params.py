@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import keyword
+import typing
 from collections.abc import Mapping
 from typing import Any
 
@@ -210,8 +211,20 @@ def _accepted_names(model: type[BaseModel]) -> dict[str, str]:
 
 
 def _secret(field: FieldInfo) -> bool:
-    """Whether a field's type holds a secret anywhere (`SecretStr`, `SecretStr | None`, …)."""
-    return any(name in repr(field.annotation) for name in ("SecretStr", "SecretBytes", "Secret["))
+    """Whether a field's type holds a secret anywhere (`SecretStr`, `SecretStr | None`, a
+    model with one among its fields, a list of such models, …): no value under it is echoed."""
+    return _holds_secret(field.annotation, frozenset())
+
+
+def _holds_secret(annotation: Any, seen: frozenset[int]) -> bool:
+    if any(name in repr(annotation) for name in ("SecretStr", "SecretBytes", "Secret[")):
+        return True
+    if id(annotation) in seen:  # a model that refers to itself
+        return False
+    seen |= {id(annotation)}
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return any(_holds_secret(f.annotation, seen) for f in annotation.model_fields.values())
+    return any(_holds_secret(argument, seen) for argument in typing.get_args(annotation))
 
 
 def _problems(exc: ValidationError, where: str, secrets: frozenset[str]) -> list[str]:

@@ -143,6 +143,30 @@ def test_secrets_are_masked_where_shown_and_never_echoed() -> None:
     assert "s3cr3t" not in repr(process.arguments(recorded))  # a phase logging its params
 
 
+def test_a_secret_inside_a_nested_model_or_list_is_never_echoed() -> None:
+    class Credentials(BaseModel):
+        user: str = "bob"
+        password: SecretStr = SecretStr("default-password")
+
+    class Source(BaseModel):
+        credentials: Credentials = Credentials()
+        keys: list[Credentials] = []
+        days: int = 1
+
+    process = _process(params=Source)
+    for body in (
+        {"credentials": {"password": 31415926535}},
+        {"keys": [{"password": 31415926535}]},
+        {"credentials": {"password": 31415926535}, "dayz": 2},
+    ):
+        with pytest.raises(BadRequest) as refused:
+            process.parameters(body)
+        assert "31415926535" not in str(refused.value)
+        assert "password: Input should be a valid string" in str(refused.value)
+    with pytest.raises(BadRequest, match=r"body.days: .* \(got 'many'\)"):
+        process.parameters({"days": "many"})  # a field holding no secret is still echoed
+
+
 def test_a_secret_default_is_masked_in_the_catalogue() -> None:
     process = _process(params=Prices)
     assert process.parameters_model.defaults()["api_key"] == "**********"
