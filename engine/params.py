@@ -112,11 +112,15 @@ class Parameters:
         if problems:  # and what is wrong with the names it does take, in the same message
             known = {key: value for key, value in body.items() if key in self.names}
             try:
-                self.model.model_validate(known)
+                problems += self._unknown_inside(self.model.model_validate(known), known)
             except ValidationError as exc:
                 problems += _problems(exc, "body", self.secrets)
             raise BadRequest(f"{_joined(problems)}; {self._takes()}")
-        recorded = revealed(self._model(body, "body"))
+        instance = self._model(body, "body")
+        problems = self._unknown_inside(instance, body)
+        if problems:
+            raise BadRequest(f"{_joined(problems)}; {self._takes()}")
+        recorded = revealed(instance)
         for key, value in (added or {}).items():
             if key not in RESERVED:
                 raise ValueError(f"{key!r} is not one of the service's keys {RESERVED}")
@@ -168,6 +172,17 @@ class Parameters:
         except ValidationError as exc:
             raise BadRequest(_joined(_problems(exc, where, self.secrets))) from None
 
+    def _unknown_inside(self, instance: BaseModel, body: Mapping[str, Any]) -> list[str]:
+        """The names a body gives inside its parameters' nested models that those do not take
+        (pydantic ignores them by default), as a top-level unknown name is refused."""
+        if self.extra_allowed or not self.declared:
+            return []
+        return [
+            problem
+            for key, given in body.items()
+            for problem in _unknown_in(getattr(instance, self.names[key]), given, f"body.{key}")
+        ]
+
     def _close(self, key: str) -> str:
         close = difflib.get_close_matches(key, list(self.names), n=1)
         return f" (did you mean {close[0]!r}?)" if close else ""
@@ -208,6 +223,34 @@ def _accepted_names(model: type[BaseModel]) -> dict[str, str]:
         if by_name or not alias:
             names[name] = name
     return names
+
+
+def _unknown_in(value: Any, given: Any, path: str) -> list[str]:
+    """The names `given` (a body's value) holds that the models of `value` (what it was
+    validated into) do not take, unless one allows extra names; each at its path."""
+    if isinstance(value, BaseModel) and isinstance(given, Mapping):
+        if value.model_config.get("extra") == "allow":
+            return []
+        names = _accepted_names(type(value))
+        problems = []
+        for key, inner in given.items():
+            where = f"{path}.{key}"
+            if key not in names:
+                close = difflib.get_close_matches(str(key), list(names), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"{excerpt(where)}: unknown field{hint}")
+            else:
+                problems += _unknown_in(getattr(value, names[key], None), inner, where)
+        return problems
+    if isinstance(value, list | tuple) and isinstance(given, list | tuple):
+        if len(value) != len(given):  # not item for item: nothing to compare
+            return []
+        pairs = enumerate(zip(value, given, strict=True))
+        return [p for n, (v, g) in pairs for p in _unknown_in(v, g, f"{path}.{n}")]
+    if isinstance(value, Mapping) and isinstance(given, Mapping):
+        shared = [key for key in given if key in value]
+        return [p for key in shared for p in _unknown_in(value[key], given[key], f"{path}.{key}")]
+    return []
 
 
 def _secret(field: FieldInfo) -> bool:

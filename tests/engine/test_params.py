@@ -83,6 +83,36 @@ def test_unknown_names_are_refused_whatever_the_model_s_extra_setting() -> None:
     )
 
 
+def test_unknown_names_inside_a_nested_model_are_refused_too() -> None:
+    class Source(BaseModel):
+        windows: list[Window] = []
+        named: dict[str, Window] = {}
+
+    process = _process(params=Prices)
+    with pytest.raises(BadRequest) as refused:
+        process.parameters({"date": "2024-01-02", "window": {"start": "2024-01-01", "dayz": 3}})
+    assert str(refused.value) == (
+        "body.window.dayz: unknown field (did you mean 'days'?); "
+        "PRICES takes api_key, date, from, ratio, window"
+    )
+    with pytest.raises(BadRequest) as refused:
+        process.parameters(
+            {"date": "2024-01-02", "dat": 1, "window": {"start": "2024-01-01", "x": 1}}
+        )
+    assert str(refused.value).startswith(
+        "body.dat: unknown parameter (did you mean 'date'?); body.window.x: unknown field; "
+    )
+    nested = _process(params=Source)
+    with pytest.raises(
+        BadRequest, match=r"^body.windows.1.dys: unknown field \(did you mean .days.\?\)"
+    ):
+        nested.parameters({"windows": [{"start": "2024-01-01"}, {"start": "2024-01-01", "dys": 2}]})
+    with pytest.raises(BadRequest, match=r"^body.named.EU.extra: unknown field; "):
+        nested.parameters({"named": {"EU": {"start": "2024-01-01", "extra": 1}}})
+    recorded = nested.parameters({"windows": [{"start": "2024-01-01", "days": 2}]})
+    assert recorded == {"windows": [{"start": "2024-01-01", "days": 2}], "named": {}}
+
+
 def test_unknown_names_and_wrong_values_are_told_together() -> None:
     with pytest.raises(BadRequest) as refused:
         _process(params=Prices).parameters({"dat": "2024-01-02", "ratio": "high"})
