@@ -164,6 +164,10 @@ class Parameters:
         schema = self.model.model_json_schema(by_alias=True, ref_template=ref_template)
         if not self.extra_allowed:
             schema["additionalProperties"] = False
+        closed = _nested_models(self.model, set())  # refusing unknown names as well
+        for name, nested in schema.get("$defs", {}).items():
+            if name in closed and "additionalProperties" not in nested:
+                nested["additionalProperties"] = False
         return schema
 
     def _model(self, values: Mapping[str, Any], where: str) -> BaseModel:
@@ -175,11 +179,12 @@ class Parameters:
     def _unknown_inside(self, instance: BaseModel, body: Mapping[str, Any]) -> list[str]:
         """The names a body gives inside its parameters' nested models that those do not take
         (pydantic ignores them by default), as a top-level unknown name is refused."""
-        if self.extra_allowed or not self.declared:
+        if not self.declared:
             return []
         return [
             problem
             for key, given in body.items()
+            if key in self.names
             for problem in _unknown_in(getattr(instance, self.names[key]), given, f"body.{key}")
         ]
 
@@ -229,13 +234,14 @@ def _unknown_in(value: Any, given: Any, path: str) -> list[str]:
     """The names `given` (a body's value) holds that the models of `value` (what it was
     validated into) do not take, unless one allows extra names; each at its path."""
     if isinstance(value, BaseModel) and isinstance(given, Mapping):
-        if value.model_config.get("extra") == "allow":
-            return []
+        allowed = value.model_config.get("extra") == "allow"
         names = _accepted_names(type(value))
         problems = []
         for key, inner in given.items():
             where = f"{path}.{key}"
             if key not in names:
+                if allowed:
+                    continue
                 close = difflib.get_close_matches(str(key), list(names), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 problems.append(f"{excerpt(where)}: unknown field{hint}")
@@ -251,6 +257,22 @@ def _unknown_in(value: Any, given: Any, path: str) -> list[str]:
         shared = [key for key in given if key in value]
         return [p for key in shared for p in _unknown_in(value[key], given[key], f"{path}.{key}")]
     return []
+
+
+def _nested_models(annotation: Any, seen: set[int]) -> set[str]:
+    """The class names of the models under `annotation` (a model's fields, at any depth) that
+    do not allow extra names: `_unknown_in` refuses those a body gives them."""
+    if id(annotation) in seen:
+        return set()
+    seen.add(id(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        found = {annotation.__name__} if annotation.model_config.get("extra") != "allow" else set()
+        for field in annotation.model_fields.values():
+            found |= _nested_models(field.annotation, seen)
+        return found
+    return set().union(
+        *(_nested_models(argument, seen) for argument in typing.get_args(annotation))
+    )
 
 
 def _secret(field: FieldInfo) -> bool:

@@ -232,3 +232,5 @@ def test_a_nested_model_s_unknown_name_and_secret_are_refused_unechoed(
     message = refused(response, service, 0)
     assert message == "body.login.password: Input should be a valid string"
     assert "27182818" not in response.text
+    listed = client.get("/service/process/v1/SOURCE", headers=service.read_headers).json()
+    assert listed["parameters"]["$defs"]["Login"]["additionalProperties"] is False

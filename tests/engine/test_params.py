@@ -111,6 +111,22 @@ def test_unknown_names_inside_a_nested_model_are_refused_too() -> None:
         nested.parameters({"named": {"EU": {"start": "2024-01-01", "extra": 1}}})
     recorded = nested.parameters({"windows": [{"start": "2024-01-01", "days": 2}]})
     assert recorded == {"windows": [{"start": "2024-01-01", "days": 2}], "named": {}}
+    assert nested.parameters_model.schema()["$defs"]["Window"]["additionalProperties"] is False
+
+    class Loose(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        window: Window | None = None
+
+    class Outer(BaseModel):
+        loose: Loose = Loose()
+
+    outer = _process(params=Outer)
+    assert outer.parameters({"loose": {"other": 1}}) == {"loose": {"window": None, "other": 1}}
+    with pytest.raises(BadRequest, match=r"^body.loose.window.dayz: unknown field"):
+        outer.parameters({"loose": {"window": {"start": "2024-01-01", "dayz": 1}}})
+    described = outer.parameters_model.schema()["$defs"]
+    assert described["Loose"]["additionalProperties"] is True
+    assert described["Window"]["additionalProperties"] is False
 
 
 def test_unknown_names_and_wrong_values_are_told_together() -> None:
