@@ -129,16 +129,35 @@ def _count(service: LiveService) -> int:
     return value
 
 
+@pytest.mark.parametrize(
+    ("trigger", "told"),
+    [
+        (
+            {"name": "DEMO", "body": {"slep": 1}},
+            "body.slep: unknown parameter (did you mean 'sleep'?); "
+            "DEMO takes fail_in, fail_times, guard, log_lines, sleep",
+        ),
+        (
+            {"name": "DEMO", "body": {"log_lines": 1.5}},
+            "body.log_lines: Input should be a valid integer, got a number with a fractional "
+            "part (got 1.5)",
+        ),
+        ({"name": "DEMO", "bdy": {"sleep": 1}}, "bdy: not a key of a trigger; it takes name, "),
+        ({"name": "ECB_FX", "body": {"date": "2021-07-02"}}, "body.date: unknown parameter; "),
+    ],
+)
 def test_a_misspelt_parameter_is_told_and_nothing_is_recorded(
-    odsl: Any, service: LiveService, token: str, capsys: pytest.CaptureFixture[str]
+    odsl: Any,
+    service: LiveService,
+    token: str,
+    capsys: pytest.CaptureFixture[str],
+    trigger: dict[str, Any],
+    told: str,
 ) -> None:
     odsl.loginWithToken(token)
     before, dispatched = _count(service), len(service.threads)
-    odsl.update("process-exec", "private", {"name": "DEMO", "body": {"slep": 1}})
+    odsl.update("process-exec", "private", trigger)
     out = capsys.readouterr().out
-    assert (
-        "ODSL error 400: body.slep: unknown parameter (did you mean 'sleep'?); "
-        "DEMO takes fail_in, fail_times, guard, log_lines, sleep"
-    ) in out
+    assert f"ODSL error 400: {told}" in out
     assert out.strip().endswith("400")
     assert _count(service) == before and len(service.threads) == dispatched
