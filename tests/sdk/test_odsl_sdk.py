@@ -161,3 +161,17 @@ def test_a_misspelt_parameter_is_told_and_nothing_is_recorded(
     assert f"ODSL error 400: {told}" in out
     assert out.strip().endswith("400")
     assert _count(service) == before and len(service.threads) == dispatched
+
+
+def test_a_process_s_parameters_are_read_with_get(odsl: Any, token: str) -> None:
+    """The catalogue through the SDK: `get("process", None, NAME)` is `/api/process/v1/NAME`,
+    the process's description, phases, schedule and its parameters' JSON Schema."""
+    odsl.loginWithToken(token)
+    process = odsl.get("process", None, "ECB_FX")
+    assert process["description"] == "ECB euro foreign exchange reference rates"
+    assert process["phases"] == ["EXTRACT", "TRANSFORM", "SEND", "LOAD"]
+    assert process["schedule"] == "30 16 * * 1-5"
+    parameters = process["parameters"]
+    assert parameters["additionalProperties"] is False
+    assert set(parameters["properties"]) == {"url", "timeout"}
+    assert parameters["properties"]["timeout"]["type"] == "number"
