@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import difflib
 import keyword
+import types
 import typing
+from collections import abc
 from collections.abc import Mapping
 from typing import Any
 
@@ -109,17 +111,15 @@ class Parameters:
                 )
             elif key not in self.names and not self.extra_allowed:
                 problems.append(f"body.{excerpt(key)}: unknown parameter{self._close(key)}")
+        known = {key: value for key, value in body.items() if key in self.names}
+        problems += self._unknown_inside(known)
         if problems:  # and what is wrong with the names it does take, in the same message
-            known = {key: value for key, value in body.items() if key in self.names}
             try:
-                problems += self._unknown_inside(self.model.model_validate(known), known)
+                self.model.model_validate(known)
             except ValidationError as exc:
                 problems += _problems(exc, "body", self.secrets)
             raise BadRequest(f"{_joined(problems)}; {self._takes()}")
         instance = self._model(body, "body")
-        problems = self._unknown_inside(instance, body)
-        if problems:
-            raise BadRequest(f"{_joined(problems)}; {self._takes()}")
         recorded = revealed(instance)
         for key, value in (added or {}).items():
             if key not in RESERVED:
@@ -176,16 +176,16 @@ class Parameters:
         except ValidationError as exc:
             raise BadRequest(_joined(_problems(exc, where, self.secrets))) from None
 
-    def _unknown_inside(self, instance: BaseModel, body: Mapping[str, Any]) -> list[str]:
+    def _unknown_inside(self, known: Mapping[str, Any]) -> list[str]:
         """The names a body gives inside its parameters' nested models that those do not take
         (pydantic ignores them by default), as a top-level unknown name is refused."""
         if not self.declared:
             return []
+        fields = self.model.model_fields
         return [
             problem
-            for key, given in body.items()
-            if key in self.names
-            for problem in _unknown_in(getattr(instance, self.names[key]), given, f"body.{key}")
+            for key, given in known.items()
+            for problem in _unknown_in(fields[self.names[key]].annotation, given, f"body.{key}")
         ]
 
     def _close(self, key: str) -> str:
@@ -230,32 +230,42 @@ def _accepted_names(model: type[BaseModel]) -> dict[str, str]:
     return names
 
 
-def _unknown_in(value: Any, given: Any, path: str) -> list[str]:
-    """The names `given` (a body's value) holds that the models of `value` (what it was
-    validated into) do not take, unless one allows extra names; each at its path."""
-    if isinstance(value, BaseModel) and isinstance(given, Mapping):
-        allowed = value.model_config.get("extra") == "allow"
-        names = _accepted_names(type(value))
+def _unknown_in(annotation: Any, given: Any, path: str) -> list[str]:
+    """The names `given` (a body's value for a field of type `annotation`) holds that the
+    models of that type do not take, unless one allows extra names; each at its path. A union
+    of several models is left alone (which one pydantic picks is its own)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if not isinstance(given, Mapping):
+            return []
+        allowed = annotation.model_config.get("extra") == "allow"
+        names = _accepted_names(annotation)
         problems = []
         for key, inner in given.items():
             where = f"{path}.{key}"
-            if key not in names:
-                if allowed:
-                    continue
+            if key in names:
+                inner_type = annotation.model_fields[names[key]].annotation
+                problems += _unknown_in(inner_type, inner, where)
+            elif not allowed:
                 close = difflib.get_close_matches(str(key), list(names), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 problems.append(f"{excerpt(where)}: unknown field{hint}")
-            else:
-                problems += _unknown_in(getattr(value, names[key], None), inner, where)
         return problems
-    if isinstance(value, list | tuple) and isinstance(given, list | tuple):
-        if len(value) != len(given):  # not item for item: nothing to compare
-            return []
-        pairs = enumerate(zip(value, given, strict=True))
-        return [p for n, (v, g) in pairs for p in _unknown_in(v, g, f"{path}.{n}")]
-    if isinstance(value, Mapping) and isinstance(given, Mapping):
-        shared = [key for key in given if key in value]
-        return [p for key in shared for p in _unknown_in(value[key], given[key], f"{path}.{key}")]
+    origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _unknown_in(arguments[0], given, path)
+    if origin in (typing.Union, types.UnionType):
+        members = [member for member in arguments if member is not type(None)]
+        return _unknown_in(members[0], given, path) if len(members) == 1 else []
+    if origin in (list, set, frozenset, abc.Sequence) and isinstance(given, list) and arguments:
+        return [
+            p
+            for n, item in enumerate(given)
+            for p in _unknown_in(arguments[0], item, f"{path}.{n}")
+        ]
+    if origin in (dict, abc.Mapping) and isinstance(given, Mapping) and len(arguments) == 2:
+        return [
+            p for k, item in given.items() for p in _unknown_in(arguments[1], item, f"{path}.{k}")
+        ]
     return []
 
 

@@ -102,6 +102,12 @@ def test_unknown_names_inside_a_nested_model_are_refused_too() -> None:
     assert str(refused.value).startswith(
         "body.dat: unknown parameter (did you mean 'date'?); body.window.x: unknown field; "
     )
+    with pytest.raises(BadRequest) as refused:  # told with what is wrong, in one message
+        process.parameters({"date": "2024-01-02", "window": {"start": "soon", "dayz": 3}})
+    assert str(refused.value).startswith(
+        "body.window.dayz: unknown field (did you mean 'days'?); body.window.start: Input "
+        "should be a valid date"
+    )
     nested = _process(params=Source)
     with pytest.raises(
         BadRequest, match=r"^body.windows.1.dys: unknown field \(did you mean .days.\?\)"
