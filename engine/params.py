@@ -60,6 +60,12 @@ class Parameters:
         self.secrets = frozenset(
             key for key, name in self.names.items() if _secret(self.model.model_fields[name])
         )
+        #: the names whose type holds a model, whose own unknown names a body may give
+        self.nested = {
+            key: self.model.model_fields[name].annotation
+            for key, name in self.names.items()
+            if self.declared and _nested_models(self.model.model_fields[name].annotation, set())
+        }
         reserved = sorted(set(self.names) & set(RESERVED))
         if reserved:
             raise ValueError(
@@ -111,9 +117,10 @@ class Parameters:
                 )
             elif key not in self.names and not self.extra_allowed:
                 problems.append(f"body.{excerpt(key)}: unknown parameter{self._close(key)}")
-        known = {key: value for key, value in body.items() if key in self.names}
-        problems += self._unknown_inside(known)
+        if self.nested:
+            problems += self._unknown_inside(body)
         if problems:  # and what is wrong with the names it does take, in the same message
+            known = {key: value for key, value in body.items() if key in self.names}
             try:
                 self.model.model_validate(known)
             except ValidationError as exc:
@@ -176,16 +183,14 @@ class Parameters:
         except ValidationError as exc:
             raise BadRequest(_joined(_problems(exc, where, self.secrets))) from None
 
-    def _unknown_inside(self, known: Mapping[str, Any]) -> list[str]:
+    def _unknown_inside(self, body: Mapping[str, Any]) -> list[str]:
         """The names a body gives inside its parameters' nested models that those do not take
         (pydantic ignores them by default), as a top-level unknown name is refused."""
-        if not self.declared:
-            return []
-        fields = self.model.model_fields
         return [
             problem
-            for key, given in known.items()
-            for problem in _unknown_in(fields[self.names[key]].annotation, given, f"body.{key}")
+            for key, annotation in self.nested.items()
+            if key in body
+            for problem in _unknown_in(annotation, body[key], f"body.{key}")
         ]
 
     def _close(self, key: str) -> str:
