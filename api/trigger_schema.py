@@ -1,6 +1,7 @@
 """The trigger's body in the OpenAPI description, one form for each process: its name, and its
 parameters as the process declares them (`Process.params`, or its plain defaults), each process's
-schema a component (`<NAME>.parameters`, the models it uses beside it as `<NAME>.<Model>`). A
+schema a component (`<NAME>.parameters`, the models it uses beside it as `<NAME>.<Model>`),
+each form described by its process's description, phases and schedule. A
 body naming no known process keeps the general form, and is answered 404.
 
 Built when the description is first asked for, from the processes the app knows then.
@@ -16,7 +17,7 @@ from fastapi import FastAPI
 
 from procexec.api import openapi_extend
 from procexec.api.trigger import TRIGGER_SCHEMA
-from procexec.engine.process import ProcessRegistry
+from procexec.engine.process import Process, ProcessRegistry
 
 
 def install(app: FastAPI, paths: list[str]) -> None:
@@ -37,6 +38,21 @@ def component(process: str) -> str:
     return f"{process}.parameters"
 
 
+def catalogue_entry(process: Process) -> str:
+    """What /docs tells of a process beside its parameters, as the process list gives it: its
+    description, phases and schedule (or the runs the service makes of it)."""
+    made = (
+        [f"defined schedule `{process.schedule}` ({process.timezone})"] if process.schedule else []
+    )
+    if process.subscriptions:
+        made.append("runs when " + ", ".join(f"`{p}`" for p in process.subscriptions) + " load")
+    if process.follows:
+        made.append("follows " + ", ".join(sorted(process.follows)))
+    phases = ", ".join(phase.name for phase in process.phases)
+    told = "; ".join([f"Phases: {phases}", *(made or ["no schedule"])])
+    return f"{process.description}. {told}." if process.description else f"{told}."
+
+
 def trigger_forms(registry: ProcessRegistry, schemas: dict[str, Any]) -> dict[str, Any]:
     """The trigger body's schema: one form for each process of `registry` (whose parameters'
     schemas are added to `schemas`), and the general form for any other name."""
@@ -51,6 +67,7 @@ def trigger_forms(registry: ProcessRegistry, schemas: dict[str, Any]) -> dict[st
         schemas[component(process.name)] = {**described, "title": component(process.name)}
         form = copy.deepcopy(TRIGGER_SCHEMA)
         form["title"] = f"Run {process.name}"
+        form["description"] = catalogue_entry(process)
         reference = {"$ref": f"#/components/schemas/{component(process.name)}"}
         form["properties"]["name"] = {"const": process.name, "description": process.description}
         form["properties"]["body"] = {**reference, "description": "its parameters"}

@@ -119,7 +119,9 @@ class Limits:
             else:
                 value = (self.store.get_meta(execution_id).get("input") or {}).get(key)
                 text = json.dumps(value, sort_keys=True, separators=(",", ":"))
-                label = f"{name} has {{held}} running for {key}={text} (max_running {limit})"
+                # a secret's value keys the slots (in the store, as the value itself) alone
+                shown = '"**********"' if key in process.parameters_model.secrets else text
+                label = f"{name} has {{held}} running for {key}={shown} (max_running {limit})"
                 found.append(Scope(f"{name}/{key}={text}", limit, label))
         if self.max_running > 0:
             label = f"{{held}} runs running in all (PROCEXEC_MAX_RUNNING {self.max_running})"

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import difflib
 import keyword
+import types
+import typing
+from collections import abc
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,6 +60,12 @@ class Parameters:
         self.secrets = frozenset(
             key for key, name in self.names.items() if _secret(self.model.model_fields[name])
         )
+        #: the names whose type holds a model, whose own unknown names a body may give
+        self.nested = {
+            key: self.model.model_fields[name].annotation
+            for key, name in self.names.items()
+            if self.declared and _nested_models(self.model.model_fields[name].annotation, set())
+        }
         reserved = sorted(set(self.names) & set(RESERVED))
         if reserved:
             raise ValueError(
@@ -108,6 +117,8 @@ class Parameters:
                 )
             elif key not in self.names and not self.extra_allowed:
                 problems.append(f"body.{excerpt(key)}: unknown parameter{self._close(key)}")
+        if self.nested:
+            problems += self._unknown_inside(body)
         if problems:  # and what is wrong with the names it does take, in the same message
             known = {key: value for key, value in body.items() if key in self.names}
             try:
@@ -115,7 +126,8 @@ class Parameters:
             except ValidationError as exc:
                 problems += _problems(exc, "body", self.secrets)
             raise BadRequest(f"{_joined(problems)}; {self._takes()}")
-        recorded = revealed(self._model(body, "body"))
+        instance = self._model(body, "body")
+        recorded = revealed(instance)
         for key, value in (added or {}).items():
             if key not in RESERVED:
                 raise ValueError(f"{key!r} is not one of the service's keys {RESERVED}")
@@ -159,6 +171,10 @@ class Parameters:
         schema = self.model.model_json_schema(by_alias=True, ref_template=ref_template)
         if not self.extra_allowed:
             schema["additionalProperties"] = False
+        closed = _nested_models(self.model, set())  # refusing unknown names as well
+        for name, nested in schema.get("$defs", {}).items():
+            if name in closed and "additionalProperties" not in nested:
+                nested["additionalProperties"] = False
         return schema
 
     def _model(self, values: Mapping[str, Any], where: str) -> BaseModel:
@@ -166,6 +182,16 @@ class Parameters:
             return self.model.model_validate(values)
         except ValidationError as exc:
             raise BadRequest(_joined(_problems(exc, where, self.secrets))) from None
+
+    def _unknown_inside(self, body: Mapping[str, Any]) -> list[str]:
+        """The names a body gives inside its parameters' nested models that those do not take
+        (pydantic ignores them by default), as a top-level unknown name is refused."""
+        return [
+            problem
+            for key, annotation in self.nested.items()
+            if key in body
+            for problem in _unknown_in(annotation, body[key], f"body.{key}")
+        ]
 
     def _close(self, key: str) -> str:
         close = difflib.get_close_matches(key, list(self.names), n=1)
@@ -209,9 +235,76 @@ def _accepted_names(model: type[BaseModel]) -> dict[str, str]:
     return names
 
 
+def _unknown_in(annotation: Any, given: Any, path: str) -> list[str]:
+    """The names `given` (a body's value for a field of type `annotation`) holds that the
+    models of that type do not take, unless one allows extra names; each at its path. A union
+    of several models is left alone (which one pydantic picks is its own)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if not isinstance(given, Mapping):
+            return []
+        allowed = annotation.model_config.get("extra") == "allow"
+        names = _accepted_names(annotation)
+        problems = []
+        for key, inner in given.items():
+            where = f"{path}.{key}"
+            if key in names:
+                inner_type = annotation.model_fields[names[key]].annotation
+                problems += _unknown_in(inner_type, inner, where)
+            elif not allowed:
+                close = difflib.get_close_matches(str(key), list(names), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"{excerpt(where)}: unknown field{hint}")
+        return problems
+    origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _unknown_in(arguments[0], given, path)
+    if origin in (typing.Union, types.UnionType):
+        members = [member for member in arguments if member is not type(None)]
+        return _unknown_in(members[0], given, path) if len(members) == 1 else []
+    if origin in (list, set, frozenset, abc.Sequence) and isinstance(given, list) and arguments:
+        return [
+            p
+            for n, item in enumerate(given)
+            for p in _unknown_in(arguments[0], item, f"{path}.{n}")
+        ]
+    if origin in (dict, abc.Mapping) and isinstance(given, Mapping) and len(arguments) == 2:
+        return [
+            p for k, item in given.items() for p in _unknown_in(arguments[1], item, f"{path}.{k}")
+        ]
+    return []
+
+
+def _nested_models(annotation: Any, seen: set[int]) -> set[str]:
+    """The class names of the models under `annotation` (a model's fields, at any depth) that
+    do not allow extra names: `_unknown_in` refuses those a body gives them."""
+    if id(annotation) in seen:
+        return set()
+    seen.add(id(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        found = {annotation.__name__} if annotation.model_config.get("extra") != "allow" else set()
+        for field in annotation.model_fields.values():
+            found |= _nested_models(field.annotation, seen)
+        return found
+    return set().union(
+        *(_nested_models(argument, seen) for argument in typing.get_args(annotation))
+    )
+
+
 def _secret(field: FieldInfo) -> bool:
-    """Whether a field's type holds a secret anywhere (`SecretStr`, `SecretStr | None`, …)."""
-    return any(name in repr(field.annotation) for name in ("SecretStr", "SecretBytes", "Secret["))
+    """Whether a field's type holds a secret anywhere (`SecretStr`, `SecretStr | None`, a
+    model with one among its fields, a list of such models, …): no value under it is echoed."""
+    return _holds_secret(field.annotation, frozenset())
+
+
+def _holds_secret(annotation: Any, seen: frozenset[int]) -> bool:
+    if any(name in repr(annotation) for name in ("SecretStr", "SecretBytes", "Secret[")):
+        return True
+    if id(annotation) in seen:  # a model that refers to itself
+        return False
+    seen |= {id(annotation)}
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return any(_holds_secret(f.annotation, seen) for f in annotation.model_fields.values())
+    return any(_holds_secret(argument, seen) for argument in typing.get_args(annotation))
 
 
 def _problems(exc: ValidationError, where: str, secrets: frozenset[str]) -> list[str]:

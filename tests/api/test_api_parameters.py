@@ -204,3 +204,33 @@ def test_a_null_for_a_key_of_the_trigger_is_refused(
     assert response.status_code == 400
     assert response.json()["error"] == f"{key}: null is not a value; leave {key} out instead"
     assert service.count() == 0
+
+
+class Login(BaseModel):
+    user: str = "bob"
+    password: SecretStr = SecretStr(SECRET)
+
+
+class SourceParams(BaseModel):
+    login: Login = Login()
+    days: int = 1
+
+
+def test_a_nested_model_s_unknown_name_and_secret_are_refused_unechoed(
+    client: TestClient, service: Service
+) -> None:
+    process = Process("SOURCE", params=SourceParams)
+    process.phase("EXTRACT")(lambda ctx, _: None)
+    service.registry.add(process)
+    message = refused(
+        post(client, service, {"name": "SOURCE", "body": {"login": {"usr": "al"}}}), service, 0
+    )
+    assert message == (
+        "body.login.usr: unknown field (did you mean 'user'?); SOURCE takes days, login"
+    )
+    response = post(client, service, {"name": "SOURCE", "body": {"login": {"password": 27182818}}})
+    message = refused(response, service, 0)
+    assert message == "body.login.password: Input should be a valid string"
+    assert "27182818" not in response.text
+    listed = client.get("/service/process/v1/SOURCE", headers=service.read_headers).json()
+    assert listed["parameters"]["$defs"]["Login"]["additionalProperties"] is False

@@ -41,6 +41,13 @@ def test_each_process_has_its_form_and_its_parameters_schema(
             for process in service.registry:
                 reference = named[process.name]["properties"]["body"]["$ref"]
                 assert reference == f"#/components/schemas/{process.name}.parameters"
+            assert named["ECB_FX"]["description"] == (
+                "ECB euro foreign exchange reference rates. Phases: EXTRACT, TRANSFORM, SEND, "
+                "LOAD; defined schedule `30 16 * * 1-5` (UTC)."
+            )
+            assert named["ECB_FX_CROSS"]["description"].endswith(
+                "Phases: EXTRACT, TRANSFORM, SEND, LOAD; runs when `#ECB_FX.*` load."
+            )
     listed = client.get("/service/process/v1/DEMO", headers=service.read_headers).json()
     assert schemas["DEMO.parameters"] == {**listed["parameters"], "title": "DEMO.parameters"}
     assert schemas["DEMO.parameters"]["additionalProperties"] is False

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, SecretStr
 
 from procexec.engine.concurrency import Limits, change_limit
 from procexec.engine.context import PhaseContext
@@ -250,6 +251,30 @@ def test_a_limit_per_key_holds_per_value(bench: Bench) -> None:
         gate.set()
     assert run.join() == "success" and gate_other.join() == "success"
     assert bench.broker.ids == [same]
+    assert bench.runner("w2").run(same) == "success"
+
+
+def test_a_limit_per_secret_key_waits_without_showing_it(bench: Bench) -> None:
+    class Keyed(BaseModel):
+        api_key: SecretStr = SecretStr("default-key")
+
+    gate = threading.Event()
+    bench.add(limited("KEYED", gate, params=Keyed, max_running=1, limit_key="api_key"))
+    first = bench.record("KEYED", {"api_key": "tenant-s3cr3t"})
+    same = bench.record("KEYED", {"api_key": "tenant-s3cr3t"})
+    other = bench.record("KEYED", {"api_key": "other-s3cr3t"})
+    run = Background(bench.store, lambda: bench.runner("w1").run(first), "first")
+    try:
+        wait_for(lambda: bench.status(first) == "running", "the first running")
+        assert bench.runner("w2").run(same) == "triggered"
+        assert bench.doc(same)["message"] == (
+            'Waiting for a slot: KEYED has 1 running for api_key="**********" (max_running 1)'
+        )
+        gate_other = Background(bench.store, lambda: bench.runner("w3").run(other), "other")
+        wait_for(lambda: bench.status(other) == "running", "another key running at once")
+    finally:
+        gate.set()
+    assert run.join() == "success" and gate_other.join() == "success"
     assert bench.runner("w2").run(same) == "success"
 
 

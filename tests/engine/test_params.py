@@ -83,6 +83,58 @@ def test_unknown_names_are_refused_whatever_the_model_s_extra_setting() -> None:
     )
 
 
+def test_unknown_names_inside_a_nested_model_are_refused_too() -> None:
+    class Source(BaseModel):
+        windows: list[Window] = []
+        named: dict[str, Window] = {}
+
+    process = _process(params=Prices)
+    with pytest.raises(BadRequest) as refused:
+        process.parameters({"date": "2024-01-02", "window": {"start": "2024-01-01", "dayz": 3}})
+    assert str(refused.value) == (
+        "body.window.dayz: unknown field (did you mean 'days'?); "
+        "PRICES takes api_key, date, from, ratio, window"
+    )
+    with pytest.raises(BadRequest) as refused:
+        process.parameters(
+            {"date": "2024-01-02", "dat": 1, "window": {"start": "2024-01-01", "x": 1}}
+        )
+    assert str(refused.value).startswith(
+        "body.dat: unknown parameter (did you mean 'date'?); body.window.x: unknown field; "
+    )
+    with pytest.raises(BadRequest) as refused:  # told with what is wrong, in one message
+        process.parameters({"date": "2024-01-02", "window": {"start": "soon", "dayz": 3}})
+    assert str(refused.value).startswith(
+        "body.window.dayz: unknown field (did you mean 'days'?); body.window.start: Input "
+        "should be a valid date"
+    )
+    nested = _process(params=Source)
+    with pytest.raises(
+        BadRequest, match=r"^body.windows.1.dys: unknown field \(did you mean .days.\?\)"
+    ):
+        nested.parameters({"windows": [{"start": "2024-01-01"}, {"start": "2024-01-01", "dys": 2}]})
+    with pytest.raises(BadRequest, match=r"^body.named.EU.extra: unknown field; "):
+        nested.parameters({"named": {"EU": {"start": "2024-01-01", "extra": 1}}})
+    recorded = nested.parameters({"windows": [{"start": "2024-01-01", "days": 2}]})
+    assert recorded == {"windows": [{"start": "2024-01-01", "days": 2}], "named": {}}
+    assert nested.parameters_model.schema()["$defs"]["Window"]["additionalProperties"] is False
+
+    class Loose(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        window: Window | None = None
+
+    class Outer(BaseModel):
+        loose: Loose = Loose()
+
+    outer = _process(params=Outer)
+    assert outer.parameters({"loose": {"other": 1}}) == {"loose": {"window": None, "other": 1}}
+    with pytest.raises(BadRequest, match=r"^body.loose.window.dayz: unknown field"):
+        outer.parameters({"loose": {"window": {"start": "2024-01-01", "dayz": 1}}})
+    described = outer.parameters_model.schema()["$defs"]
+    assert described["Loose"]["additionalProperties"] is True
+    assert described["Window"]["additionalProperties"] is False
+
+
 def test_unknown_names_and_wrong_values_are_told_together() -> None:
     with pytest.raises(BadRequest) as refused:
         _process(params=Prices).parameters({"dat": "2024-01-02", "ratio": "high"})
@@ -141,6 +193,30 @@ def test_secrets_are_masked_where_shown_and_never_echoed() -> None:
     shown = process.parameters_model.shown(recorded)
     assert shown == {"api_key": "**********", "user": "bob"}
     assert "s3cr3t" not in repr(process.arguments(recorded))  # a phase logging its params
+
+
+def test_a_secret_inside_a_nested_model_or_list_is_never_echoed() -> None:
+    class Credentials(BaseModel):
+        user: str = "bob"
+        password: SecretStr = SecretStr("default-password")
+
+    class Source(BaseModel):
+        credentials: Credentials = Credentials()
+        keys: list[Credentials] = []
+        days: int = 1
+
+    process = _process(params=Source)
+    for body in (
+        {"credentials": {"password": 31415926535}},
+        {"keys": [{"password": 31415926535}]},
+        {"credentials": {"password": 31415926535}, "dayz": 2},
+    ):
+        with pytest.raises(BadRequest) as refused:
+            process.parameters(body)
+        assert "31415926535" not in str(refused.value)
+        assert "password: Input should be a valid string" in str(refused.value)
+    with pytest.raises(BadRequest, match=r"body.days: .* \(got 'many'\)"):
+        process.parameters({"days": "many"})  # a field holding no secret is still echoed
 
 
 def test_a_secret_default_is_masked_in_the_catalogue() -> None:

@@ -82,6 +82,8 @@ class Installed:
     """A fresh virtual environment holding the wheel alone."""
 
     venv: Path
+    #: the wheel it was installed from
+    wheel: Path
 
     @property
     def python(self) -> Path:
@@ -143,7 +145,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     assert {top for top in tops if not top.endswith(".dist-info")} == {"procexec"}, tops
     venv = root / "venv"
     _run(sys.executable, "-m", "venv", venv)
-    product = Installed(venv)
+    product = Installed(venv, wheels[0])
     _run(
         product.python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", wheels[0]
     )

@@ -25,6 +25,24 @@ from tests.integration.harness import (
 pytestmark = pytest.mark.e2e
 
 
+SECRET = "cl1ent-s3cr3t-key"
+#: a process with a secret parameter, which its phase logs (masked by pydantic)
+KEYED = """
+from pydantic import BaseModel, SecretStr
+
+from procexec import Process
+
+
+class KeyedParams(BaseModel):
+    who: str = "world"
+    api_key: SecretStr = SecretStr("default-key")
+
+
+KEYED = Process("KEYED", params=KeyedParams)
+KEYED.phase("EXTRACT")(lambda ctx, _: ctx.info(f"params: {ctx.params}"))
+"""
+
+
 class Api:
     def __init__(self, root: str, token: str, env: dict[str, str], data: Path) -> None:
         self.root = root
@@ -41,7 +59,11 @@ class Api:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     tmp = tmp_path_factory.mktemp("client")
-    env = service_env(tmp / "data")
+    (tmp / "modules").mkdir()
+    (tmp / "modules" / "keyed_client.py").write_text(KEYED, encoding="utf-8")
+    env = service_env(
+        tmp / "data", PYTHONPATH=str(tmp / "modules"), PROCEXEC_PROCESSES="keyed_client"
+    )
     standalone, url, token = start_standalone(env, tmp)
     root = url.removesuffix("/service/process-exec")
     client_env = {k: v for k, v in env.items() if k != "PROCEXEC_DATA_DIR"}
@@ -111,6 +133,32 @@ def test_show_has_the_runs_parameters(api: Api) -> None:
     assert "EXTRACT" in result.stdout and "LOAD" in result.stdout
     whole = json.loads(api.run("show", execution_id, "--json").stdout)
     assert whole["_id"] == execution_id and whole["parameters"]["log_lines"] == 3
+
+
+def test_a_secret_parameter_is_masked_in_what_the_client_prints(api: Api) -> None:
+    made = api.run("trigger", "KEYED", "--param", f"api_key={SECRET}", "--follow")
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "params: who='world' api_key=SecretStr('**********')" in made.stdout
+    execution_id = _id_of(made.stdout.splitlines()[0])
+    shown = api.run("show", execution_id)
+    assert 'api_key = "**********"' in shown.stdout, shown.stdout
+    whole = api.run("show", execution_id, "--json")
+    assert json.loads(whole.stdout)["parameters"] == {"who": "world", "api_key": "**********"}
+    printed = [made, shown, whole, api.run("tail", execution_id), api.run("list", "name=KEYED")]
+    for done in printed:
+        assert done.returncode == 0, done.stderr
+        assert SECRET not in done.stdout + done.stderr
+
+
+def test_a_refused_parameter_is_the_api_s_400_and_no_run(api: Api) -> None:
+    before = api.run("list", "name=DEMO", "--json").stdout
+    for param, told in (
+        ("slep=1", "body.slep: unknown parameter (did you mean 'sleep'?)"),
+        ("log_lines=1.5", "body.log_lines: Input should be a valid integer, got a number"),
+    ):
+        refused = api.run("trigger", "DEMO", "--param", param)
+        assert refused.returncode == 2 and told in refused.stderr, refused.stderr
+    assert api.run("list", "name=DEMO", "--json").stdout == before
 
 
 def test_tail_follows_a_running_run_to_its_end(api: Api) -> None:

@@ -129,16 +129,49 @@ def _count(service: LiveService) -> int:
     return value
 
 
+@pytest.mark.parametrize(
+    ("trigger", "told"),
+    [
+        (
+            {"name": "DEMO", "body": {"slep": 1}},
+            "body.slep: unknown parameter (did you mean 'sleep'?); "
+            "DEMO takes fail_in, fail_times, guard, log_lines, sleep",
+        ),
+        (
+            {"name": "DEMO", "body": {"log_lines": 1.5}},
+            "body.log_lines: Input should be a valid integer, got a number with a fractional "
+            "part (got 1.5)",
+        ),
+        ({"name": "DEMO", "bdy": {"sleep": 1}}, "bdy: not a key of a trigger; it takes name, "),
+        ({"name": "ECB_FX", "body": {"date": "2021-07-02"}}, "body.date: unknown parameter; "),
+    ],
+)
 def test_a_misspelt_parameter_is_told_and_nothing_is_recorded(
-    odsl: Any, service: LiveService, token: str, capsys: pytest.CaptureFixture[str]
+    odsl: Any,
+    service: LiveService,
+    token: str,
+    capsys: pytest.CaptureFixture[str],
+    trigger: dict[str, Any],
+    told: str,
 ) -> None:
     odsl.loginWithToken(token)
     before, dispatched = _count(service), len(service.threads)
-    odsl.update("process-exec", "private", {"name": "DEMO", "body": {"slep": 1}})
+    odsl.update("process-exec", "private", trigger)
     out = capsys.readouterr().out
-    assert (
-        "ODSL error 400: body.slep: unknown parameter (did you mean 'sleep'?); "
-        "DEMO takes fail_in, fail_times, guard, log_lines, sleep"
-    ) in out
+    assert f"ODSL error 400: {told}" in out
     assert out.strip().endswith("400")
     assert _count(service) == before and len(service.threads) == dispatched
+
+
+def test_a_process_s_parameters_are_read_with_get(odsl: Any, token: str) -> None:
+    """The catalogue through the SDK: `get("process", None, NAME)` is `/api/process/v1/NAME`,
+    the process's description, phases, schedule and its parameters' JSON Schema."""
+    odsl.loginWithToken(token)
+    process = odsl.get("process", None, "ECB_FX")
+    assert process["description"] == "ECB euro foreign exchange reference rates"
+    assert process["phases"] == ["EXTRACT", "TRANSFORM", "SEND", "LOAD"]
+    assert process["schedule"] == "30 16 * * 1-5"
+    parameters = process["parameters"]
+    assert parameters["additionalProperties"] is False
+    assert set(parameters["properties"]) == {"url", "timeout"}
+    assert parameters["properties"]["timeout"]["type"] == "number"
