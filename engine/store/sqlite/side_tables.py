@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import sqlite3
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,9 @@ from procexec.engine.store.sqlite import audit, processes, retention, runs, seri
 
 class SideTables:
     """Methods of `ExecutionStore` over the side tables, on the store's connection."""
+
+    #: the store's write gate (`writers.gate`)
+    _writing: threading.Lock
 
     def _connect(self) -> sqlite3.Connection:
         raise NotImplementedError
@@ -31,7 +35,8 @@ class SideTables:
         return tokens.revoke_token(self._connect(), token_hash, when)
 
     def upsert_observations(self, environment: str, rows: Sequence[Observation]) -> int:
-        return series.upsert_observations(self._connect(), environment, rows)
+        with self._writing:
+            return series.upsert_observations(self._connect(), environment, rows)
 
     def get_series(self, environment: str, series_id: str) -> dict[str, float]:
         return series.get_series(self._connect(), environment, series_id)

@@ -45,7 +45,7 @@ from procexec.engine.store.sqlite.compiler import too_large_for_sqlite
 from procexec.engine.store.sqlite.deadlines import LIMIT_STEP, Budget, Deadline
 from procexec.engine.store.sqlite.side_tables import SideTables
 from procexec.engine.store.sqlite.slots import SQLiteSlots
-from procexec.engine.store.sqlite.writers import BUSY_SECONDS, begin_immediate
+from procexec.engine.store.sqlite.writers import BUSY_SECONDS, begin_immediate, gate
 
 __all__ = ["SQLiteStore"]
 
@@ -66,6 +66,7 @@ class SQLiteStore(SideTables, SQLiteSlots, ExecutionStore):
         is only read."""
         self.path = str(path)
         self._local = threading.local()
+        self._writing = gate()
         if not prepare:
             return
         if self.path != ":memory:":
@@ -97,22 +98,24 @@ class SQLiteStore(SideTables, SQLiteSlots, ExecutionStore):
         columns = ", ".join(["id", "doc", *meta])
         conn = self._connect()
         own = not conn.in_transaction  # else in the caller's (a bulk load)
-        if own:
-            begin_immediate(conn, BUSY_SECONDS)
-        try:
-            conn.execute(
-                f"INSERT INTO executions ({columns}) VALUES ({', '.join('?' * (2 + len(meta)))})",
-                (doc["_id"], compact_json(doc), *meta.values()),
-            )
-            counters.bump(conn, counters.keys(doc), +1)
+        with self._writing if own else contextlib.nullcontext():
             if own:
-                conn.execute("COMMIT")
-        except BaseException as exc:
-            if own:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.IntegrityError):
-                raise DuplicateExecution(f"execution {doc['_id']} exists already") from None
-            raise
+                begin_immediate(conn, BUSY_SECONDS)
+            try:
+                conn.execute(
+                    f"INSERT INTO executions ({columns}) "
+                    f"VALUES ({', '.join('?' * (2 + len(meta)))})",
+                    (doc["_id"], compact_json(doc), *meta.values()),
+                )
+                counters.bump(conn, counters.keys(doc), +1)
+                if own:
+                    conn.execute("COMMIT")
+            except BaseException as exc:
+                if own:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise DuplicateExecution(f"execution {doc['_id']} exists already") from None
+                raise
 
     def get_meta(self, execution_id: str) -> dict[str, Any]:
         row = (
@@ -146,16 +149,17 @@ class SQLiteStore(SideTables, SQLiteSlots, ExecutionStore):
 
     def update(self, execution_id: str, change: Update) -> bool:
         conn = self._connect()
-        begin_immediate(conn, BUSY_SECONDS)
-        try:
-            if not self._apply(conn, execution_id, change):
+        with self._writing:
+            begin_immediate(conn, BUSY_SECONDS)
+            try:
+                if not self._apply(conn, execution_id, change):
+                    conn.execute("ROLLBACK")
+                    return False
+                conn.execute("COMMIT")
+                return True
+            except BaseException:
                 conn.execute("ROLLBACK")
-                return False
-            conn.execute("COMMIT")
-            return True
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+                raise
 
     @staticmethod
     def _apply(conn: sqlite3.Connection, execution_id: str, change: Update) -> bool:
@@ -239,19 +243,20 @@ class SQLiteStore(SideTables, SQLiteSlots, ExecutionStore):
         if conn.in_transaction:  # within a batch already: its own
             yield
             return
-        try:
-            begin_immediate(conn, BUSY_SECONDS)
-        except sqlite3.Error as exc:  # as every other call: the store is unavailable
-            raise StoreUnavailable(f"the SQLite store is unavailable: {exc}") from exc
-        try:
-            yield
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):  # closed meanwhile: nothing to undo
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
+        with self._writing:
+            try:
+                begin_immediate(conn, BUSY_SECONDS)
+            except sqlite3.Error as exc:  # as every other call: the store is unavailable
                 raise StoreUnavailable(f"the SQLite store is unavailable: {exc}") from exc
-            raise
+            try:
+                yield
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):  # closed meanwhile: nothing to undo
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreUnavailable(f"the SQLite store is unavailable: {exc}") from exc
+                raise
 
     def inline(self) -> contextlib.AbstractContextManager[None]:
         return self._bounded()

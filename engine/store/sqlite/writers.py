@@ -3,11 +3,17 @@
 SQLite's own busy handler waits for another writer by sleeping 1, 2, 5, 10, 15… ms, so a
 writer that meets a transaction of a third of a millisecond loses a millisecond or more. The
 engine's writes take the lock here instead: tried again after 0.1 ms, then growing pauses of at
-most 2 ms, for as long as the connection's own busy timeout allows."""
+most 2 ms, for as long as the connection's own busy timeout allows.
+
+Those pauses are for writers in other processes. The threads of one process (a threads pool's
+runs, the API's trigger and request threads, a run's recording thread) queue for the store's
+`gate` first, a lock each one waits on without waking: eight threads that each polled for
+SQLite's lock spent the interpreter's time failing to take it, and paused past its release."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 
 #: how long a write waits for another writer (the engine's connections' busy timeout)
@@ -41,3 +47,9 @@ def begin_immediate(conn: sqlite3.Connection, patience: float) -> None:
             pause = min(pause * 2, LONGEST_PAUSE)
     finally:
         conn.execute(f"PRAGMA busy_timeout = {int(patience * 1000)}")
+
+
+def gate() -> threading.Lock:
+    """A store's write gate: held by a thread of this process from before its `BEGIN
+    IMMEDIATE` to after its `COMMIT` or `ROLLBACK`."""
+    return threading.Lock()
