@@ -331,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: a command whose reader went away (`| head`), as a shell reports one ended by SIGPIPE
+BROKEN_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -355,6 +359,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(exc.format_message(), USAGE)
     except KeyboardInterrupt:  # Ctrl-C: stopped as asked, nothing to explain
         return INTERRUPTED
+    except BrokenPipeError:  # `procexec audit | head`: the reader stopped reading
+        # what is left goes nowhere (Python's own advice): no second error when it exits
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
 
 
 if __name__ == "__main__":
