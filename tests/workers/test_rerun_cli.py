@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,16 @@ def test_rerun_one_run_from_its_failed_phase(env: dict[str, str], data_dir: Path
     start = run_cli("rerun", old_id, "--from", "start", env=env)
     assert start.returncode == 0, start.stderr
     assert start.stdout.endswith(" from EXTRACT\n")
+    start_id = start.stdout.split()[2]
+    # both in the audit trail, as `procexec audit` lists it: who, the old run, the new one
+    audit = run_cli("audit", "--action", "rerun", "--json", env=env)
+    assert audit.returncode == 0, audit.stderr
+    trail = [(i["who"], i["target"], i["details"]) for i in json.loads(audit.stdout)]
+    who = env.get("USER") or "operator"
+    assert trail == [
+        (who, old_id, {"rerun": start_id, "from_phase": "EXTRACT"}),
+        ("ops", old_id, {"rerun": new_id, "from_phase": "LOAD"}),
+    ]
 
 
 def test_rerun_every_failed_run_since_a_time(env: dict[str, str], data_dir: Path) -> None:
