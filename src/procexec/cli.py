@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -123,6 +123,14 @@ def cmd_flower(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown_limit(item: dict[str, Any]) -> str:
+    """The limit that holds, as the process list shows it: `2`, `1 per date`, `-` (none)."""
+    if item.get("maxRunning") is None:
+        return "-"
+    key = item.get("limitKey")
+    return f"{item['maxRunning']} per {key}" if key else str(item["maxRunning"])
+
+
 def cmd_process(args: argparse.Namespace) -> int:
     """List, enable, disable, reschedule or limit processes (a running beat sees it within
     seconds)."""
@@ -141,12 +149,15 @@ def cmd_process(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(items, indent=2))
                 return 0
-            print(f"{'NAME':<20} {'ENABLED':<8} {'SCHEDULE':<18} {'TIMEZONE':<16} NEXT FIRE")
+            print(
+                f"{'NAME':<20} {'ENABLED':<8} {'SCHEDULE':<18} {'TIMEZONE':<16} "
+                f"{'MAX RUNNING':<16} NEXT FIRE"
+            )
             for item in items:
                 enabled = "yes" if item["enabled"] else "no"
                 print(
                     f"{item['name']:<20} {enabled:<8} {item['schedule'] or '-':<18} "
-                    f"{item['timezone']:<16} {item['nextFire'] or '-'}"
+                    f"{item['timezone']:<16} {_shown_limit(item):<16} {item['nextFire'] or '-'}"
                 )
             return 0
         if args.process_command == "limit":
