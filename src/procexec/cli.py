@@ -195,13 +195,17 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     the API when one is named (`procexec.client_cli.wants_api`), else on the store directly."""
     if wants_api(args):
         return int(api_cancel(args))
+    from procexec.engine.audit import command_user
     from procexec.engine.cancellation import cancel_execution
     from procexec.engine.errors import ProcexecError
 
     try:
         service = _existing_service()
         doc = cancel_execution(
-            service.store, args.execution_id, user=args.user, revoke=service.revoke
+            service.store,
+            args.execution_id,
+            user=args.user or command_user(),
+            revoke=service.revoke,
         )
     except ProcexecError as exc:
         return fail(exc, USAGE)
@@ -316,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = commands.add_parser("cancel", help="cancel a triggered or running execution")
     cancel.add_argument("execution_id")
     cancel.add_argument(
-        "--user", default=os.environ.get("USER") or "operator", help="who cancels (shown in it)"
+        "--user",
+        help="who cancels (shown in it, and in the audit trail; default cli:<your OS user>, as "
+        "the other commands on the store)",
     )
     api_options(cancel)
     cancel.set_defaults(handler=cmd_cancel)
