@@ -67,10 +67,18 @@ class DeliveryCounts:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.delivered = self.retried = self.failed = self.dropped = 0
+        #: told of each outcome as it is counted (a process's metrics); one at most
+        self.watcher: Callable[[str], None] | None = None
 
     def add(self, name: str) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + 1)
+        watcher = self.watcher
+        if watcher is not None:
+            try:
+                watcher(name)
+            except Exception:  # a figure not kept never stops a delivery
+                logger.exception("notification outcome %s not counted", name)
 
     def as_dict(self) -> dict[str, int]:
         with self._lock:

@@ -61,8 +61,9 @@ class ProcessScheduler(Scheduler):
         service.store.keep_for(settings.retention_days)
         self.metrics: BeatMetrics | None = None
         if settings.beat_metrics_port is not None:
-            self.metrics = BeatMetrics()
-            self.metrics.serve(settings.beat_metrics_port)
+            # celery's beat makes two schedulers (a lazy one for its banner, then the one that
+            # ticks): both count into the figures served on the port, which is served once
+            self.metrics = BeatMetrics.serving(settings.beat_metrics_port)
         self.housekeeping_interval = min(5.0, settings.lost_run_timeout / 4)
         self._last_housekeeping = 0.0
         # celery's beat passes `max_interval=None` when not configured: keep ours then

@@ -4,8 +4,8 @@
 * `procexec_runs_ended_total` by process, trigger and final status;
 * `procexec_phase_duration_seconds`, a histogram by process, phase and phase status, of the
   phases of each run that ended here (from their recorded `start` and `end`);
-* `procexec_webhook_deliveries_total` by outcome, of this worker's processes (brought up to
-  date as each run ends: a delivery made after a worker's last run waits for its next).
+* `procexec_webhook_deliveries_total` by outcome, of this worker's processes, each counted as
+  its sender's thread meets it.
 
 A prefork worker's runs end in its child processes: the figures go through prometheus-client's
 multiprocess mode, each child writing its own files in `PROMETHEUS_MULTIPROC_DIR` (a private
@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -60,10 +59,11 @@ class WorkerMetrics:
             ["outcome"],
             registry=None,
         )
-        self._lock = threading.Lock()
-        self._delivered = SENDER.counts.as_dict()
-        for outcome in self._delivered:
+        for outcome in SENDER.counts.as_dict():
             self.deliveries.labels(outcome)  # each outcome shown, at 0 until one comes
+        # each outcome counted as the sender's thread meets it, in whichever process (a
+        # prefork child too: the watcher is inherited), not only when a run ends
+        SENDER.counts.watcher = self.delivered
 
     def ended(self, doc: Mapping[str, Any]) -> None:
         """Count a run that ended, and time its phases."""
@@ -75,16 +75,10 @@ class WorkerMetrics:
                 self.phases.labels(name, str(phase.get("name")), str(phase.get("status"))).observe(
                     seconds
                 )
-        self.sync_deliveries()
 
-    def sync_deliveries(self) -> None:
-        """Add the deliveries this process made since the last call."""
-        with self._lock:
-            for outcome, count in SENDER.counts.as_dict().items():
-                step = count - self._delivered.get(outcome, 0)
-                if step > 0:
-                    self.deliveries.labels(outcome).inc(step)
-                self._delivered[outcome] = count
+    def delivered(self, outcome: str) -> None:
+        """Count one delivery's outcome (`SENDER`'s watcher)."""
+        self.deliveries.labels(outcome).inc()
 
 
 def _seconds(start: Any, end: Any) -> float | None:

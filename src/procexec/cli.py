@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -123,6 +123,14 @@ def cmd_flower(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown_limit(item: dict[str, Any]) -> str:
+    """The limit that holds, as the process list shows it: `2`, `1 per date`, `-` (none)."""
+    if item.get("maxRunning") is None:
+        return "-"
+    key = item.get("limitKey")
+    return f"{item['maxRunning']} per {key}" if key else str(item["maxRunning"])
+
+
 def cmd_process(args: argparse.Namespace) -> int:
     """List, enable, disable, reschedule or limit processes (a running beat sees it within
     seconds)."""
@@ -141,12 +149,15 @@ def cmd_process(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(items, indent=2))
                 return 0
-            print(f"{'NAME':<20} {'ENABLED':<8} {'SCHEDULE':<18} {'TIMEZONE':<16} NEXT FIRE")
+            print(
+                f"{'NAME':<20} {'ENABLED':<8} {'SCHEDULE':<18} {'TIMEZONE':<16} "
+                f"{'MAX RUNNING':<16} NEXT FIRE"
+            )
             for item in items:
                 enabled = "yes" if item["enabled"] else "no"
                 print(
                     f"{item['name']:<20} {enabled:<8} {item['schedule'] or '-':<18} "
-                    f"{item['timezone']:<16} {item['nextFire'] or '-'}"
+                    f"{item['timezone']:<16} {_shown_limit(item):<16} {item['nextFire'] or '-'}"
                 )
             return 0
         if args.process_command == "limit":
@@ -184,13 +195,17 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     the API when one is named (`procexec.client_cli.wants_api`), else on the store directly."""
     if wants_api(args):
         return int(api_cancel(args))
+    from procexec.engine.audit import command_user
     from procexec.engine.cancellation import cancel_execution
     from procexec.engine.errors import ProcexecError
 
     try:
         service = _existing_service()
         doc = cancel_execution(
-            service.store, args.execution_id, user=args.user, revoke=service.revoke
+            service.store,
+            args.execution_id,
+            user=args.user or command_user(),
+            revoke=service.revoke,
         )
     except ProcexecError as exc:
         return fail(exc, USAGE)
@@ -305,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = commands.add_parser("cancel", help="cancel a triggered or running execution")
     cancel.add_argument("execution_id")
     cancel.add_argument(
-        "--user", default=os.environ.get("USER") or "operator", help="who cancels (shown in it)"
+        "--user",
+        help="who cancels (shown in it, and in the audit trail; default cli:<your OS user>, as "
+        "the other commands on the store)",
     )
     api_options(cancel)
     cancel.set_defaults(handler=cmd_cancel)
@@ -329,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_audit_command(commands)
     add_client_commands(commands)
     return parser
+
+
+#: a command whose reader went away (`| head`), as a shell reports one ended by SIGPIPE
+BROKEN_PIPE = 141
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -355,6 +376,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(exc.format_message(), USAGE)
     except KeyboardInterrupt:  # Ctrl-C: stopped as asked, nothing to explain
         return INTERRUPTED
+    except BrokenPipeError:  # `procexec audit | head`: the reader stopped reading
+        # what is left goes nowhere (Python's own advice): no second error when it exits
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ alone.
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from procexec import preflight
 from procexec.client_cli import api_options, api_rerun, wants_api
+from procexec.engine.audit import command_user
 from procexec.engine.domain import DEFAULT_ENVIRONMENT
 from procexec.engine.errors import BadRequest, ProcexecError
 from procexec.engine.rerun import MAX_BATCH, rerun_execution, rerun_failed
@@ -65,7 +65,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
                 service.store,
                 service.triggers,
                 args.execution_id,
-                user=args.user,
+                user=args.user or command_user(),
                 start_from=args.start_from,
             )
             print(f"{args.execution_id} -> {doc['_id']} from {_phase_of(doc)}")
@@ -75,7 +75,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         batch = rerun_failed(
             service.store,
             service.triggers,
-            user=args.user,
+            user=args.user or command_user(),
             since=since,
             until=until,
             environment=args.environment or DEFAULT_ENVIRONMENT,
@@ -135,7 +135,9 @@ def add_rerun_command(commands: Any) -> None:
         help=f"with --failed: at most N reruns (default {DEFAULT_BATCH}, at most {MAX_BATCH})",
     )
     rerun.add_argument(
-        "--user", default=os.environ.get("USER") or "operator", help="who reruns (its runAs)"
+        "--user",
+        help="who reruns (its runAs, and in the audit trail; default cli:<your OS user>, as the "
+        "other commands on the store)",
     )
     api_options(rerun, follow=True, environment=False)  # its --environment, the API's too
     rerun.set_defaults(handler=cmd_rerun)

@@ -264,6 +264,27 @@ def test_the_readme_stays_short() -> None:
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 200
 
 
+def test_the_readme_names_what_operators_do_to_runs() -> None:
+    """Rerun, backfill, limits, notifications and the audit trail: their commands and settings
+    named, each linking to the page that tells the rest."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for named in (
+        "procexec rerun",
+        "procexec process backfill",
+        "procexec process limit",
+        "max_running",
+        "PROCEXEC_MAX_RUNNING",
+        "PROCEXEC_NOTIFY_URL",
+        "procexec audit",
+        "docs/reliability.md#rerunning-a-run",
+        "docs/schedules.md#backfill",
+        "docs/schedules.md#concurrency-limits",
+        "docs/operations.md#notifications",
+        "docs/operations.md#the-audit-trail",
+    ):
+        assert named in readme, named
+
+
 def test_every_fence_names_its_language() -> None:
     assert [block.id for block in BLOCKS if not block.lang] == []
 

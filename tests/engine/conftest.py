@@ -13,6 +13,7 @@ import pytest
 
 from procexec.engine.plugins import load_registry
 from procexec.engine.process import ProcessRegistry
+from procexec.engine.query import parse_query
 from procexec.engine.settings import Settings
 from procexec.engine.store import open_store
 from procexec.engine.store.base import ExecutionStore
@@ -94,4 +95,15 @@ def bench(tmp_path: Path) -> Iterator[Bench]:
         for (execution_id,) in opened.store._connect().execute("SELECT id FROM executions"):
             doc = opened.store.get(execution_id)
             assert doc is not None
+            assert_execution(doc)
+
+
+@pytest.fixture
+def any_bench(store: ExecutionStore, tmp_path: Path) -> Iterator[Bench]:
+    """The bench over each store in turn (the `store` fixture): SQLite, then MongoDB or
+    mongomock; every document the test left held to the document's model."""
+    with open_bench(tmp_path, store) as opened:
+        yield opened
+        rows, _ = opened.store.list(parse_query([("_limit", "1000")]))
+        for doc in rows:
             assert_execution(doc)

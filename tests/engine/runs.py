@@ -121,9 +121,10 @@ def texts(lines: list[str]) -> list[str]:
 
 @dataclass
 class Bench:
-    """A real SQLite store, a registry of test processes, a broker stand-in and a housekeeper."""
+    """A real store (SQLite unless given another), a registry of test processes, a broker
+    stand-in and a housekeeper."""
 
-    store: SQLiteStore
+    store: ExecutionStore
     registry: ProcessRegistry
     broker: Broker
     triggers: TriggerService
@@ -161,9 +162,11 @@ class Bench:
 
 
 @contextmanager
-def open_bench(folder: Path) -> Iterator[Bench]:
-    """A `Bench` over a new SQLite store under `folder`, with DEMO; the store closed after."""
-    store = SQLiteStore(folder / "data" / "procexec.db")
+def open_bench(folder: Path, store: ExecutionStore | None = None) -> Iterator[Bench]:
+    """A `Bench` over `store`, or a new SQLite store under `folder`, with DEMO; the store closed
+    after."""
+    owned = store is None
+    store = store or SQLiteStore(folder / "data" / "procexec.db")
     try:
         registry = ProcessRegistry([DEMO])
         broker = Broker()
@@ -177,7 +180,8 @@ def open_bench(folder: Path) -> Iterator[Bench]:
         )
         yield Bench(store, registry, broker, triggers, housekeeper)
     finally:
-        store.close()
+        if owned:
+            store.close()
 
 
 def later(seconds: float) -> datetime:

@@ -35,6 +35,13 @@ from tests.engine.runs import (
     wait_for,
 )
 
+
+@pytest.fixture
+def bench(any_bench: Bench) -> Bench:
+    """This module's bench on each store in turn: SQLite, then MongoDB or mongomock."""
+    return any_bench
+
+
 #: the most runs of each process seen inside its phase at once
 MOST: dict[str, int] = {}
 

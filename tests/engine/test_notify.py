@@ -22,7 +22,7 @@ from procexec.engine.notify_settings import Notify, shown_url
 from procexec.engine.process import Process, ProcessRegistry
 from procexec.engine.scheduler import SchedulerService
 from procexec.engine.settings import Settings, SettingsError
-from procexec.engine.store.sqlite import SQLiteStore
+from procexec.engine.store.base import ExecutionStore
 from procexec.engine.trigger_service import TriggerService
 from tests.engine.runs import (
     DEADLINE,
@@ -36,6 +36,12 @@ from tests.webhooks import Receiver, receiver
 
 SECRET = "s3cret-of-the-operator"
 PUBLIC = "https://procexec.example.com"
+
+
+@pytest.fixture
+def bench(any_bench: Bench) -> Bench:
+    """This module's bench on each store in turn: SQLite, then MongoDB or mongomock."""
+    return any_bench
 
 
 @pytest.fixture
@@ -235,21 +241,17 @@ def test_a_lost_run_resumed_is_told_so(bench: Bench, hook: Receiver, sender: Sen
     assert post.json["message"].endswith("; resuming (recovery 1 of 3)")
 
 
-def test_missed_fire_times_are_told(tmp_path: Any, hook: Receiver, sender: Sender) -> None:
+def test_missed_fire_times_are_told(store: ExecutionStore, hook: Receiver, sender: Sender) -> None:
     process = Process("MINUTELY", schedule="* * * * *")
     process.phase("EXTRACT")(lambda ctx, previous: None)
     registry = ProcessRegistry([process])
-    store = SQLiteStore(tmp_path / "s.db")
-    try:
-        note = Notifier.of(settings(notify_url=hook.url), registry, sender=sender)
-        triggers = TriggerService(store, registry, lambda *args: None)
-        beat = SchedulerService(store, registry, triggers, notifier=note)
-        start = datetime(2021, 7, 1, 12, 0, 30, tzinfo=UTC)
-        beat.tick(start)  # first sight: from now
-        assert beat.tick(start + timedelta(minutes=10)).skipped == {"MINUTELY": 9}
-        assert sender.flush(DEADLINE)
-    finally:
-        store.close()
+    note = Notifier.of(settings(notify_url=hook.url), registry, sender=sender)
+    triggers = TriggerService(store, registry, lambda *args: None)
+    beat = SchedulerService(store, registry, triggers, notifier=note)
+    start = datetime(2021, 7, 1, 12, 0, 30, tzinfo=UTC)
+    beat.tick(start)  # first sight: from now
+    assert beat.tick(start + timedelta(minutes=10)).skipped == {"MINUTELY": 9}
+    assert sender.flush(DEADLINE)
     (post,) = hook.posts
     assert post.json["event"] == "missed" and post.json["id"] is None
     assert post.json["name"] == "MINUTELY" and post.json["status"] == "missed"

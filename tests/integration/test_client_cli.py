@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from procexec.engine.audit import command_user
 from tests.integration.harness import (
     api_client,
     create_token,
@@ -260,4 +261,9 @@ def test_on_the_store_rerun_refuses_what_only_the_api_does(api: Api) -> None:
     execution_id = _id_of(made.stdout)
     cancelled = run_cli("cancel", execution_id, "--json", env=store_env)
     assert cancelled.returncode == 0, cancelled.stderr
-    assert json.loads(cancelled.stdout)["status"] == "failed"
+    doc = json.loads(cancelled.stdout)
+    # without --user: the OS user, as every command on the store says who it is
+    assert (doc["status"], doc["message"]) == ("failed", f"Cancelled by {command_user()}")
+    audit = run_cli("audit", "--action", "cancel", "--json", env=store_env)
+    newest = json.loads(audit.stdout)[0]
+    assert (newest["who"], newest["target"]) == (command_user(), execution_id)

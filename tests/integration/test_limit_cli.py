@@ -24,6 +24,21 @@ def test_the_operator_sets_and_clears_a_process_s_limit(tmp_path: Path) -> None:
                 listed = run_cli("process", "list", "--json", env=env)
                 [demo] = [item for item in json.loads(listed.stdout) if item["name"] == "DEMO"]
                 assert (demo["maxRunning"], demo["limitKey"]) == (2, None)
+                table = run_cli("process", "list", env=env).stdout.splitlines()
+                assert table[0].split() == [
+                    "NAME",
+                    "ENABLED",
+                    "SCHEDULE",
+                    "TIMEZONE",
+                    "MAX",
+                    "RUNNING",
+                    "NEXT",
+                    "FIRE",
+                ]
+                [row] = [line.split() for line in table if line.startswith("DEMO ")]
+                assert row[4] == "2", table
+                [row] = [line.split() for line in table if line.startswith("ECB_FX ")]
+                assert row[8] == "-", table  # no limit: its schedule's 5 fields, then -
         assert said == [
             "DEMO: max_running 2\n",
             "DEMO: no limit\n",

@@ -35,7 +35,7 @@ from tests.integration.harness import (
 pytestmark = pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
 
 #: the exit statuses docs/operations.md documents
-USAGE, CANNOT_START, INTERRUPTED = 2, 3, 130
+USAGE, CANNOT_START, INTERRUPTED, BROKEN_PIPE = 2, 3, 130, 141
 
 
 def one_line(result: subprocess.CompletedProcess[str], status: int) -> str:
@@ -242,6 +242,24 @@ def test_a_port_in_use_stops_the_command_before_it_starts_anything(
 
 
 @pytest.mark.e2e
+def test_a_reader_that_stops_reading_is_no_traceback(tmp_path: Path) -> None:
+    """`procexec run DEMO | head -0`: the pipe closed before the command writes to it."""
+    env = service_env(tmp_path / "data")
+    command = subprocess.Popen(
+        [PROCEXEC, "run", "DEMO"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert command.stdout is not None and command.stderr is not None
+    command.stdout.close()
+    with command.stderr:
+        stderr = command.stderr.read().decode()
+    assert command.wait(60) == BROKEN_PIPE
+    assert stderr == ""
+
+
 def test_sigint_stops_standalone_and_its_children_without_a_traceback(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     standalone, _, _ = start_standalone(service_env(data_dir), tmp_path)

@@ -93,3 +93,24 @@ def test_without_the_setting_the_beat_serves_none(
     beat = ProcessScheduler(make_celery(_settings(tmp_path, monkeypatch)), lazy=True)
     assert beat.metrics is None
     beat.tick()  # fires and keeps house without counting
+
+
+def test_the_figures_served_are_those_of_the_scheduler_that_ticks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`celery beat` makes a lazy scheduler for its banner (celery.apps.beat's startup_info),
+    then the one that ticks: what the second counts is what the port serves."""
+    port = _free_port()
+    settings = _settings(tmp_path, monkeypatch, PROCEXEC_BEAT_METRICS_PORT=str(port))
+    app = make_celery(settings)
+    banner = ProcessScheduler(app, lazy=True)
+    beat = ProcessScheduler(app)
+    assert beat.metrics is not None and banner.metrics is not None
+    store = beat.service.store
+    minute = datetime.now(UTC).replace(second=0, microsecond=0)
+    assert store.advance_schedule("EVERY_MINUTE", iso_ms(minute - timedelta(minutes=2)))
+    beat.tick()
+    runs, _ = store.list(parse_query([("name", "EVERY_MINUTE"), ("_limit", "-1")]))
+    assert runs, "the tick fired no run"
+    fired = _samples(port).get(("procexec_beat_fires_total", (("process", "EVERY_MINUTE"),)))
+    assert fired == len(runs)

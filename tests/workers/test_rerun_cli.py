@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
+from procexec.engine.audit import command_user
 from procexec.engine.process import ProcessRegistry
 from procexec.engine.runner import PhaseRunner
 from procexec.engine.store.sqlite import SQLiteStore
@@ -65,6 +67,17 @@ def test_rerun_one_run_from_its_failed_phase(env: dict[str, str], data_dir: Path
     start = run_cli("rerun", old_id, "--from", "start", env=env)
     assert start.returncode == 0, start.stderr
     assert start.stdout.endswith(" from EXTRACT\n")
+    start_id = start.stdout.split()[2]
+    assert stored(data_dir, start_id)["runAs"] == command_user()
+    # both in the audit trail, as `procexec audit` lists it: who, the old run, the new one
+    audit = run_cli("audit", "--action", "rerun", "--json", env=env)
+    assert audit.returncode == 0, audit.stderr
+    trail = [(i["who"], i["target"], i["details"]) for i in json.loads(audit.stdout)]
+    who = command_user()  # without --user: the OS user, as the other commands on the store
+    assert trail == [
+        (who, old_id, {"rerun": start_id, "from_phase": "EXTRACT"}),
+        ("ops", old_id, {"rerun": new_id, "from_phase": "LOAD"}),
+    ]
 
 
 def test_rerun_every_failed_run_since_a_time(env: dict[str, str], data_dir: Path) -> None:

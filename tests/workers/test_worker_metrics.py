@@ -15,10 +15,12 @@ import pytest
 from prometheus_client import generate_latest, values
 from prometheus_client.parser import text_string_to_metric_families
 
+from procexec.engine.notify_sender import SENDER, Delivery
 from procexec.engine.settings import Settings
 from procexec.workers import worker_metrics
 from procexec.workers.beat_metrics import BeatMetrics
 from tests.engine.runs import open_bench
+from tests.webhooks import receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +39,7 @@ def metrics_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sett
     monkeypatch.setenv(worker_metrics.MULTIPROC, str(folder))
     monkeypatch.setattr(values, "ValueClass", values.ValueClass)
     monkeypatch.setattr(worker_metrics, "METRICS", None)
+    monkeypatch.setattr(SENDER.counts, "watcher", None, raising=False)
     yield Settings.from_env(
         {"PROCEXEC_DATA_DIR": str(tmp_path), "PROCEXEC_METRICS_PORT": str(_free_port())}
     )
@@ -130,3 +133,47 @@ def test_the_dashboard_names_only_metrics_a_scrape_shows(
     shown |= {family.name + ("_total" if family.type == "counter" else "") for family in families}
     assert named - shown == set()
     assert len(named) >= 10
+
+
+def scraped(text: str, name: str) -> dict[str, float]:
+    """The samples of counter `name` in `text`, by their `outcome`."""
+    return {
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def test_a_delivery_is_counted_as_it_is_made_not_at_the_next_run_s_end(
+    metrics_on: Settings,
+) -> None:
+    """A failed run's notification is posted after the run ended: the worker's figure shows it
+    without waiting for another run to end."""
+    assert worker_metrics.prepare(metrics_on) is not None
+    with receiver() as hook:
+        assert SENDER.submit(Delivery(hook.url, b"{}", {}, "failed DEMO 1"))
+        assert SENDER.flush(10)
+        assert len(hook.posts) == 1
+    server, _thread = worker_metrics.serve(metrics_on)
+    try:
+        url = f"http://127.0.0.1:{metrics_on.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+    counts = scraped(text, "procexec_webhook_deliveries_total")
+    assert counts == {"delivered": 1, "retried": 0, "failed": 0, "dropped": 0}
+
+
+def test_the_beat_counts_its_deliveries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The beat tells of lost runs and missed fire times: its own figure counts them."""
+    monkeypatch.setattr(SENDER.counts, "watcher", None, raising=False)
+    beat = BeatMetrics()
+    with receiver() as hook:
+        hook.script = [500]  # its last try (the third) refused: given up
+        assert SENDER.submit(Delivery(hook.url, b"{}", {}, "lost DEMO 1", tries=2))
+        assert SENDER.flush(10)
+    counts = scraped(generate_latest(beat.registry).decode(), "procexec_webhook_deliveries_total")
+    assert counts == {"delivered": 0, "retried": 0, "failed": 1, "dropped": 0}
