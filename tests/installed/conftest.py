@@ -45,8 +45,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     return report
 
 
-def _run(*argv: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
+def completed(
+    argv: list[str | Path], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A command run to its end (at most 10 minutes), its output kept, whatever its status."""
+    return subprocess.run(
         [str(arg) for arg in argv],
         cwd=cwd,
         env=env,
@@ -56,6 +59,10 @@ def _run(*argv: str | Path, cwd: Path | None = None, env: dict[str, str] | None 
         stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+def _run(*argv: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    result = completed(list(argv), cwd, env)
     if result.returncode != 0:
         pytest.fail(
             f"{' '.join(map(str, argv))} exited {result.returncode}\n"

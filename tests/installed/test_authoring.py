@@ -6,31 +6,15 @@ README's process run with `procexec run` and tested by its own pytest through
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.installed.conftest import Installed
+from tests.installed.conftest import Installed, completed
 from tests.integration.test_run_command import readme_files
 
 pytestmark = pytest.mark.e2e
-
-
-def _run(
-    argv: list[str | Path], cwd: Path, env: dict[str, str]
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(arg) for arg in argv],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
 
 
 def test_the_readme_process_runs_and_passes_its_tests_from_the_wheel_alone(
@@ -42,10 +26,12 @@ def test_the_readme_process_runs_and_passes_its_tests_from_the_wheel_alone(
         for key, value in os.environ.items()
         if not key.startswith(("PROCEXEC_", "PYTHON")) and key != "VIRTUAL_ENV"
     }
-    made = _run([sys.executable, "-m", "venv", venv], tmp_path, env)
+    made = completed([sys.executable, "-m", "venv", venv], tmp_path, env)
     assert made.returncode == 0, made.stderr
     pip = [venv / "bin" / "python", "-m", "pip", "install", "--quiet"]
-    added = _run([*pip, "--disable-pip-version-check", installed.wheel, "pytest"], tmp_path, env)
+    added = completed(
+        [*pip, "--disable-pip-version-check", installed.wheel, "pytest"], tmp_path, env
+    )
     assert added.returncode == 0, added.stdout + added.stderr
     folder = tmp_path / "project"
     folder.mkdir()
@@ -60,7 +46,7 @@ def test_the_readme_process_runs_and_passes_its_tests_from_the_wheel_alone(
         PROCEXEC_BROKER_URL="redis://127.0.0.1:1/0",
     )
     procexec = venv / "bin" / "procexec"
-    done = _run(
+    done = completed(
         [procexec, "run", "HELLO", "--module", "hello", "--param", "who=procexec"], folder, env
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -69,10 +55,10 @@ def test_the_readme_process_runs_and_passes_its_tests_from_the_wheel_alone(
         "HELLO success: Completed Successfully",
         "loaderMessage: Greeted procexec",
     ]
-    tests = _run([venv / "bin" / "python", "-m", "pytest", "-q", "test_hello.py"], folder, env)
+    tests = completed([venv / "bin" / "python", "-m", "pytest", "-q", "test_hello.py"], folder, env)
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "1 passed" in tests.stdout
-    refused = _run(
+    refused = completed(
         [procexec, "run", "HELLO", "--module", "hello", "--param", "whoo=x"], folder, env
     )
     assert (refused.returncode, refused.stdout) == (2, "")
