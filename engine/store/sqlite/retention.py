@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import sqlite3
 
-from procexec.engine.domain import TERMINAL
+from procexec.engine.store.sqlite.statuses import FINISHED_RUNS
 
 #: when a run finished: its end, or its start when it has none
 FINISHED = "coalesce(end_, start)"
-#: the index of `purge`: finished runs by when they finished
-INDEX = f"CREATE INDEX IF NOT EXISTS ix_exec_finished ON executions(status, {FINISHED})"
+#: the index of `purge`: finished runs (alone: a partial index) by when they finished; and the
+#: index of earlier versions over every run, which it replaces
+INDEXES = (
+    f"CREATE INDEX IF NOT EXISTS ix_exec_finished_at ON executions({FINISHED}) "
+    f"WHERE {FINISHED_RUNS}",
+    "DROP INDEX IF EXISTS ix_exec_finished",
+)
 
 
 def purge(conn: sqlite3.Connection, before: str, limit: int) -> int:
@@ -23,12 +28,11 @@ def purge(conn: sqlite3.Connection, before: str, limit: int) -> int:
     delete (the usual case) holds up no writer."""
     if limit <= 0:
         return 0
-    statuses = sorted(TERMINAL)
-    expired = f"status IN ({', '.join('?' * len(statuses))}) AND {FINISHED} < ?"
+    expired = f"{FINISHED_RUNS} AND {FINISHED} < ?"
     ids = [
         row[0]
         for row in conn.execute(
-            f"SELECT id FROM executions WHERE {expired} LIMIT ?", (*statuses, before, limit)
+            f"SELECT id FROM executions WHERE {expired} LIMIT ?", (before, limit)
         )
     ]
     if not ids:
@@ -38,7 +42,7 @@ def purge(conn: sqlite3.Connection, before: str, limit: int) -> int:
     try:
         deleted = conn.execute(
             f"DELETE FROM executions WHERE id IN ({chosen}) AND {expired}",
-            (*ids, *statuses, before),
+            (*ids, before),
         ).rowcount
         for table in ("checkpoints", "execution_changes"):
             conn.execute(

@@ -32,6 +32,7 @@ from typing import Any
 from procexec.engine.store.base import JSON_META_KEYS, META_KEYS
 from procexec.engine.store.sqlite import retention
 from procexec.engine.store.sqlite.slots import ensure_slots
+from procexec.engine.store.sqlite.statuses import ACTIVE_RUNS, TRIGGERED_RUNS
 from procexec.engine.store.sqlite.tokens import ensure_token_columns
 
 SCHEMA = """
@@ -221,10 +222,16 @@ LIST_INDEXES = (
     "DROP INDEX IF EXISTS ix_exec_env_name_start",
     "DROP INDEX IF EXISTS ix_exec_env_status_start",
 )
-#: the indexes of the housekeeping: active runs with an old heartbeat, undispatched triggers
+#: the indexes of the housekeeping, partial (`statuses`): active runs by heartbeat, triggered
+#: runs by when they were sent
 HOUSEKEEPING_INDEXES = (
-    "CREATE INDEX IF NOT EXISTS ix_exec_status_heartbeat ON executions(status, heartbeat)",
-    "CREATE INDEX IF NOT EXISTS ix_exec_status_dispatched ON executions(status, dispatched)",
+    "CREATE INDEX IF NOT EXISTS ix_exec_active_heartbeat "
+    f"ON executions(heartbeat) WHERE {ACTIVE_RUNS}",
+    "CREATE INDEX IF NOT EXISTS ix_exec_triggered_dispatched "
+    f"ON executions(dispatched) WHERE {TRIGGERED_RUNS}",
+    # the indexes of earlier versions over every run, which these replace
+    "DROP INDEX IF EXISTS ix_exec_status_heartbeat",
+    "DROP INDEX IF EXISTS ix_exec_status_dispatched",
 )
 COUNT_TABLES = (
     "CREATE TABLE execution_totals (environment TEXT, status TEXT, n INTEGER NOT NULL)",
@@ -246,7 +253,7 @@ COUNT_INDEXES = (
 def wanted_indexes() -> list[tuple[str, str]]:
     """(table, index) of every index `ensure_schema` makes, and the search index (the FTS
     table, of `executions`)."""
-    statements = (*HOUSEKEEPING_INDEXES, retention.INDEX, *LIST_INDEXES, *COUNT_INDEXES)
+    statements = (*HOUSEKEEPING_INDEXES, *retention.INDEXES, *LIST_INDEXES, *COUNT_INDEXES)
     made = [re.match(r"CREATE INDEX IF NOT EXISTS (\w+) ON (\w+)", s) for s in statements]
     return [(match[2], match[1]) for match in made if match] + [("executions", "executions_fts")]
 
@@ -335,7 +342,8 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     for statement in HOUSEKEEPING_INDEXES:
         conn.execute(statement)
     # Retention looks for finished runs by when they finished.
-    conn.execute(retention.INDEX)
+    for statement in retention.INDEXES:
+        conn.execute(statement)
     # The list call's indexes, full-text index and counters.
     ensure_list_schema(conn)
 

@@ -9,8 +9,8 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 
-from procexec.engine.domain import Status
 from procexec.engine.store.slots import PARKED
+from procexec.engine.store.sqlite.statuses import TRIGGERED_RUNS
 from procexec.engine.store.sqlite.writers import BUSY_SECONDS, begin_immediate
 
 SCHEMA = """
@@ -25,10 +25,7 @@ CREATE INDEX IF NOT EXISTS ix_slots_holder ON slots(holder, scope);
 """
 
 #: the parked runs of a scope (`?`: the scope), among the triggered runs
-_PARKED = (
-    f"FROM executions WHERE status = '{Status.TRIGGERED.value}' AND dispatched = '{PARKED}' "
-    "AND waiting = ?"
-)
+_PARKED = f"FROM executions WHERE {TRIGGERED_RUNS} AND dispatched = '{PARKED}' AND waiting = ?"
 
 
 def ensure_slots(conn: sqlite3.Connection) -> None:
@@ -113,9 +110,9 @@ class SQLiteSlots:
 
     def waiting_scopes(self) -> dict[str, int]:
         rows = self._connect().execute(
-            "SELECT waiting, count(*) FROM executions WHERE status = ? AND dispatched = ? "
+            f"SELECT waiting, count(*) FROM executions WHERE {TRIGGERED_RUNS} AND dispatched = ? "
             "AND waiting IS NOT NULL GROUP BY waiting",
-            (Status.TRIGGERED.value, PARKED),
+            (PARKED,),
         )
         return {scope: int(count) for scope, count in rows}
 

@@ -45,6 +45,7 @@ from procexec.engine.store.sqlite.compiler import too_large_for_sqlite
 from procexec.engine.store.sqlite.deadlines import LIMIT_STEP, Budget, Deadline
 from procexec.engine.store.sqlite.side_tables import SideTables
 from procexec.engine.store.sqlite.slots import SQLiteSlots
+from procexec.engine.store.sqlite.statuses import status_in
 from procexec.engine.store.sqlite.writers import BUSY_SECONDS, begin_immediate, gate
 
 __all__ = ["SQLiteStore"]
@@ -325,13 +326,12 @@ class SQLiteStore(SideTables, SQLiteSlots, ExecutionStore):
     ) -> builtins.list[tuple[str, dict[str, Any]]]:
         if meta_key not in META_KEYS:
             raise KeyError(f"unknown meta key {meta_key!r}")
-        marks = ", ".join("?" * len(statuses))
-        rows = (
+        rows = (  # the statuses as the partial indexes hold them (`statuses`), which they read
             self._connect()
             .execute(
-                f"SELECT id FROM executions WHERE status IN ({marks})"
+                f"SELECT id FROM executions WHERE {status_in(statuses)}"
                 f" AND ({meta_key} IS NULL OR {meta_key} < ?) ORDER BY {meta_key} LIMIT ?",
-                (*statuses, before, limit),
+                (before, limit),
             )
             .fetchall()
         )

@@ -174,7 +174,7 @@ def test_the_purge_of_sqlite_uses_its_index(tmp_path: Any) -> None:
         conn.set_trace_callback(None)
         [select] = [sql for sql in seen if sql.startswith("SELECT id FROM executions")]
         plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {select}"))
-        assert "USING INDEX ix_exec_finished" in plan, plan
+        assert "USING INDEX ix_exec_finished_at" in plan, plan
     finally:
         store.close()
 
