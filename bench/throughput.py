@@ -204,6 +204,17 @@ def drain_floor(lab: Lab, mode: str, spec: str, runs: int, config: str, writes: 
     return Drain(f"floor {config}", mode, spec, runs, seconds, cpu, len(found))
 
 
+def beyond(rate: dict[str, float]) -> str:
+    """Milliseconds of a drain per run: Celery's own (the floor with procexec's settings), the
+    store writes' (the store floor's beyond it), and procexec's beyond both."""
+    celery = 1000 / rate["floor procexec"]
+    store = 1000 / rate["floor store"] - celery
+    mine = ", ".join(
+        f"{1000 / rate[kind] - celery - store:.2f} ({kind})" for kind in KINDS[3:] if kind in rate
+    )
+    return f"ms a run: Celery {celery:.2f}, the store's writes {store:.2f}, procexec's own {mine}"
+
+
 def report(drains: list[Drain], costs: dict[bool, store_cost.Cost], turns: int) -> None:
     """One table per mode and pool: each kind's median over the turns, and the ratios."""
     print()
@@ -237,6 +248,7 @@ def report(drains: list[Drain], costs: dict[bool, store_cost.Cost], turns: int) 
                     f"{rate['floor store'] / rate[kind]:>11.2f}{cpu:>11.2f}{store}"
                     f"{min(d.ok for d in rows):>6}"
                 )
+            print("  " + beyond(rate))
             print()
     print("floor/this: the floor's runs/s (procexec's Celery settings) over this row's; def./this:")
     print("the same against Celery's defaults; store/this: against the store floor (procexec's")
