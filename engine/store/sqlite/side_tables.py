@@ -17,7 +17,7 @@ class SideTables:
     """Methods of `ExecutionStore` over the side tables, on the store's connection."""
 
     #: the store's write gate (`writers.gate`)
-    _writing: threading.Lock
+    _writing: threading.RLock
 
     def _connect(self) -> sqlite3.Connection:
         raise NotImplementedError

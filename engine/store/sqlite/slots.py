@@ -41,7 +41,7 @@ class SQLiteSlots:
     """`SlotStore` on the store's connection, each write in a transaction of its own."""
 
     #: the store's write gate (`writers.gate`)
-    _writing: threading.Lock
+    _writing: threading.RLock
 
     def _connect(self) -> sqlite3.Connection:
         raise NotImplementedError

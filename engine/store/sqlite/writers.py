@@ -49,7 +49,9 @@ def begin_immediate(conn: sqlite3.Connection, patience: float) -> None:
         conn.execute(f"PRAGMA busy_timeout = {int(patience * 1000)}")
 
 
-def gate() -> threading.Lock:
+def gate() -> threading.RLock:
     """A store's write gate: held by a thread of this process from before its `BEGIN
-    IMMEDIATE` to after its `COMMIT` or `ROLLBACK`."""
-    return threading.Lock()
+    IMMEDIATE` to after its `COMMIT` or `ROLLBACK`. Reentrant: a write begun inside another
+    of the same thread gets SQLite's error, as it did before the gate, rather than waiting on
+    itself for ever."""
+    return threading.RLock()

@@ -120,3 +120,34 @@ def test_threads_of_one_process_queue_for_the_store_instead_of_polling_sqlite(
     assert begun == ended
     assert all(store.get(f"r{n}")["message"] == "step 29" for n in range(8))  # type: ignore[index]
     store.close()
+
+
+def test_a_write_begun_inside_another_of_its_thread_fails_rather_than_waits(
+    tmp_path: Path,
+) -> None:
+    """The gate is the thread's own already: SQLite refuses the nested transaction at once."""
+    from procexec.engine.store.base import Update
+    from procexec.engine.store.sqlite import SQLiteStore
+    from tests.engine.store.documents import execution
+
+    store = SQLiteStore(tmp_path / "s.db")
+    store.insert(execution("a", "DEMO", "triggered", "2021-07-01T10:00:00.000Z"))
+    raised: list[BaseException] = []
+
+    def nested() -> None:
+        try:
+            with store.batch():
+                store.update("a", Update(set={"message": "inside"}))
+        except Exception as exc:
+            raised.append(exc)
+        finally:
+            store.close()
+
+    thread = threading.Thread(target=nested, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the nested write waited on its own thread's gate"
+    assert raised and "within a transaction" in str(raised[0])
+    store.insert(execution("b", "DEMO", "triggered", "2021-07-01T10:00:00.000Z"))  # gate free
+    assert store.get("a")["message"] != "inside"  # type: ignore[index]
+    store.close()
