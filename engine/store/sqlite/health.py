@@ -25,7 +25,11 @@ def check(conn: sqlite3.Connection) -> StoreReport:
         by_status: dict[str, int] = {}
         if "executions" in present:
             (total,) = conn.execute("SELECT count(*) FROM executions").fetchone()
-            rows = conn.execute("SELECT status, count(*) FROM executions GROUP BY status")
+            rows = conn.execute(  # from the counters the store keeps, not a read of every run
+                "SELECT status, sum(n) FROM execution_totals GROUP BY status HAVING sum(n) != 0"
+                if "execution_totals" in present
+                else "SELECT status, count(*) FROM executions GROUP BY status"
+            )
             by_status = {str(status): count for status, count in rows if status is not None}
         if "checkpoints" in present:
             (checkpoints,) = conn.execute("SELECT count(*) FROM checkpoints").fetchone()

@@ -202,3 +202,30 @@ def test_a_file_that_is_not_a_database_is_not_reachable(tmp_path: Path) -> None:
 )
 def test_a_url_is_shown_without_its_password(url: str, shown: str) -> None:
     assert masked_url(url) == shown
+
+
+def test_sqlite_check_counts_by_status_without_reading_every_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The counts come from the counters the store keeps: no index leads by status any more
+    (the housekeeping's are partial), and a scan of every run reads every document."""
+    store = SQLiteStore(tmp_path / "s.db")
+    for doc in DOCS:
+        store.insert(copy.deepcopy(doc))
+    seen: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: object, **kwargs: object) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)  # type: ignore[arg-type]
+        conn.set_trace_callback(seen.append)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    report = store.check()
+    grouped = [sql for sql in seen if "GROUP BY status" in sql]
+    assert grouped and all("FROM execution_totals" in sql for sql in grouped), grouped
+    counted: dict[str, int] = {}
+    for doc in DOCS:
+        counted[doc["status"]] = counted.get(doc["status"], 0) + 1
+    assert dict(report.by_status) == counted
+    store.close()
