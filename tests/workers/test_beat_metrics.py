@@ -7,6 +7,7 @@ import socket
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -59,6 +60,17 @@ def _samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
+def fire_due(beat: ProcessScheduler) -> list[dict[str, Any]]:
+    """EVERY_MINUTE last fired two minutes ago: one tick fires what is due since (its runs)."""
+    store = beat.service.store
+    minute = datetime.now(UTC).replace(second=0, microsecond=0)
+    assert store.advance_schedule("EVERY_MINUTE", iso_ms(minute - timedelta(minutes=2)))
+    beat.tick()
+    runs, _ = store.list(parse_query([("name", "EVERY_MINUTE"), ("_limit", "-1")]))
+    assert runs, "the tick fired no run"
+    return runs
+
+
 def test_the_beat_serves_its_fires_lost_runs_and_triggers_sent_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -70,13 +82,7 @@ def test_the_beat_serves_its_fires_lost_runs_and_triggers_sent_again(
     assert before[("procexec_lost_runs_total", (("outcome", "resumed"),))] == 0
     assert not any(name == "procexec_beat_fires_total" for name, _ in before)
 
-    # the schedule last fired two minutes ago: this tick fires what is due since
-    store = beat.service.store
-    minute = datetime.now(UTC).replace(second=0, microsecond=0)
-    assert store.advance_schedule("EVERY_MINUTE", iso_ms(minute - timedelta(minutes=2)))
-    beat.tick()
-    runs, _ = store.list(parse_query([("name", "EVERY_MINUTE"), ("_limit", "-1")]))
-    assert runs, "the tick fired no run"
+    runs = fire_due(beat)
     beat.metrics.housekept(Report(resumed=["a"], failed=["b", "c"], redispatched=["d"]))
 
     after = _samples(port)
@@ -106,11 +112,6 @@ def test_the_figures_served_are_those_of_the_scheduler_that_ticks(
     banner = ProcessScheduler(app, lazy=True)
     beat = ProcessScheduler(app)
     assert beat.metrics is not None and banner.metrics is not None
-    store = beat.service.store
-    minute = datetime.now(UTC).replace(second=0, microsecond=0)
-    assert store.advance_schedule("EVERY_MINUTE", iso_ms(minute - timedelta(minutes=2)))
-    beat.tick()
-    runs, _ = store.list(parse_query([("name", "EVERY_MINUTE"), ("_limit", "-1")]))
-    assert runs, "the tick fired no run"
+    runs = fire_due(beat)
     fired = _samples(port).get(("procexec_beat_fires_total", (("process", "EVERY_MINUTE"),)))
     assert fired == len(runs)

@@ -45,6 +45,18 @@ def metrics_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sett
     )
 
 
+def scrape(settings: Settings) -> str:
+    """What the worker's metrics server (`worker_metrics.serve`) answers once."""
+    server, _thread = worker_metrics.serve(settings)
+    try:
+        url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return str(answer.read().decode())
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_without_a_port_no_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worker_metrics, "METRICS", None)
     settings = Settings.from_env({"PROCEXEC_DATA_DIR": str(tmp_path)})
@@ -65,14 +77,7 @@ def test_runs_of_each_outcome_are_served(metrics_on: Settings, tmp_path: Path) -
             worker_metrics.ended(bench.store.get(execution_id))
         trigger = bench.doc(ok)["trigger"]
         phases = [phase["name"] for phase in bench.doc(ok)["phases"]]
-    server, _thread = worker_metrics.serve(metrics_on)
-    try:
-        url = f"http://127.0.0.1:{metrics_on.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            text = answer.read().decode()
-    finally:
-        server.shutdown()
-        server.server_close()
+    text = scrape(metrics_on)
     samples = {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
@@ -155,14 +160,7 @@ def test_a_delivery_is_counted_as_it_is_made_not_at_the_next_run_s_end(
         assert SENDER.submit(Delivery(hook.url, b"{}", {}, "failed DEMO 1"))
         assert SENDER.flush(10)
         assert len(hook.posts) == 1
-    server, _thread = worker_metrics.serve(metrics_on)
-    try:
-        url = f"http://127.0.0.1:{metrics_on.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            text = answer.read().decode()
-    finally:
-        server.shutdown()
-        server.server_close()
+    text = scrape(metrics_on)
     counts = scraped(text, "procexec_webhook_deliveries_total")
     assert counts == {"delivered": 1, "retried": 0, "failed": 0, "dropped": 0}
 
