@@ -119,6 +119,42 @@ def test_the_index_and_counters_follow_every_write(loaded: SQLiteStore) -> None:
     assert loaded.list(parse_query([("_limit", "0")]))[1] == len(DOCS) - 3  # e09 is staging
 
 
+def written_btrees(store: SQLiteStore, change: Any) -> set[str]:
+    """The tables and indexes whose pages `change` (a call on the store) writes: the frames
+    it adds to the write-ahead log, each named by `dbstat` after its page."""
+    conn = store._connect()
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    change()
+    wal = Path(f"{store.path}-wal").read_bytes()
+    size = int.from_bytes(wal[8:12], "big")
+    pages = {int.from_bytes(wal[at : at + 4], "big") for at in range(32, len(wal), 24 + size)}
+    owners = dict(conn.execute("SELECT pageno, name FROM dbstat"))
+    return {owners.get(page, "?") for page in pages}
+
+
+def test_a_status_change_rewrites_the_counters_rows_and_no_counter_index_but_the_days(
+    loaded: SQLiteStore,
+) -> None:
+    # a first move makes the counter rows of the new keys (an index entry each), kept at 0
+    loaded.update("e07", Update(set={"status": "success"}))
+    loaded.update("e07", Update(set={"status": "running"}))
+    written = written_btrees(
+        loaded, lambda: loaded.update("e07", Update(set={"status": "success"}))
+    )
+    assert {"execution_totals", "execution_counts", "execution_months"} <= written
+    assert "ix_days_cover" in written  # covering: a deep skip sums days from it alone
+    indexed = {  # the counters' indexes but the days'
+        name
+        for (name,) in loaded._connect().execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN "
+            "('execution_totals', 'execution_counts', 'execution_months')"
+        )
+    }
+    assert indexed and not written & indexed, written & indexed
+    assert not out_of_step(loaded._connect())
+
+
 def test_documents_are_stored_and_served_as_compact_json(store: SQLiteStore) -> None:
     doc = {"_id": "c1", "environment": PROD, "name": "ECB_FX", "phases": [{"log": ["a, b: c"]}]}
     store.insert(doc)
