@@ -6,23 +6,17 @@ import sqlite3
 from collections.abc import Sequence
 
 from procexec.engine.store.base import Observation
-from procexec.engine.store.sqlite.writers import BUSY_SECONDS, begin_immediate
 
 
 def upsert_observations(
     conn: sqlite3.Connection, environment: str, rows: Sequence[Observation]
 ) -> int:
-    begin_immediate(conn, BUSY_SECONDS)
-    try:
-        conn.executemany(
-            "INSERT INTO observations (environment, series_id, date, value) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (environment, series_id, date) DO UPDATE SET value = excluded.value",
-            [(environment, row.series_id, row.date, row.value) for row in rows],
-        )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    """Write the rows, in the caller's transaction."""
+    conn.executemany(
+        "INSERT INTO observations (environment, series_id, date, value) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (environment, series_id, date) DO UPDATE SET value = excluded.value",
+        [(environment, row.series_id, row.date, row.value) for row in rows],
+    )
     return len(rows)
 
 

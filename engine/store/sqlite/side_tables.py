@@ -11,6 +11,7 @@ from typing import Any
 
 from procexec.engine.store.base import Action, Observation, ProcessState, TokenRecord
 from procexec.engine.store.sqlite import audit, processes, retention, runs, series, tokens
+from procexec.engine.store.sqlite.writers import transaction
 
 
 class SideTables:
@@ -35,8 +36,9 @@ class SideTables:
         return tokens.revoke_token(self._connect(), token_hash, when)
 
     def upsert_observations(self, environment: str, rows: Sequence[Observation]) -> int:
-        with self._writing:
-            return series.upsert_observations(self._connect(), environment, rows)
+        conn = self._connect()
+        with transaction(conn, self._writing):
+            return series.upsert_observations(conn, environment, rows)
 
     def get_series(self, environment: str, series_id: str) -> dict[str, float]:
         return series.get_series(self._connect(), environment, series_id)

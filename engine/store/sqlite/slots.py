@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from procexec.engine.store.slots import PARKED
 from procexec.engine.store.sqlite.statuses import TRIGGERED_RUNS
-from procexec.engine.store.sqlite.writers import BUSY_SECONDS, begin_immediate
+from procexec.engine.store.sqlite.writers import transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS slots (
@@ -50,55 +50,40 @@ class SQLiteSlots:
         self, holder: str, wanted: Sequence[tuple[str, int]], start: str, at: str
     ) -> tuple[str, int] | None:
         conn = self._connect()
-        with self._writing:
-            begin_immediate(conn, BUSY_SECONDS)
-            try:
-                for scope, limit in wanted:
-                    held = conn.execute(
-                        "SELECT n FROM slots WHERE scope = ? AND holder = ?", (scope, holder)
-                    ).fetchone()
-                    if held is not None:
-                        continue
-                    used = {
-                        n for (n,) in conn.execute("SELECT n FROM slots WHERE scope = ?", (scope,))
-                    }
-                    earlier = conn.execute(
-                        f"SELECT 1 {_PARKED} AND (start < ? OR (start = ? AND id < ?)) LIMIT 1",
-                        (scope, start, start, holder),
-                    ).fetchone()
-                    if len(used) >= limit or earlier is not None:
-                        conn.execute("ROLLBACK")
-                        return scope, len(used)
-                    free = next(n for n in range(limit) if n not in used)
-                    conn.execute(
-                        "INSERT INTO slots (scope, n, holder, taken) VALUES (?, ?, ?, ?)",
-                        (scope, free, holder, at),
-                    )
-                conn.execute("COMMIT")
-                return None
-            except BaseException:
-                if conn.in_transaction:
+        with transaction(conn, self._writing):
+            for scope, limit in wanted:
+                held = conn.execute(
+                    "SELECT n FROM slots WHERE scope = ? AND holder = ?", (scope, holder)
+                ).fetchone()
+                if held is not None:
+                    continue
+                used = {n for (n,) in conn.execute("SELECT n FROM slots WHERE scope = ?", (scope,))}
+                earlier = conn.execute(
+                    f"SELECT 1 {_PARKED} AND (start < ? OR (start = ? AND id < ?)) LIMIT 1",
+                    (scope, start, start, holder),
+                ).fetchone()
+                if len(used) >= limit or earlier is not None:
                     conn.execute("ROLLBACK")
-                raise
+                    return scope, len(used)
+                free = next(n for n in range(limit) if n not in used)
+                conn.execute(
+                    "INSERT INTO slots (scope, n, holder, taken) VALUES (?, ?, ?, ?)",
+                    (scope, free, holder, at),
+                )
+        return None
 
     def release_slots(self, holder: str) -> builtins.list[str]:
         conn = self._connect()
-        with self._writing:
-            begin_immediate(conn, BUSY_SECONDS)
-            try:
-                scopes = [
-                    scope
-                    for (scope,) in conn.execute(
-                        "SELECT scope FROM slots WHERE holder = ? ORDER BY scope", (holder,)
-                    )
-                ]
-                if scopes:
-                    conn.execute("DELETE FROM slots WHERE holder = ?", (holder,))
-                conn.execute("COMMIT")
-                return scopes
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with transaction(conn, self._writing):
+            scopes = [
+                scope
+                for (scope,) in conn.execute(
+                    "SELECT scope FROM slots WHERE holder = ? ORDER BY scope", (holder,)
+                )
+            ]
+            if scopes:
+                conn.execute("DELETE FROM slots WHERE holder = ?", (holder,))
+        return scopes
 
     def slots_held(self, scope: str) -> int:
         row = self._connect().execute("SELECT count(*) FROM slots WHERE scope = ?", (scope,))
@@ -118,18 +103,12 @@ class SQLiteSlots:
 
     def unpark(self, scope: str, at: str) -> str | None:
         conn = self._connect()
-        with self._writing:
-            begin_immediate(conn, BUSY_SECONDS)
-            try:
-                row = conn.execute(f"SELECT id {_PARKED} ORDER BY start, id LIMIT 1", (scope,))
-                found = row.fetchone()
-                if found is not None:
-                    conn.execute(
-                        "UPDATE executions SET waiting = NULL, dispatched = ? WHERE id = ?",
-                        (at, found[0]),
-                    )
-                conn.execute("COMMIT")
-                return None if found is None else str(found[0])
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with transaction(conn, self._writing):
+            row = conn.execute(f"SELECT id {_PARKED} ORDER BY start, id LIMIT 1", (scope,))
+            found = row.fetchone()
+            if found is not None:
+                conn.execute(
+                    "UPDATE executions SET waiting = NULL, dispatched = ? WHERE id = ?",
+                    (at, found[0]),
+                )
+        return None if found is None else str(found[0])

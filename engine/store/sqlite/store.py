@@ -46,7 +46,7 @@ from procexec.engine.store.sqlite.deadlines import LIMIT_STEP, Budget, Deadline
 from procexec.engine.store.sqlite.side_tables import SideTables
 from procexec.engine.store.sqlite.slots import SQLiteSlots
 from procexec.engine.store.sqlite.statuses import status_in
-from procexec.engine.store.sqlite.writers import BUSY_SECONDS, begin_immediate, gate
+from procexec.engine.store.sqlite.writers import BUSY_SECONDS, begin_immediate, gate, transaction
 
 __all__ = ["SQLiteStore"]
 
@@ -99,24 +99,16 @@ class SQLiteStore(SideTables, SQLiteSlots, ExecutionStore):
         columns = ", ".join(["id", "doc", *meta])
         conn = self._connect()
         own = not conn.in_transaction  # else in the caller's (a bulk load)
-        with self._writing if own else contextlib.nullcontext():
-            if own:
-                begin_immediate(conn, BUSY_SECONDS)
-            try:
+        try:
+            with transaction(conn, self._writing) if own else contextlib.nullcontext():
                 conn.execute(
                     f"INSERT INTO executions ({columns}) "
                     f"VALUES ({', '.join('?' * (2 + len(meta)))})",
                     (doc["_id"], compact_json(doc), *meta.values()),
                 )
                 counters.bump(conn, counters.keys(doc), +1)
-                if own:
-                    conn.execute("COMMIT")
-            except BaseException as exc:
-                if own:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.IntegrityError):
-                    raise DuplicateExecution(f"execution {doc['_id']} exists already") from None
-                raise
+        except sqlite3.IntegrityError:
+            raise DuplicateExecution(f"execution {doc['_id']} exists already") from None
 
     def get_meta(self, execution_id: str) -> dict[str, Any]:
         row = (
@@ -150,17 +142,11 @@ class SQLiteStore(SideTables, SQLiteSlots, ExecutionStore):
 
     def update(self, execution_id: str, change: Update) -> bool:
         conn = self._connect()
-        with self._writing:
-            begin_immediate(conn, BUSY_SECONDS)
-            try:
-                if not self._apply(conn, execution_id, change):
-                    conn.execute("ROLLBACK")
-                    return False
-                conn.execute("COMMIT")
-                return True
-            except BaseException:
+        with transaction(conn, self._writing):
+            if not self._apply(conn, execution_id, change):
                 conn.execute("ROLLBACK")
-                raise
+                return False
+        return True
 
     @staticmethod
     def _apply(conn: sqlite3.Connection, execution_id: str, change: Update) -> bool:

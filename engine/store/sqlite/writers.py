@@ -12,9 +12,11 @@ SQLite's lock spent the interpreter's time failing to take it, and paused past i
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 
 #: how long a write waits for another writer (the engine's connections' busy timeout)
 BUSY_SECONDS = 30.0
@@ -55,3 +57,20 @@ def gate() -> threading.RLock:
     of the same thread gets SQLite's error, as it did before the gate, rather than waiting on
     itself for ever."""
     return threading.RLock()
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, writing: threading.RLock) -> Iterator[None]:
+    """A write transaction on `conn`: the store's gate (`writing`), then SQLite's lock
+    (`begin_immediate`); committed when the block ends, unless the block rolled it back
+    itself (a write that does not apply), and rolled back when the block raises."""
+    with writing:
+        begin_immediate(conn, BUSY_SECONDS)
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if conn.in_transaction:
+            conn.execute("COMMIT")
