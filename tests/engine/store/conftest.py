@@ -7,6 +7,7 @@ backend in turn, which the scheduler's tests use too).
 from __future__ import annotations
 
 import copy
+import sqlite3
 from collections.abc import Iterator
 
 import pytest
@@ -31,3 +32,19 @@ def loaded(store: ExecutionStore) -> ExecutionStore:
     for doc in ALL:
         store.insert(copy.deepcopy(doc))
     return store
+
+
+@pytest.fixture
+def traced_sql(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement that the SQLite connections opened from now on run (a failed one too),
+    in order, in the list given (`list.append` is atomic across threads)."""
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: object, **kwargs: object) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)  # type: ignore[arg-type]
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    return statements

@@ -205,24 +205,16 @@ def test_a_url_is_shown_without_its_password(url: str, shown: str) -> None:
 
 
 def test_sqlite_check_counts_by_status_without_reading_every_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, traced_sql: list[str]
 ) -> None:
     """The counts come from the counters the store keeps: no index leads by status any more
     (the housekeeping's are partial), and a scan of every run reads every document."""
     store = SQLiteStore(tmp_path / "s.db")
     for doc in DOCS:
         store.insert(copy.deepcopy(doc))
-    seen: list[str] = []
-    connect = sqlite3.connect
-
-    def traced(*args: object, **kwargs: object) -> sqlite3.Connection:
-        conn = connect(*args, **kwargs)  # type: ignore[arg-type]
-        conn.set_trace_callback(seen.append)
-        return conn
-
-    monkeypatch.setattr(sqlite3, "connect", traced)
+    traced_sql.clear()  # the inserts; what follows is the check's own connection
     report = store.check()
-    grouped = [sql for sql in seen if "GROUP BY status" in sql]
+    grouped = [sql for sql in traced_sql if "GROUP BY status" in sql]
     assert grouped and all("FROM execution_totals" in sql for sql in grouped), grouped
     counted: dict[str, int] = {}
     for doc in DOCS:

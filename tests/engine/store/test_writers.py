@@ -82,7 +82,7 @@ def test_a_batch_of_inserts_is_one_transaction_and_a_duplicate_spoils_none(
 
 
 def test_threads_of_one_process_queue_for_the_store_instead_of_polling_sqlite(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, traced_sql: list[str]
 ) -> None:
     """Eight threads writing at once: each `BEGIN IMMEDIATE` is tried once and takes the
     lock, since a thread waits for the store's gate rather than for SQLite's lock (a failed
@@ -91,15 +91,7 @@ def test_threads_of_one_process_queue_for_the_store_instead_of_polling_sqlite(
     from procexec.engine.store.sqlite import SQLiteStore
     from tests.engine.store.documents import execution
 
-    statements: list[str] = []
-    connect = sqlite3.connect
-
-    def traced(*args: object, **kwargs: object) -> sqlite3.Connection:
-        conn = connect(*args, **kwargs)  # type: ignore[arg-type]
-        conn.set_trace_callback(statements.append)  # list.append: atomic across threads
-        return conn
-
-    monkeypatch.setattr(sqlite3, "connect", traced)
+    statements = traced_sql
     store = SQLiteStore(tmp_path / "s.db")
     start = threading.Barrier(8)
 
