@@ -20,15 +20,20 @@ lacks one, this adapter supplies it, each as MongoDB documents it:
   bound where the server's PCRE stops at its match limit (a hostile `(a+)+$` would hold a
   test for hours). The rows a pattern selects stay those of the server for patterns RE2 takes;
 - `list_indexes`: a text index listed in the server's shape (keys `_fts` and `_ftsx`, the
-  fields in `weights`), not in mongomock's (the fields themselves).
+  fields in `weights`), not in mongomock's (the fields themselves);
+- each write atomic, as a server makes it: mongomock looks for a key, then stores it, so that
+  two threads (two beats, a backfill beside a beat) could both insert one `_id`, or both pass
+  one conditional update. Every write of every stand-in holds one lock (`_WRITING`).
 
 Everything else goes to mongomock as it is.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import mongomock
@@ -86,6 +91,32 @@ class _Re2Regex(Regex):  # type: ignore[type-arg]
         return re2.compile(self.pattern)
 
 
+#: held by each write to a stand-in, which mongomock does not make atomic
+_WRITING = threading.RLock()
+#: mongomock's writes that the adapter passes through as they are, under `_WRITING`
+_PLAIN_WRITES = frozenset(
+    {
+        "insert_one",
+        "insert_many",
+        "update_many",
+        "replace_one",
+        "delete_one",
+        "delete_many",
+        "find_one_and_delete",
+        "find_one_and_replace",
+    }
+)
+
+
+def _atomic(write: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(write)
+    def held(*args: Any, **kwargs: Any) -> Any:
+        with _WRITING:
+            return write(*args, **kwargs)
+
+    return held
+
+
 def adapted_client() -> AdaptedClient:
     """A new in-memory stand-in, adapted: what the store tests hand `MongoStore(client=...)`."""
     return AdaptedClient(mongomock.MongoClient())
@@ -134,7 +165,8 @@ class AdaptedCollection:
         self.database = database
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.standin, name)
+        found = getattr(self.standin, name)
+        return _atomic(found) if name in _PLAIN_WRITES else found
 
     # --- reads whose filter may hold `$text` ---------------------------------------------
 
@@ -202,6 +234,7 @@ class AdaptedCollection:
 
     # --- writes ------------------------------------------------------------------------------
 
+    @_atomic
     def bulk_write(self, requests: list[Any], ordered: bool = True, **_: Any) -> BulkWriteResult:
         matched = modified = upserted = 0
         for request in requests:
@@ -216,6 +249,7 @@ class AdaptedCollection:
             acknowledged=True,
         )
 
+    @_atomic
     def update_one(
         self,
         filter: Any,
@@ -234,6 +268,7 @@ class AdaptedCollection:
         expanded = _expanded(doc, update, array_filters)
         return self.standin.update_one({"_id": doc["_id"]}, expanded, **kwargs)
 
+    @_atomic
     def find_one_and_update(
         self,
         filter: Any,
