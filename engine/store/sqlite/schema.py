@@ -34,6 +34,7 @@ from procexec.engine.store.sqlite import retention
 from procexec.engine.store.sqlite.slots import ensure_slots
 from procexec.engine.store.sqlite.statuses import ACTIVE_RUNS, TRIGGERED_RUNS
 from procexec.engine.store.sqlite.tokens import ensure_token_columns
+from procexec.engine.store.sqlite.writers import add_columns
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS executions (
@@ -331,16 +332,14 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create what the store lacks when it opens: its tables and their indexes, columns added
     since an earlier version, then the list call's (`ensure_list_schema`)."""
     conn.executescript(SCHEMA)
-    # Stores made by an earlier version lack the newer bookkeeping columns.
-    present = {row[1] for row in conn.execute("PRAGMA table_info(executions)")}
-    for key in META_KEYS:
-        if key not in present:
-            conn.execute(f"ALTER TABLE executions ADD COLUMN {key} TEXT")
-    if "seq" not in present:  # the sequence number of a run's changes, added later
-        conn.execute("ALTER TABLE executions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
-    journal = {row[1] for row in conn.execute("PRAGMA table_info(execution_changes)")}
-    if "pos" not in journal:  # the entry's place in the journal of every run, added later
-        conn.execute("ALTER TABLE execution_changes ADD COLUMN pos INTEGER")
+    # Stores made by an earlier version lack the newer bookkeeping columns: the meta, the
+    # sequence number of a run's changes, and each journal entry's place among every run's.
+    add_columns(
+        conn,
+        "executions",
+        {**dict.fromkeys(META_KEYS, "TEXT"), "seq": "INTEGER NOT NULL DEFAULT 0"},
+    )
+    add_columns(conn, "execution_changes", {"pos": "INTEGER"})
     conn.execute("CREATE INDEX IF NOT EXISTS ix_changes_pos ON execution_changes(pos)")
     ensure_token_columns(conn)
     ensure_slots(conn)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from procexec.engine.store.slots import PARKED
 from procexec.engine.store.sqlite.statuses import TRIGGERED_RUNS
-from procexec.engine.store.sqlite.writers import transaction
+from procexec.engine.store.sqlite.writers import add_columns, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS slots (
@@ -32,9 +32,7 @@ def ensure_slots(conn: sqlite3.Connection) -> None:
     """The slots table, and the operators' limit in the processes table of a store made
     before it."""
     conn.executescript(SCHEMA)
-    present = {row[1] for row in conn.execute("PRAGMA table_info(processes)")}
-    if "max_running" not in present:
-        conn.execute("ALTER TABLE processes ADD COLUMN max_running INTEGER")
+    add_columns(conn, "processes", {"max_running": "INTEGER"})
 
 
 class SQLiteSlots:

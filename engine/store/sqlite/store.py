@@ -46,7 +46,13 @@ from procexec.engine.store.sqlite.deadlines import LIMIT_STEP, Budget, Deadline
 from procexec.engine.store.sqlite.side_tables import SideTables
 from procexec.engine.store.sqlite.slots import SQLiteSlots
 from procexec.engine.store.sqlite.statuses import status_in
-from procexec.engine.store.sqlite.writers import BUSY_SECONDS, begin_immediate, gate, transaction
+from procexec.engine.store.sqlite.writers import (
+    BUSY_SECONDS,
+    begin_immediate,
+    gate,
+    transaction,
+    write_ahead_log,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -87,7 +93,7 @@ class SQLiteStore(SideTables, SQLiteSlots, ExecutionStore):
             conn = sqlite3.connect(self.path, timeout=busy_seconds, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open the SQLite store {self.path}: {exc}") from exc
-        conn.execute("PRAGMA journal_mode=WAL")
+        write_ahead_log(conn, busy_seconds)
         conn.execute("PRAGMA synchronous=NORMAL")
         regexp = deadlines.regexp_under(self._local)
         conn.create_function("regexp", 2, regexp, deterministic=True)

@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 
 from procexec.engine.store.credentials import TokenRecord, names_json, names_of
+from procexec.engine.store.sqlite.writers import add_columns
 
 #: the columns added since the table's first version (token_hash, user, scope, created); an
 #: earlier token's are NULL: no expiry, not revoked, no limits
@@ -15,22 +16,8 @@ _COLUMNS = "token_hash, user, scope, created, expires, revoked, environments, pr
 
 
 def ensure_token_columns(conn: sqlite3.Connection) -> None:
-    """Add the columns a table made by an earlier version lacks (in one write transaction, so
-    that two processes opening the store at once do not both add them)."""
-    if _missing(conn):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for column in _missing(conn):
-                conn.execute(f"ALTER TABLE tokens ADD COLUMN {column} TEXT")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-
-def _missing(conn: sqlite3.Connection) -> list[str]:
-    present = {row[1] for row in conn.execute("PRAGMA table_info(tokens)")}
-    return [column for column in ADDED_COLUMNS if column not in present]
+    """Add the columns a table made by an earlier version lacks."""
+    add_columns(conn, "tokens", dict.fromkeys(ADDED_COLUMNS, "TEXT"))
 
 
 def _record(row: tuple[Any, ...]) -> TokenRecord:

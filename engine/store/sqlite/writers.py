@@ -16,7 +16,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 #: how long a write waits for another writer (the engine's connections' busy timeout)
 BUSY_SECONDS = 30.0
@@ -34,13 +34,26 @@ def begin_immediate(conn: sqlite3.Connection, patience: float) -> None:
     """`BEGIN IMMEDIATE` on `conn`, waiting for another writer in short steps for at most
     `patience` seconds (the connection's busy timeout, which it gets back after); past it,
     SQLite's own error."""
+    _when_free(conn, "BEGIN IMMEDIATE", patience)
+
+
+def write_ahead_log(conn: sqlite3.Connection, patience: float) -> None:
+    """`PRAGMA journal_mode=WAL` on `conn`, waiting as `begin_immediate` does: on a new file,
+    SQLite answers "database is locked" at once, busy timeout or not, to all but the first of
+    the processes that open it together."""
+    _when_free(conn, "PRAGMA journal_mode=WAL", patience)
+
+
+def _when_free(conn: sqlite3.Connection, statement: str, patience: float) -> None:
+    """Run `statement`, tried again in short steps for at most `patience` seconds while
+    another connection holds the lock it needs."""
     conn.execute("PRAGMA busy_timeout = 0")
     try:
         give_up = time.monotonic() + patience
         pause = FIRST_PAUSE
         while True:
             try:
-                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(statement)
                 return
             except sqlite3.OperationalError as exc:
                 if not busy(exc) or time.monotonic() >= give_up:
@@ -74,3 +87,25 @@ def transaction(conn: sqlite3.Connection, writing: threading.RLock) -> Iterator[
             raise
         if conn.in_transaction:
             conn.execute("COMMIT")
+
+
+def add_columns(conn: sqlite3.Connection, table: str, columns: Mapping[str, str]) -> None:
+    """Add to `table` (of a store made by an earlier version) the columns (name: declaration)
+    it lacks, in one write transaction that looks again once it holds the lock: processes that
+    open such a store at once (an API, a worker, two beats) each found a column missing, and
+    all but the first then failed on `ALTER TABLE` (duplicate column name)."""
+
+    def missing() -> list[str]:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        return [column for column in columns if column not in present]
+
+    if not missing():
+        return
+    begin_immediate(conn, BUSY_SECONDS)
+    try:
+        for column in missing():
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {columns[column]}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

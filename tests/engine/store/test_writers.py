@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -143,3 +144,29 @@ def test_a_write_begun_inside_another_of_its_thread_fails_rather_than_waits(
     store.insert(execution("b", "DEMO", "triggered", "2021-07-01T10:00:00.000Z"))  # gate free
     assert store.get("a")["message"] != "inside"  # type: ignore[index]
     store.close()
+
+
+def _open(path: str, start: Any) -> None:
+    from procexec.engine.store.sqlite import SQLiteStore
+
+    start.wait()
+    SQLiteStore(path).close()
+
+
+def test_processes_opening_a_new_store_at_once_each_open_it(tmp_path: Path) -> None:
+    """Four processes starting together on a new store (an API, a worker, two beats) all open
+    it. One of them used to fail, on `PRAGMA journal_mode=WAL` (database is locked, at once)
+    or on `ALTER TABLE` (duplicate column name): each now waits for the lock as a writer
+    does, and adds the columns it finds missing once it holds it."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for trial in range(5):
+        path = str(tmp_path / f"s{trial}.db")
+        start = context.Barrier(4)
+        openers = [context.Process(target=_open, args=(path, start)) for _ in range(4)]
+        for opener in openers:
+            opener.start()
+        for opener in openers:
+            opener.join(60)
+        assert [opener.exitcode for opener in openers] == [0, 0, 0, 0], trial
